@@ -1,0 +1,74 @@
+//! Bearer tokens: the read token for reads, the write token for writes (it may also read).
+//!
+//! Comparison is constant-time over both tokens, so neither timing nor the order of checks
+//! tells a client which token it came close to.
+
+use poem::Request;
+use poem_openapi::SecurityScheme;
+use poem_openapi::auth::Bearer;
+use subtle::ConstantTimeEq;
+
+use crate::config::Secret;
+
+/// The tokens requests are checked against, attached to the app as request data.
+#[derive(Clone, Debug)]
+pub struct Tokens {
+    pub read: Secret,
+    pub write: Secret,
+}
+
+fn matches(presented: &str, expected: &Secret) -> bool {
+    presented
+        .as_bytes()
+        .ct_eq(expected.expose().as_bytes())
+        .into()
+}
+
+impl Tokens {
+    pub fn allows_read(&self, presented: &str) -> bool {
+        // `|`, not `||`: both comparisons always run.
+        matches(presented, &self.read) | matches(presented, &self.write)
+    }
+
+    pub fn allows_write(&self, presented: &str) -> bool {
+        matches(presented, &self.write)
+    }
+}
+
+/// The read token (`AUTH_TOKEN`) or the write token.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", checker = "check_read")]
+pub struct ReadAccess(());
+
+/// The write token (`CRUD_AUTH_TOKEN`, else `AUTH_TOKEN`).
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", checker = "check_write")]
+pub struct WriteAccess(());
+
+async fn check_read(req: &Request, bearer: Bearer) -> Option<()> {
+    req.data::<Tokens>()
+        .filter(|tokens| tokens.allows_read(&bearer.token))
+        .map(|_| ())
+}
+
+async fn check_write(req: &Request, bearer: Bearer) -> Option<()> {
+    req.data::<Tokens>()
+        .filter(|tokens| tokens.allows_write(&bearer.token))
+        .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_token_reads_and_writes_read_token_only_reads() {
+        let tokens = Tokens {
+            read: Secret::new("r"),
+            write: Secret::new("w"),
+        };
+        assert!(tokens.allows_read("r") && tokens.allows_read("w"));
+        assert!(tokens.allows_write("w") && !tokens.allows_write("r"));
+        assert!(!tokens.allows_read("") && !tokens.allows_read("rr") && !tokens.allows_read("R"));
+    }
+}

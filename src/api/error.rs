@@ -1,0 +1,156 @@
+//! Every error leaves as `{"error": "<code>", "message": "<text>"}` (flux-resourceset's body),
+//! whether a handler returned it or poem produced it (bad JSON, unknown route, wrong method).
+
+use poem::http::{StatusCode, header};
+use poem::{IntoResponse, Response};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object};
+
+use crate::error::AppError;
+
+/// The error body of every non-2xx answer.
+#[derive(Object, Debug, Clone, PartialEq)]
+pub struct ErrorBody {
+    /// Machine-readable code: `unauthorized`, `not_found`, `bad_request`, `validation_error`,
+    /// `conflict`, `payload_too_large`, `service_unavailable`, `internal_error`.
+    pub error: String,
+    /// What went wrong, naming the field or id at fault.
+    pub message: String,
+}
+
+fn body(error: &str, message: impl Into<String>) -> Json<ErrorBody> {
+    Json(ErrorBody {
+        error: error.into(),
+        message: message.into(),
+    })
+}
+
+/// Errors of write operations.
+#[derive(ApiResponse, Debug)]
+pub enum WriteError {
+    /// Malformed request: invalid JSON, a wrong type, a missing field, an id mismatch.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// Missing or wrong bearer token (the write token is needed).
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// No resource with this id.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The id or `cluster_dns` exists already, or the resource is still referenced.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// The request body is over 1 MiB.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// Well-formed but breaks an inventory rule: unknown reference, bad name, dependency cycle.
+    #[oai(status = 422)]
+    Unprocessable(Json<ErrorBody>),
+    /// A server fault; details are in the server log.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// The database is busy or not ready; retry.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+/// Errors of read operations.
+#[derive(ApiResponse, Debug)]
+pub enum ReadError {
+    /// A malformed query parameter.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// Missing or wrong bearer token.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// No such cluster or resource.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// A server fault; details are in the server log.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// The database is busy or not ready; Flux keeps its last good inputs and retries.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+const INTERNAL_MESSAGE: &str = "internal server error; see the server log";
+
+impl From<AppError> for WriteError {
+    fn from(err: AppError) -> Self {
+        match err {
+            AppError::BadRequest(m) => WriteError::BadRequest(body("bad_request", m)),
+            AppError::NotFound(m) => WriteError::NotFound(body("not_found", m)),
+            AppError::Conflict(m) => WriteError::Conflict(body("conflict", m)),
+            AppError::Validation(m) => WriteError::Unprocessable(body("validation_error", m)),
+            AppError::Unavailable(m) => WriteError::Unavailable(body("service_unavailable", m)),
+            AppError::Internal(m) => {
+                tracing::error!(error = %m, "request failed");
+                WriteError::Internal(body("internal_error", INTERNAL_MESSAGE))
+            }
+        }
+    }
+}
+
+impl From<AppError> for ReadError {
+    fn from(err: AppError) -> Self {
+        match err {
+            AppError::BadRequest(m) => ReadError::BadRequest(body("bad_request", m)),
+            AppError::NotFound(m) => ReadError::NotFound(body("not_found", m)),
+            AppError::Unavailable(m) => ReadError::Unavailable(body("service_unavailable", m)),
+            // A read cannot conflict or fail validation; if one does, the store is at fault.
+            AppError::Conflict(m) | AppError::Validation(m) | AppError::Internal(m) => {
+                tracing::error!(error = %m, "read failed");
+                ReadError::Internal(body("internal_error", INTERNAL_MESSAGE))
+            }
+        }
+    }
+}
+
+/// The error code for a status poem produced on its own.
+fn code_for(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNPROCESSABLE_ENTITY => "validation_error",
+        StatusCode::SERVICE_UNAVAILABLE => "service_unavailable",
+        s if s.is_server_error() => "internal_error",
+        _ => "bad_request",
+    }
+}
+
+/// The JSON error response for any `poem::Error` (installed with `catch_all_error`).
+pub async fn render(err: poem::Error) -> Response {
+    if err.is_from_response() {
+        // Already one of our ApiResponse errors.
+        return err.into_response();
+    }
+    let status = err.status();
+    let message = match status {
+        StatusCode::UNAUTHORIZED => {
+            "a valid bearer token is required (Authorization: Bearer <token>)".to_owned()
+        }
+        StatusCode::METHOD_NOT_ALLOWED => "method not allowed on this path".to_owned(),
+        StatusCode::NOT_FOUND => "no such route".to_owned(),
+        s if s.is_server_error() => {
+            tracing::error!(error = %err, "request failed");
+            INTERNAL_MESSAGE.to_owned()
+        }
+        _ => err.to_string(),
+    };
+    let mut response = Json(ErrorBody {
+        error: code_for(status).into(),
+        message,
+    })
+    .with_status(status)
+    .into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+    }
+    response
+}

@@ -1,0 +1,131 @@
+//! The HTTP layer: poem-openapi operations grouped by resource, combined into one service
+//! whose spec is derived from these types. Reading order: `build_app` (below), then `flux.rs`
+//! (what Flux polls), the CRUD modules, `auth.rs` and `error.rs`.
+
+pub mod auth;
+pub mod body;
+pub mod clusters;
+pub mod components;
+pub mod error;
+pub mod flux;
+pub mod namespaces;
+pub mod rolebindings;
+pub mod service;
+
+use std::sync::Arc;
+
+use poem::http::Method;
+use poem::middleware::CatchPanic;
+use poem::{Endpoint, EndpointExt, IntoEndpoint, Request, Response, Route};
+use poem_openapi::{OpenApiService, Tags};
+
+use self::auth::Tokens;
+use self::service::SpecYaml;
+use crate::config::ApiMode;
+use crate::store::Store;
+
+/// Request bodies above this are refused with 413 (write routes only: a limit on GETs
+/// would break Flux's polls, which send no Content-Length).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[derive(Tags)]
+pub enum ApiTags {
+    /// ExternalService feeds polled by Flux Operator's ResourceSetInputProvider.
+    Flux,
+    /// Clusters and their assignments (crud mode).
+    Clusters,
+    /// The platform component catalog (crud mode).
+    PlatformComponents,
+    /// Namespace definitions (crud mode).
+    Namespaces,
+    /// Rolebinding definitions (crud mode).
+    Rolebindings,
+    /// Probes and this document.
+    Service,
+}
+
+const TITLE: &str = "flux-inputs";
+
+type ReadOnlyApis = (flux::FluxApi, service::ServiceApi);
+type CrudApis = (
+    flux::FluxApi,
+    service::ServiceApi,
+    clusters::ClustersApi,
+    components::PlatformComponentsApi,
+    namespaces::NamespacesApi,
+    rolebindings::RolebindingsApi,
+);
+
+pub fn read_only_service() -> OpenApiService<ReadOnlyApis, ()> {
+    OpenApiService::new(
+        (flux::FluxApi, service::ServiceApi),
+        TITLE,
+        env!("CARGO_PKG_VERSION"),
+    )
+}
+
+pub fn crud_service() -> OpenApiService<CrudApis, ()> {
+    OpenApiService::new(
+        (
+            flux::FluxApi,
+            service::ServiceApi,
+            clusters::ClustersApi,
+            components::PlatformComponentsApi,
+            namespaces::NamespacesApi,
+            rolebindings::RolebindingsApi,
+        ),
+        TITLE,
+        env!("CARGO_PKG_VERSION"),
+    )
+}
+
+/// The spec of the routes served in `mode`.
+pub fn spec_yaml(mode: ApiMode) -> String {
+    match mode {
+        ApiMode::ReadOnly => read_only_service().spec_yaml(),
+        ApiMode::Crud => crud_service().spec_yaml(),
+    }
+}
+
+/// The whole application: routes for `mode`, tokens, the store, JSON errors everywhere.
+pub fn build_app(store: Store, tokens: Tokens, mode: ApiMode) -> impl Endpoint<Output = Response> {
+    let spec = SpecYaml(Arc::from(spec_yaml(mode)));
+    let routes = match mode {
+        ApiMode::ReadOnly => Route::new().nest("/", read_only_service()),
+        ApiMode::Crud => Route::new().nest("/", crud_service()),
+    };
+    routes
+        .around(limit_write_bodies)
+        .data(store)
+        .data(tokens)
+        .data(spec)
+        .with(CatchPanic::new())
+        .catch_all_error(error::render)
+        .into_endpoint()
+        .map_to_response()
+}
+
+/// Reads the body of a write with a cap, answering 413 above `MAX_BODY_BYTES`.
+async fn limit_write_bodies<E: Endpoint>(
+    ep: std::sync::Arc<E>,
+    mut req: Request,
+) -> poem::Result<E::Output> {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return ep.call(req).await;
+    }
+    let body = req.take_body();
+    match body.into_bytes_limit(MAX_BODY_BYTES).await {
+        Ok(bytes) => {
+            req.set_body(bytes);
+            ep.call(req).await
+        }
+        Err(poem::error::ReadBodyError::PayloadTooLarge) => Err(poem::Error::from_string(
+            format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+            poem::http::StatusCode::PAYLOAD_TOO_LARGE,
+        )),
+        Err(err) => Err(poem::Error::from_string(
+            format!("cannot read request body: {err}"),
+            poem::http::StatusCode::BAD_REQUEST,
+        )),
+    }
+}

@@ -1,0 +1,89 @@
+//! Probes and the spec: open to everyone, so they need no token (one is accepted).
+
+use std::sync::Arc;
+
+use poem::web::Data;
+use poem_openapi::payload::{Json, PlainText};
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::ApiTags;
+use super::error::ErrorBody;
+use crate::store::Store;
+use crate::store::migrate::{SCHEMA_VERSION, schema_version};
+
+pub struct ServiceApi;
+
+/// The spec as served, computed once at start-up.
+#[derive(Clone)]
+pub struct SpecYaml(pub Arc<str>);
+
+#[derive(Object)]
+pub struct Status {
+    /// Always `ok`.
+    pub status: String,
+}
+
+fn ok() -> Json<Status> {
+    Json(Status {
+        status: "ok".into(),
+    })
+}
+
+#[derive(ApiResponse)]
+pub enum HealthResponse {
+    /// The process is serving.
+    #[oai(status = 200)]
+    Ok(Json<Status>),
+}
+
+#[derive(ApiResponse)]
+pub enum ReadyResponse {
+    /// The database answers and its schema is current.
+    #[oai(status = 200)]
+    Ok(Json<Status>),
+    /// Not ready; the message says why.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+#[derive(ApiResponse)]
+pub enum SpecResponse {
+    /// The OpenAPI 3.0 document of this service, derived from its code.
+    #[oai(status = 200, content_type = "application/yaml")]
+    Ok(PlainText<String>),
+}
+
+#[OpenApi(tag = "ApiTags::Service")]
+impl ServiceApi {
+    /// Liveness probe
+    #[oai(path = "/health", method = "get")]
+    async fn health(&self) -> HealthResponse {
+        HealthResponse::Ok(ok())
+    }
+
+    /// Readiness probe: the database answers a query and its schema is current
+    #[oai(path = "/ready", method = "get")]
+    async fn ready(&self, store: Data<&Store>) -> ReadyResponse {
+        match store.read(|conn| schema_version(conn)).await {
+            Ok(SCHEMA_VERSION) => ReadyResponse::Ok(ok()),
+            Ok(version) => unavailable(format!(
+                "database schema is version {version}, this binary needs {SCHEMA_VERSION}"
+            )),
+            Err(err) => unavailable(format!("database unavailable: {err}")),
+        }
+    }
+
+    /// This OpenAPI document
+    #[oai(path = "/openapi.yaml", method = "get")]
+    async fn spec(&self, spec: Data<&SpecYaml>) -> SpecResponse {
+        SpecResponse::Ok(PlainText(spec.0.0.to_string()))
+    }
+}
+
+fn unavailable(message: String) -> ReadyResponse {
+    tracing::warn!(%message, "not ready");
+    ReadyResponse::Unavailable(Json(ErrorBody {
+        error: "service_unavailable".into(),
+        message,
+    }))
+}

@@ -1,0 +1,335 @@
+//! Configuration: built-in defaults < TOML file (`--config PATH`) < environment.
+//!
+//! Environment names are flux-resourceset's (`API_MODE`, `LISTEN_ADDR`, `DATABASE_URL`,
+//! `SEED_FILE`, `AUTH_TOKEN`, `CRUD_AUTH_TOKEN`) plus `DATABASE_PATH`. Tokens bypass figment:
+//! it parses environment values as TOML-like scalars, which would turn `AUTH_TOKEN=0123` into
+//! the integer 123.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Environment variables read through figment (tokens are read separately).
+const ENV_KEYS: &[&str] = &[
+    "API_MODE",
+    "LISTEN_ADDR",
+    "DATABASE_PATH",
+    "SEED_FILE",
+    "STRICT_DEPENDENCIES",
+];
+
+/// Which routes exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum ApiMode {
+    /// Flux and service endpoints only; CRUD paths answer 404.
+    #[default]
+    #[serde(rename = "read-only", alias = "readonly", alias = "read_only")]
+    ReadOnly,
+    /// Everything, including the CRUD API.
+    #[serde(rename = "crud")]
+    Crud,
+}
+
+/// Where the initial inventory of a new database comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeedSource {
+    /// `seed/demo.json`, compiled in: the default, so a first start shows something.
+    Demo,
+    /// A seed file (flux-resourceset format).
+    File(PathBuf),
+    /// Start empty (`SEED_FILE=none` or empty).
+    None,
+}
+
+/// A bearer token. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The file and environment layers, as figment extracts them.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Layered {
+    api_mode: ApiMode,
+    listen_addr: SocketAddr,
+    database_path: PathBuf,
+    /// Path, `demo`, or `none`/empty; unset means `demo`.
+    seed_file: Option<String>,
+    /// Refuse writes that leave a dependency unassigned on some cluster.
+    strict_dependencies: bool,
+    /// Tokens may sit in a root-only config file; the environment overrides them.
+    auth_token: Option<String>,
+    crud_auth_token: Option<String>,
+}
+
+impl Default for Layered {
+    fn default() -> Self {
+        Layered {
+            api_mode: ApiMode::ReadOnly,
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_path: PathBuf::from("flux-inputs.db"),
+            seed_file: None,
+            strict_dependencies: false,
+            auth_token: None,
+            crud_auth_token: None,
+        }
+    }
+}
+
+/// The resolved configuration the service runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub api_mode: ApiMode,
+    pub listen_addr: SocketAddr,
+    pub database_path: PathBuf,
+    pub seed: SeedSource,
+    pub strict_dependencies: bool,
+    /// Reads (GET/HEAD).
+    pub read_token: Secret,
+    /// Writes; `CRUD_AUTH_TOKEN`, else `AUTH_TOKEN`. It may also read.
+    pub write_token: Secret,
+}
+
+/// A configuration problem, phrased to name the key and where its value came from.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+fn env_var(key: &str) -> Option<String> {
+    std::env::var(key).ok()
+}
+
+impl Config {
+    /// Loads defaults, then `file` (which must exist when given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Layered::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::raw().only(ENV_KEYS));
+        let mut layered: Layered = figment
+            .extract()
+            .map_err(|err| ConfigError(err.to_string()))?;
+
+        // flux-resourceset's DATABASE_URL=sqlite://PATH?mode=rwc, used unless DATABASE_PATH is set.
+        if env_var("DATABASE_PATH").is_none()
+            && let Some(url) = env_var("DATABASE_URL")
+        {
+            layered.database_path = database_url_path(&url).ok_or_else(|| {
+                ConfigError(format!(
+                    "DATABASE_URL '{url}' is not a sqlite:// URL (environment variable)"
+                ))
+            })?;
+        }
+
+        let read_token = token("AUTH_TOKEN", layered.auth_token.take())?.ok_or_else(|| {
+            ConfigError(
+                "AUTH_TOKEN is not set: set the AUTH_TOKEN environment variable or auth_token in the config file; \
+                 flux-inputs does not serve without a token"
+                    .into(),
+            )
+        })?;
+        let write_token = token("CRUD_AUTH_TOKEN", layered.crud_auth_token.take())?
+            .unwrap_or_else(|| read_token.clone());
+
+        let seed = match layered.seed_file.as_deref().map(str::trim) {
+            None | Some("demo") => SeedSource::Demo,
+            Some("" | "none") => SeedSource::None,
+            Some(path) => SeedSource::File(PathBuf::from(path)),
+        };
+        Ok(Config {
+            api_mode: layered.api_mode,
+            listen_addr: layered.listen_addr,
+            database_path: layered.database_path,
+            seed,
+            strict_dependencies: layered.strict_dependencies,
+            read_token,
+            write_token,
+        })
+    }
+}
+
+/// The environment wins over the file; an empty token is a mistake, not "no token".
+fn token(key: &str, from_file: Option<String>) -> Result<Option<Secret>, ConfigError> {
+    let (value, source) = match env_var(key) {
+        Some(value) => (value, "environment variable"),
+        None => match from_file {
+            Some(value) => (value, "config file"),
+            None => return Ok(None),
+        },
+    };
+    let value = value.trim_end_matches(['\r', '\n']);
+    if value.trim().is_empty() {
+        return Err(ConfigError(format!("{key} is empty ({source})")));
+    }
+    Ok(Some(Secret::new(value)))
+}
+
+/// `sqlite://PATH?opts`, `sqlite:PATH` → `PATH`.
+fn database_url_path(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty()).then(|| PathBuf::from(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use figment::Jail;
+
+    use super::*;
+
+    fn load(file: Option<&str>) -> Result<Config, ConfigError> {
+        Config::load(file.map(Path::new))
+    }
+
+    #[test]
+    fn defaults_need_only_a_token() {
+        Jail::expect_with(|jail| {
+            jail.set_env("AUTH_TOKEN", "read");
+            let config = load(None).unwrap();
+            assert_eq!(config.api_mode, ApiMode::ReadOnly);
+            assert_eq!(config.listen_addr.to_string(), "127.0.0.1:8080");
+            assert_eq!(config.database_path, PathBuf::from("flux-inputs.db"));
+            assert_eq!(config.seed, SeedSource::Demo);
+            assert_eq!(
+                config.write_token.expose(),
+                "read",
+                "write token falls back to AUTH_TOKEN"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_token_is_refused_with_the_key_named() {
+        Jail::expect_with(|_| {
+            let err = load(None).unwrap_err().to_string();
+            assert!(err.contains("AUTH_TOKEN is not set"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn numeric_tokens_stay_strings() {
+        Jail::expect_with(|jail| {
+            jail.set_env("AUTH_TOKEN", "0123");
+            jail.set_env("CRUD_AUTH_TOKEN", "true");
+            let config = load(None).unwrap();
+            assert_eq!(config.read_token.expose(), "0123");
+            assert_eq!(config.write_token.expose(), "true");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn environment_overrides_file_overrides_defaults() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "flux-inputs.toml",
+                "api_mode = \"crud\"\nlisten_addr = \"127.0.0.1:9000\"\ndatabase_path = \"file.db\"\nauth_token = \"from-file\"\n",
+            )?;
+            jail.set_env("LISTEN_ADDR", "127.0.0.1:9100");
+            let config = load(Some("flux-inputs.toml")).unwrap();
+            assert_eq!(config.api_mode, ApiMode::Crud);
+            assert_eq!(config.listen_addr.port(), 9100);
+            assert_eq!(config.database_path, PathBuf::from("file.db"));
+            assert_eq!(config.read_token.expose(), "from-file");
+            jail.set_env("AUTH_TOKEN", "from-env");
+            assert_eq!(
+                load(Some("flux-inputs.toml")).unwrap().read_token.expose(),
+                "from-env"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_the_source() {
+        Jail::expect_with(|jail| {
+            jail.set_env("AUTH_TOKEN", "t");
+            jail.set_env("API_MODE", "write-everything");
+            let err = load(None).unwrap_err().to_string();
+            assert!(
+                err.contains("API_MODE") && err.contains("write-everything"),
+                "{err}"
+            );
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("AUTH_TOKEN", "t");
+            jail.create_file("c.toml", "listen_adress = \"127.0.0.1:1\"\n")?;
+            let err = load(Some("c.toml")).unwrap_err().to_string();
+            assert!(
+                err.contains("listen_adress") && err.contains("c.toml"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn peer_mode_spellings_and_database_url_are_accepted() {
+        Jail::expect_with(|jail| {
+            jail.set_env("AUTH_TOKEN", "t");
+            jail.set_env("API_MODE", "readonly");
+            jail.set_env("DATABASE_URL", "sqlite:///var/lib/x/data.db?mode=rwc");
+            let config = load(None).unwrap();
+            assert_eq!(config.api_mode, ApiMode::ReadOnly);
+            assert_eq!(config.database_path, PathBuf::from("/var/lib/x/data.db"));
+            jail.set_env("DATABASE_PATH", "explicit.db");
+            assert_eq!(
+                load(None).unwrap().database_path,
+                PathBuf::from("explicit.db")
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn seed_file_selects_demo_file_or_nothing() {
+        for (value, expected) in [
+            ("none", SeedSource::None),
+            ("demo", SeedSource::Demo),
+            ("data/seed.json", SeedSource::File("data/seed.json".into())),
+        ] {
+            Jail::expect_with(|jail| {
+                jail.set_env("AUTH_TOKEN", "t");
+                jail.set_env("SEED_FILE", value);
+                assert_eq!(load(None).unwrap().seed, expected);
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
+    }
+}

@@ -1,0 +1,79 @@
+//! The inputs served to Flux Operator's ResourceSetInputProvider (`type: ExternalService`).
+//!
+//! Field order follows the reference examples. Every input of a feed carries the same keys:
+//! ResourceSet templates render with `missingkey=error`, so an empty value is `{}` or `[]`,
+//! never an omitted key.
+
+use std::collections::BTreeMap;
+
+use poem_openapi::Object;
+use poem_openapi::types::{ParseFromJSON, ToJSON};
+use serde_json::Value;
+
+use super::model::Subject;
+
+/// The ExternalService envelope: `{"inputs": [...]}`.
+#[derive(Object, Clone, Debug, PartialEq)]
+pub struct FluxInputs<T: ParseFromJSON + ToJSON> {
+    pub inputs: Vec<T>,
+}
+
+/// The cluster an input is rendered for.
+#[derive(Object, Clone, Debug, PartialEq)]
+pub struct ClusterInfo {
+    pub name: String,
+    pub dns: String,
+    pub environment: String,
+}
+
+/// Where the component's chart comes from.
+#[derive(Object, Clone, Debug, PartialEq)]
+pub struct ComponentSource {
+    /// Helm repository or OCI registry URL (catalog).
+    pub oci_url: String,
+    /// The cluster's tag override, else the catalog tag.
+    pub oci_tag: String,
+}
+
+/// One platform component as deployed on one cluster.
+#[derive(Object, Clone, Debug, PartialEq)]
+pub struct PlatformComponentInput {
+    pub id: String,
+    /// The cluster's path override, else the catalog path.
+    pub component_path: String,
+    pub component_version: String,
+    pub cluster_env_enabled: bool,
+    pub depends_on: Vec<String>,
+    pub enabled: bool,
+    /// The cluster's Helm value patches for this component, `{}` when none.
+    pub patches: BTreeMap<String, Value>,
+    pub cluster: ClusterInfo,
+    pub source: ComponentSource,
+}
+
+/// One namespace as created on one cluster.
+#[derive(Object, Clone, Debug, PartialEq)]
+pub struct NamespaceInput {
+    pub id: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub cluster: ClusterInfo,
+}
+
+/// One rolebinding as created on one cluster.
+#[derive(Object, Clone, Debug, PartialEq)]
+pub struct RolebindingInput {
+    pub id: String,
+    pub role: String,
+    pub subjects: Vec<Subject>,
+    pub cluster: ClusterInfo,
+}
+
+/// One entry of the fleet list served to management clusters.
+#[derive(Object, Clone, Debug, PartialEq)]
+pub struct ClusterListInput {
+    pub id: String,
+    pub cluster_name: String,
+    pub cluster_dns: String,
+    pub environment: String,
+}

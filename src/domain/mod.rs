@@ -1,0 +1,7 @@
+//! The inventory model and the rules that turn it into Flux inputs. No I/O here.
+
+pub mod feed;
+pub mod merge;
+pub mod model;
+pub mod names;
+pub mod validate;

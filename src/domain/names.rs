@@ -1,0 +1,84 @@
+//! Syntax of the names that end up in Kubernetes objects and URLs.
+
+/// A lowercase RFC 1123 label: 1–63 of `[a-z0-9-]`, alphanumeric at both ends.
+pub fn is_rfc1123_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+/// A lowercase DNS name (RFC 1123 subdomain): dot-separated labels, at most 253 characters.
+pub fn is_dns_name(name: &str) -> bool {
+    name.len() <= 253 && name.split('.').all(is_rfc1123_label)
+}
+
+/// The name part of a label or annotation key, and a non-empty label value:
+/// 1–63 of `[A-Za-z0-9-_.]`, alphanumeric at both ends.
+fn is_qualified_name_part(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+}
+
+/// A Kubernetes label or annotation key: `[prefix/]name`, the prefix a DNS subdomain.
+pub fn is_metadata_key(key: &str) -> bool {
+    match key.split_once('/') {
+        Some((prefix, name)) => is_dns_name(prefix) && is_qualified_name_part(name),
+        None => is_qualified_name_part(key),
+    }
+}
+
+/// A Kubernetes label value: empty, or a qualified name part.
+pub fn is_label_value(value: &str) -> bool {
+    value.is_empty() || is_qualified_name_part(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc1123_labels() {
+        for ok in ["a", "cert-manager", "x1", "0", &"a".repeat(63)] {
+            assert!(is_rfc1123_label(ok), "{ok} should be valid");
+        }
+        for bad in ["", "-a", "a-", "A", "a_b", "a.b", "é", &"a".repeat(64)] {
+            assert!(!is_rfc1123_label(bad), "{bad} should be invalid");
+        }
+    }
+
+    #[test]
+    fn dns_names() {
+        assert!(is_dns_name("demo-cluster-01.k8s.example.com"));
+        assert!(is_dns_name("localhost"));
+        assert!(!is_dns_name("demo..example.com"));
+        assert!(!is_dns_name(".example.com"));
+        assert!(!is_dns_name("Demo.example.com"));
+        assert!(!is_dns_name(&format!("{}.com", "a".repeat(250))));
+    }
+
+    #[test]
+    fn metadata_keys_and_values() {
+        assert!(is_metadata_key("app"));
+        assert!(is_metadata_key("app.kubernetes.io/name"));
+        assert!(is_metadata_key("Team_Name.x"));
+        assert!(!is_metadata_key("/name"));
+        assert!(!is_metadata_key("Example.com/name"));
+        assert!(!is_metadata_key("a/b/c"));
+        assert!(!is_metadata_key("has space"));
+        assert!(is_label_value(""));
+        assert!(is_label_value("v1.2_3-x"));
+        assert!(!is_label_value("-x"));
+        assert!(!is_label_value(&"a".repeat(64)));
+    }
+}

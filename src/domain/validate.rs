@@ -1,0 +1,238 @@
+//! Checks on a single document that need no database: name syntax, duplicates, and
+//! references inside the document. Checks against the rest of the inventory run in the
+//! store's write transaction.
+
+use std::collections::{BTreeMap, HashSet};
+
+use super::model::{Cluster, IdRef, Namespace, PlatformComponent, Rolebinding};
+use super::names::{is_dns_name, is_label_value, is_metadata_key, is_rfc1123_label};
+use crate::error::AppError;
+
+/// Collects every problem in a document, so one answer names them all.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn check(&mut self, ok: bool, message: impl FnOnce() -> String) {
+        if !ok {
+            self.0.push(message());
+        }
+    }
+
+    fn into_result(self) -> Result<(), AppError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(AppError::Validation(self.0.join("; ")))
+        }
+    }
+}
+
+fn duplicates<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut seen = HashSet::new();
+    let mut repeated: Vec<&str> = ids.filter(|id| !seen.insert(*id)).collect();
+    repeated.dedup();
+    repeated
+}
+
+fn check_label(problems: &mut Problems, field: &str, id: &str) {
+    problems.check(is_rfc1123_label(id), || {
+        format!("{field} '{id}' is not a lowercase RFC 1123 label (a-z, 0-9, '-', at most 63)")
+    });
+}
+
+pub fn component(component: &PlatformComponent) -> Result<(), AppError> {
+    let mut problems = Problems::default();
+    check_label(&mut problems, "id", &component.id);
+    problems.check(!component.depends_on.contains(&component.id), || {
+        format!(
+            "depends_on: component '{}' cannot depend on itself",
+            component.id
+        )
+    });
+    for id in duplicates(component.depends_on.iter().map(String::as_str)) {
+        problems.push_duplicate("depends_on", id);
+    }
+    problems.into_result()
+}
+
+pub fn namespace(namespace: &Namespace) -> Result<(), AppError> {
+    let mut problems = Problems::default();
+    check_label(&mut problems, "id", &namespace.id);
+    check_metadata(&mut problems, "labels", &namespace.labels, true);
+    check_metadata(&mut problems, "annotations", &namespace.annotations, false);
+    problems.into_result()
+}
+
+fn check_metadata(
+    problems: &mut Problems,
+    field: &str,
+    map: &BTreeMap<String, String>,
+    values_are_labels: bool,
+) {
+    for (key, value) in map {
+        problems.check(is_metadata_key(key), || {
+            format!("{field}: '{key}' is not a valid Kubernetes key ([prefix/]name)")
+        });
+        if values_are_labels {
+            problems.check(is_label_value(value), || {
+                format!("{field}.{key}: '{value}' is not a valid Kubernetes label value")
+            });
+        }
+    }
+}
+
+pub fn rolebinding(rolebinding: &Rolebinding) -> Result<(), AppError> {
+    let mut problems = Problems::default();
+    check_label(&mut problems, "id", &rolebinding.id);
+    problems.check(!rolebinding.role.trim().is_empty(), || {
+        "role must not be empty".into()
+    });
+    for (index, subject) in rolebinding.subjects.iter().enumerate() {
+        problems.check(!subject.name.trim().is_empty(), || {
+            format!("subjects[{index}].name must not be empty")
+        });
+    }
+    problems.into_result()
+}
+
+pub fn cluster(cluster: &Cluster) -> Result<(), AppError> {
+    let mut problems = Problems::default();
+    problems.check(is_dns_name(&cluster.id), || {
+        format!("id '{}' is not a lowercase DNS name", cluster.id)
+    });
+    problems.check(is_dns_name(&cluster.cluster_dns), || {
+        format!(
+            "cluster_dns '{}' is not a lowercase DNS name",
+            cluster.cluster_dns
+        )
+    });
+    problems.check(!cluster.cluster_name.trim().is_empty(), || {
+        "cluster_name must not be empty".into()
+    });
+    let component_ids = cluster.platform_components.iter().map(|c| c.id.as_str());
+    for id in duplicates(component_ids) {
+        problems.push_duplicate("platform_components", id);
+    }
+    for (field, refs) in [
+        ("namespaces", &cluster.namespaces),
+        ("rolebindings", &cluster.rolebindings),
+    ] {
+        for id in duplicates(refs.iter().map(|r: &IdRef| r.id.as_str())) {
+            problems.push_duplicate(field, id);
+        }
+    }
+    let unreferenced: Vec<&str> = cluster
+        .patches
+        .keys()
+        .filter(|id| !cluster.platform_components.iter().any(|c| &c.id == *id))
+        .map(String::as_str)
+        .collect();
+    problems.check(unreferenced.is_empty(), || {
+        format!(
+            "patches: the cluster does not reference component(s) {}",
+            quoted_list(&unreferenced)
+        )
+    });
+    problems.into_result()
+}
+
+impl Problems {
+    fn push_duplicate(&mut self, field: &str, id: &str) {
+        self.0
+            .push(format!("{field}: '{id}' appears more than once"));
+    }
+}
+
+/// `'a', 'b'` — for messages that name several ids.
+pub fn quoted_list<S: AsRef<str>>(ids: &[S]) -> String {
+    ids.iter()
+        .map(|id| format!("'{}'", id.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::model::{ComponentRef, Environment};
+
+    fn cluster_with(components: &[&str], patches: &[&str]) -> Cluster {
+        Cluster {
+            id: "c1".into(),
+            cluster_name: "c1".into(),
+            cluster_dns: "c1.example.com".into(),
+            environment: Environment::Dev,
+            platform_components: components
+                .iter()
+                .map(|id| ComponentRef {
+                    id: (*id).into(),
+                    enabled: true,
+                    oci_tag: None,
+                    component_path: None,
+                })
+                .collect(),
+            namespaces: vec![],
+            rolebindings: vec![],
+            patches: patches
+                .iter()
+                .map(|id| ((*id).to_string(), Default::default()))
+                .collect(),
+            node_count: None,
+            vm_image: None,
+            k0s_version: None,
+        }
+    }
+
+    fn message(result: Result<(), AppError>) -> String {
+        match result {
+            Err(AppError::Validation(message)) => message,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn patch_for_unreferenced_component_is_named() {
+        let text = message(cluster(&cluster_with(&["a"], &["a", "ghost"])));
+        assert!(text.contains("'ghost'"), "{text}");
+        assert!(!text.contains("'a'"), "{text}");
+    }
+
+    #[test]
+    fn duplicate_component_reference_is_named() {
+        let text = message(cluster(&cluster_with(&["a", "b", "a"], &[])));
+        assert!(
+            text.contains("platform_components: 'a' appears more than once"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn self_dependency_is_refused() {
+        let component = PlatformComponent {
+            id: "a".into(),
+            component_path: "a".into(),
+            component_version: "1".into(),
+            oci_url: "oci://x".into(),
+            oci_tag: "1".into(),
+            depends_on: vec!["a".into()],
+            cluster_env_enabled: false,
+        };
+        assert!(message(super::component(&component)).contains("itself"));
+    }
+
+    #[test]
+    fn label_syntax_is_checked() {
+        let ns = Namespace {
+            id: "ns".into(),
+            labels: BTreeMap::from([("bad key".into(), "v".into()), ("ok".into(), "-bad".into())]),
+            annotations: BTreeMap::from([("note".into(), "any text at all".into())]),
+        };
+        let text = message(namespace(&ns));
+        assert!(
+            text.contains("'bad key'") && text.contains("'-bad'"),
+            "{text}"
+        );
+        assert!(!text.contains("annotations"), "{text}");
+    }
+}

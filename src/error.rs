@@ -1,0 +1,27 @@
+//! The one error type of the domain and storage layers. The HTTP layer maps each variant to
+//! a status and the `{"error", "message"}` body (src/api/error.rs).
+
+/// What went wrong, phrased for the client (except `Internal`, which is logged, not shown).
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// 400: the request is malformed (wrong id in the body, bad query parameter).
+    #[error("{0}")]
+    BadRequest(String),
+    /// 404: the named resource does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the write collides with existing data (duplicate id, still referenced).
+    #[error("{0}")]
+    Conflict(String),
+    /// 422: well-formed but breaks an inventory rule (unknown reference, bad name, cycle).
+    #[error("{0}")]
+    Validation(String),
+    /// 503: the store cannot serve right now (not migrated, busy beyond the timeout).
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: a real server fault. The text goes to the log only.
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = AppError> = std::result::Result<T, E>;

@@ -1,0 +1,131 @@
+//! Start-up and shutdown: open and migrate the database, seed a new one, serve until told
+//! to stop, then checkpoint the WAL so the file is whole on its own.
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::middleware::Tracing;
+use poem::{EndpointExt, Server};
+
+use crate::api::{self, auth::Tokens};
+use crate::config::{Config, SeedSource};
+use crate::error::AppError;
+use crate::store::Store;
+use crate::store::migrate::{self, Migration};
+use crate::store::seed::{self, Seed};
+
+/// In-flight requests get this long to finish after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Opens the database, brings its schema up to date and, if it was new, loads the seed,
+/// all in one transaction: a bad seed leaves no half-initialised file behind.
+pub fn open_store(config: &Config) -> Result<Store, AppError> {
+    let seed = match &config.seed {
+        SeedSource::Demo => Some(("built-in demo seed".to_owned(), seed::DEMO.to_owned())),
+        SeedSource::File(path) => {
+            let text = std::fs::read_to_string(path).map_err(|err| {
+                AppError::BadRequest(format!("cannot read seed file {}: {err}", path.display()))
+            })?;
+            Some((path.display().to_string(), text))
+        }
+        SeedSource::None => None,
+    };
+    let store = Store::open(&config.database_path)?;
+    let mut conn = store.connection()?;
+    let outcome = migrate::migrate(&mut conn, |tx| {
+        let Some((origin, text)) = &seed else {
+            return Ok(());
+        };
+        let parsed = Seed::parse(text).map_err(|err| with_origin(origin, err))?;
+        parsed.load(tx).map_err(|err| with_origin(origin, err))?;
+        tracing::info!(source = %origin, counts = ?seed::summary(&parsed), "seeded the new database");
+        Ok(())
+    })?;
+    match outcome {
+        Migration::Created => {
+            tracing::info!(path = %config.database_path.display(), "created database")
+        }
+        Migration::Upgraded { from } => {
+            tracing::info!(
+                from,
+                to = migrate::SCHEMA_VERSION,
+                "upgraded database schema"
+            )
+        }
+        Migration::Current => {}
+    }
+    Ok(store)
+}
+
+fn with_origin(origin: &str, err: AppError) -> AppError {
+    match err {
+        AppError::Internal(m) => AppError::Internal(m),
+        other => AppError::Validation(format!("{origin}: {other}")),
+    }
+}
+
+/// Serves on an already bound listener until `shutdown` resolves, then drains in-flight
+/// requests (up to [`SHUTDOWN_GRACE`]) and checkpoints the WAL.
+pub async fn serve<A: Acceptor + 'static>(
+    config: &Config,
+    store: Store,
+    acceptor: A,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let tokens = Tokens {
+        read: config.read_token.clone(),
+        write: config.write_token.clone(),
+    };
+    let app = api::build_app(store.clone(), tokens, config.api_mode).with(Tracing);
+    Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(app, shutdown, Some(SHUTDOWN_GRACE))
+        .await?;
+    checkpoint(&store).await;
+    Ok(())
+}
+
+/// Binds `config.listen_addr`.
+pub async fn bind(config: &Config) -> io::Result<impl Acceptor + 'static> {
+    TcpListener::bind(config.listen_addr).into_acceptor().await
+}
+
+/// Folds the WAL back into the database file, so a copied file is complete.
+async fn checkpoint(store: &Store) {
+    let result = store
+        .read(|conn| {
+            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+                .map_err(crate::store::storage_error)
+        })
+        .await;
+    if let Err(err) = result {
+        tracing::warn!(error = %err, "WAL checkpoint at shutdown failed");
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %err, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

@@ -1,0 +1,327 @@
+//! Clusters and everything assigned to them: component references with overrides, patches,
+//! namespace and rolebinding references. A cluster is written as a whole: its assignment rows
+//! are replaced inside the caller's transaction.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{Page, SqlResultExt, missing_ids};
+use crate::domain::model::{Cluster, ComponentRef, Environment, IdRef, Patch};
+use crate::domain::validate::quoted_list;
+use crate::error::{AppError, Result};
+
+/// Filters of `GET /clusters` and the Flux cluster list.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterFilter {
+    pub cluster_dns: Option<String>,
+    pub environment: Option<Environment>,
+    pub page: Page,
+}
+
+const SELECT: &str = "SELECT id, cluster_name, cluster_dns, environment, node_count, vm_image, k0s_version FROM clusters";
+
+/// The cluster row alone; assignments are filled by `with_assignments`.
+fn header_from_row(row: &Row) -> rusqlite::Result<Cluster> {
+    let environment: String = row.get(3)?;
+    Ok(Cluster {
+        id: row.get(0)?,
+        cluster_name: row.get(1)?,
+        cluster_dns: row.get(2)?,
+        // The CHECK constraint admits only the four tiers.
+        environment: Environment::parse(&environment).unwrap_or(Environment::Dev),
+        node_count: row.get(4)?,
+        vm_image: row.get(5)?,
+        k0s_version: row.get(6)?,
+        platform_components: Vec::new(),
+        namespaces: Vec::new(),
+        rolebindings: Vec::new(),
+        patches: Default::default(),
+    })
+}
+
+fn with_assignments(conn: &Connection, mut cluster: Cluster) -> Result<Cluster> {
+    let id = cluster.id.clone();
+    cluster.platform_components = conn
+        .prepare_cached(
+            "SELECT component_id, enabled, oci_tag, component_path FROM cluster_components \
+             WHERE cluster_id = ?1 ORDER BY position",
+        )
+        .db()?
+        .query_map([&id], |row| {
+            Ok(ComponentRef {
+                id: row.get(0)?,
+                enabled: row.get(1)?,
+                oci_tag: row.get(2)?,
+                component_path: row.get(3)?,
+            })
+        })
+        .db()?
+        .collect::<rusqlite::Result<_>>()
+        .db()?;
+    cluster.namespaces = id_refs(
+        conn,
+        "SELECT namespace_id FROM cluster_namespaces WHERE cluster_id = ?1 ORDER BY position",
+        &id,
+    )?;
+    cluster.rolebindings = id_refs(
+        conn,
+        "SELECT rolebinding_id FROM cluster_rolebindings WHERE cluster_id = ?1 ORDER BY position",
+        &id,
+    )?;
+    let mut stmt = conn
+        .prepare_cached("SELECT component_id, patch FROM cluster_patches WHERE cluster_id = ?1")
+        .db()?;
+    let rows = stmt
+        .query_map([&id], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })
+        .db()?;
+    for row in rows {
+        let (component, text) = row.db()?;
+        let patch: Patch = serde_json::from_str(&text).map_err(|err| {
+            AppError::Internal(format!(
+                "stored patch of cluster '{id}' for '{component}' is not an object: {err}"
+            ))
+        })?;
+        cluster.patches.insert(component, patch);
+    }
+    Ok(cluster)
+}
+
+fn id_refs(conn: &Connection, sql: &str, cluster_id: &str) -> Result<Vec<IdRef>> {
+    Ok(super::query_ids(conn, sql, cluster_id)?
+        .into_iter()
+        .map(|id| IdRef { id })
+        .collect())
+}
+
+fn get_where(conn: &Connection, column: &str, value: &str) -> Result<Option<Cluster>> {
+    let header = conn
+        .prepare_cached(&format!("{SELECT} WHERE {column} = ?1"))
+        .db()?
+        .query_row([value], header_from_row)
+        .optional()
+        .db()?;
+    header
+        .map(|cluster| with_assignments(conn, cluster))
+        .transpose()
+}
+
+pub fn get(conn: &Connection, id: &str) -> Result<Option<Cluster>> {
+    get_where(conn, "id", id)
+}
+
+pub fn get_by_dns(conn: &Connection, cluster_dns: &str) -> Result<Option<Cluster>> {
+    get_where(conn, "cluster_dns", cluster_dns)
+}
+
+/// Cluster rows only (no assignments), ordered by id.
+pub fn list_headers(conn: &Connection, filter: &ClusterFilter) -> Result<Vec<Cluster>> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "{SELECT} WHERE (?1 IS NULL OR cluster_dns = ?1) AND (?2 IS NULL OR environment = ?2) \
+             ORDER BY id LIMIT ?3 OFFSET ?4"
+        ))
+        .db()?;
+    let rows = stmt
+        .query_map(
+            params![
+                filter.cluster_dns,
+                filter.environment.map(Environment::as_str),
+                filter.page.sql_limit(),
+                filter.page.sql_offset()
+            ],
+            header_from_row,
+        )
+        .db()?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().db()
+}
+
+pub fn list(conn: &Connection, filter: &ClusterFilter) -> Result<Vec<Cluster>> {
+    list_headers(conn, filter)?
+        .into_iter()
+        .map(|c| with_assignments(conn, c))
+        .collect()
+}
+
+pub fn insert(conn: &Connection, cluster: &Cluster) -> Result<()> {
+    if super::exists(conn, "clusters", &cluster.id)? {
+        return Err(AppError::Conflict(format!(
+            "cluster '{}' already exists",
+            cluster.id
+        )));
+    }
+    check_dns_free(conn, cluster)?;
+    check_references(conn, cluster)?;
+    conn.prepare_cached(
+        "INSERT INTO clusters (id, cluster_name, cluster_dns, environment, node_count, vm_image, k0s_version) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .db()?
+    .execute(params![
+        cluster.id,
+        cluster.cluster_name,
+        cluster.cluster_dns,
+        cluster.environment.as_str(),
+        cluster.node_count,
+        cluster.vm_image,
+        cluster.k0s_version
+    ])
+    .db()?;
+    write_assignments(conn, cluster)
+}
+
+/// Overwrites an existing cluster with `cluster` (the caller merged the partial update).
+pub fn replace(conn: &Connection, cluster: &Cluster) -> Result<()> {
+    check_dns_free(conn, cluster)?;
+    check_references(conn, cluster)?;
+    conn.prepare_cached(
+        "UPDATE clusters SET cluster_name = ?2, cluster_dns = ?3, environment = ?4, node_count = ?5, \
+         vm_image = ?6, k0s_version = ?7 WHERE id = ?1",
+    )
+    .db()?
+    .execute(params![
+        cluster.id,
+        cluster.cluster_name,
+        cluster.cluster_dns,
+        cluster.environment.as_str(),
+        cluster.node_count,
+        cluster.vm_image,
+        cluster.k0s_version
+    ])
+    .db()?;
+    for table in [
+        "cluster_patches",
+        "cluster_components",
+        "cluster_namespaces",
+        "cluster_rolebindings",
+    ] {
+        conn.prepare_cached(&format!("DELETE FROM {table} WHERE cluster_id = ?1"))
+            .db()?
+            .execute([&cluster.id])
+            .db()?;
+    }
+    write_assignments(conn, cluster)
+}
+
+pub fn delete(conn: &Connection, id: &str) -> Result<Cluster> {
+    let cluster =
+        get(conn, id)?.ok_or_else(|| AppError::NotFound(format!("cluster '{id}' not found")))?;
+    // Assignments and patches go with it (ON DELETE CASCADE).
+    conn.prepare_cached("DELETE FROM clusters WHERE id = ?1")
+        .db()?
+        .execute([id])
+        .db()?;
+    Ok(cluster)
+}
+
+fn check_dns_free(conn: &Connection, cluster: &Cluster) -> Result<()> {
+    let holder: Option<String> = conn
+        .prepare_cached("SELECT id FROM clusters WHERE cluster_dns = ?1 AND id <> ?2")
+        .db()?
+        .query_row(params![cluster.cluster_dns, cluster.id], |row| row.get(0))
+        .optional()
+        .db()?;
+    match holder {
+        Some(other) => Err(AppError::Conflict(format!(
+            "cluster_dns '{}' is already used by cluster '{other}'",
+            cluster.cluster_dns
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `422` naming every referenced id that has no definition.
+fn check_references(conn: &Connection, cluster: &Cluster) -> Result<()> {
+    let checks = [
+        (
+            "platform component",
+            "platform_components",
+            missing_ids(
+                conn,
+                "platform_components",
+                cluster.platform_components.iter().map(|r| r.id.as_str()),
+            )?,
+        ),
+        (
+            "namespace",
+            "namespaces",
+            missing_ids(
+                conn,
+                "namespaces",
+                cluster.namespaces.iter().map(|r| r.id.as_str()),
+            )?,
+        ),
+        (
+            "rolebinding",
+            "rolebindings",
+            missing_ids(
+                conn,
+                "rolebindings",
+                cluster.rolebindings.iter().map(|r| r.id.as_str()),
+            )?,
+        ),
+    ];
+    let problems: Vec<String> = checks
+        .iter()
+        .filter(|(_, _, missing)| !missing.is_empty())
+        .map(|(kind, field, missing)| {
+            format!("{field}: unknown {kind}(s) {}", quoted_list(missing))
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Validation(problems.join("; ")))
+    }
+}
+
+fn write_assignments(conn: &Connection, cluster: &Cluster) -> Result<()> {
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO cluster_components (cluster_id, component_id, position, enabled, oci_tag, component_path) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .db()?;
+    for (position, reference) in cluster.platform_components.iter().enumerate() {
+        insert
+            .execute(params![
+                cluster.id,
+                reference.id,
+                position as i64,
+                reference.enabled,
+                reference.oci_tag,
+                reference.component_path
+            ])
+            .db()?;
+    }
+    for (table, column, refs) in [
+        ("cluster_namespaces", "namespace_id", &cluster.namespaces),
+        (
+            "cluster_rolebindings",
+            "rolebinding_id",
+            &cluster.rolebindings,
+        ),
+    ] {
+        let mut insert = conn
+            .prepare_cached(&format!(
+                "INSERT INTO {table} (cluster_id, {column}, position) VALUES (?1, ?2, ?3)"
+            ))
+            .db()?;
+        for (position, reference) in refs.iter().enumerate() {
+            insert
+                .execute(params![cluster.id, reference.id, position as i64])
+                .db()?;
+        }
+    }
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO cluster_patches (cluster_id, component_id, patch) VALUES (?1, ?2, ?3)",
+        )
+        .db()?;
+    for (component, patch) in &cluster.patches {
+        let text = serde_json::to_string(patch)
+            .map_err(|err| AppError::Internal(format!("cannot encode patch: {err}")))?;
+        insert.execute(params![cluster.id, component, text]).db()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,265 @@
+//! SQLite storage: one file, a pool of connections, every call off the async workers.
+//!
+//! `Store::read` and `Store::write` are the only ways in. Both run the closure on tokio's
+//! blocking pool, gated by a semaphore sized to the connection pool, so async tasks queue for
+//! a connection instead of parking blocking threads. Writes are `BEGIN IMMEDIATE`
+//! transactions: the write lock is taken up front and `busy_timeout` does the waiting.
+
+pub mod clusters;
+pub mod components;
+pub mod migrate;
+pub mod namespaces;
+pub mod resource;
+pub mod rolebindings;
+pub mod seed;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use r2d2::{Pool, PooledConnection};
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
+use tokio::sync::Semaphore;
+
+use crate::error::{AppError, Result};
+pub use resource::Resource;
+
+/// How long a connection waits for another writer before the request fails with 503.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+const POOL_SIZE: u32 = 8;
+
+/// Applied to every pooled connection: these settings are per connection in SQLite.
+fn init_connection(conn: &mut Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<SqliteConnectionManager>,
+    permits: Arc<Semaphore>,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database file and switches it to WAL.
+    /// Does not migrate: see [`migrate::migrate`].
+    pub fn open(path: &Path) -> Result<Store> {
+        let manager = SqliteConnectionManager::file(path).with_init(init_connection);
+        let pool = Pool::builder()
+            .max_size(POOL_SIZE)
+            .min_idle(Some(1))
+            .connection_timeout(BUSY_TIMEOUT)
+            .build(manager)
+            .map_err(|err| {
+                AppError::Internal(format!("cannot open database {}: {err}", path.display()))
+            })?;
+        let store = Store {
+            pool,
+            permits: Arc::new(Semaphore::new(POOL_SIZE as usize)),
+            path: path.to_owned(),
+        };
+        let conn = store.connection()?;
+        // WAL persists in the file; readers never block the writer and vice versa.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(storage_error)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(AppError::Internal(format!(
+                "database {} cannot use WAL (journal_mode is {mode}); is it on a network filesystem?",
+                path.display()
+            )));
+        }
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A pooled connection for blocking code (start-up, CLI). Async code uses `read`/`write`.
+    pub fn connection(&self) -> Result<PooledConnection<SqliteConnectionManager>> {
+        self.pool.get().map_err(|err| {
+            AppError::Unavailable(format!("no database connection available: {err}"))
+        })
+    }
+
+    /// Runs `f` with a connection on the blocking pool.
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let store = self.clone();
+        self.blocking(move || f(&*store.connection()?)).await
+    }
+
+    /// Runs `f` inside an IMMEDIATE transaction, committed when `f` returns `Ok`.
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction) -> Result<T> + Send + 'static,
+    {
+        let store = self.clone();
+        self.blocking(move || {
+            let mut conn = store.connection()?;
+            write_transaction(&mut conn, f)
+        })
+        .await
+    }
+
+    /// Stores a new resource and returns it as stored.
+    pub async fn create<R: Resource>(&self, value: R) -> Result<R> {
+        value.validate()?;
+        self.write(move |tx| {
+            R::insert(tx, &value)?;
+            stored(tx, value.id())
+        })
+        .await
+    }
+
+    pub async fn fetch<R: Resource>(&self, id: String) -> Result<R> {
+        self.read(move |conn| stored(conn, &id)).await
+    }
+
+    /// Applies a partial update: present fields replace, omitted fields keep their values.
+    pub async fn update<R: Resource>(&self, id: String, update: R::Update) -> Result<R> {
+        if let Some(body_id) = R::update_id(&update).filter(|body_id| *body_id != id) {
+            return Err(AppError::BadRequest(format!(
+                "body id '{body_id}' differs from the path id '{id}'; ids cannot be changed"
+            )));
+        }
+        self.write(move |tx| {
+            let updated = stored::<R>(tx, &id)?.apply(update);
+            updated.validate()?;
+            R::update(tx, &updated)?;
+            stored(tx, &id)
+        })
+        .await
+    }
+
+    /// Deletes a resource and returns what was deleted.
+    pub async fn delete<R: Resource>(&self, id: String) -> Result<R> {
+        self.write(move |tx| R::delete(tx, &id)).await
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Result<T> + Send + 'static,
+    {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| AppError::Unavailable("the store is shutting down".into()))?;
+        let span = tracing::Span::current();
+        match tokio::task::spawn_blocking(move || span.in_scope(f)).await {
+            Ok(result) => result,
+            // Re-raise a panic in the caller so it is not mistaken for a store answer.
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(err) => Err(AppError::Internal(format!("blocking task failed: {err}"))),
+        }
+    }
+}
+
+/// Runs `f` in an IMMEDIATE transaction on `conn`; commits on `Ok`, rolls back on `Err`.
+pub fn write_transaction<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&Transaction) -> Result<T>,
+) -> Result<T> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(storage_error)?;
+    let value = f(&tx)?;
+    tx.commit().map_err(storage_error)?;
+    Ok(value)
+}
+
+/// Maps a SQLite failure that explicit checks did not anticipate. Constraint failures are
+/// still the client's fault (the checks are the friendly path, constraints the guarantee).
+pub fn storage_error(err: rusqlite::Error) -> AppError {
+    match err.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            AppError::Unavailable("the database is busy; retry the request".into())
+        }
+        Some(ErrorCode::ConstraintViolation) => AppError::Conflict(format!(
+            "the write violates an inventory constraint ({err})"
+        )),
+        _ => AppError::Internal(format!("sqlite: {err}")),
+    }
+}
+
+/// Shorthand for `.map_err(storage_error)`.
+pub trait SqlResultExt<T> {
+    fn db(self) -> Result<T>;
+}
+
+impl<T> SqlResultExt<T> for rusqlite::Result<T> {
+    fn db(self) -> Result<T> {
+        self.map_err(storage_error)
+    }
+}
+
+/// Paging for list queries; SQLite's `LIMIT -1` means no limit.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Page {
+    pub limit: Option<u32>,
+    pub offset: Option<u32>,
+}
+
+impl Page {
+    pub fn sql_limit(self) -> i64 {
+        self.limit.map_or(-1, i64::from)
+    }
+
+    pub fn sql_offset(self) -> i64 {
+        self.offset.map_or(0, i64::from)
+    }
+}
+
+/// Whether a row with this primary key exists in `table`.
+fn exists(conn: &Connection, table: &'static str, id: &str) -> Result<bool> {
+    conn.prepare_cached(&format!("SELECT 1 FROM {table} WHERE id = ?1"))
+        .db()?
+        .exists([id])
+        .db()
+}
+
+/// Of `ids`, the ones that have no row in `table`, in the order given.
+fn missing_ids<'a>(
+    conn: &Connection,
+    table: &'static str,
+    ids: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<String>> {
+    let mut missing = Vec::new();
+    for id in ids {
+        if !exists(conn, table, id)? && !missing.iter().any(|m| m == id) {
+            missing.push(id.to_owned());
+        }
+    }
+    Ok(missing)
+}
+
+/// Ids from a one-column query, in row order.
+fn query_ids(conn: &Connection, sql: &str, id: &str) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(sql).db()?;
+    let rows = stmt.query_map([id], |row| row.get(0)).db()?;
+    rows.collect::<rusqlite::Result<Vec<String>>>().db()
+}
+
+/// `409` naming the clusters that still reference a definition.
+fn referrers_conflict(kind: &str, id: &str, clusters: &[String]) -> Result<()> {
+    if clusters.is_empty() {
+        return Ok(());
+    }
+    Err(AppError::Conflict(format!(
+        "{kind} '{id}' is still referenced by cluster(s) {}",
+        crate::domain::validate::quoted_list(clusters)
+    )))
+}
+
+fn stored<R: Resource>(conn: &Connection, id: &str) -> Result<R> {
+    R::get(conn, id)?.ok_or_else(|| AppError::NotFound(format!("{} '{id}' not found", R::KIND)))
+}

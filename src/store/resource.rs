@@ -1,0 +1,151 @@
+//! The four CRUD resources behind one interface, so create / get / update / delete are
+//! written once (src/store/mod.rs) and every resource gets the same transaction discipline.
+
+use rusqlite::Connection;
+
+use super::{clusters, components, namespaces, rolebindings};
+use crate::domain::model::{
+    Cluster, ClusterUpdate, Namespace, NamespaceUpdate, PlatformComponent, PlatformComponentUpdate,
+    Rolebinding, RolebindingUpdate,
+};
+use crate::domain::validate;
+use crate::error::Result;
+
+pub trait Resource: Sized + Send + 'static {
+    /// Singular name used in messages ("platform component").
+    const KIND: &'static str;
+    /// The partial-update document of `PUT`.
+    type Update: Send + 'static;
+
+    fn id(&self) -> &str;
+    fn update_id(update: &Self::Update) -> Option<&str>;
+    /// Checks that need no database.
+    fn validate(&self) -> Result<()>;
+    /// Present fields of `update` replace this document's.
+    fn apply(self, update: Self::Update) -> Self;
+
+    fn get(conn: &Connection, id: &str) -> Result<Option<Self>>;
+    fn insert(conn: &Connection, value: &Self) -> Result<()>;
+    fn update(conn: &Connection, value: &Self) -> Result<()>;
+    fn delete(conn: &Connection, id: &str) -> Result<Self>;
+}
+
+impl Resource for Cluster {
+    const KIND: &'static str = "cluster";
+    type Update = ClusterUpdate;
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn update_id(update: &ClusterUpdate) -> Option<&str> {
+        update.id.as_deref()
+    }
+    fn validate(&self) -> Result<()> {
+        validate::cluster(self)
+    }
+    fn apply(self, update: ClusterUpdate) -> Self {
+        Cluster::apply(self, update)
+    }
+    fn get(conn: &Connection, id: &str) -> Result<Option<Self>> {
+        clusters::get(conn, id)
+    }
+    fn insert(conn: &Connection, value: &Self) -> Result<()> {
+        clusters::insert(conn, value)
+    }
+    fn update(conn: &Connection, value: &Self) -> Result<()> {
+        clusters::replace(conn, value)
+    }
+    fn delete(conn: &Connection, id: &str) -> Result<Self> {
+        clusters::delete(conn, id)
+    }
+}
+
+impl Resource for PlatformComponent {
+    const KIND: &'static str = "platform component";
+    type Update = PlatformComponentUpdate;
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn update_id(update: &PlatformComponentUpdate) -> Option<&str> {
+        update.id.as_deref()
+    }
+    fn validate(&self) -> Result<()> {
+        validate::component(self)
+    }
+    fn apply(self, update: PlatformComponentUpdate) -> Self {
+        PlatformComponent::apply(self, update)
+    }
+    fn get(conn: &Connection, id: &str) -> Result<Option<Self>> {
+        components::get(conn, id)
+    }
+    fn insert(conn: &Connection, value: &Self) -> Result<()> {
+        components::insert(conn, value)
+    }
+    fn update(conn: &Connection, value: &Self) -> Result<()> {
+        components::update(conn, value)
+    }
+    fn delete(conn: &Connection, id: &str) -> Result<Self> {
+        components::delete(conn, id)
+    }
+}
+
+impl Resource for Namespace {
+    const KIND: &'static str = "namespace";
+    type Update = NamespaceUpdate;
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn update_id(update: &NamespaceUpdate) -> Option<&str> {
+        update.id.as_deref()
+    }
+    fn validate(&self) -> Result<()> {
+        validate::namespace(self)
+    }
+    fn apply(self, update: NamespaceUpdate) -> Self {
+        Namespace::apply(self, update)
+    }
+    fn get(conn: &Connection, id: &str) -> Result<Option<Self>> {
+        namespaces::get(conn, id)
+    }
+    fn insert(conn: &Connection, value: &Self) -> Result<()> {
+        namespaces::insert(conn, value)
+    }
+    fn update(conn: &Connection, value: &Self) -> Result<()> {
+        namespaces::update(conn, value)
+    }
+    fn delete(conn: &Connection, id: &str) -> Result<Self> {
+        namespaces::delete(conn, id)
+    }
+}
+
+impl Resource for Rolebinding {
+    const KIND: &'static str = "rolebinding";
+    type Update = RolebindingUpdate;
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn update_id(update: &RolebindingUpdate) -> Option<&str> {
+        update.id.as_deref()
+    }
+    fn validate(&self) -> Result<()> {
+        validate::rolebinding(self)
+    }
+    fn apply(self, update: RolebindingUpdate) -> Self {
+        Rolebinding::apply(self, update)
+    }
+    fn get(conn: &Connection, id: &str) -> Result<Option<Self>> {
+        rolebindings::get(conn, id)
+    }
+    fn insert(conn: &Connection, value: &Self) -> Result<()> {
+        rolebindings::insert(conn, value)
+    }
+    fn update(conn: &Connection, value: &Self) -> Result<()> {
+        rolebindings::update(conn, value)
+    }
+    fn delete(conn: &Connection, id: &str) -> Result<Self> {
+        rolebindings::delete(conn, id)
+    }
+}
