@@ -200,6 +200,8 @@ fn database_url_path(url: &str) -> Option<PathBuf> {
 }
 
 #[cfg(test)]
+// figment::Jail's closures return figment's own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use figment::Jail;
 

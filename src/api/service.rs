@@ -64,7 +64,7 @@ impl ServiceApi {
     /// Readiness probe: the database answers a query and its schema is current
     #[oai(path = "/ready", method = "get")]
     async fn ready(&self, store: Data<&Store>) -> ReadyResponse {
-        match store.read(|conn| schema_version(conn)).await {
+        match store.read(schema_version).await {
             Ok(SCHEMA_VERSION) => ReadyResponse::Ok(ok()),
             Ok(version) => unavailable(format!(
                 "database schema is version {version}, this binary needs {SCHEMA_VERSION}"

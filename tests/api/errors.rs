@@ -1,0 +1,145 @@
+//! Malformed requests: every one answers the §6 JSON body with a 4xx naming the problem,
+//! and none changes anything.
+
+use poem::http::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::{TestApp, WRITE};
+
+const AUTH: (&str, &str) = ("Authorization", "Bearer write-token");
+const JSON: (&str, &str) = ("Content-Type", "application/json");
+
+#[tokio::test]
+async fn malformed_json_is_400() {
+    let app = TestApp::new();
+    let answer = app
+        .raw(
+            Method::POST,
+            "/clusters",
+            &[AUTH, JSON],
+            b"{\"id\": ".to_vec(),
+        )
+        .await;
+    let message = answer.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+    assert!(message.contains("not valid JSON"), "{message}");
+    let empty = app
+        .raw(Method::POST, "/namespaces", &[AUTH, JSON], Vec::new())
+        .await;
+    empty.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+}
+
+#[tokio::test]
+async fn missing_field_wrong_type_and_unknown_enum_name_the_field() {
+    let app = TestApp::new();
+    let cases = [
+        (
+            json!({"id": "c", "cluster_name": "c", "environment": "dev", "platform_components": []}),
+            "cluster_dns: missing required field",
+        ),
+        (
+            json!({"id": "c", "cluster_name": "c", "cluster_dns": "c.x", "environment": "dev",
+                   "platform_components": [{"id": "a", "enabled": "yes"}]}),
+            "platform_components[0].enabled: expected boolean, found string",
+        ),
+        (
+            json!({"id": "c", "cluster_name": "c", "cluster_dns": "c.x", "environment": "staging", "platform_components": []}),
+            "environment: \"staging\" is not one of",
+        ),
+        (
+            json!({"id": "c", "cluster_name": "c", "cluster_dns": "c.x", "environment": "dev", "platform_components": [], "nodes": 3}),
+            "nodes: unknown field",
+        ),
+    ];
+    for (body, expected) in cases {
+        let message = app
+            .post("/clusters", &body)
+            .await
+            .expect_error(StatusCode::BAD_REQUEST, "bad_request");
+        assert!(
+            message.starts_with(expected),
+            "expected '{expected}', got '{message}'"
+        );
+    }
+    assert_eq!(app.get("/clusters/c").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn wrong_content_type_is_415_with_the_json_body() {
+    let app = TestApp::new();
+    let answer = app
+        .raw(
+            Method::POST,
+            "/namespaces",
+            &[AUTH, ("Content-Type", "text/plain")],
+            b"{\"id\":\"x\"}".to_vec(),
+        )
+        .await;
+    answer.expect_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "bad_request");
+}
+
+#[tokio::test]
+async fn unknown_route_and_wrong_method_answer_json() {
+    let app = TestApp::new();
+    app.get("/no/such/route")
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "not_found");
+    let answer = app
+        .call(
+            Method::PATCH,
+            "/clusters/edge-qa-01",
+            Some(WRITE),
+            Some(&json!({})),
+        )
+        .await;
+    answer.expect_error(StatusCode::METHOD_NOT_ALLOWED, "bad_request");
+}
+
+#[tokio::test]
+async fn bodies_over_one_mib_are_413_on_writes_and_reads_need_no_length() {
+    let app = TestApp::new();
+    let big = json!({"id": "big", "labels": {}, "annotations": {"note": "x".repeat(1024 * 1024)}});
+    let answer = app.post("/namespaces", &big).await;
+    answer.expect_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    assert_eq!(
+        app.get("/namespaces/big").await.status,
+        StatusCode::NOT_FOUND
+    );
+    // A GET without Content-Length (as Flux sends it) is unaffected.
+    assert_eq!(
+        app.get("/api/v2/flux/clusters").await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn odd_path_ids_never_produce_a_server_error() {
+    let app = TestApp::new();
+    let long = "a".repeat(5000);
+    for id in [
+        "%00",
+        "..%2F..%2Fetc",
+        "%F0%9F%92%A9",
+        "a'b\"c",
+        long.as_str(),
+    ] {
+        for path in [
+            format!("/clusters/{id}"),
+            format!("/api/v2/flux/clusters/{id}/namespaces"),
+        ] {
+            let answer = app.get(&path).await;
+            assert!(answer.status.is_client_error(), "{path}: {}", answer.status);
+            assert!(answer.json["error"].is_string(), "{path}: JSON error body");
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_query_parameters_are_400() {
+    let app = TestApp::new();
+    app.get("/clusters?limit=lots")
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "bad_request");
+    app.get("/clusters?offset=-1")
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "bad_request");
+}

@@ -1,0 +1,10 @@
+//! HTTP tests over a real SQLite file in a temporary directory. One test binary (faster to
+//! link); one module per concern.
+
+mod auth;
+mod binary;
+mod crud;
+mod errors;
+mod flux;
+mod helpers;
+mod openapi;
