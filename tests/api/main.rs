@@ -5,6 +5,7 @@ mod auth;
 mod binary;
 mod crud;
 mod errors;
+mod examples;
 mod flux;
 mod helpers;
 mod openapi;
