@@ -6,19 +6,22 @@
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
+use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::ApiTags;
 use super::auth::ReadAccess;
-use super::error::ReadError;
+use super::encoded::Encoded;
+use super::error::{ErrorBody, ReadError};
 use crate::domain::feed::{
     ClusterListInput, FluxInputs, NamespaceInput, PlatformComponentInput, RolebindingInput,
 };
-use crate::domain::merge::{self, DanglingReference};
-use crate::domain::model::{Cluster, Environment};
+use crate::domain::merge;
+use crate::domain::model::Environment;
 use crate::error::{AppError, Result};
 use crate::store::clusters::{self, ClusterFilter};
-use crate::store::{Page, Store, components, namespaces, rolebindings};
+use crate::store::feeds::{self, FLUX_MAX_BODY_BYTES, Feed};
+use crate::store::{Page, Store};
 
 pub struct FluxApi;
 
@@ -26,38 +29,44 @@ pub struct FluxApi;
 pub enum PlatformComponentsFeed {
     /// The cluster's platform components, catalog defaults merged with its overrides.
     #[oai(status = 200)]
-    Ok(Json<FluxInputs<PlatformComponentInput>>),
+    Ok(Encoded<FluxInputs<PlatformComponentInput>>),
 }
 
 #[derive(ApiResponse)]
 pub enum NamespacesFeed {
     /// The cluster's namespaces.
     #[oai(status = 200)]
-    Ok(Json<FluxInputs<NamespaceInput>>),
+    Ok(Encoded<FluxInputs<NamespaceInput>>),
 }
 
 #[derive(ApiResponse)]
 pub enum RolebindingsFeed {
     /// The cluster's rolebindings.
     #[oai(status = 200)]
-    Ok(Json<FluxInputs<RolebindingInput>>),
+    Ok(Encoded<FluxInputs<RolebindingInput>>),
 }
 
 #[derive(ApiResponse)]
 pub enum ClusterListFeed {
     /// Every cluster (or the selected shard), ordered by id.
     #[oai(status = 200)]
-    Ok(Json<FluxInputs<ClusterListInput>>),
+    Ok(Encoded<FluxInputs<ClusterListInput>>),
+    /// The answer would pass Flux's 900 KiB limit: select a smaller shard with
+    /// `environment`, `limit` and `offset` (error `response_too_large`).
+    #[oai(status = 422)]
+    TooLarge(Json<ErrorBody>),
 }
 
-/// Loads the cluster a feed is for, or the 404 Flux must see for an unknown one.
-fn cluster_by_dns(conn: &rusqlite::Connection, cluster_dns: &str) -> Result<Cluster> {
-    clusters::get_by_dns(conn, cluster_dns)?
-        .ok_or_else(|| AppError::NotFound(format!("no cluster with cluster_dns '{cluster_dns}'")))
-}
-
-fn dangling(err: DanglingReference) -> AppError {
-    AppError::Internal(err.to_string())
+/// Builds one feed of the cluster with this DNS name, or the 404 Flux must see.
+async fn feed(store: &Store, cluster_dns: String, feed: Feed) -> Result<Vec<u8>> {
+    store
+        .read(move |conn| {
+            let cluster = clusters::get_by_dns(conn, &cluster_dns)?.ok_or_else(|| {
+                AppError::NotFound(format!("no cluster with cluster_dns '{cluster_dns}'"))
+            })?;
+            Ok(feeds::build(conn, &cluster, feed)?.body)
+        })
+        .await
 }
 
 #[OpenApi(tag = "ApiTags::Flux")]
@@ -74,15 +83,8 @@ impl FluxApi {
         /// The cluster's DNS name.
         cluster_dns: Path<String>,
     ) -> Result<PlatformComponentsFeed, ReadError> {
-        let inputs = store
-            .read(move |conn| {
-                let cluster = cluster_by_dns(conn, &cluster_dns)?;
-                let ids = cluster.platform_components.iter().map(|r| r.id.as_str());
-                let catalog = components::get_many(conn, ids)?;
-                merge::platform_components(&cluster, &catalog).map_err(dangling)
-            })
-            .await?;
-        Ok(PlatformComponentsFeed::Ok(Json(FluxInputs { inputs })))
+        let body = feed(&store, cluster_dns.0, Feed::PlatformComponents).await?;
+        Ok(PlatformComponentsFeed::Ok(Encoded::new(body)))
     }
 
     /// Namespaces of one cluster
@@ -94,15 +96,8 @@ impl FluxApi {
         /// The cluster's DNS name.
         cluster_dns: Path<String>,
     ) -> Result<NamespacesFeed, ReadError> {
-        let inputs = store
-            .read(move |conn| {
-                let cluster = cluster_by_dns(conn, &cluster_dns)?;
-                let definitions =
-                    namespaces::get_many(conn, cluster.namespaces.iter().map(|r| r.id.as_str()))?;
-                merge::namespaces(&cluster, &definitions).map_err(dangling)
-            })
-            .await?;
-        Ok(NamespacesFeed::Ok(Json(FluxInputs { inputs })))
+        let body = feed(&store, cluster_dns.0, Feed::Namespaces).await?;
+        Ok(NamespacesFeed::Ok(Encoded::new(body)))
     }
 
     /// Rolebindings of one cluster
@@ -117,17 +112,8 @@ impl FluxApi {
         /// The cluster's DNS name.
         cluster_dns: Path<String>,
     ) -> Result<RolebindingsFeed, ReadError> {
-        let inputs = store
-            .read(move |conn| {
-                let cluster = cluster_by_dns(conn, &cluster_dns)?;
-                let definitions = rolebindings::get_many(
-                    conn,
-                    cluster.rolebindings.iter().map(|r| r.id.as_str()),
-                )?;
-                merge::rolebindings(&cluster, &definitions).map_err(dangling)
-            })
-            .await?;
-        Ok(RolebindingsFeed::Ok(Json(FluxInputs { inputs })))
+        let body = feed(&store, cluster_dns.0, Feed::Rolebindings).await?;
+        Ok(RolebindingsFeed::Ok(Encoded::new(body)))
     }
 
     /// All clusters, for management-cluster provisioners
@@ -154,14 +140,29 @@ impl FluxApi {
                 offset: offset.0,
             },
         };
-        let inputs = store
+        let (count, body) = store
             .read(move |conn| {
-                Ok(clusters::list_headers(conn, &filter)?
+                let inputs: Vec<ClusterListInput> = clusters::list_headers(conn, &filter)?
                     .iter()
                     .map(merge::cluster_list_entry)
-                    .collect())
+                    .collect();
+                let count = inputs.len();
+                let value = FluxInputs { inputs }.to_json().unwrap_or_default();
+                Ok((count, serde_json::to_vec(&value).unwrap_or_default()))
             })
             .await?;
-        Ok(ClusterListFeed::Ok(Json(FluxInputs { inputs })))
+        if body.len() > FLUX_MAX_BODY_BYTES {
+            let message = format!(
+                "the cluster list would be {} bytes ({count} clusters), over Flux's limit of {FLUX_MAX_BODY_BYTES}; \
+                 poll it in shards with ?environment=, ?limit= and ?offset= (about {} clusters fit in one)",
+                body.len(),
+                FLUX_MAX_BODY_BYTES * count / body.len()
+            );
+            return Ok(ClusterListFeed::TooLarge(Json(ErrorBody {
+                error: "response_too_large".into(),
+                message,
+            })));
+        }
+        Ok(ClusterListFeed::Ok(Encoded::new(body)))
     }
 }

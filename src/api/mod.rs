@@ -6,6 +6,7 @@ pub mod auth;
 pub mod body;
 pub mod clusters;
 pub mod components;
+pub mod encoded;
 pub mod error;
 pub mod flux;
 pub mod namespaces;

@@ -7,6 +7,7 @@
 
 pub mod clusters;
 pub mod components;
+pub mod feeds;
 pub mod migrate;
 pub mod namespaces;
 pub mod resource;

@@ -11,31 +11,53 @@ const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/flux");
 
 fn documents(file: &str) -> Vec<Value> {
     let text = std::fs::read_to_string(format!("{DIR}/{file}")).unwrap();
-    serde_yaml::Deserializer::from_str(&text).map(|doc| Value::deserialize(doc).unwrap()).collect()
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).unwrap())
+        .collect()
 }
 
 fn template(file: &str) -> String {
     let docs = documents(file);
     assert_eq!(docs[0]["kind"].as_str(), Some("ResourceSet"));
-    docs[0]["spec"]["resourcesTemplate"].as_str().unwrap().to_owned()
+    docs[0]["spec"]["resourcesTemplate"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[test]
 fn every_provider_url_is_a_served_path() {
     let spec: Value = serde_yaml::from_str(&api::spec_yaml(ApiMode::ReadOnly)).unwrap();
     let mut seen = 0;
-    for (file, scheme) in [("providers-sidecar.yaml", "http://127.0.0.1:8080"), ("providers-https.yaml", "https://")] {
+    for (file, scheme) in [
+        ("providers-sidecar.yaml", "http://127.0.0.1:8080"),
+        ("providers-https.yaml", "https://"),
+    ] {
         for provider in documents(file) {
             assert_eq!(provider["kind"].as_str(), Some("ResourceSetInputProvider"));
             assert_eq!(provider["spec"]["type"].as_str(), Some("ExternalService"));
-            assert!(provider["spec"]["secretRef"]["name"].is_string(), "a token is sent");
+            assert!(
+                provider["spec"]["secretRef"]["name"].is_string(),
+                "a token is sent"
+            );
             let url = provider["spec"]["url"].as_str().unwrap();
             assert!(url.starts_with(scheme), "{url}");
-            assert_eq!(provider["spec"]["insecure"].as_bool(), Some(scheme.starts_with("http:")).filter(|i| *i), "{url}");
+            assert_eq!(
+                provider["spec"]["insecure"].as_bool(),
+                Some(scheme.starts_with("http:")).filter(|i| *i),
+                "{url}"
+            );
             let path = url.split_once("://").unwrap().1;
             let path = &path[path.find('/').unwrap()..];
-            let path = path.split('?').next().unwrap().replace("${CLUSTER_DNS}", "{cluster_dns}");
-            assert!(spec["paths"][path.as_str()]["get"].is_mapping(), "{path} is served");
+            let path = path
+                .split('?')
+                .next()
+                .unwrap()
+                .replace("${CLUSTER_DNS}", "{cluster_dns}");
+            assert!(
+                spec["paths"][path.as_str()]["get"].is_mapping(),
+                "{path} is served"
+            );
             seen += 1;
         }
     }
@@ -58,19 +80,48 @@ fn templates_use_every_served_field_and_quote_free_text() {
         "inputs.source.oci_url",
         "inputs.source.oci_tag",
     ] {
-        assert!(components.contains(field), "platform-components template uses {field}");
+        assert!(
+            components.contains(field),
+            "platform-components template uses {field}"
+        );
     }
-    assert!(components.contains("toJson $value | quote"), "patch values are quoted");
+    assert!(
+        components.contains("toJson $value | quote"),
+        "patch values are quoted"
+    );
     let namespaces = template("resourceset-namespaces.yaml");
-    for field in ["inputs.id", "inputs.labels", "inputs.annotations", "inputs.cluster"] {
-        assert!(namespaces.contains(field), "namespaces template uses {field}");
+    for field in [
+        "inputs.id",
+        "inputs.labels",
+        "inputs.annotations",
+        "inputs.cluster",
+    ] {
+        assert!(
+            namespaces.contains(field),
+            "namespaces template uses {field}"
+        );
     }
     let rolebindings = template("resourceset-rolebindings.yaml");
-    for field in ["inputs.id", "inputs.role", "inputs.subjects", "apiGroup", "namespace", "inputs.cluster"] {
-        assert!(rolebindings.contains(field), "rolebindings template uses {field}");
+    for field in [
+        "inputs.id",
+        "inputs.role",
+        "inputs.subjects",
+        "apiGroup",
+        "namespace",
+        "inputs.cluster",
+    ] {
+        assert!(
+            rolebindings.contains(field),
+            "rolebindings template uses {field}"
+        );
     }
     let clusters = template("resourceset-clusters.yaml");
-    for field in ["inputs.id", "inputs.cluster_name", "inputs.cluster_dns", "inputs.environment"] {
+    for field in [
+        "inputs.id",
+        "inputs.cluster_name",
+        "inputs.cluster_dns",
+        "inputs.environment",
+    ] {
         assert!(clusters.contains(field), "clusters template uses {field}");
     }
 }

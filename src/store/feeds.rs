@@ -1,0 +1,92 @@
+//! A cluster's three Flux feeds, built from the store and encoded exactly as served.
+//!
+//! The read path serves these bytes; the write path builds them inside its transaction to
+//! check Flux's limits before commit and to preview a dry run.
+
+use poem_openapi::types::ToJSON;
+use rusqlite::Connection;
+
+use super::{components, namespaces, rolebindings};
+use crate::domain::feed::FluxInputs;
+use crate::domain::merge::{self, DanglingReference};
+use crate::domain::model::Cluster;
+use crate::error::{AppError, Result};
+
+/// Flux Operator refuses a provider response over 900 KiB.
+pub const FLUX_MAX_BODY_BYTES: usize = 921_600;
+/// Flux keeps only the first `spec.filter.limit` inputs, 100 unless set.
+pub const FLUX_DEFAULT_INPUT_LIMIT: usize = 100;
+
+/// The per-cluster feeds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Feed {
+    PlatformComponents,
+    Namespaces,
+    Rolebindings,
+}
+
+impl Feed {
+    pub const ALL: [Feed; 3] = [
+        Feed::PlatformComponents,
+        Feed::Namespaces,
+        Feed::Rolebindings,
+    ];
+
+    /// The last path segment of the feed's URL.
+    pub fn segment(self) -> &'static str {
+        match self {
+            Feed::PlatformComponents => "platform-components",
+            Feed::Namespaces => "namespaces",
+            Feed::Rolebindings => "rolebindings",
+        }
+    }
+
+    pub fn path(self, cluster_dns: &str) -> String {
+        format!("/api/v2/flux/clusters/{cluster_dns}/{}", self.segment())
+    }
+}
+
+/// One feed, encoded: the exact response body and the number of inputs in it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EncodedFeed {
+    pub body: Vec<u8>,
+    pub inputs: usize,
+}
+
+fn dangling(err: DanglingReference) -> AppError {
+    AppError::Internal(err.to_string())
+}
+
+fn encode<T: ToJSON + poem_openapi::types::ParseFromJSON>(inputs: Vec<T>) -> EncodedFeed {
+    let count = inputs.len();
+    let value = FluxInputs { inputs }.to_json().unwrap_or_default();
+    // Encoding a serde_json::Value cannot fail.
+    let body = serde_json::to_vec(&value).unwrap_or_default();
+    EncodedFeed {
+        body,
+        inputs: count,
+    }
+}
+
+/// Builds and encodes one feed of `cluster`.
+pub fn build(conn: &Connection, cluster: &Cluster, feed: Feed) -> Result<EncodedFeed> {
+    Ok(match feed {
+        Feed::PlatformComponents => {
+            let catalog = components::get_many(
+                conn,
+                cluster.platform_components.iter().map(|r| r.id.as_str()),
+            )?;
+            encode(merge::platform_components(cluster, &catalog).map_err(dangling)?)
+        }
+        Feed::Namespaces => {
+            let definitions =
+                namespaces::get_many(conn, cluster.namespaces.iter().map(|r| r.id.as_str()))?;
+            encode(merge::namespaces(cluster, &definitions).map_err(dangling)?)
+        }
+        Feed::Rolebindings => {
+            let definitions =
+                rolebindings::get_many(conn, cluster.rolebindings.iter().map(|r| r.id.as_str()))?;
+            encode(merge::rolebindings(cluster, &definitions).map_err(dangling)?)
+        }
+    })
+}
