@@ -32,7 +32,8 @@ pub fn open_store(config: &Config) -> Result<Store, AppError> {
         }
         SeedSource::None => None,
     };
-    let store = Store::open(&config.database_path)?;
+    let store =
+        Store::open(&config.database_path)?.with_strict_dependencies(config.strict_dependencies);
     let mut conn = store.connection()?;
     let outcome = migrate::migrate(&mut conn, |tx| {
         let Some((origin, text)) = &seed else {

@@ -9,6 +9,7 @@ use super::ApiTags;
 use super::auth::{ReadAccess, WriteAccess};
 use super::body::JsonBody;
 use super::error::{ReadError, WriteError};
+use super::preview::{WritePreview, warning_header};
 use crate::domain::model::{Cluster, ClusterUpdate, Environment};
 use crate::store::clusters::{self, ClusterFilter};
 use crate::store::{Page, Store};
@@ -26,7 +27,16 @@ pub enum ListClusters {
 pub enum CreateCluster {
     /// Created; the body is the stored cluster.
     #[oai(status = 201)]
-    Created(Json<Cluster>, #[oai(header = "Location")] String),
+    Created(
+        Json<Cluster>,
+        #[oai(header = "Location")] String,
+        /// Accepted with warnings (a dependency not assigned, more than 100 inputs).
+        #[oai(header = "Warning")]
+        Option<String>,
+    ),
+    /// Dry run (`?dry_run=true`): what the write would do; nothing was stored.
+    #[oai(status = 202)]
+    Preview(Json<WritePreview<Cluster>>),
 }
 
 #[derive(ApiResponse)]
@@ -40,14 +50,30 @@ pub enum GetCluster {
 pub enum UpdateCluster {
     /// Updated; the body is the stored cluster.
     #[oai(status = 200)]
-    Ok(Json<Cluster>),
+    Ok(
+        Json<Cluster>,
+        /// Accepted with warnings (a dependency not assigned, more than 100 inputs).
+        #[oai(header = "Warning")]
+        Option<String>,
+    ),
+    /// Dry run (`?dry_run=true`): what the write would do; nothing was stored.
+    #[oai(status = 202)]
+    Preview(Json<WritePreview<Cluster>>),
 }
 
 #[derive(ApiResponse)]
 pub enum DeleteCluster {
     /// Deleted; the body is the cluster as it was.
     #[oai(status = 200)]
-    Ok(Json<Cluster>),
+    Ok(
+        Json<Cluster>,
+        /// Accepted with warnings.
+        #[oai(header = "Warning")]
+        Option<String>,
+    ),
+    /// Dry run (`?dry_run=true`): what the write would do; nothing was deleted.
+    #[oai(status = 202)]
+    Preview(Json<WritePreview<Cluster>>),
 }
 
 #[OpenApi(prefix_path = "/clusters", tag = "ApiTags::Clusters")]
@@ -87,11 +113,23 @@ impl ClustersApi {
         &self,
         _auth: WriteAccess,
         store: Data<&Store>,
+        /// Check and preview the write without storing anything.
+        #[oai(default)]
+        dry_run: Query<bool>,
         body: JsonBody<Cluster>,
     ) -> Result<CreateCluster, WriteError> {
-        let created = store.create(body.0).await?;
-        let location = format!("/clusters/{}", created.id);
-        Ok(CreateCluster::Created(Json(created), location))
+        let written = store.create(body.0, dry_run.0).await?;
+        if dry_run.0 {
+            return Ok(CreateCluster::Preview(Json(WritePreview::new(
+                201, written,
+            ))));
+        }
+        let location = format!("/clusters/{}", written.value.id);
+        Ok(CreateCluster::Created(
+            Json(written.value),
+            location,
+            warning_header(&written.warnings),
+        ))
     }
 
     /// Get a cluster
@@ -115,11 +153,21 @@ impl ClustersApi {
         _auth: WriteAccess,
         store: Data<&Store>,
         id: Path<String>,
+        /// Check and preview the write without storing anything.
+        #[oai(default)]
+        dry_run: Query<bool>,
         body: JsonBody<ClusterUpdate>,
     ) -> Result<UpdateCluster, WriteError> {
-        Ok(UpdateCluster::Ok(Json(
-            store.update::<Cluster>(id.0, body.0).await?,
-        )))
+        let written = store.update::<Cluster>(id.0, body.0, dry_run.0).await?;
+        if dry_run.0 {
+            return Ok(UpdateCluster::Preview(Json(WritePreview::new(
+                200, written,
+            ))));
+        }
+        Ok(UpdateCluster::Ok(
+            Json(written.value),
+            warning_header(&written.warnings),
+        ))
     }
 
     /// Delete a cluster
@@ -129,7 +177,19 @@ impl ClustersApi {
         _auth: WriteAccess,
         store: Data<&Store>,
         id: Path<String>,
+        /// Check and preview the delete without deleting anything.
+        #[oai(default)]
+        dry_run: Query<bool>,
     ) -> Result<DeleteCluster, WriteError> {
-        Ok(DeleteCluster::Ok(Json(store.delete(id.0).await?)))
+        let written = store.delete::<Cluster>(id.0, dry_run.0).await?;
+        if dry_run.0 {
+            return Ok(DeleteCluster::Preview(Json(WritePreview::new(
+                200, written,
+            ))));
+        }
+        Ok(DeleteCluster::Ok(
+            Json(written.value),
+            warning_header(&written.warnings),
+        ))
     }
 }

@@ -9,6 +9,7 @@ use super::ApiTags;
 use super::auth::{ReadAccess, WriteAccess};
 use super::body::JsonBody;
 use super::error::{ReadError, WriteError};
+use super::preview::{WritePreview, warning_header};
 use crate::domain::model::{PlatformComponent, PlatformComponentUpdate};
 use crate::store::{Page, Store, components};
 
@@ -16,7 +17,7 @@ pub struct PlatformComponentsApi;
 
 #[derive(ApiResponse)]
 pub enum ListPlatformComponents {
-    /// The platform component catalog ordered by id.
+    /// Catalog components ordered by id.
     #[oai(status = 200)]
     Ok(Json<Vec<PlatformComponent>>),
 }
@@ -25,7 +26,16 @@ pub enum ListPlatformComponents {
 pub enum CreatePlatformComponent {
     /// Created; the body is the stored platform component.
     #[oai(status = 201)]
-    Created(Json<PlatformComponent>, #[oai(header = "Location")] String),
+    Created(
+        Json<PlatformComponent>,
+        #[oai(header = "Location")] String,
+        /// Accepted with warnings (a dependency not assigned, more than 100 inputs).
+        #[oai(header = "Warning")]
+        Option<String>,
+    ),
+    /// Dry run (`?dry_run=true`): what the write would do; nothing was stored.
+    #[oai(status = 202)]
+    Preview(Json<WritePreview<PlatformComponent>>),
 }
 
 #[derive(ApiResponse)]
@@ -39,14 +49,30 @@ pub enum GetPlatformComponent {
 pub enum UpdatePlatformComponent {
     /// Updated; the body is the stored platform component.
     #[oai(status = 200)]
-    Ok(Json<PlatformComponent>),
+    Ok(
+        Json<PlatformComponent>,
+        /// Accepted with warnings (a dependency not assigned, more than 100 inputs).
+        #[oai(header = "Warning")]
+        Option<String>,
+    ),
+    /// Dry run (`?dry_run=true`): what the write would do; nothing was stored.
+    #[oai(status = 202)]
+    Preview(Json<WritePreview<PlatformComponent>>),
 }
 
 #[derive(ApiResponse)]
 pub enum DeletePlatformComponent {
     /// Deleted; the body is the platform component as it was.
     #[oai(status = 200)]
-    Ok(Json<PlatformComponent>),
+    Ok(
+        Json<PlatformComponent>,
+        /// Accepted with warnings.
+        #[oai(header = "Warning")]
+        Option<String>,
+    ),
+    /// Dry run (`?dry_run=true`): what the write would do; nothing was deleted.
+    #[oai(status = 202)]
+    Preview(Json<WritePreview<PlatformComponent>>),
 }
 
 #[OpenApi(
@@ -83,11 +109,23 @@ impl PlatformComponentsApi {
         &self,
         _auth: WriteAccess,
         store: Data<&Store>,
+        /// Check and preview the write without storing anything.
+        #[oai(default)]
+        dry_run: Query<bool>,
         body: JsonBody<PlatformComponent>,
     ) -> Result<CreatePlatformComponent, WriteError> {
-        let created = store.create(body.0).await?;
-        let location = format!("/platform_components/{}", created.id);
-        Ok(CreatePlatformComponent::Created(Json(created), location))
+        let written = store.create(body.0, dry_run.0).await?;
+        if dry_run.0 {
+            return Ok(CreatePlatformComponent::Preview(Json(WritePreview::new(
+                201, written,
+            ))));
+        }
+        let location = format!("/platform_components/{}", written.value.id);
+        Ok(CreatePlatformComponent::Created(
+            Json(written.value),
+            location,
+            warning_header(&written.warnings),
+        ))
     }
 
     /// Get a platform component
@@ -111,11 +149,23 @@ impl PlatformComponentsApi {
         _auth: WriteAccess,
         store: Data<&Store>,
         id: Path<String>,
+        /// Check and preview the write without storing anything.
+        #[oai(default)]
+        dry_run: Query<bool>,
         body: JsonBody<PlatformComponentUpdate>,
     ) -> Result<UpdatePlatformComponent, WriteError> {
-        Ok(UpdatePlatformComponent::Ok(Json(
-            store.update::<PlatformComponent>(id.0, body.0).await?,
-        )))
+        let written = store
+            .update::<PlatformComponent>(id.0, body.0, dry_run.0)
+            .await?;
+        if dry_run.0 {
+            return Ok(UpdatePlatformComponent::Preview(Json(WritePreview::new(
+                200, written,
+            ))));
+        }
+        Ok(UpdatePlatformComponent::Ok(
+            Json(written.value),
+            warning_header(&written.warnings),
+        ))
     }
 
     /// Delete a platform component
@@ -125,7 +175,19 @@ impl PlatformComponentsApi {
         _auth: WriteAccess,
         store: Data<&Store>,
         id: Path<String>,
+        /// Check and preview the delete without deleting anything.
+        #[oai(default)]
+        dry_run: Query<bool>,
     ) -> Result<DeletePlatformComponent, WriteError> {
-        Ok(DeletePlatformComponent::Ok(Json(store.delete(id.0).await?)))
+        let written = store.delete::<PlatformComponent>(id.0, dry_run.0).await?;
+        if dry_run.0 {
+            return Ok(DeletePlatformComponent::Preview(Json(WritePreview::new(
+                200, written,
+            ))));
+        }
+        Ok(DeletePlatformComponent::Ok(
+            Json(written.value),
+            warning_header(&written.warnings),
+        ))
     }
 }

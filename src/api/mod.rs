@@ -10,6 +10,7 @@ pub mod encoded;
 pub mod error;
 pub mod flux;
 pub mod namespaces;
+pub mod preview;
 pub mod rolebindings;
 pub mod service;
 

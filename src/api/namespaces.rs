@@ -9,6 +9,7 @@ use super::ApiTags;
 use super::auth::{ReadAccess, WriteAccess};
 use super::body::JsonBody;
 use super::error::{ReadError, WriteError};
+use super::preview::{WritePreview, warning_header};
 use crate::domain::model::{Namespace, NamespaceUpdate};
 use crate::store::{Page, Store, namespaces};
 
@@ -25,7 +26,16 @@ pub enum ListNamespaces {
 pub enum CreateNamespace {
     /// Created; the body is the stored namespace.
     #[oai(status = 201)]
-    Created(Json<Namespace>, #[oai(header = "Location")] String),
+    Created(
+        Json<Namespace>,
+        #[oai(header = "Location")] String,
+        /// Accepted with warnings (a dependency not assigned, more than 100 inputs).
+        #[oai(header = "Warning")]
+        Option<String>,
+    ),
+    /// Dry run (`?dry_run=true`): what the write would do; nothing was stored.
+    #[oai(status = 202)]
+    Preview(Json<WritePreview<Namespace>>),
 }
 
 #[derive(ApiResponse)]
@@ -39,14 +49,30 @@ pub enum GetNamespace {
 pub enum UpdateNamespace {
     /// Updated; the body is the stored namespace.
     #[oai(status = 200)]
-    Ok(Json<Namespace>),
+    Ok(
+        Json<Namespace>,
+        /// Accepted with warnings (a dependency not assigned, more than 100 inputs).
+        #[oai(header = "Warning")]
+        Option<String>,
+    ),
+    /// Dry run (`?dry_run=true`): what the write would do; nothing was stored.
+    #[oai(status = 202)]
+    Preview(Json<WritePreview<Namespace>>),
 }
 
 #[derive(ApiResponse)]
 pub enum DeleteNamespace {
     /// Deleted; the body is the namespace as it was.
     #[oai(status = 200)]
-    Ok(Json<Namespace>),
+    Ok(
+        Json<Namespace>,
+        /// Accepted with warnings.
+        #[oai(header = "Warning")]
+        Option<String>,
+    ),
+    /// Dry run (`?dry_run=true`): what the write would do; nothing was deleted.
+    #[oai(status = 202)]
+    Preview(Json<WritePreview<Namespace>>),
 }
 
 #[OpenApi(prefix_path = "/namespaces", tag = "ApiTags::Namespaces")]
@@ -77,11 +103,23 @@ impl NamespacesApi {
         &self,
         _auth: WriteAccess,
         store: Data<&Store>,
+        /// Check and preview the write without storing anything.
+        #[oai(default)]
+        dry_run: Query<bool>,
         body: JsonBody<Namespace>,
     ) -> Result<CreateNamespace, WriteError> {
-        let created = store.create(body.0).await?;
-        let location = format!("/namespaces/{}", created.id);
-        Ok(CreateNamespace::Created(Json(created), location))
+        let written = store.create(body.0, dry_run.0).await?;
+        if dry_run.0 {
+            return Ok(CreateNamespace::Preview(Json(WritePreview::new(
+                201, written,
+            ))));
+        }
+        let location = format!("/namespaces/{}", written.value.id);
+        Ok(CreateNamespace::Created(
+            Json(written.value),
+            location,
+            warning_header(&written.warnings),
+        ))
     }
 
     /// Get a namespace
@@ -97,19 +135,28 @@ impl NamespacesApi {
 
     /// Update a namespace
     ///
-    /// Top-level fields present in the body replace the stored ones; omitted fields keep
-    /// their values.
+    /// Fields present in the body replace the stored ones; omitted fields keep their values.
     #[oai(path = "/:id", method = "put")]
     async fn update(
         &self,
         _auth: WriteAccess,
         store: Data<&Store>,
         id: Path<String>,
+        /// Check and preview the write without storing anything.
+        #[oai(default)]
+        dry_run: Query<bool>,
         body: JsonBody<NamespaceUpdate>,
     ) -> Result<UpdateNamespace, WriteError> {
-        Ok(UpdateNamespace::Ok(Json(
-            store.update::<Namespace>(id.0, body.0).await?,
-        )))
+        let written = store.update::<Namespace>(id.0, body.0, dry_run.0).await?;
+        if dry_run.0 {
+            return Ok(UpdateNamespace::Preview(Json(WritePreview::new(
+                200, written,
+            ))));
+        }
+        Ok(UpdateNamespace::Ok(
+            Json(written.value),
+            warning_header(&written.warnings),
+        ))
     }
 
     /// Delete a namespace
@@ -119,7 +166,19 @@ impl NamespacesApi {
         _auth: WriteAccess,
         store: Data<&Store>,
         id: Path<String>,
+        /// Check and preview the delete without deleting anything.
+        #[oai(default)]
+        dry_run: Query<bool>,
     ) -> Result<DeleteNamespace, WriteError> {
-        Ok(DeleteNamespace::Ok(Json(store.delete(id.0).await?)))
+        let written = store.delete::<Namespace>(id.0, dry_run.0).await?;
+        if dry_run.0 {
+            return Ok(DeleteNamespace::Preview(Json(WritePreview::new(
+                200, written,
+            ))));
+        }
+        Ok(DeleteNamespace::Ok(
+            Json(written.value),
+            warning_header(&written.warnings),
+        ))
     }
 }

@@ -9,6 +9,7 @@ use super::ApiTags;
 use super::auth::{ReadAccess, WriteAccess};
 use super::body::JsonBody;
 use super::error::{ReadError, WriteError};
+use super::preview::{WritePreview, warning_header};
 use crate::domain::model::{Rolebinding, RolebindingUpdate};
 use crate::store::{Page, Store, rolebindings};
 
@@ -25,7 +26,16 @@ pub enum ListRolebindings {
 pub enum CreateRolebinding {
     /// Created; the body is the stored rolebinding.
     #[oai(status = 201)]
-    Created(Json<Rolebinding>, #[oai(header = "Location")] String),
+    Created(
+        Json<Rolebinding>,
+        #[oai(header = "Location")] String,
+        /// Accepted with warnings (a dependency not assigned, more than 100 inputs).
+        #[oai(header = "Warning")]
+        Option<String>,
+    ),
+    /// Dry run (`?dry_run=true`): what the write would do; nothing was stored.
+    #[oai(status = 202)]
+    Preview(Json<WritePreview<Rolebinding>>),
 }
 
 #[derive(ApiResponse)]
@@ -39,14 +49,30 @@ pub enum GetRolebinding {
 pub enum UpdateRolebinding {
     /// Updated; the body is the stored rolebinding.
     #[oai(status = 200)]
-    Ok(Json<Rolebinding>),
+    Ok(
+        Json<Rolebinding>,
+        /// Accepted with warnings (a dependency not assigned, more than 100 inputs).
+        #[oai(header = "Warning")]
+        Option<String>,
+    ),
+    /// Dry run (`?dry_run=true`): what the write would do; nothing was stored.
+    #[oai(status = 202)]
+    Preview(Json<WritePreview<Rolebinding>>),
 }
 
 #[derive(ApiResponse)]
 pub enum DeleteRolebinding {
     /// Deleted; the body is the rolebinding as it was.
     #[oai(status = 200)]
-    Ok(Json<Rolebinding>),
+    Ok(
+        Json<Rolebinding>,
+        /// Accepted with warnings.
+        #[oai(header = "Warning")]
+        Option<String>,
+    ),
+    /// Dry run (`?dry_run=true`): what the write would do; nothing was deleted.
+    #[oai(status = 202)]
+    Preview(Json<WritePreview<Rolebinding>>),
 }
 
 #[OpenApi(prefix_path = "/rolebindings", tag = "ApiTags::Rolebindings")]
@@ -79,11 +105,23 @@ impl RolebindingsApi {
         &self,
         _auth: WriteAccess,
         store: Data<&Store>,
+        /// Check and preview the write without storing anything.
+        #[oai(default)]
+        dry_run: Query<bool>,
         body: JsonBody<Rolebinding>,
     ) -> Result<CreateRolebinding, WriteError> {
-        let created = store.create(body.0).await?;
-        let location = format!("/rolebindings/{}", created.id);
-        Ok(CreateRolebinding::Created(Json(created), location))
+        let written = store.create(body.0, dry_run.0).await?;
+        if dry_run.0 {
+            return Ok(CreateRolebinding::Preview(Json(WritePreview::new(
+                201, written,
+            ))));
+        }
+        let location = format!("/rolebindings/{}", written.value.id);
+        Ok(CreateRolebinding::Created(
+            Json(written.value),
+            location,
+            warning_header(&written.warnings),
+        ))
     }
 
     /// Get a rolebinding
@@ -99,19 +137,28 @@ impl RolebindingsApi {
 
     /// Update a rolebinding
     ///
-    /// Top-level fields present in the body replace the stored ones; omitted fields keep
-    /// their values.
+    /// Fields present in the body replace the stored ones; omitted fields keep their values.
     #[oai(path = "/:id", method = "put")]
     async fn update(
         &self,
         _auth: WriteAccess,
         store: Data<&Store>,
         id: Path<String>,
+        /// Check and preview the write without storing anything.
+        #[oai(default)]
+        dry_run: Query<bool>,
         body: JsonBody<RolebindingUpdate>,
     ) -> Result<UpdateRolebinding, WriteError> {
-        Ok(UpdateRolebinding::Ok(Json(
-            store.update::<Rolebinding>(id.0, body.0).await?,
-        )))
+        let written = store.update::<Rolebinding>(id.0, body.0, dry_run.0).await?;
+        if dry_run.0 {
+            return Ok(UpdateRolebinding::Preview(Json(WritePreview::new(
+                200, written,
+            ))));
+        }
+        Ok(UpdateRolebinding::Ok(
+            Json(written.value),
+            warning_header(&written.warnings),
+        ))
     }
 
     /// Delete a rolebinding
@@ -121,7 +168,19 @@ impl RolebindingsApi {
         _auth: WriteAccess,
         store: Data<&Store>,
         id: Path<String>,
+        /// Check and preview the delete without deleting anything.
+        #[oai(default)]
+        dry_run: Query<bool>,
     ) -> Result<DeleteRolebinding, WriteError> {
-        Ok(DeleteRolebinding::Ok(Json(store.delete(id.0).await?)))
+        let written = store.delete::<Rolebinding>(id.0, dry_run.0).await?;
+        if dry_run.0 {
+            return Ok(DeleteRolebinding::Preview(Json(WritePreview::new(
+                200, written,
+            ))));
+        }
+        Ok(DeleteRolebinding::Ok(
+            Json(written.value),
+            warning_header(&written.warnings),
+        ))
     }
 }

@@ -77,3 +77,17 @@ pub struct ClusterListInput {
     pub cluster_dns: String,
     pub environment: String,
 }
+
+/// How one feed of one cluster would change (dry-run preview).
+#[derive(Object, Clone, Debug, PartialEq)]
+pub struct FeedChange {
+    pub cluster_dns: String,
+    /// `platform-components`, `namespaces` or `rolebindings`.
+    pub feed: String,
+    /// Input ids that would appear.
+    pub added: Vec<String>,
+    /// Input ids that would disappear (Flux garbage-collects what they rendered).
+    pub removed: Vec<String>,
+    /// Input ids whose content or position would change.
+    pub changed: Vec<String>,
+}

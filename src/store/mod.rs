@@ -5,6 +5,7 @@
 //! a connection instead of parking blocking threads. Writes are `BEGIN IMMEDIATE`
 //! transactions: the write lock is taken up front and `busy_timeout` does the waiting.
 
+pub mod checks;
 pub mod clusters;
 pub mod components;
 pub mod feeds;
@@ -41,6 +42,19 @@ pub struct Store {
     pool: Pool<SqliteConnectionManager>,
     permits: Arc<Semaphore>,
     path: PathBuf,
+    /// Refuse (rather than warn about) writes that leave a dependency unassigned.
+    strict_dependencies: bool,
+}
+
+/// What a write did, or would do (dry run).
+#[derive(Debug)]
+pub struct Written<R> {
+    /// The resource as stored (as deleted, for a delete).
+    pub value: R,
+    /// Accepted, but worth telling the client (sent as `Warning` headers).
+    pub warnings: Vec<String>,
+    /// For a dry run: how each affected cluster's feeds would change.
+    pub changes: Option<Vec<crate::domain::feed::FeedChange>>,
 }
 
 impl Store {
@@ -60,6 +74,7 @@ impl Store {
             pool,
             permits: Arc::new(Semaphore::new(POOL_SIZE as usize)),
             path: path.to_owned(),
+            strict_dependencies: false,
         };
         let conn = store.connection()?;
         // WAL persists in the file; readers never block the writer and vice versa.
@@ -73,6 +88,11 @@ impl Store {
             )));
         }
         Ok(store)
+    }
+
+    pub fn with_strict_dependencies(mut self, strict: bool) -> Self {
+        self.strict_dependencies = strict;
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -111,11 +131,12 @@ impl Store {
     }
 
     /// Stores a new resource and returns it as stored.
-    pub async fn create<R: Resource>(&self, value: R) -> Result<R> {
+    pub async fn create<R: Resource>(&self, value: R, dry_run: bool) -> Result<Written<R>> {
         value.validate()?;
-        self.write(move |tx| {
+        let id = value.id().to_owned();
+        self.checked_write(id.clone(), dry_run, move |tx| {
             R::insert(tx, &value)?;
-            stored(tx, value.id())
+            stored(tx, &id)
         })
         .await
     }
@@ -125,13 +146,18 @@ impl Store {
     }
 
     /// Applies a partial update: present fields replace, omitted fields keep their values.
-    pub async fn update<R: Resource>(&self, id: String, update: R::Update) -> Result<R> {
+    pub async fn update<R: Resource>(
+        &self,
+        id: String,
+        update: R::Update,
+        dry_run: bool,
+    ) -> Result<Written<R>> {
         if let Some(body_id) = R::update_id(&update).filter(|body_id| *body_id != id) {
             return Err(AppError::BadRequest(format!(
                 "body id '{body_id}' differs from the path id '{id}'; ids cannot be changed"
             )));
         }
-        self.write(move |tx| {
+        self.checked_write(id.clone(), dry_run, move |tx| {
             let updated = stored::<R>(tx, &id)?.apply(update);
             updated.validate()?;
             R::update(tx, &updated)?;
@@ -141,8 +167,49 @@ impl Store {
     }
 
     /// Deletes a resource and returns what was deleted.
-    pub async fn delete<R: Resource>(&self, id: String) -> Result<R> {
-        self.write(move |tx| R::delete(tx, &id)).await
+    pub async fn delete<R: Resource>(&self, id: String, dry_run: bool) -> Result<Written<R>> {
+        self.checked_write(id.clone(), dry_run, move |tx| R::delete(tx, &id))
+            .await
+    }
+
+    /// Runs `op` in a write transaction, then checks every affected cluster's feeds before
+    /// commit. A dry run computes the same answer and the feed changes, then rolls back.
+    async fn checked_write<R: Resource>(
+        &self,
+        id: String,
+        dry_run: bool,
+        op: impl FnOnce(&Transaction) -> Result<R> + Send + 'static,
+    ) -> Result<Written<R>> {
+        let strict = self.strict_dependencies;
+        let store = self.clone();
+        self.blocking(move || {
+            let mut conn = store.connection()?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(storage_error)?;
+            let affected = R::affected_clusters(&tx, &id)?;
+            let before = if dry_run {
+                checks::snapshot(&tx, &affected)?
+            } else {
+                Default::default()
+            };
+            let value = op(&tx)?;
+            let after = checks::snapshot(&tx, &affected)?;
+            let warnings = checks::check(&tx, &after, strict)?;
+            let changes = if dry_run {
+                tx.rollback().map_err(storage_error)?;
+                Some(checks::diff(&before, &after))
+            } else {
+                tx.commit().map_err(storage_error)?;
+                None
+            };
+            Ok(Written {
+                value,
+                warnings,
+                changes,
+            })
+        })
+        .await
     }
 
     async fn blocking<T, F>(&self, f: F) -> Result<T>

@@ -28,6 +28,16 @@ pub trait Resource: Sized + Send + 'static {
     fn insert(conn: &Connection, value: &Self) -> Result<()>;
     fn update(conn: &Connection, value: &Self) -> Result<()>;
     fn delete(conn: &Connection, id: &str) -> Result<Self>;
+    /// Ids of the clusters whose feeds a write of this resource can change.
+    fn affected_clusters(conn: &Connection, id: &str) -> Result<Vec<String>>;
+}
+
+fn clusters_using(conn: &Connection, table: &str, column: &str, id: &str) -> Result<Vec<String>> {
+    super::query_ids(
+        conn,
+        &format!("SELECT cluster_id FROM {table} WHERE {column} = ?1 ORDER BY cluster_id"),
+        id,
+    )
 }
 
 impl Resource for Cluster {
@@ -57,6 +67,10 @@ impl Resource for Cluster {
     }
     fn delete(conn: &Connection, id: &str) -> Result<Self> {
         clusters::delete(conn, id)
+    }
+    fn affected_clusters(conn: &Connection, id: &str) -> Result<Vec<String>> {
+        let _ = conn;
+        Ok(vec![id.to_owned()])
     }
 }
 
@@ -88,6 +102,9 @@ impl Resource for PlatformComponent {
     fn delete(conn: &Connection, id: &str) -> Result<Self> {
         components::delete(conn, id)
     }
+    fn affected_clusters(conn: &Connection, id: &str) -> Result<Vec<String>> {
+        clusters_using(conn, "cluster_components", "component_id", id)
+    }
 }
 
 impl Resource for Namespace {
@@ -118,6 +135,9 @@ impl Resource for Namespace {
     fn delete(conn: &Connection, id: &str) -> Result<Self> {
         namespaces::delete(conn, id)
     }
+    fn affected_clusters(conn: &Connection, id: &str) -> Result<Vec<String>> {
+        clusters_using(conn, "cluster_namespaces", "namespace_id", id)
+    }
 }
 
 impl Resource for Rolebinding {
@@ -147,5 +167,8 @@ impl Resource for Rolebinding {
     }
     fn delete(conn: &Connection, id: &str) -> Result<Self> {
         rolebindings::delete(conn, id)
+    }
+    fn affected_clusters(conn: &Connection, id: &str) -> Result<Vec<String>> {
+        clusters_using(conn, "cluster_rolebindings", "rolebinding_id", id)
     }
 }

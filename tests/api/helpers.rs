@@ -38,8 +38,9 @@ impl Answer {
     /// Asserts the status and the §6 error body with this code; returns the message.
     #[track_caller]
     pub fn expect_error(&self, status: StatusCode, code: &str) -> String {
-        assert_eq!(self.status, status, "body: {}", self.json);
-        assert_eq!(self.json["error"], code, "body: {}", self.json);
+        let body = String::from_utf8_lossy(&self.bytes[..self.bytes.len().min(600)]).into_owned();
+        assert_eq!(self.status, status, "body: {body}");
+        assert_eq!(self.json["error"], code, "body: {body}");
         let message = self.json["message"].as_str().expect("message is a string");
         assert!(!message.is_empty());
         assert_eq!(
@@ -71,8 +72,18 @@ impl TestApp {
     }
 
     pub fn with(mode: ApiMode, seed: SeedSource) -> TestApp {
+        TestApp::configured(|config| {
+            config.api_mode = mode;
+            config.seed = seed;
+        })
+    }
+
+    /// crud mode, demo seed, then `adjust`.
+    pub fn configured(adjust: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
-        let config = test_config(&dir, mode, seed);
+        let mut config = test_config(&dir, ApiMode::Crud, SeedSource::Demo);
+        adjust(&mut config);
+        let mode = config.api_mode;
         let store = server::open_store(&config).expect("store opens");
         let tokens = Tokens {
             read: config.read_token.clone(),

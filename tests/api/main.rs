@@ -8,4 +8,5 @@ mod errors;
 mod examples;
 mod flux;
 mod helpers;
+mod integrity;
 mod openapi;
