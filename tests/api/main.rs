@@ -10,3 +10,4 @@ mod flux;
 mod helpers;
 mod integrity;
 mod openapi;
+mod properties;
