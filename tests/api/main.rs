@@ -3,6 +3,8 @@
 
 mod auth;
 mod binary;
+mod concurrency;
+mod crash;
 mod crud;
 mod errors;
 mod examples;
@@ -10,4 +12,5 @@ mod flux;
 mod helpers;
 mod integrity;
 mod openapi;
+mod process;
 mod properties;
