@@ -1,10 +1,10 @@
 //! `JsonBody<T>`: poem-openapi's `Json<T>` request payload with errors that name the field.
 //!
 //! poem-openapi parses objects without saying which field failed ("Expected input type
-//! "string", found null (occurred while parsing "Cluster")", poem-web/poem#622). When parsing
-//! fails, this walks the body against the type's own schema to find the first offending
-//! field and reports its path (`platform_components[2].enabled: expected boolean, found
-//! string`). The schema in the spec is exactly `Json<T>`'s.
+//! "string", found null (occurred while parsing "Cluster")", poem-web/poem#622), and its
+//! strings accept numbers and booleans. This checks the body against the type's own schema
+//! first and reports the first offending field with its path (`platform_components[2].enabled:
+//! expected boolean, found string`). The schema in the spec is exactly `Json<T>`'s.
 
 use poem::{FromRequest, Request, RequestBody};
 use poem_openapi::impl_apirequest_for_payload;
@@ -48,16 +48,16 @@ impl<T: ParseFromJSON> ParsePayload for JsonBody<T> {
         }
         let value: Value = serde_json::from_slice(&data)
             .map_err(|err| bad_request(format!("the request body is not valid JSON: {err}")))?;
-        match T::parse_from_json(Some(value.clone())) {
-            Ok(parsed) => Ok(JsonBody(parsed)),
-            Err(err) => {
-                let mut registry = Registry::new();
-                T::register(&mut registry);
-                let message = first_problem(&registry, &T::schema_ref(), &value, "")
-                    .unwrap_or_else(|| err.into_message());
-                Err(bad_request(message))
-            }
+        // The schema is the contract: poem-openapi alone would accept `"id": false` as the
+        // string "false", so the body is checked against the schema first.
+        let mut registry = Registry::new();
+        T::register(&mut registry);
+        if let Some(problem) = first_problem(&registry, &T::schema_ref(), &value, "") {
+            return Err(bad_request(problem));
         }
+        T::parse_from_json(Some(value))
+            .map(JsonBody)
+            .map_err(|err| bad_request(err.into_message()))
     }
 }
 

@@ -89,8 +89,10 @@ impl ClustersApi {
         /// Only clusters of this environment tier.
         environment: Query<Option<Environment>>,
         /// At most this many clusters.
+        #[oai(validator(minimum(value = "0"), maximum(value = "4294967295")))]
         limit: Query<Option<u32>>,
         /// Skip this many clusters.
+        #[oai(validator(minimum(value = "0"), maximum(value = "4294967295")))]
         offset: Query<Option<u32>>,
     ) -> Result<ListClusters, ReadError> {
         let filter = ClusterFilter {

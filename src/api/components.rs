@@ -89,8 +89,10 @@ impl PlatformComponentsApi {
         /// Only components with this component_version.
         component_version: Query<Option<String>>,
         /// At most this many components.
+        #[oai(validator(minimum(value = "0"), maximum(value = "4294967295")))]
         limit: Query<Option<u32>>,
         /// Skip this many components.
+        #[oai(validator(minimum(value = "0"), maximum(value = "4294967295")))]
         offset: Query<Option<u32>>,
     ) -> Result<ListPlatformComponents, ReadError> {
         let page = Page {

@@ -43,6 +43,9 @@ pub enum WriteError {
     /// The request body is over 1 MiB.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
+    /// The request body is not `application/json`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
     /// Well-formed but breaks an inventory rule: unknown reference, bad name, dependency cycle.
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
@@ -153,4 +156,71 @@ pub async fn render(err: poem::Error) -> Response {
         );
     }
     response
+}
+
+/// The methods each path of the spec allows, for the `Allow` header RFC 9110 requires on 405.
+#[derive(Clone, Default)]
+pub struct AllowedMethods(std::sync::Arc<Vec<(Vec<String>, String)>>);
+
+impl AllowedMethods {
+    pub fn from_spec(spec_yaml: &str) -> Self {
+        let document: serde_yaml::Value = serde_yaml::from_str(spec_yaml).unwrap_or_default();
+        let mut table = Vec::new();
+        if let Some(paths) = document["paths"].as_mapping() {
+            for (path, item) in paths {
+                let (Some(path), Some(item)) = (path.as_str(), item.as_mapping()) else {
+                    continue;
+                };
+                let mut methods: Vec<String> = item
+                    .keys()
+                    .filter_map(|m| m.as_str())
+                    .map(str::to_ascii_uppercase)
+                    .collect();
+                if methods.iter().any(|m| m == "GET") {
+                    methods.push("HEAD".into());
+                }
+                table.push((
+                    path.split('/').map(str::to_owned).collect(),
+                    methods.join(", "),
+                ));
+            }
+        }
+        AllowedMethods(std::sync::Arc::new(table))
+    }
+
+    /// The methods of the spec path matching `path` (`{param}` matches one segment).
+    fn for_path(&self, path: &str) -> Option<&str> {
+        let segments: Vec<&str> = path.split('/').collect();
+        self.0.iter().find_map(|(template, allow)| {
+            let matches = template.len() == segments.len()
+                && template
+                    .iter()
+                    .zip(&segments)
+                    .all(|(t, s)| t.starts_with('{') || t == s);
+            matches.then_some(allow.as_str())
+        })
+    }
+}
+
+/// Adds `Allow` to 405 answers.
+pub async fn add_allow_header<E: poem::Endpoint>(
+    ep: std::sync::Arc<E>,
+    req: poem::Request,
+) -> poem::Result<Response> {
+    let path = req.uri().path().to_owned();
+    let allowed = req.data::<AllowedMethods>().cloned().unwrap_or_default();
+    match ep.call(req).await {
+        Ok(output) => Ok(output.into_response()),
+        Err(err) if err.status() == StatusCode::METHOD_NOT_ALLOWED => {
+            let mut response = render(err).await;
+            if let Some(value) = allowed
+                .for_path(&path)
+                .and_then(|a| header::HeaderValue::from_str(a).ok())
+            {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
+            Ok(response)
+        }
+        Err(err) => Err(err),
+    }
 }

@@ -128,8 +128,10 @@ impl FluxApi {
         /// Only clusters of this environment tier.
         environment: Query<Option<Environment>>,
         /// At most this many clusters.
+        #[oai(validator(minimum(value = "0"), maximum(value = "4294967295")))]
         limit: Query<Option<u32>>,
         /// Skip this many clusters (after filtering, ordered by id).
+        #[oai(validator(minimum(value = "0"), maximum(value = "4294967295")))]
         offset: Query<Option<u32>>,
     ) -> Result<ClusterListFeed, ReadError> {
         let filter = ClusterFilter {

@@ -83,9 +83,26 @@ pub fn crud_service() -> OpenApiService<CrudApis, ()> {
 
 /// The spec of the routes served in `mode`.
 pub fn spec_yaml(mode: ApiMode) -> String {
-    match mode {
-        ApiMode::ReadOnly => read_only_service().spec_yaml(),
-        ApiMode::Crud => crud_service().spec_yaml(),
+    let json = match mode {
+        ApiMode::ReadOnly => read_only_service().spec(),
+        ApiMode::Crud => crud_service().spec(),
+    };
+    let mut document: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+    close_objects(&mut document["components"]["schemas"]);
+    serde_yaml::to_string(&document).unwrap_or_default()
+}
+
+/// Every request object rejects unknown fields (`deny_unknown_fields`: a typo must not be
+/// silently dropped) and responses never carry extra ones, but poem-openapi does not say so
+/// in the schema. Declaring `additionalProperties: false` makes the spec tell the truth.
+/// Maps (`labels`, `patches`) keep their own `additionalProperties`.
+fn close_objects(schemas: &mut serde_json::Value) {
+    if let Some(schemas) = schemas.as_object_mut() {
+        for schema in schemas.values_mut() {
+            if schema.get("properties").is_some() && schema.get("additionalProperties").is_none() {
+                schema["additionalProperties"] = serde_json::Value::Bool(false);
+            }
+        }
     }
 }
 
@@ -96,8 +113,11 @@ pub fn build_app(store: Store, tokens: Tokens, mode: ApiMode) -> impl Endpoint<O
         ApiMode::ReadOnly => Route::new().nest("/", read_only_service()),
         ApiMode::Crud => Route::new().nest("/", crud_service()),
     };
+    let allow = error::AllowedMethods::from_spec(&spec.0);
     routes
         .around(limit_write_bodies)
+        .around(error::add_allow_header)
+        .data(allow)
         .data(store)
         .data(tokens)
         .data(spec)

@@ -84,8 +84,10 @@ impl NamespacesApi {
         _auth: ReadAccess,
         store: Data<&Store>,
         /// At most this many namespaces.
+        #[oai(validator(minimum(value = "0"), maximum(value = "4294967295")))]
         limit: Query<Option<u32>>,
         /// Skip this many namespaces.
+        #[oai(validator(minimum(value = "0"), maximum(value = "4294967295")))]
         offset: Query<Option<u32>>,
     ) -> Result<ListNamespaces, ReadError> {
         let page = Page {

@@ -84,8 +84,10 @@ impl RolebindingsApi {
         _auth: ReadAccess,
         store: Data<&Store>,
         /// At most this many rolebindings.
+        #[oai(validator(minimum(value = "0"), maximum(value = "4294967295")))]
         limit: Query<Option<u32>>,
         /// Skip this many rolebindings.
+        #[oai(validator(minimum(value = "0"), maximum(value = "4294967295")))]
         offset: Query<Option<u32>>,
     ) -> Result<ListRolebindings, ReadError> {
         let page = Page {

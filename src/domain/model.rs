@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{Enum, Object};
 use serde_json::Value;
 
@@ -157,10 +158,10 @@ pub struct Subject {
     #[oai(validator(min_length = 1))]
     pub name: String,
     /// API group, e.g. `rbac.authorization.k8s.io` for users and groups.
-    #[oai(rename = "apiGroup", skip_serializing_if_is_none)]
+    #[oai(rename = "apiGroup", skip_serializing_if_is_none, nullable)]
     pub api_group: Option<String>,
     /// Namespace of a ServiceAccount subject.
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(skip_serializing_if_is_none, nullable)]
     pub namespace: Option<String>,
 }
 
@@ -253,11 +254,12 @@ pub struct Cluster {
     /// Helm value patches: component id → (key → JSON value).
     #[oai(default)]
     pub patches: BTreeMap<String, Patch>,
-    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0")))]
+    /// Optional inventory detail; `null` and absent mean unknown.
+    #[oai(skip_serializing_if_is_none, nullable, validator(minimum(value = "0")))]
     pub node_count: Option<i64>,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(skip_serializing_if_is_none, nullable)]
     pub vm_image: Option<String>,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(skip_serializing_if_is_none, nullable)]
     pub k0s_version: Option<String>,
 }
 
@@ -279,10 +281,13 @@ pub struct ClusterUpdate {
     pub namespaces: Option<Vec<IdRef>>,
     pub rolebindings: Option<Vec<IdRef>>,
     pub patches: Option<BTreeMap<String, Patch>>,
+    /// `null` clears the value; absent keeps it.
     #[oai(validator(minimum(value = "0")))]
-    pub node_count: Option<i64>,
-    pub vm_image: Option<String>,
-    pub k0s_version: Option<String>,
+    pub node_count: MaybeUndefined<i64>,
+    /// `null` clears the value; absent keeps it.
+    pub vm_image: MaybeUndefined<String>,
+    /// `null` clears the value; absent keeps it.
+    pub k0s_version: MaybeUndefined<String>,
 }
 
 impl Cluster {
@@ -294,15 +299,9 @@ impl Cluster {
         replace_if_some(&mut self.namespaces, update.namespaces);
         replace_if_some(&mut self.rolebindings, update.rolebindings);
         replace_if_some(&mut self.patches, update.patches);
-        if update.node_count.is_some() {
-            self.node_count = update.node_count;
-        }
-        if update.vm_image.is_some() {
-            self.vm_image = update.vm_image;
-        }
-        if update.k0s_version.is_some() {
-            self.k0s_version = update.k0s_version;
-        }
+        update.node_count.update_to(&mut self.node_count);
+        update.vm_image.update_to(&mut self.vm_image);
+        update.k0s_version.update_to(&mut self.k0s_version);
         self
     }
 }

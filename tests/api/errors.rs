@@ -49,6 +49,15 @@ async fn missing_field_wrong_type_and_unknown_enum_name_the_field() {
             json!({"id": "c", "cluster_name": "c", "cluster_dns": "c.x", "environment": "dev", "platform_components": [], "nodes": 3}),
             "nodes: unknown field",
         ),
+        (
+            json!({"id": false, "cluster_name": "c", "cluster_dns": "c.x", "environment": "dev", "platform_components": []}),
+            "id: expected string, found boolean",
+        ),
+        (
+            json!({"id": "c", "cluster_name": "c", "cluster_dns": "c.x", "environment": "dev", "platform_components": [],
+                   "patches": {"a": []}}),
+            "patches.a: expected object, found array",
+        ),
     ];
     for (body, expected) in cases {
         let message = app
