@@ -80,9 +80,12 @@ pub async fn serve<A: Acceptor + 'static>(
         write: config.write_token.clone(),
     };
     let app = api::build_app(store.clone(), tokens, config.api_mode).with(Tracing);
-    Server::new_with_acceptor(acceptor)
+    let watcher = tokio::spawn(watch_external_writes(store.clone()));
+    let served = Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(app, shutdown, Some(SHUTDOWN_GRACE))
-        .await?;
+        .await;
+    watcher.abort();
+    served?;
     checkpoint(&store).await;
     Ok(())
 }
@@ -94,14 +97,22 @@ pub async fn bind(config: &Config) -> io::Result<impl Acceptor + 'static> {
 
 /// Folds the WAL back into the database file, so a copied file is complete.
 async fn checkpoint(store: &Store) {
-    let result = store
-        .read(|conn| {
-            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
-                .map_err(crate::store::storage_error)
-        })
-        .await;
-    if let Err(err) = result {
+    if let Err(err) = store.checkpoint().await {
         tracing::warn!(error = %err, "WAL checkpoint at shutdown failed");
+    }
+}
+
+/// How often the feed cache checks for writes made by other processes (the CLI, sqlite3).
+pub const EXTERNAL_WRITE_POLL: Duration = Duration::from_secs(1);
+
+/// Drops the feed cache when another process changed the database.
+async fn watch_external_writes(store: Store) {
+    let mut ticker = tokio::time::interval(EXTERNAL_WRITE_POLL);
+    loop {
+        ticker.tick().await;
+        if let Err(err) = store.feed_cache().check_revision(&store).await {
+            tracing::warn!(error = %err, "cannot check the inventory revision");
+        }
     }
 }
 

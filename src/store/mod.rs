@@ -8,6 +8,7 @@
 pub mod checks;
 pub mod clusters;
 pub mod components;
+pub mod feed_cache;
 pub mod feeds;
 pub mod migrate;
 pub mod namespaces;
@@ -44,6 +45,8 @@ pub struct Store {
     path: PathBuf,
     /// Refuse (rather than warn about) writes that leave a dependency unassigned.
     strict_dependencies: bool,
+    /// Encoded Flux feeds; dropped by every committed write.
+    cache: feed_cache::FeedCache,
 }
 
 /// What a write did, or would do (dry run).
@@ -75,6 +78,7 @@ impl Store {
             permits: Arc::new(Semaphore::new(POOL_SIZE as usize)),
             path: path.to_owned(),
             strict_dependencies: false,
+            cache: feed_cache::FeedCache::default(),
         };
         let conn = store.connection()?;
         // WAL persists in the file; readers never block the writer and vice versa.
@@ -95,6 +99,23 @@ impl Store {
         self
     }
 
+    /// The Flux feed cache in front of this store.
+    pub fn feed_cache(&self) -> &feed_cache::FeedCache {
+        &self.cache
+    }
+
+    /// Folds the WAL into the database file (outside any transaction).
+    pub async fn checkpoint(&self) -> Result<()> {
+        let store = self.clone();
+        self.blocking(move || {
+            store
+                .connection()?
+                .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+                .map_err(storage_error)
+        })
+        .await
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -106,14 +127,23 @@ impl Store {
         })
     }
 
-    /// Runs `f` with a connection on the blocking pool.
+    /// Runs `f` on the blocking pool inside a read transaction, so every query in `f` sees
+    /// the same committed state.
     pub async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let store = self.clone();
-        self.blocking(move || f(&*store.connection()?)).await
+        self.blocking(move || {
+            let conn = store.connection()?;
+            let tx = conn.unchecked_transaction().map_err(storage_error)?;
+            let value = f(&tx)?;
+            // Nothing was written; ending the transaction releases the WAL snapshot.
+            tx.finish().map_err(storage_error)?;
+            Ok(value)
+        })
+        .await
     }
 
     /// Runs `f` inside an IMMEDIATE transaction, committed when `f` returns `Ok`.
@@ -201,6 +231,8 @@ impl Store {
                 Some(checks::diff(&before, &after))
             } else {
                 tx.commit().map_err(storage_error)?;
+                // Before the answer goes out, so the client's next read sees its write.
+                store.cache.invalidate();
                 None
             };
             Ok(Written {

@@ -98,3 +98,40 @@ fn refuses_to_start_without_a_token_or_with_bad_configuration() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[test]
+fn writes_by_another_process_reach_the_feeds_within_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("inventory.db");
+    let server = Server::ready(&database, &[("AUTH_TOKEN", "t")]);
+    let path = "/api/v2/flux/clusters/edge-prod-02.k8s.example.com/platform-components";
+    let (status, body) = get(server.port, path, Some("t")).unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("\"oci_tag\":\"33.2.1\""),
+        "cached at the catalog tag"
+    );
+
+    // An operator edits the file directly (as the offline CLI does) while the server runs.
+    let conn = rusqlite::Connection::open(&database).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn.execute(
+        "UPDATE platform_components SET oci_tag = '99.0.0' WHERE id = 'traefik'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, body) = get(server.port, path, Some("t")).unwrap();
+        if body.contains("\"oci_tag\":\"99.0.0\"") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the external write shows within 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -10,6 +10,7 @@ use tempfile::TempDir;
 use flux_inputs::api::{self, auth::Tokens};
 use flux_inputs::config::{ApiMode, Config, Secret, SeedSource};
 use flux_inputs::server;
+use flux_inputs::store::Store;
 
 pub const READ: &str = "read-token";
 pub const WRITE: &str = "write-token";
@@ -19,6 +20,7 @@ pub const FLUX_MAX_BODY: usize = 921_600;
 
 pub struct TestApp {
     pub client: TestClient<poem::endpoint::BoxEndpoint<'static, Response>>,
+    pub store: Store,
     _dir: TempDir,
 }
 
@@ -92,6 +94,7 @@ impl TestApp {
         let app = api::build_app(store.clone(), tokens, mode).boxed();
         TestApp {
             client: TestClient::new(app),
+            store,
             _dir: dir,
         }
     }

@@ -3,6 +3,7 @@
 
 mod auth;
 mod binary;
+mod cache;
 mod concurrency;
 mod crash;
 mod crud;
