@@ -120,78 +120,12 @@ CREATE TABLE cluster_rolebindings (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX cluster_rolebindings_by_rolebinding ON cluster_rolebindings (rolebinding_id);
 
--- Inventory revision: bumped by a trigger on every row any writer changes (the API, the CLI,
--- or an operator's sqlite3 shell). Readers that cache encoded feeds compare it to know when
--- their copy is stale.
+-- Inventory revision: every flux-inputs write transaction (API or CLI) adds one before it
+-- commits. The feed cache compares it to know whether what it holds is current. (Edits made
+-- with other tools are caught by polling `PRAGMA data_version` instead; per-row triggers
+-- would triple the cost of a bulk import.)
 CREATE TABLE inventory_revision (
     id       INTEGER PRIMARY KEY CHECK (id = 1),
     revision INTEGER NOT NULL
 ) STRICT;
 INSERT INTO inventory_revision (id, revision) VALUES (1, 0);
-
-CREATE TRIGGER clusters_insert_bumps_revision AFTER INSERT ON clusters
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER clusters_update_bumps_revision AFTER UPDATE ON clusters
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER clusters_delete_bumps_revision AFTER DELETE ON clusters
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER platform_components_insert_bumps_revision AFTER INSERT ON platform_components
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER platform_components_update_bumps_revision AFTER UPDATE ON platform_components
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER platform_components_delete_bumps_revision AFTER DELETE ON platform_components
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER component_dependencies_insert_bumps_revision AFTER INSERT ON component_dependencies
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER component_dependencies_update_bumps_revision AFTER UPDATE ON component_dependencies
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER component_dependencies_delete_bumps_revision AFTER DELETE ON component_dependencies
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER cluster_components_insert_bumps_revision AFTER INSERT ON cluster_components
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER cluster_components_update_bumps_revision AFTER UPDATE ON cluster_components
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER cluster_components_delete_bumps_revision AFTER DELETE ON cluster_components
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER cluster_patches_insert_bumps_revision AFTER INSERT ON cluster_patches
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER cluster_patches_update_bumps_revision AFTER UPDATE ON cluster_patches
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER cluster_patches_delete_bumps_revision AFTER DELETE ON cluster_patches
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER namespaces_insert_bumps_revision AFTER INSERT ON namespaces
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER namespaces_update_bumps_revision AFTER UPDATE ON namespaces
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER namespaces_delete_bumps_revision AFTER DELETE ON namespaces
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER namespace_metadata_insert_bumps_revision AFTER INSERT ON namespace_metadata
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER namespace_metadata_update_bumps_revision AFTER UPDATE ON namespace_metadata
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER namespace_metadata_delete_bumps_revision AFTER DELETE ON namespace_metadata
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER rolebindings_insert_bumps_revision AFTER INSERT ON rolebindings
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER rolebindings_update_bumps_revision AFTER UPDATE ON rolebindings
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER rolebindings_delete_bumps_revision AFTER DELETE ON rolebindings
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER rolebinding_subjects_insert_bumps_revision AFTER INSERT ON rolebinding_subjects
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER rolebinding_subjects_update_bumps_revision AFTER UPDATE ON rolebinding_subjects
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER rolebinding_subjects_delete_bumps_revision AFTER DELETE ON rolebinding_subjects
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER cluster_namespaces_insert_bumps_revision AFTER INSERT ON cluster_namespaces
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER cluster_namespaces_update_bumps_revision AFTER UPDATE ON cluster_namespaces
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER cluster_namespaces_delete_bumps_revision AFTER DELETE ON cluster_namespaces
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER cluster_rolebindings_insert_bumps_revision AFTER INSERT ON cluster_rolebindings
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER cluster_rolebindings_update_bumps_revision AFTER UPDATE ON cluster_rolebindings
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;
-CREATE TRIGGER cluster_rolebindings_delete_bumps_revision AFTER DELETE ON cluster_rolebindings
-    BEGIN UPDATE inventory_revision SET revision = revision + 1; END;

@@ -35,15 +35,29 @@ pub fn open_store(config: &Config) -> Result<Store, AppError> {
     let store =
         Store::open(&config.database_path)?.with_strict_dependencies(config.strict_dependencies);
     let mut conn = store.connection()?;
+    // A large seed is one transaction; a bigger page cache keeps its index pages in memory.
+    conn.pragma_update(None, "cache_size", -131_072)
+        .map_err(crate::store::storage_error)?;
     let outcome = migrate::migrate(&mut conn, |tx| {
         let Some((origin, text)) = &seed else {
             return Ok(());
         };
+        let started = std::time::Instant::now();
         let parsed = Seed::parse(text).map_err(|err| with_origin(origin, err))?;
+        let parse_time = started.elapsed();
         parsed.load(tx).map_err(|err| with_origin(origin, err))?;
-        tracing::info!(source = %origin, counts = ?seed::summary(&parsed), "seeded the new database");
+        tracing::info!(
+            source = %origin,
+            counts = ?seed::summary(&parsed),
+            ?parse_time,
+            load_time = ?started.elapsed() - parse_time,
+            "seeded the new database"
+        );
         Ok(())
     })?;
+    conn.pragma_update(None, "cache_size", -2_000)
+        .map_err(crate::store::storage_error)?;
+    drop(conn);
     match outcome {
         Migration::Created => {
             tracing::info!(path = %config.database_path.display(), "created database")
@@ -102,18 +116,12 @@ async fn checkpoint(store: &Store) {
     }
 }
 
-/// How often the feed cache checks for writes made by other processes (the CLI, sqlite3).
+/// How often the feed cache looks for commits made by other processes (the CLI, sqlite3).
 pub const EXTERNAL_WRITE_POLL: Duration = Duration::from_secs(1);
 
-/// Drops the feed cache when another process changed the database.
 async fn watch_external_writes(store: Store) {
-    let mut ticker = tokio::time::interval(EXTERNAL_WRITE_POLL);
-    loop {
-        ticker.tick().await;
-        if let Err(err) = store.feed_cache().check_revision(&store).await {
-            tracing::warn!(error = %err, "cannot check the inventory revision");
-        }
-    }
+    let cache = store.feed_cache().clone();
+    cache.watch_data_version(store, EXTERNAL_WRITE_POLL).await;
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -238,7 +238,7 @@ pub struct Cluster {
     pub cluster_name: String,
     /// The cluster's DNS name; unique; the key of its Flux feeds.
     #[oai(validator(
-        pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$",
+        pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
         max_length = 253
     ))]
     pub cluster_dns: String,
@@ -272,7 +272,7 @@ pub struct ClusterUpdate {
     #[oai(validator(min_length = 1))]
     pub cluster_name: Option<String>,
     #[oai(validator(
-        pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$",
+        pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
         max_length = 253
     ))]
     pub cluster_dns: Option<String>,

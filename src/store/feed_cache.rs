@@ -3,11 +3,12 @@
 //! concatenation of byte slices — no SQL, no JSON tree — while memory stays proportional to
 //! the inventory (an 11 KB feed costs a few hundred bytes per cluster, not 11 KB).
 //!
-//! Consistency: everything cached belongs to one `inventory_revision`, which a trigger bumps
-//! on every row any writer changes. API writes drop the cache before they answer, so the next
-//! read sees them; writes from other processes (the CLI, a sqlite3 shell) are noticed by the
-//! revision check on every cluster load and by a poll (`watch`). A cluster loaded at another
-//! revision than the catalog is served straight from its own transaction and not cached.
+//! Consistency: everything cached belongs to one `inventory_revision`, which every
+//! flux-inputs write transaction bumps. API writes drop the cache before they answer, so the
+//! next read sees them. A cluster loaded at another revision than the cached catalog (another
+//! flux-inputs process wrote meanwhile) is served straight from its own transaction and not
+//! cached. Edits by other tools (a sqlite3 shell) are noticed by `watch_data_version`, which
+//! polls SQLite's `PRAGMA data_version`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -264,6 +265,15 @@ struct Snapshot {
     fleet: RwLock<Option<Arc<FleetList>>>,
 }
 
+/// Marks the inventory as changed; part of every write transaction.
+pub fn bump_revision(conn: &Connection) -> Result<()> {
+    conn.prepare_cached("UPDATE inventory_revision SET revision = revision + 1 WHERE id = 1")
+        .db()?
+        .execute([])
+        .db()?;
+    Ok(())
+}
+
 pub fn revision(conn: &Connection) -> Result<i64> {
     conn.prepare_cached("SELECT revision FROM inventory_revision WHERE id = 1")
         .db()?
@@ -437,14 +447,39 @@ impl FeedCache {
         Ok((count, out))
     }
 
-    /// Drops the cache when another process changed the database (polled by the server).
-    pub async fn check_revision(&self, store: &Store) -> Result<()> {
-        let Some(snapshot) = self.snapshot() else {
-            return Ok(());
-        };
-        if store.read(revision).await? != snapshot.revision {
-            self.retire(&snapshot);
+    /// Drops the cache whenever any other connection or process commits to the database,
+    /// polling every `period` on a connection of its own (`PRAGMA data_version` changes only
+    /// for commits made elsewhere). Runs until the task is aborted.
+    pub async fn watch_data_version(&self, store: Store, period: std::time::Duration) {
+        let mut ticker = tokio::time::interval(period);
+        let mut watcher: Option<(Connection, i64)> = None;
+        loop {
+            ticker.tick().await;
+            let path = store.path().to_owned();
+            let previous = watcher.take();
+            let polled = tokio::task::spawn_blocking(move || -> Result<(Connection, i64, bool)> {
+                let (conn, last) = match previous {
+                    Some((conn, last)) => (conn, Some(last)),
+                    None => (Connection::open(&path).db()?, None),
+                };
+                let version: i64 = conn
+                    .query_row("PRAGMA data_version", [], |row| row.get(0))
+                    .db()?;
+                Ok((conn, version, last.is_some_and(|last| last != version)))
+            })
+            .await;
+            match polled {
+                Ok(Ok((conn, version, changed))) => {
+                    if changed {
+                        self.invalidate();
+                    }
+                    watcher = Some((conn, version));
+                }
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, "cannot poll the database for outside changes")
+                }
+                Err(err) => tracing::warn!(error = %err, "the database poll failed"),
+            }
         }
-        Ok(())
     }
 }

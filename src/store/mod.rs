@@ -224,6 +224,7 @@ impl Store {
                 Default::default()
             };
             let value = op(&tx)?;
+            feed_cache::bump_revision(&tx)?;
             let after = checks::snapshot(&tx, &affected)?;
             let warnings = checks::check(&tx, &after, strict)?;
             let changes = if dry_run {

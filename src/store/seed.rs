@@ -97,7 +97,7 @@ impl Seed {
             validate::cluster(cluster).map_err(|e| at.wrap(e))?;
             clusters::insert(conn, cluster).map_err(|e| at.wrap(e))?;
         }
-        Ok(())
+        super::feed_cache::bump_revision(conn)
     }
 }
 

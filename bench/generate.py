@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Generate a synthetic fleet inventory in flux-inputs' seed format.
+
+    bench/generate.py --clusters 10000 --components 200 --per-cluster 30 \
+                      --namespaces 10 --rolebindings 5 > seed.json
+
+Deterministic: the same flags give the same file. Each cluster gets `--per-cluster` catalog
+components (every 5th with a tag override, every 7th with a path override, every 3rd with a
+Helm value patch), `--namespaces` namespaces and `--rolebindings` rolebindings drawn from
+catalogs five and four times that size. Catalog components depend on their predecessor in
+chains of four, and every cluster gets whole chains, so no dependency is left unassigned.
+"""
+import argparse
+import json
+import random
+import sys
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clusters", type=int, default=10_000)
+    parser.add_argument("--components", type=int, default=200)
+    parser.add_argument("--per-cluster", type=int, default=30)
+    parser.add_argument("--namespaces", type=int, default=10)
+    parser.add_argument("--rolebindings", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    envs = ["dev", "qa", "uat", "prod"]
+
+    components = [
+        {
+            "id": f"component-{i:03d}",
+            "component_path": f"charts/component-{i:03d}",
+            "component_version": f"1.{i % 17}.{i % 5}",
+            "oci_url": f"oci://registry.example.com/platform/component-{i:03d}",
+            "oci_tag": f"1.{i % 17}.{i % 5}",
+            "depends_on": [f"component-{i - 1:03d}"] if i % 4 else [],
+            "cluster_env_enabled": i % 3 == 0,
+        }
+        for i in range(args.components)
+    ]
+    namespace_pool = args.namespaces * 5
+    namespaces = [
+        {
+            "id": f"ns-{i:03d}",
+            "labels": {"app.kubernetes.io/part-of": "platform", "team": f"team-{i % 9}"},
+            "annotations": {"platform.example.com/owner": f"owner-{i % 13}@example.com"},
+        }
+        for i in range(namespace_pool)
+    ]
+    rolebinding_pool = args.rolebindings * 4
+    rolebindings = [
+        {
+            "id": f"rb-{i:03d}",
+            "role": ["view", "edit", "admin"][i % 3],
+            "subjects": [
+                {"kind": "Group", "name": f"group-{i}", "apiGroup": "rbac.authorization.k8s.io"},
+                {"kind": "ServiceAccount", "name": f"deployer-{i}", "namespace": "ci"},
+            ],
+        }
+        for i in range(rolebinding_pool)
+    ]
+    chains = args.components // 4
+    clusters = []
+    for c in range(args.clusters):
+        chosen = sorted(rng.sample(range(chains), min(chains, (args.per_cluster + 3) // 4)))
+        ids = [4 * chain + k for chain in chosen for k in range(4)][: args.per_cluster]
+        refs, patches = [], {}
+        for n, i in enumerate(ids):
+            refs.append({
+                "id": f"component-{i:03d}",
+                "enabled": n % 11 != 10,
+                "oci_tag": f"2.{c % 7}.{n}" if n % 5 == 0 else None,
+                "component_path": f"custom/component-{i:03d}" if n % 7 == 0 else None,
+            })
+            if n % 3 == 0:
+                patches[f"component-{i:03d}"] = {"replicaCount": 1 + c % 3, "resources.limits.memory": "256Mi"}
+        clusters.append({
+            "id": f"cluster-{c:06d}",
+            "cluster_name": f"cluster-{c:06d}",
+            "cluster_dns": f"cluster-{c:06d}.fleet.example.com",
+            "environment": envs[c % 4],
+            "node_count": 1 + c % 5,
+            "platform_components": refs,
+            "namespaces": [{"id": f"ns-{i:03d}"} for i in sorted(rng.sample(range(namespace_pool), args.namespaces))],
+            "rolebindings": [{"id": f"rb-{i:03d}"} for i in sorted(rng.sample(range(rolebinding_pool), args.rolebindings))],
+            "patches": patches,
+        })
+    document = {"platform_components": components, "namespaces": namespaces, "rolebindings": rolebindings, "clusters": clusters}
+    sys.stdout.write(json.dumps(document, separators=(",", ":")))
+
+
+if __name__ == "__main__":
+    main()
