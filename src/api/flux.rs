@@ -6,7 +6,6 @@
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::ApiTags;
@@ -16,11 +15,9 @@ use super::error::{ErrorBody, ReadError};
 use crate::domain::feed::{
     ClusterListInput, FluxInputs, NamespaceInput, PlatformComponentInput, RolebindingInput,
 };
-use crate::domain::merge;
 use crate::domain::model::Environment;
-use crate::error::{AppError, Result};
-use crate::store::clusters::{self, ClusterFilter};
-use crate::store::feeds::{self, FLUX_MAX_BODY_BYTES, Feed};
+use crate::error::Result;
+use crate::store::feeds::{FLUX_MAX_BODY_BYTES, Feed};
 use crate::store::{Page, Store};
 
 pub struct FluxApi;
@@ -57,16 +54,9 @@ pub enum ClusterListFeed {
     TooLarge(Json<ErrorBody>),
 }
 
-/// Builds one feed of the cluster with this DNS name, or the 404 Flux must see.
+/// One feed of the cluster with this DNS name (from the feed cache), or the 404 Flux must see.
 async fn feed(store: &Store, cluster_dns: String, feed: Feed) -> Result<Vec<u8>> {
-    store
-        .read(move |conn| {
-            let cluster = clusters::get_by_dns(conn, &cluster_dns)?.ok_or_else(|| {
-                AppError::NotFound(format!("no cluster with cluster_dns '{cluster_dns}'"))
-            })?;
-            Ok(feeds::build(conn, &cluster, feed)?.body)
-        })
-        .await
+    store.feed_cache().feed(store, &cluster_dns, feed).await
 }
 
 #[OpenApi(tag = "ApiTags::Flux")]
@@ -134,24 +124,13 @@ impl FluxApi {
         #[oai(validator(minimum(value = "0"), maximum(value = "4294967295")))]
         offset: Query<Option<u32>>,
     ) -> Result<ClusterListFeed, ReadError> {
-        let filter = ClusterFilter {
-            cluster_dns: None,
-            environment: environment.0,
-            page: Page {
-                limit: limit.0,
-                offset: offset.0,
-            },
+        let page = Page {
+            limit: limit.0,
+            offset: offset.0,
         };
         let (count, body) = store
-            .read(move |conn| {
-                let inputs: Vec<ClusterListInput> = clusters::list_headers(conn, &filter)?
-                    .iter()
-                    .map(merge::cluster_list_entry)
-                    .collect();
-                let count = inputs.len();
-                let value = FluxInputs { inputs }.to_json().unwrap_or_default();
-                Ok((count, serde_json::to_vec(&value).unwrap_or_default()))
-            })
+            .feed_cache()
+            .fleet(&store, environment.0, page)
             .await?;
         if body.len() > FLUX_MAX_BODY_BYTES {
             let message = format!(

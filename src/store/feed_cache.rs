@@ -11,6 +11,7 @@
 //! polls SQLite's `PRAGMA data_version`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use poem_openapi::types::ToJSON;
@@ -286,6 +287,18 @@ pub fn revision(conn: &Connection) -> Result<i64> {
 pub struct FeedCache {
     current: Arc<RwLock<Option<Arc<Snapshot>>>>,
     loading: Arc<tokio::sync::Mutex<()>>,
+    stats: Arc<CacheStats>,
+}
+
+/// Counters since start.
+#[derive(Default, Debug)]
+pub struct CacheStats {
+    /// Feeds answered from a cached cluster.
+    pub hits: AtomicU64,
+    /// Feeds whose cluster had to be loaded.
+    pub misses: AtomicU64,
+    /// Loads that found the inventory changed under the cache (the cache was dropped).
+    pub stale: AtomicU64,
 }
 
 /// The answer of a cluster lookup that missed the cache.
@@ -300,6 +313,10 @@ impl FeedCache {
     /// Drops everything cached; the next read rebuilds from the database.
     pub fn invalidate(&self) {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    pub fn stats(&self) -> &CacheStats {
+        &self.stats
     }
 
     fn snapshot(&self) -> Option<Arc<Snapshot>> {
@@ -350,8 +367,10 @@ impl FeedCache {
             .get(cluster_dns)
             .cloned();
         if let Some(entry) = cached {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(entry.encode(&snapshot.catalog, feed));
         }
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
         let dns = cluster_dns.to_owned();
         let loader = snapshot.clone();
         let loaded = store
@@ -359,13 +378,12 @@ impl FeedCache {
                 let cluster = clusters::get_by_dns(conn, &dns)?.ok_or_else(|| {
                     AppError::NotFound(format!("no cluster with cluster_dns '{dns}'"))
                 })?;
-                if revision(conn)? == loader.revision {
-                    Ok(Loaded::Entry(Arc::new(ClusterEntry::new(
-                        &loader.catalog,
-                        &cluster,
-                    )?)))
-                } else {
-                    Ok(Loaded::Fresh(feeds::build(conn, &cluster, feed)?.body))
+                let current = revision(conn)? == loader.revision;
+                match ClusterEntry::new(&loader.catalog, &cluster) {
+                    Ok(entry) if current => Ok(Loaded::Entry(Arc::new(entry))),
+                    // The catalog moved on (or was edited behind our back): answer from this
+                    // transaction alone.
+                    _ => Ok(Loaded::Fresh(feeds::build(conn, &cluster, feed)?.body)),
                 }
             })
             .await?;
@@ -380,6 +398,7 @@ impl FeedCache {
                 Ok(body)
             }
             Loaded::Fresh(body) => {
+                self.stats.stale.fetch_add(1, Ordering::Relaxed);
                 self.retire(&snapshot);
                 Ok(body)
             }

@@ -44,6 +44,25 @@ async fn assert_cache_matches(app: &TestApp) {
 }
 
 #[tokio::test]
+async fn repeated_reads_are_answered_from_the_cache() {
+    let app = TestApp::new();
+    let path = format!("/api/v2/flux/clusters/{PROD}/platform-components");
+    let stats = app.store.feed_cache().stats();
+    app.get(&path).await;
+    let misses = stats.misses.load(std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..10 {
+        assert_eq!(app.get(&path).await.status, 200);
+    }
+    assert_eq!(
+        stats.misses.load(std::sync::atomic::Ordering::Relaxed),
+        misses,
+        "no more loads"
+    );
+    assert!(stats.hits.load(std::sync::atomic::Ordering::Relaxed) >= 10);
+    assert_eq!(stats.stale.load(std::sync::atomic::Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
 async fn cached_feeds_are_the_uncached_bytes() {
     let app = TestApp::new();
     assert_cache_matches(&app).await;

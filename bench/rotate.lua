@@ -1,0 +1,31 @@
+-- wrk script: every request goes to the next cluster in $DNS_FILE, so no URL is favoured.
+-- $FEED: platform-components | namespaces | rolebindings | clusters (the fleet list, in
+-- shards of 100 at rotating offsets) | health. $TOKEN: the read token.
+local names = {}
+for line in io.lines(os.getenv("DNS_FILE")) do
+  names[#names + 1] = line
+end
+local feed = os.getenv("FEED")
+local headers = { ["Authorization"] = "Bearer " .. os.getenv("TOKEN") }
+local i = 0
+
+function request()
+  i = i + 1
+  local path
+  if feed == "health" then
+    path = "/health"
+  elseif feed == "clusters" then
+    path = "/api/v2/flux/clusters?limit=100&offset=" .. ((i * 100) % #names)
+  else
+    path = "/api/v2/flux/clusters/" .. names[(i - 1) % #names + 1] .. "/" .. feed
+  end
+  return wrk.format("GET", path, headers)
+end
+
+function done(summary, latency, requests)
+  local errors = summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
+  io.write(string.format("RESULT %.1f %.3f %.3f %d %d\n",
+    summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    summary.errors.status, errors))
+end

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# The benchmark: generate inventories, import them, start the release binary, load it with
+# wrk on 127.0.0.1, print one table. Every process it starts is stopped on exit.
+#
+#   bench/run.sh [--clusters N] [--small N] [--large N] [--duration SECONDS] [--connections N]
+#
+# Defaults: 10,000 clusters for the main table, 1,000 and 100,000 for the p99 scaling check,
+# 10 s per wrk run, wrk -t1 -c64. A full run takes about 5 minutes on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+clusters=10000 small=1000 large=100000 duration=10 connections=64
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --clusters) clusters="$2"; shift 2 ;;
+        --small) small="$2"; shift 2 ;;
+        --large) large="$2"; shift 2 ;;
+        --duration) duration="$2"; shift 2 ;;
+        --connections) connections="$2"; shift 2 ;;
+        *) echo "unknown flag $1" >&2; exit 2 ;;
+    esac
+done
+
+if ! command -v wrk >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+fi
+cargo build --release --quiet
+binary="$PWD/target/release/flux-inputs"
+work="$(mktemp -d)"
+token=bench-token
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+elapsed() { python3 -c "print(f'{$2 - $1:.2f}')"; }
+
+# start DB SEED → sets $pid, $port and $took (seconds from start to /ready)
+start() {
+    port="$(free_port)"
+    local begin; begin="$(now)"
+    AUTH_TOKEN="$token" API_MODE=crud DATABASE_PATH="$1" SEED_FILE="$2" LISTEN_ADDR="127.0.0.1:$port" \
+        RUST_LOG=warn "$binary" >>"$work/server.log" 2>&1 &
+    pid=$!
+    pids+=("$pid")
+    until curl -sf "http://127.0.0.1:$port/ready" >/dev/null 2>&1; do
+        kill -0 "$pid" 2>/dev/null || { echo "server died:"; cat "$work/server.log"; exit 1; }
+        sleep 0.01
+    done
+    took="$(elapsed "$begin" "$(now)")"
+}
+
+stop() { kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; }
+
+# load FEED [SECONDS] → "req/s p50_ms p99_ms non2xx errors"
+load() {
+    DNS_FILE="$work/dns-$size.txt" FEED="$1" TOKEN="$token" \
+        wrk -t1 -c"$connections" -d"${2:-$duration}s" -s bench/rotate.lua "http://127.0.0.1:$port" \
+        | awk '/^RESULT/ {print $2, $3, $4, $5, $6}'
+}
+
+declare -A import_s ready_s
+for size in "$small" "$clusters" "$large"; do
+    echo "== $size clusters: generate, import, restart" >&2
+    python3 bench/generate.py --clusters "$size" >"$work/seed-$size.json"
+    python3 -c "import json,sys; [print(c['cluster_dns']) for c in json.load(open(sys.argv[1]))['clusters']]" \
+        "$work/seed-$size.json" >"$work/dns-$size.txt"
+    start "$work/db-$size.sqlite" "$work/seed-$size.json"
+    import_s[$size]="$took"
+    stop
+    start "$work/db-$size.sqlite" none
+    ready_s[$size]="$took"
+    stop
+done
+
+declare -A result
+measure_p99() {
+    size="$1"
+    start "$work/db-$size.sqlite" none
+    load platform-components 3 >/dev/null # warm-up pass
+    result[$size]="$(load platform-components)"
+    stop
+}
+measure_p99 "$small"
+measure_p99 "$large"
+
+size="$clusters"
+echo "== $size clusters: load" >&2
+start "$work/db-$size.sqlite" none
+feed_bytes="$(curl -s -H "Authorization: Bearer $token" \
+    "http://127.0.0.1:$port/api/v2/flux/clusters/$(head -1 "$work/dns-$size.txt")/platform-components" | wc -c)"
+load platform-components 3 >/dev/null # warm-up pass
+declare -A main
+for feed in health platform-components namespaces rolebindings clusters; do
+    main[$feed]="$(load "$feed")"
+done
+rss_kib="$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")"
+cut -d. -f1 "$work/dns-$size.txt" | sed 's/\.fleet.*//' >"$work/ids.txt"
+writes="$(ID_FILE="$work/ids.txt" TOKEN="$token" wrk -t1 -c1 -d5s -s bench/put.lua "http://127.0.0.1:$port" \
+    | awk '/^RESULT/ {print $2, $3, $4, $5, $6}')"
+stop
+
+health_rps="$(echo "${main[health]}" | cut -d' ' -f1)"
+printf '\nflux-inputs %s — %s, %s cores — wrk -t1 -c%s -d%ss, RUST_LOG=warn\n\n' \
+    "$("$binary" --version | cut -d' ' -f2)" "$(uname -m)" "$(nproc)" "$connections" "$duration"
+printf '| %-44s | %10s | %8s | %8s | %9s | %6s |\n' "endpoint ($clusters clusters)" "req/s" "p50 ms" "p99 ms" "vs health" "non-2xx"
+printf '|%s|%s|%s|%s|%s|%s|\n' "----------------------------------------------" "------------" "----------" "----------" "-----------" "--------"
+for feed in health platform-components namespaces rolebindings clusters; do
+    read -r rps p50 p99 non2xx errors <<<"${main[$feed]}"
+    case "$feed" in
+        health) label="GET /health (ceiling)" ;;
+        clusters) label="GET /api/v2/flux/clusters?limit=100&offset=…" ;;
+        *) label="GET …/{cluster_dns}/$feed" ;;
+    esac
+    printf '| %-44s | %10s | %8s | %8s | %9s | %6s |\n' "$label" "$rps" "$p50" "$p99" \
+        "$(python3 -c "print(f'{$rps / $health_rps:.2f}')")" "$((non2xx + errors))"
+done
+read -r wrps _ _ wnon2xx werrors <<<"$writes"
+read -r _ _ p99_small _ _ <<<"${result[$small]}"
+read -r _ _ p99_large _ _ <<<"${result[$large]}"
+printf '\n| %-52s | %14s |\n' "measure" "value"
+printf '|%s|%s|\n' "------------------------------------------------------" "----------------"
+printf '| %-52s | %14s |\n' \
+    "peak RSS (VmHWM) under load, $clusters clusters" "$((rss_kib / 1024)) MiB" \
+    "platform-components p99, $small clusters" "$p99_small ms" \
+    "platform-components p99, $large clusters" "$p99_large ms" \
+    "p99 ratio $large / $small" "$(python3 -c "print(f'{$p99_large / $p99_small:.2f}')")" \
+    "start to /ready, existing $small-cluster database" "${ready_s[$small]} s" \
+    "start to /ready, existing $clusters-cluster database" "${ready_s[$clusters]} s" \
+    "start to /ready, existing $large-cluster database" "${ready_s[$large]} s" \
+    "import (start on new database to /ready), $clusters clusters" "${import_s[$clusters]} s" \
+    "import, $large clusters" "${import_s[$large]} s" \
+    "PUT /clusters/{id}, one client" "$wrps writes/s" \
+    "one platform-components feed" "$feed_bytes bytes"
+if [ "$((wnon2xx + werrors))" -ne 0 ]; then echo "warning: $((wnon2xx + werrors)) failed writes" >&2; fi
