@@ -69,6 +69,9 @@ fn serve(config_file: Option<PathBuf>) -> Result<(), String> {
     let config = Config::load(config_file.as_deref()).map_err(|err| err.to_string())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // SQLite work is already capped by the connection pool; more blocking threads would
+        // only add stacks and malloc arenas.
+        .max_blocking_threads(flux_inputs::store::BLOCKING_THREADS)
         .build()
         .map_err(|err| format!("cannot start the async runtime: {err}"))?;
     runtime.block_on(async {

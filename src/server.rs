@@ -55,7 +55,7 @@ pub fn open_store(config: &Config) -> Result<Store, AppError> {
         );
         Ok(())
     })?;
-    conn.pragma_update(None, "cache_size", -2_000)
+    conn.pragma_update(None, "cache_size", -crate::store::PAGE_CACHE_KIB)
         .map_err(crate::store::storage_error)?;
     drop(conn);
     match outcome {

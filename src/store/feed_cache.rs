@@ -15,13 +15,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use poem_openapi::types::ToJSON;
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::feeds::{self, Feed};
 use super::{SqlResultExt, Store, clusters};
-use crate::domain::merge;
-use crate::domain::model::{Cluster, Environment, Namespace, PlatformComponent, Rolebinding};
+use crate::domain::model::{Environment, Namespace, PlatformComponent, Rolebinding};
 use crate::error::{AppError, Result};
 
 /// JSON text of a serializable value (a string, a map): escaping exactly as serde_json does.
@@ -135,17 +134,17 @@ fn rolebinding_head(r: &Rolebinding) -> Box<[u8]> {
     ])
 }
 
-/// What a cluster reference adds to its catalog entry; boxed because most have none.
-struct Overrides {
-    path: Option<Box<[u8]>>,
-    tag: Option<Box<[u8]>>,
-    patch: Option<Box<[u8]>>,
-}
+/// "No override": the catalog value applies.
+const NONE: u32 = u32::MAX;
 
+/// A cluster's reference to a catalog component. Overrides are ids into the snapshot's
+/// interned fragments (fleets repeat the same tags and patches on many clusters).
 struct ComponentRef {
     component: u32,
     enabled: bool,
-    overrides: Option<Box<Overrides>>,
+    path: u32,
+    tag: u32,
+    patch: u32,
 }
 
 /// One cluster as references into the catalog.
@@ -157,80 +156,180 @@ struct ClusterEntry {
     rolebindings: Box<[u32]>,
 }
 
-impl ClusterEntry {
-    fn new(catalog: &Catalog, cluster: &Cluster) -> Result<ClusterEntry> {
-        let missing = |kind: &str, id: &str| {
-            AppError::Internal(format!(
-                "cluster '{}' references unknown {kind} '{id}'",
-                cluster.id
-            ))
-        };
-        let components = cluster
-            .platform_components
-            .iter()
-            .map(|r| {
-                let component = *catalog
-                    .component_index
-                    .get(&r.id)
-                    .ok_or_else(|| missing("component", &r.id))?;
-                let patch = cluster.patches.get(&r.id);
-                let overrides = (r.component_path.is_some()
-                    || r.oci_tag.is_some()
-                    || patch.is_some())
-                .then(|| {
-                    Box::new(Overrides {
-                        path: r.component_path.as_deref().map(json_text),
-                        tag: r.oci_tag.as_deref().map(json_text),
-                        patch: patch.map(json_text),
-                    })
-                });
-                Ok(ComponentRef {
-                    component,
-                    enabled: r.enabled,
-                    overrides,
-                })
-            })
-            .collect::<Result<_>>()?;
-        let lookup = |index: &HashMap<String, u32>, kind: &str, id: &str| {
-            index.get(id).copied().ok_or_else(|| missing(kind, id))
-        };
-        Ok(ClusterEntry {
-            info: json_text(&merge::cluster_info(cluster).to_json().unwrap_or_default()),
-            components,
-            namespaces: cluster
-                .namespaces
-                .iter()
-                .map(|r| lookup(&catalog.namespace_index, "namespace", &r.id))
-                .collect::<Result<_>>()?,
-            rolebindings: cluster
-                .rolebindings
-                .iter()
-                .map(|r| lookup(&catalog.rolebinding_index, "rolebinding", &r.id))
-                .collect::<Result<_>>()?,
-        })
+/// Override texts shared by every cluster of a snapshot.
+#[derive(Default)]
+struct Fragments {
+    texts: Vec<Arc<[u8]>>,
+    ids: HashMap<Arc<[u8]>, u32>,
+}
+
+impl Fragments {
+    fn intern(&mut self, text: Option<Box<[u8]>>) -> u32 {
+        let Some(text) = text else { return NONE };
+        if let Some(id) = self.ids.get(&*text) {
+            return *id;
+        }
+        let id = self.texts.len() as u32;
+        let shared: Arc<[u8]> = Arc::from(text);
+        self.texts.push(shared.clone());
+        self.ids.insert(shared, id);
+        id
     }
 
-    fn encode(&self, catalog: &Catalog, feed: Feed) -> Vec<u8> {
+    fn get<'a>(&'a self, id: u32, default: &'a [u8]) -> &'a [u8] {
+        if id == NONE {
+            default
+        } else {
+            &self.texts[id as usize]
+        }
+    }
+}
+
+/// The cached clusters of a snapshot and the fragments they share, under one lock.
+#[derive(Default)]
+struct Entries {
+    clusters: HashMap<Box<str>, ClusterEntry>,
+    fragments: Fragments,
+}
+
+/// A component reference as read, with its override texts.
+struct LoadedRef {
+    component: u32,
+    enabled: bool,
+    path: Option<Box<[u8]>>,
+    tag: Option<Box<[u8]>>,
+    patch: Option<Box<[u8]>>,
+}
+
+/// A cluster as read from the database, before its fragments are interned.
+struct LoadedCluster {
+    info: Box<[u8]>,
+    components: Vec<LoadedRef>,
+    namespaces: Box<[u32]>,
+    rolebindings: Box<[u32]>,
+}
+
+impl LoadedCluster {
+    /// Reads the cluster with this DNS name straight into catalog indices and JSON texts.
+    /// `None` if it does not exist; an error if it names something the catalog lacks.
+    fn read(
+        conn: &Connection,
+        catalog: &Catalog,
+        cluster_dns: &str,
+    ) -> Result<Option<LoadedCluster>> {
+        let header = conn
+            .prepare_cached(
+                "SELECT id, cluster_name, environment FROM clusters WHERE cluster_dns = ?1",
+            )
+            .db()?
+            .query_row([cluster_dns], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                ))
+            })
+            .optional()
+            .db()?;
+        let Some((id, name, environment)) = header else {
+            return Ok(None);
+        };
+        let missing = |kind: &str, what: &str| {
+            AppError::Internal(format!("cluster '{id}' references unknown {kind} '{what}'"))
+        };
+        let info =
+            serde_json::json!({"name": name, "dns": cluster_dns, "environment": environment});
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT cc.component_id, cc.enabled, cc.component_path, cc.oci_tag, cp.patch \
+                 FROM cluster_components cc LEFT JOIN cluster_patches cp \
+                 ON cp.cluster_id = cc.cluster_id AND cp.component_id = cc.component_id \
+                 WHERE cc.cluster_id = ?1 ORDER BY cc.position",
+            )
+            .db()?;
+        let mut rows = stmt.query([&id]).db()?;
+        let mut components = Vec::new();
+        while let Some(row) = rows.next().db()? {
+            let component: String = row.get(0).db()?;
+            let index = *catalog
+                .component_index
+                .get(&component)
+                .ok_or_else(|| missing("component", &component))?;
+            let path: Option<String> = row.get(2).db()?;
+            let tag: Option<String> = row.get(3).db()?;
+            // Patches are stored as the compact JSON the API encodes; served as stored.
+            let patch: Option<String> = row.get(4).db()?;
+            components.push(LoadedRef {
+                component: index,
+                enabled: row.get(1).db()?,
+                path: path.as_deref().map(json_text),
+                tag: tag.as_deref().map(json_text),
+                patch: patch.map(|p| p.into_bytes().into_boxed_slice()),
+            });
+        }
+        let indices = |sql: &str, index: &HashMap<String, u32>, kind: &str| -> Result<Box<[u32]>> {
+            super::query_ids(conn, sql, &id)?
+                .iter()
+                .map(|name| index.get(name).copied().ok_or_else(|| missing(kind, name)))
+                .collect()
+        };
+        Ok(Some(LoadedCluster {
+            info: json_text(&info),
+            components,
+            namespaces: indices(
+                "SELECT namespace_id FROM cluster_namespaces WHERE cluster_id = ?1 ORDER BY position",
+                &catalog.namespace_index,
+                "namespace",
+            )?,
+            rolebindings: indices(
+                "SELECT rolebinding_id FROM cluster_rolebindings WHERE cluster_id = ?1 ORDER BY position",
+                &catalog.rolebinding_index,
+                "rolebinding",
+            )?,
+        }))
+    }
+
+    fn intern(self, fragments: &mut Fragments) -> ClusterEntry {
+        ClusterEntry {
+            info: self.info,
+            components: self
+                .components
+                .into_iter()
+                .map(|r| ComponentRef {
+                    component: r.component,
+                    enabled: r.enabled,
+                    path: fragments.intern(r.path),
+                    tag: fragments.intern(r.tag),
+                    patch: fragments.intern(r.patch),
+                })
+                .collect(),
+            namespaces: self.namespaces,
+            rolebindings: self.rolebindings,
+        }
+    }
+}
+
+impl ClusterEntry {
+    fn encode(&self, catalog: &Catalog, fragments: &Fragments, feed: Feed) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + self.components.len() * 420);
         out.extend_from_slice(br#"{"inputs":["#);
         match feed {
             Feed::PlatformComponents => {
                 for (i, r) in self.components.iter().enumerate() {
                     let c = &catalog.components[r.component as usize];
-                    let o = r.overrides.as_deref();
                     if i > 0 {
                         out.push(b',');
                     }
                     out.extend_from_slice(&c.head);
-                    out.extend_from_slice(o.and_then(|o| o.path.as_deref()).unwrap_or(&c.path));
+                    out.extend_from_slice(fragments.get(r.path, &c.path));
                     out.extend_from_slice(&c.middle);
                     out.extend_from_slice(if r.enabled { b"true" } else { b"false" });
                     out.extend_from_slice(br#","patches":"#);
-                    out.extend_from_slice(o.and_then(|o| o.patch.as_deref()).unwrap_or(b"{}"));
+                    out.extend_from_slice(fragments.get(r.patch, b"{}"));
                     out.extend_from_slice(br#","cluster":"#);
                     out.extend_from_slice(&self.info);
                     out.extend_from_slice(&c.source);
-                    out.extend_from_slice(o.and_then(|o| o.tag.as_deref()).unwrap_or(&c.tag));
+                    out.extend_from_slice(fragments.get(r.tag, &c.tag));
                     out.extend_from_slice(b"}}");
                 }
             }
@@ -262,7 +361,7 @@ struct FleetList(Vec<(Environment, Box<[u8]>)>);
 struct Snapshot {
     revision: i64,
     catalog: Catalog,
-    clusters: RwLock<HashMap<Box<str>, Arc<ClusterEntry>>>,
+    entries: RwLock<Entries>,
     fleet: RwLock<Option<Arc<FleetList>>>,
 }
 
@@ -303,8 +402,8 @@ pub struct CacheStats {
 
 /// The answer of a cluster lookup that missed the cache.
 enum Loaded {
-    /// Built at the snapshot's revision: cache it.
-    Entry(Arc<ClusterEntry>),
+    /// Read at the snapshot's revision: cache it.
+    Entry(LoadedCluster),
     /// The inventory moved on: the feed, encoded from one consistent read.
     Fresh(Vec<u8>),
 }
@@ -348,7 +447,7 @@ impl FeedCache {
                 Ok(Arc::new(Snapshot {
                     revision: revision(conn)?,
                     catalog: Catalog::load(conn)?,
-                    clusters: RwLock::default(),
+                    entries: RwLock::default(),
                     fleet: RwLock::default(),
                 }))
             })
@@ -360,41 +459,39 @@ impl FeedCache {
     /// One feed of the cluster with this DNS name, encoded exactly as `feeds::build` would.
     pub async fn feed(&self, store: &Store, cluster_dns: &str, feed: Feed) -> Result<Vec<u8>> {
         let snapshot = self.current_snapshot(store).await?;
-        let cached = snapshot
-            .clusters
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(cluster_dns)
-            .cloned();
-        if let Some(entry) = cached {
-            self.stats.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(entry.encode(&snapshot.catalog, feed));
+        {
+            let entries = snapshot.entries.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(entry) = entries.clusters.get(cluster_dns) {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(entry.encode(&snapshot.catalog, &entries.fragments, feed));
+            }
         }
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
         let dns = cluster_dns.to_owned();
         let loader = snapshot.clone();
         let loaded = store
             .read(move |conn| {
-                let cluster = clusters::get_by_dns(conn, &dns)?.ok_or_else(|| {
-                    AppError::NotFound(format!("no cluster with cluster_dns '{dns}'"))
-                })?;
+                let not_found =
+                    || AppError::NotFound(format!("no cluster with cluster_dns '{dns}'"));
                 let current = revision(conn)? == loader.revision;
-                match ClusterEntry::new(&loader.catalog, &cluster) {
-                    Ok(entry) if current => Ok(Loaded::Entry(Arc::new(entry))),
+                match LoadedCluster::read(conn, &loader.catalog, &dns) {
+                    Ok(Some(cluster)) if current => Ok(Loaded::Entry(cluster)),
+                    Ok(None) => Err(not_found()),
                     // The catalog moved on (or was edited behind our back): answer from this
                     // transaction alone.
-                    _ => Ok(Loaded::Fresh(feeds::build(conn, &cluster, feed)?.body)),
+                    _ => {
+                        let cluster = clusters::get_by_dns(conn, &dns)?.ok_or_else(not_found)?;
+                        Ok(Loaded::Fresh(feeds::build(conn, &cluster, feed)?.body))
+                    }
                 }
             })
             .await?;
         match loaded {
-            Loaded::Entry(entry) => {
-                let body = entry.encode(&snapshot.catalog, feed);
-                snapshot
-                    .clusters
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(cluster_dns.into(), entry);
+            Loaded::Entry(cluster) => {
+                let mut entries = snapshot.entries.write().unwrap_or_else(|e| e.into_inner());
+                let entry = cluster.intern(&mut entries.fragments);
+                let body = entry.encode(&snapshot.catalog, &entries.fragments, feed);
+                entries.clusters.insert(cluster_dns.into(), entry);
                 Ok(body)
             }
             Loaded::Fresh(body) => {
@@ -405,6 +502,45 @@ impl FeedCache {
         }
     }
 
+    fn cached_fleet(&self, snapshot: &Snapshot) -> Option<Arc<FleetList>> {
+        snapshot
+            .fleet
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    async fn load_fleet(&self, store: &Store, snapshot: &Arc<Snapshot>) -> Result<Arc<FleetList>> {
+        let (revision_read, list) = store
+            .read(|conn| {
+                let mut stmt = conn
+                    .prepare_cached("SELECT id, cluster_name, cluster_dns, environment FROM clusters ORDER BY id")
+                    .db()?;
+                let mut rows = stmt.query([]).db()?;
+                let mut entries = Vec::new();
+                while let Some(row) = rows.next().db()? {
+                    let environment: String = row.get(3).db()?;
+                    let entry = serde_json::json!({
+                        "id": row.get::<_, String>(0).db()?,
+                        "cluster_name": row.get::<_, String>(1).db()?,
+                        "cluster_dns": row.get::<_, String>(2).db()?,
+                        "environment": environment,
+                    });
+                    // The CHECK constraint admits only the four tiers.
+                    let tier = Environment::parse(&environment).unwrap_or(Environment::Dev);
+                    entries.push((tier, json_text(&entry)));
+                }
+                Ok((revision(conn)?, Arc::new(FleetList(entries))))
+            })
+            .await?;
+        if revision_read == snapshot.revision {
+            *snapshot.fleet.write().unwrap_or_else(|e| e.into_inner()) = Some(list.clone());
+        } else {
+            self.retire(snapshot);
+        }
+        Ok(list)
+    }
+
     /// The fleet list (optionally one environment), paged, encoded as `{"inputs": [...]}`.
     pub async fn fleet(
         &self,
@@ -413,38 +549,15 @@ impl FeedCache {
         page: super::Page,
     ) -> Result<(usize, Vec<u8>)> {
         let snapshot = self.current_snapshot(store).await?;
-        let cached = snapshot
-            .fleet
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let list = match cached {
+        let list = match self.cached_fleet(&snapshot) {
             Some(list) => list,
             None => {
-                let expected = snapshot.revision;
-                let loaded = store
-                    .read(move |conn| {
-                        let entries = clusters::list_headers(conn, &Default::default())?
-                            .iter()
-                            .map(|c| {
-                                (
-                                    c.environment,
-                                    json_text(
-                                        &merge::cluster_list_entry(c).to_json().unwrap_or_default(),
-                                    ),
-                                )
-                            })
-                            .collect();
-                        Ok((revision(conn)?, Arc::new(FleetList(entries))))
-                    })
-                    .await?;
-                if loaded.0 != expected {
-                    self.retire(&snapshot);
-                } else {
-                    *snapshot.fleet.write().unwrap_or_else(|e| e.into_inner()) =
-                        Some(loaded.1.clone());
+                // One loader at a time: a burst of list requests must not load it 64 times.
+                let _guard = self.loading.lock().await;
+                match self.cached_fleet(&snapshot) {
+                    Some(list) => list,
+                    None => self.load_fleet(store, &snapshot).await?,
                 }
-                loaded.1
             }
         };
         let selected = list

@@ -30,12 +30,19 @@ pub use resource::Resource;
 
 /// How long a connection waits for another writer before the request fails with 503.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-const POOL_SIZE: u32 = 8;
+/// Connections in the pool. Flux polls are answered from the feed cache, so SQLite sees
+/// writes, cache loads and CRUD reads only; a few connections keep memory small.
+const POOL_SIZE: u32 = 4;
+/// Threads for blocking work: the pool, plus the external-change poll and a spare.
+pub const BLOCKING_THREADS: usize = POOL_SIZE as usize + 2;
+/// Page cache per pooled connection, in KiB (SQLite's default is 2 MiB).
+pub const PAGE_CACHE_KIB: i64 = 1024;
 
 /// Applied to every pooled connection: these settings are per connection in SQLite.
 fn init_connection(conn: &mut Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")
+    conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")?;
+    conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)
 }
 
 #[derive(Clone)]
