@@ -11,6 +11,7 @@ pub mod error;
 pub mod flux;
 pub mod namespaces;
 pub mod preview;
+pub mod responses;
 pub mod rolebindings;
 pub mod service;
 

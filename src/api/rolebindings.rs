@@ -1,79 +1,19 @@
 //! CRUD for rolebinding definitions (crud mode only).
 
 use poem::web::Data;
+use poem_openapi::OpenApi;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, OpenApi};
 
 use super::ApiTags;
 use super::auth::{ReadAccess, WriteAccess};
 use super::body::JsonBody;
 use super::error::{ReadError, WriteError};
-use super::preview::{WritePreview, warning_header};
+use super::responses::{Created, Deleted, Fetched, Listed, Updated};
 use crate::domain::model::{Rolebinding, RolebindingUpdate};
 use crate::store::{Page, Store, rolebindings};
 
 pub struct RolebindingsApi;
-
-#[derive(ApiResponse)]
-pub enum ListRolebindings {
-    /// Rolebinding definitions ordered by id.
-    #[oai(status = 200)]
-    Ok(Json<Vec<Rolebinding>>),
-}
-
-#[derive(ApiResponse)]
-pub enum CreateRolebinding {
-    /// Created; the body is the stored rolebinding.
-    #[oai(status = 201)]
-    Created(
-        Json<Rolebinding>,
-        #[oai(header = "Location")] String,
-        /// Accepted with warnings (a dependency not assigned, more than 100 inputs).
-        #[oai(header = "Warning")]
-        Option<String>,
-    ),
-    /// Dry run (`?dry_run=true`): what the write would do; nothing was stored.
-    #[oai(status = 202)]
-    Preview(Json<WritePreview<Rolebinding>>),
-}
-
-#[derive(ApiResponse)]
-pub enum GetRolebinding {
-    /// The rolebinding.
-    #[oai(status = 200)]
-    Ok(Json<Rolebinding>),
-}
-
-#[derive(ApiResponse)]
-pub enum UpdateRolebinding {
-    /// Updated; the body is the stored rolebinding.
-    #[oai(status = 200)]
-    Ok(
-        Json<Rolebinding>,
-        /// Accepted with warnings (a dependency not assigned, more than 100 inputs).
-        #[oai(header = "Warning")]
-        Option<String>,
-    ),
-    /// Dry run (`?dry_run=true`): what the write would do; nothing was stored.
-    #[oai(status = 202)]
-    Preview(Json<WritePreview<Rolebinding>>),
-}
-
-#[derive(ApiResponse)]
-pub enum DeleteRolebinding {
-    /// Deleted; the body is the rolebinding as it was.
-    #[oai(status = 200)]
-    Ok(
-        Json<Rolebinding>,
-        /// Accepted with warnings.
-        #[oai(header = "Warning")]
-        Option<String>,
-    ),
-    /// Dry run (`?dry_run=true`): what the write would do; nothing was deleted.
-    #[oai(status = 202)]
-    Preview(Json<WritePreview<Rolebinding>>),
-}
 
 #[OpenApi(prefix_path = "/rolebindings", tag = "ApiTags::Rolebindings")]
 impl RolebindingsApi {
@@ -89,12 +29,12 @@ impl RolebindingsApi {
         /// Skip this many rolebindings.
         #[oai(validator(minimum(value = "0"), maximum(value = "4294967295")))]
         offset: Query<Option<u32>>,
-    ) -> Result<ListRolebindings, ReadError> {
+    ) -> Result<Listed<Rolebinding>, ReadError> {
         let page = Page {
             limit: limit.0,
             offset: offset.0,
         };
-        Ok(ListRolebindings::Ok(Json(
+        Ok(Listed::Ok(Json(
             store
                 .read(move |conn| rolebindings::list(conn, page))
                 .await?,
@@ -111,19 +51,9 @@ impl RolebindingsApi {
         #[oai(default)]
         dry_run: Query<bool>,
         body: JsonBody<Rolebinding>,
-    ) -> Result<CreateRolebinding, WriteError> {
+    ) -> Result<Created<Rolebinding>, WriteError> {
         let written = store.create(body.0, dry_run.0).await?;
-        if dry_run.0 {
-            return Ok(CreateRolebinding::Preview(Json(WritePreview::new(
-                201, written,
-            ))));
-        }
-        let location = format!("/rolebindings/{}", written.value.id);
-        Ok(CreateRolebinding::Created(
-            Json(written.value),
-            location,
-            warning_header(&written.warnings),
-        ))
+        Ok(Created::new(written, dry_run.0, "/rolebindings", |c| &c.id))
     }
 
     /// Get a rolebinding
@@ -133,8 +63,8 @@ impl RolebindingsApi {
         _auth: ReadAccess,
         store: Data<&Store>,
         id: Path<String>,
-    ) -> Result<GetRolebinding, ReadError> {
-        Ok(GetRolebinding::Ok(Json(store.fetch(id.0).await?)))
+    ) -> Result<Fetched<Rolebinding>, ReadError> {
+        Ok(Fetched::Ok(Json(store.fetch(id.0).await?)))
     }
 
     /// Update a rolebinding
@@ -150,17 +80,9 @@ impl RolebindingsApi {
         #[oai(default)]
         dry_run: Query<bool>,
         body: JsonBody<RolebindingUpdate>,
-    ) -> Result<UpdateRolebinding, WriteError> {
+    ) -> Result<Updated<Rolebinding>, WriteError> {
         let written = store.update::<Rolebinding>(id.0, body.0, dry_run.0).await?;
-        if dry_run.0 {
-            return Ok(UpdateRolebinding::Preview(Json(WritePreview::new(
-                200, written,
-            ))));
-        }
-        Ok(UpdateRolebinding::Ok(
-            Json(written.value),
-            warning_header(&written.warnings),
-        ))
+        Ok(Updated::new(written, dry_run.0))
     }
 
     /// Delete a rolebinding
@@ -173,16 +95,8 @@ impl RolebindingsApi {
         /// Check and preview the delete without deleting anything.
         #[oai(default)]
         dry_run: Query<bool>,
-    ) -> Result<DeleteRolebinding, WriteError> {
+    ) -> Result<Deleted<Rolebinding>, WriteError> {
         let written = store.delete::<Rolebinding>(id.0, dry_run.0).await?;
-        if dry_run.0 {
-            return Ok(DeleteRolebinding::Preview(Json(WritePreview::new(
-                200, written,
-            ))));
-        }
-        Ok(DeleteRolebinding::Ok(
-            Json(written.value),
-            warning_header(&written.warnings),
-        ))
+        Ok(Deleted::new(written, dry_run.0))
     }
 }
