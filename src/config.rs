@@ -86,7 +86,10 @@ impl Default for Layered {
         Layered {
             api_mode: ApiMode::ReadOnly,
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            database_path: PathBuf::from("flux-inputs.db"),
+            // Under systemd (`StateDirectory=`) the database lives in the state directory.
+            database_path: env_var("STATE_DIRECTORY")
+                .map(|dir| PathBuf::from(dir).join("flux-inputs.db"))
+                .unwrap_or_else(|| PathBuf::from("flux-inputs.db")),
             seed_file: None,
             strict_dependencies: false,
             auth_token: None,
@@ -119,6 +122,14 @@ fn env_var(key: &str) -> Option<String> {
 }
 
 impl Config {
+    /// The config file used when `--config` is not given: `flux-inputs.toml` in systemd's
+    /// `$CONFIGURATION_DIRECTORY`, if it exists.
+    pub fn default_file() -> Option<PathBuf> {
+        env_var("CONFIGURATION_DIRECTORY")
+            .map(|dir| PathBuf::from(dir).join("flux-inputs.toml"))
+            .filter(|path| path.is_file())
+    }
+
     /// Loads defaults, then `file` (which must exist when given), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Layered::default()));
@@ -175,13 +186,33 @@ impl Config {
 }
 
 /// The environment wins over the file; an empty token is a mistake, not "no token".
+/// A token, from the first source that has it: the systemd credential
+/// `$CREDENTIALS_DIRECTORY/<key in lower case>`, the file named by `<KEY>_FILE`, the
+/// environment variable `<KEY>`, the config file. A trailing newline is dropped.
 fn token(key: &str, from_file: Option<String>) -> Result<Option<Secret>, ConfigError> {
-    let (value, source) = match env_var(key) {
-        Some(value) => (value, "environment variable"),
-        None => match from_file {
-            Some(value) => (value, "config file"),
-            None => return Ok(None),
-        },
+    let read = |path: PathBuf, source: String| {
+        std::fs::read_to_string(&path)
+            .map(|value| (value, source.clone()))
+            .map_err(|err| {
+                ConfigError(format!(
+                    "{key}: cannot read {source} {}: {err}",
+                    path.display()
+                ))
+            })
+    };
+    let credential = env_var("CREDENTIALS_DIRECTORY")
+        .map(|dir| PathBuf::from(dir).join(key.to_ascii_lowercase()))
+        .filter(|path| path.is_file());
+    let (value, source) = if let Some(path) = credential {
+        read(path, "systemd credential".into())?
+    } else if let Some(path) = env_var(&format!("{key}_FILE")) {
+        read(PathBuf::from(path), format!("file named by {key}_FILE"))?
+    } else if let Some(value) = env_var(key) {
+        (value, "environment variable".to_owned())
+    } else if let Some(value) = from_file {
+        (value, "config file".to_owned())
+    } else {
+        return Ok(None);
     };
     let value = value.trim_end_matches(['\r', '\n']);
     if value.trim().is_empty() {
@@ -328,6 +359,36 @@ mod tests {
                 Ok(())
             });
         }
+    }
+
+    #[test]
+    fn tokens_come_from_credentials_then_files_then_environment() {
+        Jail::expect_with(|jail| {
+            jail.create_dir("credentials")?;
+            jail.create_file("credentials/auth_token", "from-credential\n")?;
+            jail.create_file("write-token", "from-file\n")?;
+            jail.set_env(
+                "CREDENTIALS_DIRECTORY",
+                jail.directory().join("credentials").display(),
+            );
+            jail.set_env("AUTH_TOKEN", "from-env");
+            jail.set_env(
+                "CRUD_AUTH_TOKEN_FILE",
+                jail.directory().join("write-token").display(),
+            );
+            jail.set_env("CRUD_AUTH_TOKEN", "from-env");
+            let config = load(None).unwrap();
+            assert_eq!(config.read_token.expose(), "from-credential");
+            assert_eq!(config.write_token.expose(), "from-file");
+            jail.set_env("AUTH_TOKEN_FILE", "/no/such/file");
+            jail.set_env("CREDENTIALS_DIRECTORY", "/no/such/dir");
+            let err = load(None).unwrap_err().to_string();
+            assert!(
+                err.contains("AUTH_TOKEN") && err.contains("/no/such/file"),
+                "{err}"
+            );
+            Ok(())
+        });
     }
 
     #[test]

@@ -66,6 +66,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(config_file: Option<PathBuf>) -> Result<(), String> {
+    let config_file = config_file.or_else(Config::default_file);
     let config = Config::load(config_file.as_deref()).map_err(|err| err.to_string())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

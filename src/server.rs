@@ -12,9 +12,10 @@ use poem::{EndpointExt, Server};
 use crate::api::{self, auth::Tokens};
 use crate::config::{Config, SeedSource};
 use crate::error::AppError;
-use crate::store::Store;
 use crate::store::migrate::{self, Migration};
 use crate::store::seed::{self, Seed};
+use crate::store::{Store, clusters};
+use crate::systemd;
 
 /// In-flight requests get this long to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -95,10 +96,18 @@ pub async fn serve<A: Acceptor + 'static>(
     };
     let app = api::build_app(store.clone(), tokens, config.api_mode).with(Tracing);
     let watcher = tokio::spawn(watch_external_writes(store.clone()));
+    let watchdog = tokio::spawn(systemd::watchdog(store.clone()));
+    let clusters = store.read(clusters::count).await.unwrap_or_default();
+    systemd::ready(&format!("serving {clusters} clusters"));
+    let shutdown = async {
+        shutdown.await;
+        systemd::stopping();
+    };
     let served = Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(app, shutdown, Some(SHUTDOWN_GRACE))
         .await;
     watcher.abort();
+    watchdog.abort();
     served?;
     checkpoint(&store).await;
     Ok(())

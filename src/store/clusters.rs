@@ -325,3 +325,9 @@ fn write_assignments(conn: &Connection, cluster: &Cluster) -> Result<()> {
     }
     Ok(())
 }
+
+/// How many clusters the inventory holds.
+pub fn count(conn: &Connection) -> Result<i64> {
+    conn.query_row("SELECT count(*) FROM clusters", [], |row| row.get(0))
+        .db()
+}

@@ -15,3 +15,4 @@ mod integrity;
 mod openapi;
 mod process;
 mod properties;
+mod systemd;
