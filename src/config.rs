@@ -132,6 +132,16 @@ impl Config {
 
     /// Loads defaults, then `file` (which must exist when given), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_with(file, true)
+    }
+
+    /// The same, for the offline commands (import, export, backup, check): they need the
+    /// database settings, not the tokens. Missing tokens become empty ones that match nothing.
+    pub fn load_offline(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_with(file, false)
+    }
+
+    fn load_with(file: Option<&Path>, tokens_required: bool) -> Result<Config, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Layered::default()));
         if let Some(path) = file {
             if !path.is_file() {
@@ -158,13 +168,18 @@ impl Config {
             })?;
         }
 
-        let read_token = token("AUTH_TOKEN", layered.auth_token.take())?.ok_or_else(|| {
-            ConfigError(
-                "AUTH_TOKEN is not set: set the AUTH_TOKEN environment variable or auth_token in the config file; \
-                 flux-inputs does not serve without a token"
-                    .into(),
-            )
-        })?;
+        let read_token = match token("AUTH_TOKEN", layered.auth_token.take())? {
+            Some(token) => token,
+            None if !tokens_required => Secret::new(""),
+            None => {
+                return Err(ConfigError(
+                    "AUTH_TOKEN is not set: set the AUTH_TOKEN environment variable (or AUTH_TOKEN_FILE, \
+                     a systemd credential auth_token, or auth_token in the config file); \
+                     flux-inputs does not serve without a token"
+                        .into(),
+                ));
+            }
+        };
         let write_token = token("CRUD_AUTH_TOKEN", layered.crud_auth_token.take())?
             .unwrap_or_else(|| read_token.clone());
 

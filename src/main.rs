@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 use flux_inputs::config::{ApiMode, Config};
-use flux_inputs::{api, server};
+use flux_inputs::{api, cli, server};
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +28,23 @@ struct Cli {
 enum Command {
     /// Serve the API (the default).
     Serve,
+    /// Create or replace every record of a seed file, all or nothing, with the API's checks.
+    Import {
+        /// A seed file (flux-resourceset's format is accepted).
+        file: PathBuf,
+        /// Print what would change and store nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print the inventory in seed format.
+    Export,
+    /// Write a consistent copy of the database (safe while the server runs).
+    Backup {
+        /// The new file; must not exist.
+        path: PathBuf,
+    },
+    /// Check configuration, file integrity, schema version and every cluster's feeds.
+    Check,
     /// Print the OpenAPI document.
     Openapi {
         /// The routes to describe.
@@ -54,6 +71,12 @@ fn main() -> ExitCode {
             print!("{}", api::spec_yaml(mode));
             ExitCode::SUCCESS
         }
+        Command::Import { file, dry_run } => {
+            offline(cli.config, |c| cli::import(c, &file, dry_run))
+        }
+        Command::Export => offline(cli.config, cli::export),
+        Command::Backup { path } => offline(cli.config, |c| cli::backup(c, &path)),
+        Command::Check => offline(cli.config, cli::check),
         Command::Serve => match serve(cli.config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
@@ -62,6 +85,27 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// Runs an offline command with the configuration it needs (no tokens).
+fn offline(
+    config_file: Option<PathBuf>,
+    command: impl FnOnce(&Config) -> Result<(), cli::Failure>,
+) -> ExitCode {
+    let config_file = config_file.or_else(Config::default_file);
+    let result = Config::load_offline(config_file.as_deref())
+        .map_err(|err| cli::Failure {
+            code: 3,
+            message: err.to_string(),
+        })
+        .and_then(|config| command(&config));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("flux-inputs: {}", failure.message);
+            failure.exit_code()
+        }
     }
 }
 

@@ -115,6 +115,12 @@ pub fn insert_row(conn: &Connection, component: &PlatformComponent) -> Result<()
 }
 
 pub fn update(conn: &Connection, component: &PlatformComponent) -> Result<()> {
+    update_row(conn, component)?;
+    set_dependencies(conn, &component.id, &component.depends_on)
+}
+
+/// Updates the catalog row alone (see `insert_row`).
+pub fn update_row(conn: &Connection, component: &PlatformComponent) -> Result<()> {
     conn.prepare_cached(
         "UPDATE platform_components SET component_path = ?2, component_version = ?3, oci_url = ?4, \
          oci_tag = ?5, cluster_env_enabled = ?6 WHERE id = ?1",
@@ -129,7 +135,7 @@ pub fn update(conn: &Connection, component: &PlatformComponent) -> Result<()> {
         component.cluster_env_enabled
     ])
     .db()?;
-    set_dependencies(conn, &component.id, &component.depends_on)
+    Ok(())
 }
 
 /// Replaces the component's `depends_on` edges, refusing unknown ids and cycles.

@@ -99,6 +99,97 @@ impl Seed {
         }
         super::feed_cache::bump_revision(conn)
     }
+
+    /// The whole inventory in seed format (ids as `id`), every list ordered by id. Importing
+    /// it into an empty database reproduces the same feeds byte for byte.
+    pub fn export(conn: &Connection) -> Result<Value> {
+        use poem_openapi::types::ToJSON;
+        let all = Default::default();
+        Ok(serde_json::json!({
+            "platform_components": components::list(conn, None, all)?.to_json(),
+            "namespaces": namespaces::list(conn, all)?.to_json(),
+            "rolebindings": rolebindings::list(conn, all)?.to_json(),
+            "clusters": clusters::list(conn, &Default::default())?.to_json(),
+        }))
+    }
+
+    /// Imports into a database that may hold data: every record of the file is created or,
+    /// when its id exists, replaced; records not in the file are kept. Runs the API's checks,
+    /// including Flux's limits on every affected cluster. Returns the affected cluster ids
+    /// (for a preview) and the warnings. The caller owns the transaction.
+    pub fn upsert(
+        &self,
+        conn: &Connection,
+        strict_dependencies: bool,
+    ) -> Result<(Vec<String>, Vec<String>)> {
+        let affected = self.affected_clusters(conn)?;
+        for component in &self.platform_components {
+            let at = record("platform_components", &component.id);
+            validate::component(component).map_err(|e| at.wrap(e))?;
+            let result = if components::get(conn, &component.id)?.is_some() {
+                components::update_row(conn, component)
+            } else {
+                components::insert_row(conn, component)
+            };
+            result.map_err(|e| at.wrap(e))?;
+        }
+        for component in &self.platform_components {
+            components::set_dependencies(conn, &component.id, &component.depends_on)
+                .map_err(|e| record("platform_components", &component.id).wrap(e))?;
+        }
+        for namespace in &self.namespaces {
+            let at = record("namespaces", &namespace.id);
+            validate::namespace(namespace).map_err(|e| at.wrap(e))?;
+            let result = if namespaces::get(conn, &namespace.id)?.is_some() {
+                namespaces::update(conn, namespace)
+            } else {
+                namespaces::insert(conn, namespace)
+            };
+            result.map_err(|e| at.wrap(e))?;
+        }
+        for rolebinding in &self.rolebindings {
+            let at = record("rolebindings", &rolebinding.id);
+            validate::rolebinding(rolebinding).map_err(|e| at.wrap(e))?;
+            let result = if rolebindings::get(conn, &rolebinding.id)?.is_some() {
+                rolebindings::update(conn, rolebinding)
+            } else {
+                rolebindings::insert(conn, rolebinding)
+            };
+            result.map_err(|e| at.wrap(e))?;
+        }
+        for cluster in &self.clusters {
+            let at = record("clusters", &cluster.id);
+            validate::cluster(cluster).map_err(|e| at.wrap(e))?;
+            let result = if clusters::get(conn, &cluster.id)?.is_some() {
+                clusters::replace(conn, cluster)
+            } else {
+                clusters::insert(conn, cluster)
+            };
+            result.map_err(|e| at.wrap(e))?;
+        }
+        super::feed_cache::bump_revision(conn)?;
+        let after = super::checks::snapshot(conn, &affected)?;
+        let warnings = super::checks::check(conn, &after, strict_dependencies)?;
+        Ok((affected, warnings))
+    }
+
+    /// Clusters in the file, and clusters using a definition the file replaces.
+    pub fn affected_clusters(&self, conn: &Connection) -> Result<Vec<String>> {
+        use super::resource::Resource;
+        let mut ids: Vec<String> = self.clusters.iter().map(|c| c.id.clone()).collect();
+        for c in &self.platform_components {
+            ids.extend(PlatformComponent::affected_clusters(conn, &c.id)?);
+        }
+        for n in &self.namespaces {
+            ids.extend(Namespace::affected_clusters(conn, &n.id)?);
+        }
+        for r in &self.rolebindings {
+            ids.extend(Rolebinding::affected_clusters(conn, &r.id)?);
+        }
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
 }
 
 struct Record(String);

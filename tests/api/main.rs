@@ -4,6 +4,7 @@
 mod auth;
 mod binary;
 mod cache;
+mod cli;
 mod concurrency;
 mod crash;
 mod crud;

@@ -1,0 +1,247 @@
+//! The offline commands. They open the database file directly and are safe while a server
+//! runs on it (SQLite's locking; a running server notices their writes within a second).
+//!
+//! Exit codes: 0 done; 1 the command could not run (I/O, database); 3 the input or the
+//! inventory is invalid (the message names the record). clap uses 2 for usage errors.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use rusqlite::Connection;
+
+use crate::config::{Config, SeedSource};
+use crate::error::AppError;
+use crate::server;
+use crate::store::checks::{self, ClusterFeeds};
+use crate::store::feeds::{FLUX_DEFAULT_INPUT_LIMIT, FLUX_MAX_BODY_BYTES};
+use crate::store::migrate::{SCHEMA_VERSION, schema_version};
+use crate::store::seed::Seed;
+use crate::store::{SqlResultExt, Store, clusters, storage_error};
+
+/// A command's failure, with the exit code it means.
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl From<AppError> for Failure {
+    fn from(err: AppError) -> Self {
+        let code = match err {
+            AppError::BadRequest(_)
+            | AppError::Validation(_)
+            | AppError::Conflict(_)
+            | AppError::NotFound(_) => 3,
+            AppError::Unavailable(_) | AppError::Internal(_) => 1,
+        };
+        Failure {
+            code,
+            message: err.to_string(),
+        }
+    }
+}
+
+impl Failure {
+    fn io(message: String) -> Self {
+        Failure { code: 1, message }
+    }
+
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::from(self.code)
+    }
+}
+
+/// Opens (and migrates) the database. Offline commands never seed: `import` into a new file
+/// starts from an empty inventory; the others need an existing file.
+fn open(config: &Config, must_exist: bool) -> Result<Store, Failure> {
+    if must_exist && !config.database_path.is_file() {
+        return Err(Failure::io(format!(
+            "database {} does not exist",
+            config.database_path.display()
+        )));
+    }
+    let config = Config {
+        seed: SeedSource::None,
+        ..config.clone()
+    };
+    Ok(server::open_store(&config)?)
+}
+
+/// `import FILE [--dry-run]`: create or replace every record of a seed file, all or nothing.
+pub fn import(config: &Config, file: &Path, dry_run: bool) -> Result<(), Failure> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|err| Failure::io(format!("cannot read {}: {err}", file.display())))?;
+    let seed = Seed::parse(&text).map_err(|err| Failure::from(with_file(file, err)))?;
+    let store = open(config, false)?;
+    let mut conn = store.connection()?;
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(storage_error)?;
+    let before = checks::snapshot(&tx, &seed.affected_clusters(&tx)?)?;
+    let (affected, warnings) = seed
+        .upsert(&tx, config.strict_dependencies)
+        .map_err(|err| with_file(file, err))?;
+    for warning in &warnings {
+        eprintln!("warning: {warning}");
+    }
+    if dry_run {
+        let after = checks::snapshot(&tx, &affected)?;
+        tx.rollback().map_err(storage_error)?;
+        let preview = serde_json::json!({"dry_run": true, "warnings": warnings, "changes": feed_changes(&before, &after)});
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&preview).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    tx.commit().map_err(storage_error)?;
+    let counts = crate::store::seed::summary(&seed);
+    eprintln!(
+        "imported {} ({counts:?}) into {}",
+        file.display(),
+        config.database_path.display()
+    );
+    Ok(())
+}
+
+fn feed_changes(
+    before: &std::collections::BTreeMap<String, ClusterFeeds>,
+    after: &std::collections::BTreeMap<String, ClusterFeeds>,
+) -> serde_json::Value {
+    use poem_openapi::types::ToJSON;
+    checks::diff(before, after).to_json().unwrap_or_default()
+}
+
+fn with_file(file: &Path, err: AppError) -> AppError {
+    match err {
+        AppError::Internal(m) => AppError::Internal(m),
+        AppError::Unavailable(m) => AppError::Unavailable(m),
+        other => AppError::Validation(format!("{}: {other}", file.display())),
+    }
+}
+
+/// `export`: the inventory in seed format on stdout.
+pub fn export(config: &Config) -> Result<(), Failure> {
+    let store = open(config, true)?;
+    let conn = store.connection()?;
+    let tx = conn.unchecked_transaction().map_err(storage_error)?;
+    let document = Seed::export(&tx)?;
+    let mut stdout = std::io::stdout().lock();
+    let failed =
+        |err: &dyn std::fmt::Display| Failure::io(format!("cannot write the export: {err}"));
+    serde_json::to_writer_pretty(&mut stdout, &document).map_err(|e| failed(&e))?;
+    writeln!(stdout).map_err(|e| failed(&e))
+}
+
+/// `backup PATH`: a consistent copy of the live database (`VACUUM INTO`), safe while serving.
+pub fn backup(config: &Config, target: &Path) -> Result<(), Failure> {
+    if target.exists() {
+        return Err(Failure {
+            code: 3,
+            message: format!("{} exists; refusing to overwrite it", target.display()),
+        });
+    }
+    let store = open(config, true)?;
+    let conn = store.connection()?;
+    let target_text = target.to_str().ok_or_else(|| Failure {
+        code: 3,
+        message: "the backup path is not UTF-8".into(),
+    })?;
+    conn.execute("VACUUM INTO ?1", [target_text])
+        .map_err(|err| Failure::io(format!("backup to {} failed: {err}", target.display())))?;
+    eprintln!(
+        "backed up {} to {}",
+        config.database_path.display(),
+        target.display()
+    );
+    Ok(())
+}
+
+/// `check`: configuration, file integrity, schema version, and Flux's contract on every
+/// cluster's feeds. Problems make the exit code 3; warnings are listed and do not.
+pub fn check(config: &Config) -> Result<(), Failure> {
+    let store = open(config, true)?;
+    let mut conn = store.connection()?;
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    let integrity: String = conn
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .db()?;
+    if integrity != "ok" {
+        problems.push(format!("integrity_check: {integrity}"));
+    }
+    let version = schema_version(&conn)?;
+    if version != SCHEMA_VERSION {
+        problems.push(format!(
+            "schema version {version}, expected {SCHEMA_VERSION}"
+        ));
+    }
+    let fk_violations: i64 = conn
+        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
+        })
+        .db()?;
+    if fk_violations > 0 {
+        problems.push(format!("{fk_violations} foreign key violation(s)"));
+    }
+    // A read transaction: one consistent view of every cluster.
+    let clusters_checked = read_transaction(&mut conn, |tx| {
+        let ids: Vec<String> = clusters::list_headers(tx, &Default::default())?
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        let snapshot = checks::snapshot(tx, &ids)?;
+        for (id, cluster) in &snapshot {
+            for (feed, encoded) in &cluster.feeds {
+                let path = feed.path(&cluster.cluster_dns);
+                if encoded.body.len() > FLUX_MAX_BODY_BYTES {
+                    problems.push(format!(
+                        "cluster '{id}': {path} is {} bytes, over Flux's {FLUX_MAX_BODY_BYTES}",
+                        encoded.body.len()
+                    ));
+                }
+                if encoded.inputs > FLUX_DEFAULT_INPUT_LIMIT {
+                    warnings.push(format!("cluster '{id}': {path} has {} inputs (Flux keeps {FLUX_DEFAULT_INPUT_LIMIT} by default)", encoded.inputs));
+                }
+            }
+            if let Some(cluster) = clusters::get(tx, id)?
+                && let Some(missing) = checks::missing_dependencies(tx, &cluster)?
+            {
+                warnings.push(missing);
+            }
+        }
+        Ok(snapshot.len())
+    })?;
+    for warning in &warnings {
+        println!("warning: {warning}");
+    }
+    for problem in &problems {
+        println!("problem: {problem}");
+    }
+    println!(
+        "{}: {} clusters checked, {} problem(s), {} warning(s)",
+        config.database_path.display(),
+        clusters_checked,
+        problems.len(),
+        warnings.len()
+    );
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure {
+            code: 3,
+            message: format!("{} problem(s) found", problems.len()),
+        })
+    }
+}
+
+/// Runs `f` in a transaction that is rolled back: a consistent read of many tables.
+fn read_transaction<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&rusqlite::Transaction) -> crate::error::Result<T>,
+) -> crate::error::Result<T> {
+    let tx = conn.transaction().map_err(storage_error)?;
+    let value = f(&tx)?;
+    tx.rollback().map_err(storage_error)?;
+    Ok(value)
+}

@@ -1,0 +1,224 @@
+//! The offline commands of the binary: import, export, backup, check, openapi.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use flux_inputs::store::checks;
+use flux_inputs::store::{Store, clusters};
+
+use crate::process::{BINARY, Server, get};
+
+fn run(database: &Path, args: &[&str]) -> Output {
+    Command::new(BINARY)
+        .env_clear()
+        .env("DATABASE_PATH", database)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Every feed of every cluster, as served bytes.
+async fn all_feeds(database: &Path) -> Vec<(String, Vec<u8>)> {
+    let store = Store::open(database).unwrap();
+    store
+        .read(|conn| {
+            let ids: Vec<String> = clusters::list_headers(conn, &Default::default())?
+                .into_iter()
+                .map(|c| c.id)
+                .collect();
+            Ok(checks::snapshot(conn, &ids)?
+                .into_values()
+                .flat_map(|c| {
+                    c.feeds
+                        .into_iter()
+                        .map(move |(feed, e)| (feed.path(&c.cluster_dns), e.body))
+                })
+                .collect())
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn export_then_import_into_an_empty_database_reproduces_every_feed() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = dir.path().join("original.db");
+    drop(Server::ready(&original, &[("AUTH_TOKEN", "t")])); // seeded with the demo
+    let export = run(&original, &["export"]);
+    assert!(export.status.success(), "{}", text(&export.stderr));
+    let file = dir.path().join("export.json");
+    std::fs::write(&file, &export.stdout).unwrap();
+
+    let copy = dir.path().join("copy.db");
+    let import = run(&copy, &["import", file.to_str().unwrap()]);
+    assert!(import.status.success(), "{}", text(&import.stderr));
+    let feeds = all_feeds(&original).await;
+    assert_eq!(feeds.len(), 12);
+    assert_eq!(all_feeds(&copy).await, feeds, "byte for byte");
+    assert_eq!(
+        run(&copy, &["export"]).stdout,
+        export.stdout,
+        "export is stable"
+    );
+}
+
+#[tokio::test]
+async fn import_is_all_or_nothing_names_the_record_and_previews() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("inventory.db");
+    drop(Server::ready(&database, &[("AUTH_TOKEN", "t")]));
+    let before = all_feeds(&database).await;
+
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"namespaces": [{"id": "fresh"}], "clusters": [{"_id": "x", "cluster_name": "x", "cluster_dns": "x.example.com",
+            "environment": "dev", "platform_components": [{"id": "no-such-component", "enabled": true}]}]}"#,
+    )
+    .unwrap();
+    let output = run(&database, &["import", bad.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(3), "invalid input");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("clusters 'x'") && stderr.contains("no-such-component"),
+        "{stderr}"
+    );
+    assert_eq!(
+        all_feeds(&database).await,
+        before,
+        "nothing stored, not even the valid namespace"
+    );
+
+    let good = dir.path().join("good.json");
+    std::fs::write(
+        &good,
+        r#"{"platform_components": [{"id": "traefik", "component_path": "traefik", "component_version": "34.0.0",
+            "oci_url": "oci://ghcr.io/traefik/helm", "oci_tag": "34.0.0", "depends_on": ["cert-manager"], "cluster_env_enabled": true}]}"#,
+    )
+    .unwrap();
+    let preview = run(&database, &["import", "--dry-run", good.to_str().unwrap()]);
+    assert!(preview.status.success(), "{}", text(&preview.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&preview.stdout).unwrap();
+    assert_eq!(
+        json["changes"].as_array().unwrap().len(),
+        4,
+        "four clusters use traefik: {json}"
+    );
+    assert_eq!(
+        all_feeds(&database).await,
+        before,
+        "a dry run stores nothing"
+    );
+
+    assert!(
+        run(&database, &["import", good.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let server = Server::ready(&database, &[("AUTH_TOKEN", "t")]);
+    let (_, body) = get(
+        server.port,
+        "/api/v2/flux/clusters/edge-qa-01.k8s.example.com/platform-components",
+        Some("t"),
+    )
+    .unwrap();
+    assert!(body.contains(r#""oci_tag":"34.0.0""#), "replaced in place");
+    let (_, body) = get(
+        server.port,
+        "/api/v2/flux/clusters/edge-qa-01.k8s.example.com/namespaces",
+        Some("t"),
+    )
+    .unwrap();
+    assert!(
+        body.contains("monitoring"),
+        "records not in the file are kept"
+    );
+}
+
+#[test]
+fn backup_while_serving_is_a_consistent_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("inventory.db");
+    let server = Server::ready(&database, &[("AUTH_TOKEN", "t"), ("API_MODE", "crud")]);
+    let body = r#"{"id": "written-before-backup"}"#;
+    assert_eq!(
+        crate::process::request(server.port, "POST", "/namespaces", Some("t"), Some(body))
+            .unwrap()
+            .0,
+        201
+    );
+    let target = dir.path().join("backup.db");
+    let output = run(&database, &["backup", target.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let copy = rusqlite::Connection::open(&target).unwrap();
+    let integrity: String = copy
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+    let found: i64 = copy
+        .query_row(
+            "SELECT count(*) FROM namespaces WHERE id = 'written-before-backup'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(found, 1);
+    let again = run(&database, &["backup", target.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(3), "never overwrites");
+    assert_eq!(
+        run(&dir.path().join("missing.db"), &["export"])
+            .status
+            .code(),
+        Some(1),
+        "no such database"
+    );
+}
+
+#[test]
+fn check_reports_warnings_and_problems_with_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("inventory.db");
+    drop(Server::ready(&database, &[("AUTH_TOKEN", "t")]));
+    let clean = run(&database, &["check"]);
+    assert!(clean.status.success(), "{}", text(&clean.stdout));
+    assert!(
+        text(&clean.stdout).contains("4 clusters checked, 0 problem(s), 0 warning(s)"),
+        "{}",
+        text(&clean.stdout)
+    );
+
+    // Edits behind the API's back: a dangling dependency and an oversized patch.
+    let conn = rusqlite::Connection::open(&database).unwrap();
+    conn.execute_batch(&format!(
+        "UPDATE cluster_components SET enabled = 0 WHERE cluster_id = 'edge-prod-02' AND component_id = 'cert-manager';
+         UPDATE cluster_patches SET patch = json_object('blob', '{}') WHERE cluster_id = 'lab-dev-01' AND component_id = 'podinfo';",
+        "x".repeat(950_000)
+    ))
+    .unwrap();
+    drop(conn);
+    let output = run(&database, &["check"]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains("warning: cluster 'edge-prod-02'") && stdout.contains("'cert-manager'"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("problem: cluster 'lab-dev-01'") && stdout.contains("platform-components"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn openapi_prints_the_spec() {
+    let output = Command::new(BINARY).arg("openapi").output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        text(&output.stdout),
+        flux_inputs::api::spec_yaml(flux_inputs::config::ApiMode::Crud)
+    );
+}
