@@ -135,3 +135,45 @@ fn writes_by_another_process_reach_the_feeds_within_seconds() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn sigterm_lets_an_in_flight_request_finish() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::ready(
+        &dir.path().join("inventory.db"),
+        &[("AUTH_TOKEN", "t"), ("API_MODE", "crud")],
+    );
+    // A slow client: headers and half the body, then SIGTERM, then the rest.
+    let body = br#"{"id": "sent-during-shutdown", "labels": {"slow": "client"}}"#;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /namespaces HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer t\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(&body[..10]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    server.signal("-TERM");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(server.child.try_wait().unwrap().is_none(), "still draining");
+    stream.write_all(&body[10..]).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    assert!(server.wait_exit(Duration::from_secs(15)).success());
+    let conn = rusqlite::Connection::open(dir.path().join("inventory.db")).unwrap();
+    let stored: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM namespaces WHERE id = 'sent-during-shutdown'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, 1, "the write finished and is durable");
+}
