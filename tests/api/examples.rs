@@ -125,3 +125,73 @@ fn templates_use_every_served_field_and_quote_free_text() {
         assert!(clusters.contains(field), "clusters template uses {field}");
     }
 }
+
+#[test]
+fn the_kubernetes_sidecar_example_parses_and_wires_probes_volume_and_secret() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/kubernetes/flux-inputs-sidecar.yaml"
+    ))
+    .unwrap();
+    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).unwrap())
+        .collect();
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["Secret", "PersistentVolumeClaim", "Deployment"]);
+    let pod = &docs[2]["spec"]["template"]["spec"];
+    let containers = pod["containers"].as_sequence().unwrap();
+    assert!(containers.len() >= 2, "a sidecar next to its consumer");
+    let sidecar = containers
+        .iter()
+        .find(|c| c["name"].as_str() == Some("flux-inputs"))
+        .unwrap();
+    assert_eq!(
+        sidecar["livenessProbe"]["httpGet"]["path"].as_str(),
+        Some("/health")
+    );
+    assert_eq!(
+        sidecar["readinessProbe"]["httpGet"]["path"].as_str(),
+        Some("/ready")
+    );
+    let env: Vec<(&str, &str)> = sidecar["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap()))
+        .collect();
+    assert!(
+        env.contains(&("AUTH_TOKEN_FILE", "/secrets/auth_token")),
+        "the token comes from the Secret as a file"
+    );
+    assert!(
+        !env.iter().any(|(name, _)| *name == "AUTH_TOKEN"),
+        "never a token in plain env"
+    );
+    let database = env
+        .iter()
+        .find(|(name, _)| *name == "DATABASE_PATH")
+        .unwrap()
+        .1;
+    let mounts = sidecar["volumeMounts"].as_sequence().unwrap();
+    let data_mount = mounts
+        .iter()
+        .find(|m| m["name"].as_str() == Some("data"))
+        .unwrap();
+    assert!(
+        database.starts_with(data_mount["mountPath"].as_str().unwrap()),
+        "the database is on the volume"
+    );
+    let volumes = pod["volumes"].as_sequence().unwrap();
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v["persistentVolumeClaim"]["claimName"].as_str() == Some("flux-inputs-data"))
+    );
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v["secret"]["secretName"].as_str() == Some("flux-inputs-tokens"))
+    );
+    let secret_keys = docs[0]["stringData"].as_mapping().unwrap();
+    assert!(secret_keys.contains_key("auth_token"));
+}
