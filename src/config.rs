@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 /// Environment variables read through figment (tokens are read separately).
 const ENV_KEYS: &[&str] = &[
+    "METRICS_ADDR",
     "API_MODE",
     "LISTEN_ADDR",
     "DATABASE_PATH",
@@ -76,6 +77,8 @@ struct Layered {
     seed_file: Option<String>,
     /// Refuse writes that leave a dependency unassigned on some cluster.
     strict_dependencies: bool,
+    /// A second listener serving only `/metrics`, without a token.
+    metrics_addr: Option<SocketAddr>,
     /// Tokens may sit in a root-only config file; the environment overrides them.
     auth_token: Option<String>,
     crud_auth_token: Option<String>,
@@ -92,6 +95,7 @@ impl Default for Layered {
                 .unwrap_or_else(|| PathBuf::from("flux-inputs.db")),
             seed_file: None,
             strict_dependencies: false,
+            metrics_addr: None,
             auth_token: None,
             crud_auth_token: None,
         }
@@ -106,6 +110,8 @@ pub struct Config {
     pub database_path: PathBuf,
     pub seed: SeedSource,
     pub strict_dependencies: bool,
+    /// Where `/metrics` is also served without a token (keep it on loopback).
+    pub metrics_addr: Option<SocketAddr>,
     /// Reads (GET/HEAD).
     pub read_token: Secret,
     /// Writes; `CRUD_AUTH_TOKEN`, else `AUTH_TOKEN`. It may also read.
@@ -194,6 +200,7 @@ impl Config {
             database_path: layered.database_path,
             seed,
             strict_dependencies: layered.strict_dependencies,
+            metrics_addr: layered.metrics_addr,
             read_token,
             write_token,
         })

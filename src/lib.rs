@@ -15,3 +15,4 @@ pub mod error;
 pub mod server;
 pub mod store;
 pub mod systemd;
+pub mod telemetry;

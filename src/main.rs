@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tracing_subscriber::EnvFilter;
 
 use flux_inputs::config::{ApiMode, Config};
 use flux_inputs::{api, cli, server};
@@ -141,11 +140,6 @@ fn serve(config_file: Option<PathBuf>) -> Result<(), String> {
     })
 }
 
-/// Text logs to stderr; `RUST_LOG` selects levels (default `info`).
 fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    flux_inputs::telemetry::init();
 }

@@ -6,7 +6,6 @@ use std::io;
 use std::time::Duration;
 
 use poem::listener::{Acceptor, Listener, TcpListener};
-use poem::middleware::Tracing;
 use poem::{EndpointExt, Server};
 
 use crate::api::{self, auth::Tokens};
@@ -94,7 +93,21 @@ pub async fn serve<A: Acceptor + 'static>(
         read: config.read_token.clone(),
         write: config.write_token.clone(),
     };
-    let app = api::build_app(store.clone(), tokens, config.api_mode).with(Tracing);
+    let requests = std::sync::Arc::new(api::observe::RequestMetrics::default());
+    let app = api::build_app_with_metrics(store.clone(), tokens, config.api_mode, requests.clone());
+    let metrics_listener = match config.metrics_addr {
+        Some(addr) => {
+            let acceptor = TcpListener::bind(addr).into_acceptor().await?;
+            let endpoint = poem::Route::new()
+                .at("/metrics", api::metrics::endpoint)
+                .data(store.clone())
+                .data(requests);
+            Some(tokio::spawn(async move {
+                Server::new_with_acceptor(acceptor).run(endpoint).await
+            }))
+        }
+        None => None,
+    };
     let watcher = tokio::spawn(watch_external_writes(store.clone()));
     let watchdog = tokio::spawn(systemd::watchdog(store.clone()));
     let clusters = store.read(clusters::count).await.unwrap_or_default();
@@ -108,6 +121,9 @@ pub async fn serve<A: Acceptor + 'static>(
         .await;
     watcher.abort();
     watchdog.abort();
+    if let Some(listener) = metrics_listener {
+        listener.abort();
+    }
     served?;
     checkpoint(&store).await;
     Ok(())

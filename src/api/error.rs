@@ -1,6 +1,8 @@
 //! Every error leaves as `{"error": "<code>", "message": "<text>"}` (flux-resourceset's body),
 //! whether a handler returned it or poem produced it (bad JSON, unknown route, wrong method).
 
+use std::sync::Arc;
+
 use poem::http::{StatusCode, header};
 use poem::{IntoResponse, Response};
 use poem_openapi::payload::Json;
@@ -158,9 +160,16 @@ pub async fn render(err: poem::Error) -> Response {
     response
 }
 
-/// The methods each path of the spec allows, for the `Allow` header RFC 9110 requires on 405.
+/// The methods each path of the spec allows, for the `Allow` header RFC 9110 requires on 405;
+/// also names the route of a request for metrics.
 #[derive(Clone, Default)]
-pub struct AllowedMethods(std::sync::Arc<Vec<(Vec<String>, String)>>);
+pub struct AllowedMethods(Arc<Vec<Route>>);
+
+struct Route {
+    segments: Vec<String>,
+    allow: String,
+    template: Arc<str>,
+}
 
 impl AllowedMethods {
     pub fn from_spec(spec_yaml: &str) -> Self {
@@ -179,26 +188,36 @@ impl AllowedMethods {
                 if methods.iter().any(|m| m == "GET") {
                     methods.push("HEAD".into());
                 }
-                table.push((
-                    path.split('/').map(str::to_owned).collect(),
-                    methods.join(", "),
-                ));
+                table.push(Route {
+                    segments: path.split('/').map(str::to_owned).collect(),
+                    allow: methods.join(", "),
+                    template: path.into(),
+                });
             }
         }
-        AllowedMethods(std::sync::Arc::new(table))
+        AllowedMethods(Arc::new(table))
     }
 
-    /// The methods of the spec path matching `path` (`{param}` matches one segment).
-    fn for_path(&self, path: &str) -> Option<&str> {
+    /// The spec route matching `path` (`{param}` matches one segment).
+    fn route(&self, path: &str) -> Option<&Route> {
         let segments: Vec<&str> = path.split('/').collect();
-        self.0.iter().find_map(|(template, allow)| {
-            let matches = template.len() == segments.len()
-                && template
+        self.0.iter().find(|route| {
+            route.segments.len() == segments.len()
+                && route
+                    .segments
                     .iter()
                     .zip(&segments)
-                    .all(|(t, s)| t.starts_with('{') || t == s);
-            matches.then_some(allow.as_str())
+                    .all(|(t, s)| t.starts_with('{') || t == s)
         })
+    }
+
+    fn for_path(&self, path: &str) -> Option<&str> {
+        self.route(path).map(|route| route.allow.as_str())
+    }
+
+    /// The spec's path template matching `path`, e.g. `/clusters/{id}`.
+    pub fn template_for(&self, path: &str) -> Option<Arc<str>> {
+        self.route(path).map(|route| route.template.clone())
     }
 }
 

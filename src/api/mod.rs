@@ -9,7 +9,9 @@ pub mod components;
 pub mod encoded;
 pub mod error;
 pub mod flux;
+pub mod metrics;
 pub mod namespaces;
+pub mod observe;
 pub mod preview;
 pub mod responses;
 pub mod rolebindings;
@@ -109,6 +111,16 @@ fn close_objects(schemas: &mut serde_json::Value) {
 
 /// The whole application: routes for `mode`, tokens, the store, JSON errors everywhere.
 pub fn build_app(store: Store, tokens: Tokens, mode: ApiMode) -> impl Endpoint<Output = Response> {
+    build_app_with_metrics(store, tokens, mode, Arc::default())
+}
+
+/// The same, recording request metrics into `requests` (shared with a metrics listener).
+pub fn build_app_with_metrics(
+    store: Store,
+    tokens: Tokens,
+    mode: ApiMode,
+    requests: Arc<observe::RequestMetrics>,
+) -> impl Endpoint<Output = Response> {
     let spec = SpecYaml(Arc::from(spec_yaml(mode)));
     let routes = match mode {
         ApiMode::ReadOnly => Route::new().nest("/", read_only_service()),
@@ -118,7 +130,9 @@ pub fn build_app(store: Store, tokens: Tokens, mode: ApiMode) -> impl Endpoint<O
     routes
         .around(limit_write_bodies)
         .around(error::add_allow_header)
+        .around(observe::access_log)
         .data(allow)
+        .data(requests)
         .data(store)
         .data(tokens)
         .data(spec)

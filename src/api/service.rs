@@ -7,7 +7,9 @@ use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
-use super::error::ErrorBody;
+use super::auth::ReadAccess;
+use super::error::{ErrorBody, ReadError};
+use super::observe::RequestMetrics;
 use crate::store::Store;
 use crate::store::migrate::{SCHEMA_VERSION, schema_version};
 
@@ -47,6 +49,16 @@ pub enum ReadyResponse {
 }
 
 #[derive(ApiResponse)]
+pub enum MetricsResponse {
+    /// Prometheus text exposition format.
+    #[oai(
+        status = 200,
+        content_type = "text/plain; version=0.0.4; charset=utf-8"
+    )]
+    Ok(PlainText<String>),
+}
+
+#[derive(ApiResponse)]
 pub enum SpecResponse {
     /// The OpenAPI 3.0 document of this service, derived from its code.
     #[oai(status = 200, content_type = "application/yaml")]
@@ -71,6 +83,23 @@ impl ServiceApi {
             )),
             Err(err) => unavailable(format!("database unavailable: {err}")),
         }
+    }
+
+    /// Prometheus metrics
+    ///
+    /// Requests by route and status, latency, the database pool, the feed cache, inventory
+    /// counts, the last write and every cluster's last poll. Also served without a token on
+    /// `metrics_addr` when that is set.
+    #[oai(path = "/metrics", method = "get")]
+    async fn metrics(
+        &self,
+        _auth: ReadAccess,
+        store: Data<&Store>,
+        requests: Data<&Arc<RequestMetrics>>,
+    ) -> Result<MetricsResponse, ReadError> {
+        Ok(MetricsResponse::Ok(PlainText(
+            super::metrics::render(&store, &requests).await,
+        )))
     }
 
     /// This OpenAPI document

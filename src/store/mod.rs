@@ -54,6 +54,8 @@ pub struct Store {
     strict_dependencies: bool,
     /// Encoded Flux feeds; dropped by every committed write.
     cache: feed_cache::FeedCache,
+    /// When the last API write committed (Unix seconds; 0 = none since start).
+    last_write: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What a write did, or would do (dry run).
@@ -86,6 +88,7 @@ impl Store {
             path: path.to_owned(),
             strict_dependencies: false,
             cache: feed_cache::FeedCache::default(),
+            last_write: Arc::default(),
         };
         let conn = store.connection()?;
         // WAL persists in the file; readers never block the writer and vice versa.
@@ -109,6 +112,17 @@ impl Store {
     /// The Flux feed cache in front of this store.
     pub fn feed_cache(&self) -> &feed_cache::FeedCache {
         &self.cache
+    }
+
+    /// Connections checked out of the pool right now.
+    pub fn connections_in_use(&self) -> u32 {
+        let state = self.pool.state();
+        state.connections - state.idle_connections
+    }
+
+    /// When the last API write committed, in Unix seconds (0: none since start).
+    pub fn last_write(&self) -> u64 {
+        self.last_write.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Folds the WAL into the database file (outside any transaction).
@@ -241,6 +255,11 @@ impl Store {
                 tx.commit().map_err(storage_error)?;
                 // Before the answer goes out, so the client's next read sees its write.
                 store.cache.invalidate();
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+                store.last_write.store(
+                    now.map(|d| d.as_secs()).unwrap_or_default(),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 None
             };
             Ok(Written {

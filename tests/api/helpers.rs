@@ -62,6 +62,7 @@ pub fn test_config(dir: &TempDir, mode: ApiMode, seed: SeedSource) -> Config {
         database_path: dir.path().join("inventory.db"),
         seed,
         strict_dependencies: false,
+        metrics_addr: None,
         read_token: Secret::new(READ),
         write_token: Secret::new(WRITE),
     }

@@ -13,6 +13,7 @@ mod examples;
 mod flux;
 mod helpers;
 mod integrity;
+mod observability;
 mod openapi;
 mod process;
 mod properties;

@@ -1,0 +1,96 @@
+//! `/metrics` in Prometheus text format: requests, latency, the database pool, the feed cache,
+//! the inventory, the last write.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use poem::web::Data;
+use poem::{IntoResponse, Response, handler};
+
+use super::observe::RequestMetrics;
+use crate::store::{SqlResultExt, Store};
+
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+    );
+}
+
+pub async fn render(store: &Store, requests: &RequestMetrics) -> String {
+    let mut out = String::new();
+    requests.render(&mut out);
+    gauge(
+        &mut out,
+        "flux_inputs_db_connections_in_use",
+        "Pooled SQLite connections in use.",
+        store.connections_in_use(),
+    );
+    gauge(
+        &mut out,
+        "flux_inputs_last_write_timestamp_seconds",
+        "When the last API write committed (0: none since start).",
+        store.last_write(),
+    );
+    let stats = store.feed_cache().stats();
+    let _ = writeln!(
+        out,
+        "# HELP flux_inputs_feed_cache_total Flux feed answers by cache outcome.\n# TYPE flux_inputs_feed_cache_total counter\n\
+         flux_inputs_feed_cache_total{{outcome=\"hit\"}} {}\nflux_inputs_feed_cache_total{{outcome=\"miss\"}} {}\n\
+         flux_inputs_feed_cache_total{{outcome=\"stale\"}} {}",
+        stats.hits.load(Ordering::Relaxed),
+        stats.misses.load(Ordering::Relaxed),
+        stats.stale.load(Ordering::Relaxed)
+    );
+    let counts = store
+        .read(|conn| {
+            [
+                "clusters",
+                "platform_components",
+                "namespaces",
+                "rolebindings",
+            ]
+            .into_iter()
+            .map(|table| {
+                let n: i64 = conn
+                    .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                    .db()?;
+                Ok((table, n))
+            })
+            .collect::<crate::error::Result<Vec<_>>>()
+        })
+        .await;
+    match counts {
+        Ok(counts) => {
+            out.push_str("# HELP flux_inputs_inventory_items Records in the inventory, by kind.\n# TYPE flux_inputs_inventory_items gauge\n");
+            for (kind, n) in counts {
+                let _ = writeln!(out, "flux_inputs_inventory_items{{kind=\"{kind}\"}} {n}");
+            }
+            gauge(
+                &mut out,
+                "flux_inputs_database_up",
+                "1 when the database answers.",
+                1,
+            );
+        }
+        Err(_) => gauge(
+            &mut out,
+            "flux_inputs_database_up",
+            "1 when the database answers.",
+            0,
+        ),
+    }
+    out
+}
+
+/// The metrics endpoint of the dedicated metrics listener (no token: bind it to loopback).
+#[handler]
+pub async fn endpoint(store: Data<&Store>, requests: Data<&Arc<RequestMetrics>>) -> Response {
+    render(&store, &requests)
+        .await
+        .with_content_type(CONTENT_TYPE)
+        .into_response()
+}
