@@ -129,3 +129,14 @@ CREATE TABLE inventory_revision (
     revision INTEGER NOT NULL
 ) STRICT;
 INSERT INTO inventory_revision (id, revision) VALUES (1, 0);
+
+-- Poll liveness: when each cluster last fetched each feed, and with which client (Flux sends
+-- `flux-operator/<version>`). Written in batches from memory, never once per poll; keyed by
+-- DNS name because that is what Flux polls, and not part of the inventory revision.
+CREATE TABLE cluster_polls (
+    cluster_dns  TEXT NOT NULL,
+    feed         TEXT NOT NULL CHECK (feed IN ('platform-components', 'namespaces', 'rolebindings')),
+    last_poll_at INTEGER NOT NULL,
+    user_agent   TEXT NOT NULL,
+    PRIMARY KEY (cluster_dns, feed)
+) STRICT, WITHOUT ROWID;

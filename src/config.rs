@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 /// Environment variables read through figment (tokens are read separately).
 const ENV_KEYS: &[&str] = &[
     "METRICS_ADDR",
+    "POLL_STALE_AFTER",
     "API_MODE",
     "LISTEN_ADDR",
     "DATABASE_PATH",
@@ -79,6 +80,8 @@ struct Layered {
     strict_dependencies: bool,
     /// A second listener serving only `/metrics`, without a token.
     metrics_addr: Option<SocketAddr>,
+    /// Seconds without a poll after which `/status/clusters` reports a cluster stale.
+    poll_stale_after: u64,
     /// Tokens may sit in a root-only config file; the environment overrides them.
     auth_token: Option<String>,
     crud_auth_token: Option<String>,
@@ -96,6 +99,7 @@ impl Default for Layered {
             seed_file: None,
             strict_dependencies: false,
             metrics_addr: None,
+            poll_stale_after: crate::store::polls::DEFAULT_STALE_AFTER_SECONDS,
             auth_token: None,
             crud_auth_token: None,
         }
@@ -112,6 +116,8 @@ pub struct Config {
     pub strict_dependencies: bool,
     /// Where `/metrics` is also served without a token (keep it on loopback).
     pub metrics_addr: Option<SocketAddr>,
+    /// Seconds without a poll after which a cluster is reported stale.
+    pub poll_stale_after: u64,
     /// Reads (GET/HEAD).
     pub read_token: Secret,
     /// Writes; `CRUD_AUTH_TOKEN`, else `AUTH_TOKEN`. It may also read.
@@ -201,6 +207,7 @@ impl Config {
             seed,
             strict_dependencies: layered.strict_dependencies,
             metrics_addr: layered.metrics_addr,
+            poll_stale_after: layered.poll_stale_after,
             read_token,
             write_token,
         })

@@ -32,8 +32,9 @@ pub fn open_store(config: &Config) -> Result<Store, AppError> {
         }
         SeedSource::None => None,
     };
-    let store =
-        Store::open(&config.database_path)?.with_strict_dependencies(config.strict_dependencies);
+    let store = Store::open(&config.database_path)?
+        .with_strict_dependencies(config.strict_dependencies)
+        .with_stale_after(config.poll_stale_after);
     let mut conn = store.connection()?;
     // A large seed is one transaction; a bigger page cache keeps its index pages in memory.
     conn.pragma_update(None, "cache_size", -131_072)
@@ -57,6 +58,7 @@ pub fn open_store(config: &Config) -> Result<Store, AppError> {
     })?;
     conn.pragma_update(None, "cache_size", -crate::store::PAGE_CACHE_KIB)
         .map_err(crate::store::storage_error)?;
+    store.polls().load(&conn)?;
     drop(conn);
     match outcome {
         Migration::Created => {
@@ -108,7 +110,7 @@ pub async fn serve<A: Acceptor + 'static>(
         }
         None => None,
     };
-    let watcher = tokio::spawn(watch_external_writes(store.clone()));
+    let watcher = tokio::spawn(background(store.clone()));
     let watchdog = tokio::spawn(systemd::watchdog(store.clone()));
     let clusters = store.read(clusters::count).await.unwrap_or_default();
     systemd::ready(&format!("serving {clusters} clusters"));
@@ -125,6 +127,7 @@ pub async fn serve<A: Acceptor + 'static>(
         listener.abort();
     }
     served?;
+    flush_polls(&store).await;
     checkpoint(&store).await;
     Ok(())
 }
@@ -134,6 +137,17 @@ pub async fn bind(config: &Config) -> io::Result<impl Acceptor + 'static> {
     TcpListener::bind(config.listen_addr).into_acceptor().await
 }
 
+/// Writes the poll times recorded since the last flush.
+async fn flush_polls(store: &Store) {
+    let polls = store.polls().clone();
+    let flushed = store
+        .blocking_with_connection(move |conn| polls.flush(conn))
+        .await;
+    if let Err(err) = flushed {
+        tracing::warn!(error = %err, "cannot save poll times");
+    }
+}
+
 /// Folds the WAL back into the database file, so a copied file is complete.
 async fn checkpoint(store: &Store) {
     if let Err(err) = store.checkpoint().await {
@@ -141,12 +155,57 @@ async fn checkpoint(store: &Store) {
     }
 }
 
-/// How often the feed cache looks for commits made by other processes (the CLI, sqlite3).
+/// How often the background task looks for commits made by other processes (the CLI, sqlite3).
 pub const EXTERNAL_WRITE_POLL: Duration = Duration::from_secs(1);
+/// How often recorded poll times are written to the database.
+pub const POLL_FLUSH_EVERY: u32 = 30;
 
-async fn watch_external_writes(store: Store) {
-    let cache = store.feed_cache().clone();
-    cache.watch_data_version(store, EXTERNAL_WRITE_POLL).await;
+/// The server's background work, on a connection of its own: every second, drop the feed
+/// cache if another connection committed (`PRAGMA data_version` changes only for commits made
+/// elsewhere, so the poll-time flushes below, made on this same connection, never trigger it);
+/// every 30 seconds, write the poll times recorded since the last flush.
+async fn background(store: Store) {
+    let mut ticker = tokio::time::interval(EXTERNAL_WRITE_POLL);
+    let mut state: Option<(rusqlite::Connection, i64)> = None;
+    for tick in 1u32.. {
+        ticker.tick().await;
+        let path = store.path().to_owned();
+        let polls = store.polls().clone();
+        let flush = tick % POLL_FLUSH_EVERY == 0;
+        let previous = state.take();
+        let polled = tokio::task::spawn_blocking(
+            move || -> Result<(rusqlite::Connection, i64, bool), AppError> {
+                let (mut conn, last) = match previous {
+                    Some((conn, last)) => (conn, Some(last)),
+                    None => {
+                        let conn = rusqlite::Connection::open(&path)
+                            .map_err(crate::store::storage_error)?;
+                        conn.busy_timeout(Duration::from_secs(5))
+                            .map_err(crate::store::storage_error)?;
+                        (conn, None)
+                    }
+                };
+                let version: i64 = conn
+                    .query_row("PRAGMA data_version", [], |row| row.get(0))
+                    .map_err(crate::store::storage_error)?;
+                if flush {
+                    polls.flush(&mut conn)?;
+                }
+                Ok((conn, version, last.is_some_and(|last| last != version)))
+            },
+        )
+        .await;
+        match polled {
+            Ok(Ok((conn, version, changed))) => {
+                if changed {
+                    store.feed_cache().invalidate();
+                }
+                state = Some((conn, version));
+            }
+            Ok(Err(err)) => tracing::warn!(error = %err, "background database check failed"),
+            Err(err) => tracing::warn!(error = %err, "background task failed"),
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

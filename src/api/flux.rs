@@ -3,6 +3,8 @@
 //! An unknown cluster is a 404, never `{"inputs": []}`: an empty list makes Flux prune
 //! everything it rendered from the provider, while any non-2xx keeps its last good inputs.
 
+use poem::Request;
+use poem::http::header;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -12,6 +14,7 @@ use super::ApiTags;
 use super::auth::ReadAccess;
 use super::encoded::Encoded;
 use super::error::{ErrorBody, ReadError};
+use super::observe::unix_now;
 use crate::domain::feed::{
     ClusterListInput, FluxInputs, NamespaceInput, PlatformComponentInput, RolebindingInput,
 };
@@ -55,8 +58,18 @@ pub enum ClusterListFeed {
 }
 
 /// One feed of the cluster with this DNS name (from the feed cache), or the 404 Flux must see.
-async fn feed(store: &Store, cluster_dns: String, feed: Feed) -> Result<Vec<u8>> {
-    store.feed_cache().feed(store, &cluster_dns, feed).await
+/// A successful poll is noted for `/status/clusters`.
+async fn feed(store: &Store, req: &Request, cluster_dns: String, feed: Feed) -> Result<Vec<u8>> {
+    let body = store.feed_cache().feed(store, &cluster_dns, feed).await?;
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    store
+        .polls()
+        .record(&cluster_dns, feed, user_agent, unix_now() as u64);
+    Ok(body)
 }
 
 #[OpenApi(tag = "ApiTags::Flux")]
@@ -69,11 +82,12 @@ impl FluxApi {
     async fn platform_components(
         &self,
         _auth: ReadAccess,
+        req: &Request,
         store: Data<&Store>,
         /// The cluster's DNS name.
         cluster_dns: Path<String>,
     ) -> Result<PlatformComponentsFeed, ReadError> {
-        let body = feed(&store, cluster_dns.0, Feed::PlatformComponents).await?;
+        let body = feed(&store, req, cluster_dns.0, Feed::PlatformComponents).await?;
         Ok(PlatformComponentsFeed::Ok(Encoded::new(body)))
     }
 
@@ -82,11 +96,12 @@ impl FluxApi {
     async fn namespaces(
         &self,
         _auth: ReadAccess,
+        req: &Request,
         store: Data<&Store>,
         /// The cluster's DNS name.
         cluster_dns: Path<String>,
     ) -> Result<NamespacesFeed, ReadError> {
-        let body = feed(&store, cluster_dns.0, Feed::Namespaces).await?;
+        let body = feed(&store, req, cluster_dns.0, Feed::Namespaces).await?;
         Ok(NamespacesFeed::Ok(Encoded::new(body)))
     }
 
@@ -98,11 +113,12 @@ impl FluxApi {
     async fn rolebindings(
         &self,
         _auth: ReadAccess,
+        req: &Request,
         store: Data<&Store>,
         /// The cluster's DNS name.
         cluster_dns: Path<String>,
     ) -> Result<RolebindingsFeed, ReadError> {
-        let body = feed(&store, cluster_dns.0, Feed::Rolebindings).await?;
+        let body = feed(&store, req, cluster_dns.0, Feed::Rolebindings).await?;
         Ok(RolebindingsFeed::Ok(Encoded::new(body)))
     }
 

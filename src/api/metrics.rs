@@ -83,6 +83,36 @@ pub async fn render(store: &Store, requests: &RequestMetrics) -> String {
             0,
         ),
     }
+    if let Ok(statuses) = super::status::cluster_statuses(store).await {
+        out.push_str("# HELP flux_inputs_cluster_last_poll_timestamp_seconds When a cluster last polled a feed.\n");
+        out.push_str("# TYPE flux_inputs_cluster_last_poll_timestamp_seconds gauge\n");
+        for status in &statuses {
+            let polls = [
+                ("platform-components", &status.polls.platform_components),
+                ("namespaces", &status.polls.namespaces),
+                ("rolebindings", &status.polls.rolebindings),
+            ];
+            for (feed, poll) in polls {
+                if let Some(poll) = poll {
+                    let _ = writeln!(
+                        out,
+                        "flux_inputs_cluster_last_poll_timestamp_seconds{{cluster=\"{}\",feed=\"{feed}\"}} {}",
+                        status.id, poll.at
+                    );
+                }
+            }
+        }
+        out.push_str("# HELP flux_inputs_cluster_stale 1 when a cluster has not polled within poll_stale_after.\n");
+        out.push_str("# TYPE flux_inputs_cluster_stale gauge\n");
+        for status in &statuses {
+            let _ = writeln!(
+                out,
+                "flux_inputs_cluster_stale{{cluster=\"{}\"}} {}",
+                status.id,
+                u8::from(status.stale)
+            );
+        }
+    }
     out
 }
 

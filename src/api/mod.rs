@@ -16,6 +16,7 @@ pub mod preview;
 pub mod responses;
 pub mod rolebindings;
 pub mod service;
+pub mod status;
 
 use std::sync::Arc;
 
@@ -51,10 +52,11 @@ pub enum ApiTags {
 
 const TITLE: &str = "flux-inputs";
 
-type ReadOnlyApis = (flux::FluxApi, service::ServiceApi);
+type ReadOnlyApis = (flux::FluxApi, service::ServiceApi, status::StatusApi);
 type CrudApis = (
     flux::FluxApi,
     service::ServiceApi,
+    status::StatusApi,
     clusters::ClustersApi,
     components::PlatformComponentsApi,
     namespaces::NamespacesApi,
@@ -63,7 +65,7 @@ type CrudApis = (
 
 pub fn read_only_service() -> OpenApiService<ReadOnlyApis, ()> {
     OpenApiService::new(
-        (flux::FluxApi, service::ServiceApi),
+        (flux::FluxApi, service::ServiceApi, status::StatusApi),
         TITLE,
         env!("CARGO_PKG_VERSION"),
     )
@@ -74,6 +76,7 @@ pub fn crud_service() -> OpenApiService<CrudApis, ()> {
         (
             flux::FluxApi,
             service::ServiceApi,
+            status::StatusApi,
             clusters::ClustersApi,
             components::PlatformComponentsApi,
             namespaces::NamespacesApi,

@@ -7,8 +7,8 @@
 //! flux-inputs write transaction bumps. API writes drop the cache before they answer, so the
 //! next read sees them. A cluster loaded at another revision than the cached catalog (another
 //! flux-inputs process wrote meanwhile) is served straight from its own transaction and not
-//! cached. Edits by other tools (a sqlite3 shell) are noticed by `watch_data_version`, which
-//! polls SQLite's `PRAGMA data_version`.
+//! cached. Edits by other tools (a sqlite3 shell) are noticed by the server's background task,
+//! which polls SQLite's `PRAGMA data_version` and calls `invalidate`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -577,41 +577,5 @@ impl FeedCache {
         }
         out.extend_from_slice(b"]}");
         Ok((count, out))
-    }
-
-    /// Drops the cache whenever any other connection or process commits to the database,
-    /// polling every `period` on a connection of its own (`PRAGMA data_version` changes only
-    /// for commits made elsewhere). Runs until the task is aborted.
-    pub async fn watch_data_version(&self, store: Store, period: std::time::Duration) {
-        let mut ticker = tokio::time::interval(period);
-        let mut watcher: Option<(Connection, i64)> = None;
-        loop {
-            ticker.tick().await;
-            let path = store.path().to_owned();
-            let previous = watcher.take();
-            let polled = tokio::task::spawn_blocking(move || -> Result<(Connection, i64, bool)> {
-                let (conn, last) = match previous {
-                    Some((conn, last)) => (conn, Some(last)),
-                    None => (Connection::open(&path).db()?, None),
-                };
-                let version: i64 = conn
-                    .query_row("PRAGMA data_version", [], |row| row.get(0))
-                    .db()?;
-                Ok((conn, version, last.is_some_and(|last| last != version)))
-            })
-            .await;
-            match polled {
-                Ok(Ok((conn, version, changed))) => {
-                    if changed {
-                        self.invalidate();
-                    }
-                    watcher = Some((conn, version));
-                }
-                Ok(Err(err)) => {
-                    tracing::warn!(error = %err, "cannot poll the database for outside changes")
-                }
-                Err(err) => tracing::warn!(error = %err, "the database poll failed"),
-            }
-        }
     }
 }

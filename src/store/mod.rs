@@ -12,6 +12,7 @@ pub mod feed_cache;
 pub mod feeds;
 pub mod migrate;
 pub mod namespaces;
+pub mod polls;
 pub mod resource;
 pub mod rolebindings;
 pub mod seed;
@@ -56,6 +57,8 @@ pub struct Store {
     cache: feed_cache::FeedCache,
     /// When the last API write committed (Unix seconds; 0 = none since start).
     last_write: Arc<std::sync::atomic::AtomicU64>,
+    /// When each cluster last polled each feed.
+    polls: polls::PollTracker,
 }
 
 /// What a write did, or would do (dry run).
@@ -89,6 +92,7 @@ impl Store {
             strict_dependencies: false,
             cache: feed_cache::FeedCache::default(),
             last_write: Arc::default(),
+            polls: polls::PollTracker::default(),
         };
         let conn = store.connection()?;
         // WAL persists in the file; readers never block the writer and vice versa.
@@ -114,6 +118,15 @@ impl Store {
         &self.cache
     }
 
+    pub fn polls(&self) -> &polls::PollTracker {
+        &self.polls
+    }
+
+    pub fn with_stale_after(mut self, seconds: u64) -> Self {
+        self.polls.stale_after = seconds;
+        self
+    }
+
     /// Connections checked out of the pool right now.
     pub fn connections_in_use(&self) -> u32 {
         let state = self.pool.state();
@@ -123,6 +136,16 @@ impl Store {
     /// When the last API write committed, in Unix seconds (0: none since start).
     pub fn last_write(&self) -> u64 {
         self.last_write.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Runs `f` with a pooled connection on the blocking pool, outside any transaction.
+    pub async fn blocking_with_connection<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let store = self.clone();
+        self.blocking(move || f(&mut *store.connection()?)).await
     }
 
     /// Folds the WAL into the database file (outside any transaction).

@@ -63,6 +63,7 @@ pub fn test_config(dir: &TempDir, mode: ApiMode, seed: SeedSource) -> Config {
         seed,
         strict_dependencies: false,
         metrics_addr: None,
+        poll_stale_after: 1800,
         read_token: Secret::new(READ),
         write_token: Secret::new(WRITE),
     }

@@ -15,6 +15,7 @@ mod helpers;
 mod integrity;
 mod observability;
 mod openapi;
+mod polls;
 mod process;
 mod properties;
 mod systemd;

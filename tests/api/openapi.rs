@@ -63,6 +63,7 @@ fn spec_is_openapi_3_0_with_every_contract_path_and_the_bearer_scheme() {
         ("/ready", vec!["get"]),
         ("/openapi.yaml", vec!["get"]),
         ("/metrics", vec!["get"]),
+        ("/status/clusters", vec!["get"]),
     ];
     assert_eq!(paths.len(), expected.len(), "no path more, no path less");
     for (path, methods) in expected {

@@ -1,0 +1,210 @@
+//! Poll liveness: per cluster and feed, when Flux last fetched it and which client did.
+//!
+//! Polls are recorded in memory (a map update, no I/O) and flushed to `cluster_polls` in
+//! batches by the server's background task, so a fleet polling every 30 s costs no writes
+//! per poll. After a restart the last flushed state is loaded back.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, params};
+
+use super::SqlResultExt;
+use super::feeds::Feed;
+use crate::error::Result;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Poll {
+    /// Unix seconds.
+    pub at: u64,
+    pub user_agent: Arc<str>,
+}
+
+/// The three feeds of one cluster, and which changed since the last flush.
+#[derive(Default)]
+struct ClusterPolls {
+    polls: [Option<Poll>; 3],
+    dirty: [bool; 3],
+}
+
+fn slot(feed: Feed) -> usize {
+    match feed {
+        Feed::PlatformComponents => 0,
+        Feed::Namespaces => 1,
+        Feed::Rolebindings => 2,
+    }
+}
+
+/// Shared by every request; cheap to clone.
+#[derive(Clone)]
+pub struct PollTracker {
+    polls: Arc<Mutex<HashMap<Box<str>, ClusterPolls>>>,
+    /// A cluster with no poll for this long is reported stale.
+    pub stale_after: u64,
+}
+
+/// Flux polls every 10 minutes by default; three missed polls make a cluster stale.
+pub const DEFAULT_STALE_AFTER_SECONDS: u64 = 1800;
+
+impl Default for PollTracker {
+    fn default() -> Self {
+        PollTracker {
+            polls: Arc::default(),
+            stale_after: DEFAULT_STALE_AFTER_SECONDS,
+        }
+    }
+}
+
+impl PollTracker {
+    /// Whether the most recent of these polls is older than `stale_after` (or there is none).
+    pub fn is_stale(&self, polls: &[Option<Poll>; 3], now: u64) -> bool {
+        polls
+            .iter()
+            .flatten()
+            .map(|p| p.at)
+            .max()
+            .is_none_or(|last| now.saturating_sub(last) > self.stale_after)
+    }
+
+    /// Notes a successful poll. Runs on every Flux request: no I/O, no allocation when the
+    /// client is the one seen last time.
+    pub fn record(&self, cluster_dns: &str, feed: Feed, user_agent: &str, now: u64) {
+        let mut map = self.polls.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = match map.get_mut(cluster_dns) {
+            Some(entry) => entry,
+            None => map.entry(cluster_dns.into()).or_default(),
+        };
+        let i = slot(feed);
+        match &mut entry.polls[i] {
+            Some(poll) if &*poll.user_agent == user_agent => poll.at = now,
+            other => {
+                *other = Some(Poll {
+                    at: now,
+                    user_agent: user_agent.into(),
+                })
+            }
+        }
+        entry.dirty[i] = true;
+    }
+
+    /// The last poll of each feed of the cluster with this DNS name.
+    pub fn get(&self, cluster_dns: &str) -> [Option<Poll>; 3] {
+        self.polls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(cluster_dns)
+            .map(|e| e.polls.clone())
+            .unwrap_or_default()
+    }
+
+    /// Loads what earlier runs flushed.
+    pub fn load(&self, conn: &Connection) -> Result<()> {
+        let mut stmt = conn
+            .prepare("SELECT cluster_dns, feed, last_poll_at, user_agent FROM cluster_polls")
+            .db()?;
+        let mut rows = stmt.query([]).db()?;
+        let mut polls = self.polls.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(row) = rows.next().db()? {
+            let dns: String = row.get(0).db()?;
+            let feed: String = row.get(1).db()?;
+            let Some(feed) = Feed::ALL.into_iter().find(|f| f.segment() == feed) else {
+                continue;
+            };
+            let at: i64 = row.get(2).db()?;
+            let user_agent: String = row.get(3).db()?;
+            polls.entry(dns.into()).or_default().polls[slot(feed)] = Some(Poll {
+                at: at.max(0) as u64,
+                user_agent: user_agent.into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes the polls recorded since the last flush, in one transaction.
+    pub fn flush(&self, conn: &mut Connection) -> Result<usize> {
+        let pending: Vec<(Box<str>, Feed, Poll)> = {
+            let mut map = self.polls.lock().unwrap_or_else(|e| e.into_inner());
+            let mut pending = Vec::new();
+            for (dns, entry) in map.iter_mut() {
+                for feed in Feed::ALL {
+                    let i = slot(feed);
+                    if std::mem::take(&mut entry.dirty[i])
+                        && let Some(poll) = &entry.polls[i]
+                    {
+                        pending.push((dns.clone(), feed, poll.clone()));
+                    }
+                }
+            }
+            pending
+        };
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let tx = conn.transaction().db()?;
+        {
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO cluster_polls (cluster_dns, feed, last_poll_at, user_agent) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (cluster_dns, feed) DO UPDATE SET last_poll_at = excluded.last_poll_at, \
+                     user_agent = excluded.user_agent",
+                )
+                .db()?;
+            for (dns, feed, poll) in &pending {
+                upsert
+                    .execute(params![
+                        &**dns,
+                        feed.segment(),
+                        poll.at as i64,
+                        &*poll.user_agent
+                    ])
+                    .db()?;
+            }
+        }
+        tx.commit().db()?;
+        Ok(pending.len())
+    }
+}
+
+/// `flux-operator/v0.33.0` → `v0.33.0`.
+pub fn operator_version(user_agent: &str) -> Option<&str> {
+    user_agent
+        .strip_prefix("flux-operator/")
+        .map(|rest| rest.split_whitespace().next().unwrap_or(rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_flushes_and_loads_back() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::migrate::migrate(&mut conn, |_| Ok(())).unwrap();
+        let tracker = PollTracker::default();
+        tracker.record(
+            "a.example.com",
+            Feed::Namespaces,
+            "flux-operator/v0.33.0",
+            100,
+        );
+        tracker.record(
+            "a.example.com",
+            Feed::Namespaces,
+            "flux-operator/v0.33.0",
+            160,
+        );
+        assert_eq!(
+            tracker.flush(&mut conn).unwrap(),
+            1,
+            "one row, the latest poll"
+        );
+        assert_eq!(tracker.flush(&mut conn).unwrap(), 0, "nothing new");
+        let reloaded = PollTracker::default();
+        reloaded.load(&conn).unwrap();
+        let polls = reloaded.get("a.example.com");
+        assert_eq!(polls[1].as_ref().map(|p| p.at), Some(160));
+        assert!(polls[0].is_none() && polls[2].is_none());
+        assert_eq!(operator_version("flux-operator/v0.33.0"), Some("v0.33.0"));
+        assert_eq!(operator_version("curl/8.0"), None);
+    }
+}

@@ -1,0 +1,132 @@
+//! Poll liveness: the last poll per cluster and feed, the client seen, stale clusters.
+
+use std::time::Duration;
+
+use poem::http::Method;
+use serde_json::Value;
+
+use crate::helpers::{READ, TestApp};
+use crate::process::{Server, get};
+
+const FEED: &str = "/api/v2/flux/clusters/edge-qa-01.k8s.example.com/namespaces";
+
+async fn poll_as(app: &TestApp, path: &str, user_agent: &str) {
+    let answer = app
+        .raw(
+            Method::GET,
+            path,
+            &[
+                ("Authorization", &format!("Bearer {READ}")),
+                ("User-Agent", user_agent),
+            ],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(answer.status, 200);
+}
+
+fn status_of<'a>(list: &'a Value, id: &str) -> &'a Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn status_shows_last_poll_client_version_and_staleness() {
+    let app = TestApp::new();
+    poll_as(&app, FEED, "flux-operator/v0.33.0").await;
+    let status = app.get("/status/clusters").await;
+    assert_eq!(status.status, 200);
+    let qa = status_of(&status.json, "edge-qa-01");
+    assert_eq!(qa["stale"], false);
+    assert_eq!(qa["operator_version"], "v0.33.0");
+    assert_eq!(
+        qa["polls"]["namespaces"]["user_agent"],
+        "flux-operator/v0.33.0"
+    );
+    assert!(
+        qa["polls"]["platform-components"].is_null(),
+        "never polled: null"
+    );
+    let dev = status_of(&status.json, "lab-dev-01");
+    assert_eq!(dev["stale"], true, "never polled is stale");
+    assert!(dev["operator_version"].is_null());
+
+    let stale_only = app.get("/status/clusters?stale=true").await;
+    let ids: Vec<&str> = stale_only
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["edge-prod-01", "edge-prod-02", "lab-dev-01"]);
+    let metrics = String::from_utf8(app.get("/metrics").await.bytes).unwrap();
+    assert!(
+        metrics.contains(r#"flux_inputs_cluster_stale{cluster="edge-qa-01"} 0"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"flux_inputs_cluster_stale{cluster="lab-dev-01"} 1"#));
+    assert!(metrics.contains(
+        r#"flux_inputs_cluster_last_poll_timestamp_seconds{cluster="edge-qa-01",feed="namespaces"}"#
+    ));
+
+    // A failed poll (unknown cluster) or a wrong token records nothing.
+    let _ = app
+        .get("/api/v2/flux/clusters/nope.example.com/namespaces")
+        .await;
+    let _ = app
+        .call(
+            Method::GET,
+            "/api/v2/flux/clusters/lab-dev-01.k8s.example.com/namespaces",
+            Some("bad"),
+            None,
+        )
+        .await;
+    let status = app.get("/status/clusters").await;
+    assert_eq!(status_of(&status.json, "lab-dev-01")["stale"], true);
+}
+
+#[tokio::test]
+async fn a_cluster_goes_stale_after_the_configured_window() {
+    let app = TestApp::configured(|config| config.poll_stale_after = 0);
+    poll_as(&app, FEED, "flux-operator/v0.33.0").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let status = app.get("/status/clusters").await;
+    assert_eq!(status_of(&status.json, "edge-qa-01")["stale"], true);
+}
+
+#[test]
+fn polls_are_batched_in_memory_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("inventory.db");
+    let mut server = Server::ready(&database, &[("AUTH_TOKEN", "t")]);
+    for _ in 0..20 {
+        assert_eq!(get(server.port, FEED, Some("t")).unwrap().0, 200);
+    }
+    let rows = |db: &std::path::Path| -> i64 {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        conn.query_row("SELECT count(*) FROM cluster_polls", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(rows(&database), 0, "no write per poll");
+    server.signal("-TERM");
+    assert!(server.wait_exit(Duration::from_secs(15)).success());
+    assert_eq!(
+        rows(&database),
+        1,
+        "flushed at shutdown: one row for one cluster and feed"
+    );
+
+    let server = Server::ready(&database, &[("AUTH_TOKEN", "t")]);
+    let (_, body) = get(server.port, "/status/clusters", Some("t")).unwrap();
+    let list: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        status_of(&list, "edge-qa-01")["polls"]["namespaces"]["at"]
+            .as_u64()
+            .is_some(),
+        "{body}"
+    );
+}
