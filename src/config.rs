@@ -67,6 +67,18 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// PEM files for HTTPS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+    /// CA that client certificates must chain to; set it to require client certificates.
+    pub client_ca: Option<PathBuf>,
+}
+
 /// The file and environment layers, as figment extracts them.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,6 +94,8 @@ struct Layered {
     metrics_addr: Option<SocketAddr>,
     /// Seconds without a poll after which `/status/clusters` reports a cluster stale.
     poll_stale_after: u64,
+    /// HTTPS: `[tls] cert`, `key` and, for client certificates, `client_ca` (PEM files).
+    tls: Option<TlsFiles>,
     /// Tokens may sit in a root-only config file; the environment overrides them.
     auth_token: Option<String>,
     crud_auth_token: Option<String>,
@@ -100,6 +114,7 @@ impl Default for Layered {
             strict_dependencies: false,
             metrics_addr: None,
             poll_stale_after: crate::store::polls::DEFAULT_STALE_AFTER_SECONDS,
+            tls: None,
             auth_token: None,
             crud_auth_token: None,
         }
@@ -118,6 +133,8 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// Seconds without a poll after which a cluster is reported stale.
     pub poll_stale_after: u64,
+    /// Serve HTTPS with these files (re-read on SIGHUP).
+    pub tls: Option<TlsFiles>,
     /// Reads (GET/HEAD).
     pub read_token: Secret,
     /// Writes; `CRUD_AUTH_TOKEN`, else `AUTH_TOKEN`. It may also read.
@@ -165,6 +182,18 @@ impl Config {
             figment = figment.merge(Toml::file_exact(path));
         }
         figment = figment.merge(Env::raw().only(ENV_KEYS));
+        // TLS_CERT, TLS_KEY, TLS_CLIENT_CA → tls.cert, tls.key, tls.client_ca.
+        figment = figment.merge(
+            Env::raw()
+                .only(&["TLS_CERT", "TLS_KEY", "TLS_CLIENT_CA"])
+                .map(|key| {
+                    key.as_str()
+                        .to_ascii_lowercase()
+                        .replacen("tls_", "tls.", 1)
+                        .into()
+                })
+                .split("."),
+        );
         let mut layered: Layered = figment
             .extract()
             .map_err(|err| ConfigError(err.to_string()))?;
@@ -208,6 +237,7 @@ impl Config {
             strict_dependencies: layered.strict_dependencies,
             metrics_addr: layered.metrics_addr,
             poll_stale_after: layered.poll_stale_after,
+            tls: layered.tls,
             read_token,
             write_token,
         })
@@ -416,6 +446,26 @@ mod tests {
                 err.contains("AUTH_TOKEN") && err.contains("/no/such/file"),
                 "{err}"
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn tls_comes_from_a_table_or_the_environment() {
+        Jail::expect_with(|jail| {
+            jail.set_env("AUTH_TOKEN", "t");
+            jail.create_file(
+                "c.toml",
+                "[tls]\ncert = \"/etc/x/cert.pem\"\nkey = \"/etc/x/key.pem\"\n",
+            )?;
+            let tls = load(Some("c.toml")).unwrap().tls.unwrap();
+            assert_eq!(tls.cert, PathBuf::from("/etc/x/cert.pem"));
+            assert_eq!(tls.client_ca, None);
+            jail.set_env("TLS_CLIENT_CA", "/etc/x/ca.pem");
+            jail.set_env("TLS_KEY", "/run/key.pem");
+            let tls = load(Some("c.toml")).unwrap().tls.unwrap();
+            assert_eq!(tls.client_ca, Some(PathBuf::from("/etc/x/ca.pem")));
+            assert_eq!(tls.key, PathBuf::from("/run/key.pem"));
             Ok(())
         });
     }

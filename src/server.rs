@@ -5,11 +5,14 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
-use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::listener::{
+    Acceptor, AcceptorExt, BoxAcceptor, IntoTlsConfigStream, Listener, RustlsCertificate,
+    RustlsConfig, TcpListener,
+};
 use poem::{EndpointExt, Server};
 
 use crate::api::{self, auth::Tokens};
-use crate::config::{Config, SeedSource};
+use crate::config::{Config, SeedSource, TlsFiles};
 use crate::error::AppError;
 use crate::store::migrate::{self, Migration};
 use crate::store::seed::{self, Seed};
@@ -133,8 +136,64 @@ pub async fn serve<A: Acceptor + 'static>(
 }
 
 /// Binds `config.listen_addr`.
-pub async fn bind(config: &Config) -> io::Result<impl Acceptor + 'static> {
-    TcpListener::bind(config.listen_addr).into_acceptor().await
+/// Binds `config.listen_addr`, with TLS when `config.tls` is set. Certificates are read now
+/// (a bad file stops start-up) and again on every SIGHUP; a reload that fails keeps the
+/// certificates in use. Established connections keep theirs; new handshakes get the new ones.
+pub async fn bind(config: &Config) -> io::Result<BoxAcceptor> {
+    let tcp = TcpListener::bind(config.listen_addr);
+    let Some(files) = config.tls.clone() else {
+        return Ok(tcp.into_acceptor().await?.boxed());
+    };
+    let initial = checked_tls_config(&files)?;
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let reloads = futures_util::stream::unfold(
+        (Some(initial), hangup, files),
+        |(first, mut hangup, files)| async move {
+            if let Some(config) = first {
+                return Some((config, (None, hangup, files)));
+            }
+            loop {
+                hangup.recv().await?;
+                match checked_tls_config(&files) {
+                    Ok(config) => {
+                        tracing::info!(cert = %files.cert.display(), "SIGHUP: TLS certificates reloaded");
+                        return Some((config, (None, hangup, files)));
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, "SIGHUP: cannot reload TLS certificates; keeping the current ones")
+                    }
+                }
+            }
+        },
+    );
+    Ok(tcp.rustls(Box::pin(reloads)).into_acceptor().await?.boxed())
+}
+
+/// Reads the files twice: once to validate them as rustls will use them (a key that does not
+/// match, a bad CA), once for the configuration handed to the listener.
+fn checked_tls_config(files: &TlsFiles) -> io::Result<RustlsConfig> {
+    let _validated = tls_config(files)?.into_stream()?;
+    tls_config(files)
+}
+
+/// Reads the PEM files into a rustls configuration.
+fn tls_config(files: &TlsFiles) -> io::Result<RustlsConfig> {
+    let read = |path: &std::path::Path, what: &str| {
+        std::fs::read(path).map_err(|err| {
+            io::Error::new(
+                err.kind(),
+                format!("cannot read TLS {what} {}: {err}", path.display()),
+            )
+        })
+    };
+    let certificate = RustlsCertificate::new()
+        .cert(read(&files.cert, "certificate")?)
+        .key(read(&files.key, "key")?);
+    let mut config = RustlsConfig::new().fallback(certificate);
+    if let Some(ca) = &files.client_ca {
+        config = config.client_auth_required(read(ca, "client CA")?);
+    }
+    Ok(config)
 }
 
 /// Writes the poll times recorded since the last flush.

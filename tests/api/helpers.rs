@@ -64,6 +64,7 @@ pub fn test_config(dir: &TempDir, mode: ApiMode, seed: SeedSource) -> Config {
         strict_dependencies: false,
         metrics_addr: None,
         poll_stale_after: 1800,
+        tls: None,
         read_token: Secret::new(READ),
         write_token: Secret::new(WRITE),
     }

@@ -19,3 +19,4 @@ mod polls;
 mod process;
 mod properties;
 mod systemd;
+mod tls;

@@ -1,0 +1,213 @@
+//! HTTPS and client certificates, with a CA and certificates generated here, checked with curl.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+};
+
+use crate::process::Server;
+
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+}
+
+fn ca(name: &str) -> Ca {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    let key = KeyPair::generate().unwrap();
+    let pem = params.self_signed(&key).unwrap().pem();
+    Ca {
+        issuer: Issuer::new(params, key),
+        pem,
+    }
+}
+
+/// A certificate signed by `ca`: (certificate PEM, key PEM).
+fn leaf(ca: &Ca, name: &str, client: bool) -> (String, String) {
+    let mut params = CertificateParams::new(vec![name.to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.extended_key_usages = vec![if client {
+        ExtendedKeyUsagePurpose::ClientAuth
+    } else {
+        ExtendedKeyUsagePurpose::ServerAuth
+    }];
+    let key = KeyPair::generate().unwrap();
+    (
+        params.signed_by(&key, &ca.issuer).unwrap().pem(),
+        key.serialize_pem(),
+    )
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// curl's exit code and the HTTP status (0 when no answer).
+fn curl(port: u16, ca: &Path, client: Option<(&Path, &Path)>) -> (i32, u16) {
+    let mut command = Command::new("curl");
+    command
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+            "--cacert",
+        ])
+        .arg(ca);
+    if let Some((cert, key)) = client {
+        command.arg("--cert").arg(cert).arg("--key").arg(key);
+    }
+    let output = command
+        .arg(format!("https://localhost:{port}/health"))
+        .output()
+        .expect("curl is installed");
+    let status = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    (output.status.code().unwrap_or(-1), status)
+}
+
+fn start_tls(dir: &Path, envs: &[(&str, String)]) -> Server {
+    let mut all: Vec<(&str, &str)> = vec![("AUTH_TOKEN", "t")];
+    all.extend(envs.iter().map(|(k, v)| (*k, v.as_str())));
+    let server = Server::start(&dir.join("inventory.db"), &all);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    // Plain HTTP on a TLS port gets no HTTP answer; wait for the port to accept.
+    while std::net::TcpStream::connect(("127.0.0.1", server.port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the TLS port opens");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    server
+}
+
+#[test]
+fn https_with_and_without_client_certificates_and_reload_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let authority = ca("flux-inputs test CA");
+    let (cert, key) = leaf(&authority, "localhost", false);
+    let ca_file = write(d, "ca.pem", &authority.pem);
+    let cert_file = write(d, "server.pem", &cert);
+    let key_file = write(d, "server.key", &key);
+
+    // HTTPS only.
+    let envs = [
+        ("TLS_CERT", cert_file.display().to_string()),
+        ("TLS_KEY", key_file.display().to_string()),
+    ];
+    let server = start_tls(d, &envs);
+    assert_eq!(
+        curl(server.port, &ca_file, None),
+        (0, 200),
+        "https with the CA"
+    );
+    let other = ca("some other CA");
+    let other_file = write(d, "other-ca.pem", &other.pem);
+    assert_ne!(
+        curl(server.port, &other_file, None).0,
+        0,
+        "a client that does not trust the CA refuses"
+    );
+    drop(server);
+
+    // mTLS: a client certificate from the client CA is required.
+    let client_authority = ca("flux clients");
+    let client_ca_file = write(d, "client-ca.pem", &client_authority.pem);
+    let (client_cert, client_key) = leaf(&client_authority, "edge-qa-01.k8s.example.com", true);
+    let client_cert_file = write(d, "client.pem", &client_cert);
+    let client_key_file = write(d, "client.key", &client_key);
+    let (rogue_cert, rogue_key) = leaf(&other, "rogue.example.com", true);
+    let rogue_cert_file = write(d, "rogue.pem", &rogue_cert);
+    let rogue_key_file = write(d, "rogue.key", &rogue_key);
+    let mut envs = envs.to_vec();
+    envs.push(("TLS_CLIENT_CA", client_ca_file.display().to_string()));
+    let server = start_tls(d, &envs);
+    assert_eq!(
+        curl(
+            server.port,
+            &ca_file,
+            Some((&client_cert_file, &client_key_file))
+        ),
+        (0, 200)
+    );
+    assert_eq!(
+        curl(server.port, &ca_file, None).1,
+        0,
+        "no client certificate: no answer"
+    );
+    assert_eq!(
+        curl(
+            server.port,
+            &ca_file,
+            Some((&rogue_cert_file, &rogue_key_file))
+        )
+        .1,
+        0,
+        "rejected client certificate"
+    );
+
+    // SIGHUP re-reads the files: a certificate from a new CA takes over for new connections.
+    let renewed = ca("renewed CA");
+    let (cert, key) = leaf(&renewed, "localhost", false);
+    std::fs::write(&cert_file, cert).unwrap();
+    std::fs::write(&key_file, key).unwrap();
+    let renewed_file = write(d, "renewed-ca.pem", &renewed.pem);
+    server.signal("-HUP");
+    let client = Some((client_cert_file.as_path(), client_key_file.as_path()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while curl(server.port, &renewed_file, client) != (0, 200) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new certificate is served after SIGHUP"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_ne!(
+        curl(server.port, &ca_file, client).0,
+        0,
+        "the old certificate is gone"
+    );
+
+    // A broken file on reload keeps the current certificates.
+    std::fs::write(&key_file, "not a key").unwrap();
+    server.signal("-HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        curl(server.port, &renewed_file, client),
+        (0, 200),
+        "still serving"
+    );
+}
+
+#[test]
+fn a_bad_certificate_stops_start_up_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = write(dir.path(), "server.pem", "not a certificate");
+    let key = write(dir.path(), "server.key", "not a key");
+    let output = Command::new(crate::process::BINARY)
+        .env_clear()
+        .env("AUTH_TOKEN", "t")
+        .env("DATABASE_PATH", dir.path().join("x.db"))
+        .env(
+            "LISTEN_ADDR",
+            format!("127.0.0.1:{}", crate::process::free_port()),
+        )
+        .env("TLS_CERT", &cert)
+        .env("TLS_KEY", &key)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot listen"), "{stderr}");
+}
