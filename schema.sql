@@ -140,3 +140,18 @@ CREATE TABLE cluster_polls (
     user_agent   TEXT NOT NULL,
     PRIMARY KEY (cluster_dns, feed)
 ) STRICT, WITHOUT ROWID;
+
+-- Audit trail: one entry per committed write, appended in the write's own transaction. The
+-- revision is monotonic (AUTOINCREMENT never reuses a value, even after pruning) and is the
+-- resource's ETag. `before` is NULL for a create, `after` NULL for a delete.
+CREATE TABLE audit_log (
+    revision    INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          INTEGER NOT NULL,
+    actor       TEXT NOT NULL,
+    method      TEXT NOT NULL CHECK (method IN ('POST', 'PUT', 'DELETE', 'REVERT', 'IMPORT')),
+    kind        TEXT NOT NULL CHECK (kind IN ('clusters', 'platform_components', 'namespaces', 'rolebindings')),
+    resource_id TEXT NOT NULL,
+    before      TEXT CHECK (before IS NULL OR json_valid(before)),
+    after       TEXT CHECK (after IS NULL OR json_valid(after))
+);
+CREATE INDEX audit_log_by_resource ON audit_log (kind, resource_id, revision);

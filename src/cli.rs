@@ -29,6 +29,7 @@ impl From<AppError> for Failure {
     fn from(err: AppError) -> Self {
         let code = match err {
             AppError::BadRequest(_)
+            | AppError::PreconditionFailed(_)
             | AppError::Validation(_)
             | AppError::Conflict(_)
             | AppError::NotFound(_) => 3,

@@ -16,6 +16,9 @@ pub enum AppError {
     /// 422: well-formed but breaks an inventory rule (unknown reference, bad name, cycle).
     #[error("{0}")]
     Validation(String),
+    /// 412: `If-Match` names a revision that is no longer current.
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// 503: the store cannot serve right now (not migrated, busy beyond the timeout).
     #[error("{0}")]
     Unavailable(String),

@@ -45,7 +45,11 @@ pub struct ReadAccess(());
 /// The write token (`CRUD_AUTH_TOKEN`, else `AUTH_TOKEN`).
 #[derive(SecurityScheme)]
 #[oai(ty = "bearer", checker = "check_write")]
-pub struct WriteAccess(());
+pub struct WriteAccess(pub Actor);
+
+/// Who wrote, as the audit trail names them.
+#[derive(Clone, Debug)]
+pub struct Actor(pub String);
 
 async fn check_read(req: &Request, bearer: Bearer) -> Option<()> {
     req.data::<Tokens>()
@@ -53,10 +57,10 @@ async fn check_read(req: &Request, bearer: Bearer) -> Option<()> {
         .map(|_| ())
 }
 
-async fn check_write(req: &Request, bearer: Bearer) -> Option<()> {
+async fn check_write(req: &Request, bearer: Bearer) -> Option<Actor> {
     req.data::<Tokens>()
         .filter(|tokens| tokens.allows_write(&bearer.token))
-        .map(|_| ())
+        .map(|_| Actor("write-token".into()))
 }
 
 #[cfg(test)]

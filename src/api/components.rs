@@ -2,16 +2,17 @@
 
 use poem::web::Data;
 use poem_openapi::OpenApi;
-use poem_openapi::param::{Path, Query};
+use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 
 use super::ApiTags;
 use super::auth::{ReadAccess, WriteAccess};
 use super::body::JsonBody;
 use super::error::{ReadError, WriteError};
-use super::responses::{Created, Deleted, Fetched, Listed, Updated};
+use super::responses::{Created, Deleted, Fetched, Listed, Updated, etag, if_match};
 use crate::domain::model::{PlatformComponent, PlatformComponentUpdate};
-use crate::store::{Page, Store, components};
+use crate::store::audit::Change;
+use crate::store::{Page, Store, WriteRequest, components};
 
 pub struct PlatformComponentsApi;
 
@@ -50,14 +51,22 @@ impl PlatformComponentsApi {
     #[oai(path = "/", method = "post")]
     async fn create(
         &self,
-        _auth: WriteAccess,
+        auth: WriteAccess,
         store: Data<&Store>,
         /// Check and preview the write without storing anything.
         #[oai(default)]
         dry_run: Query<bool>,
         body: JsonBody<PlatformComponent>,
     ) -> Result<Created<PlatformComponent>, WriteError> {
-        let written = store.create(body.0, dry_run.0).await?;
+        let request = WriteRequest {
+            dry_run: dry_run.0,
+            change: Change {
+                actor: auth.0.0,
+                method: "POST",
+            },
+            if_match: None,
+        };
+        let written = store.create(body.0, request).await?;
         Ok(Created::new(
             written,
             dry_run.0,
@@ -74,7 +83,8 @@ impl PlatformComponentsApi {
         store: Data<&Store>,
         id: Path<String>,
     ) -> Result<Fetched<PlatformComponent>, ReadError> {
-        Ok(Fetched::Ok(Json(store.fetch(id.0).await?)))
+        let (value, revision) = store.fetch_with_revision(id.0).await?;
+        Ok(Fetched::Ok(Json(value), etag(revision)))
     }
 
     /// Update a platform component
@@ -83,16 +93,27 @@ impl PlatformComponentsApi {
     #[oai(path = "/:id", method = "put")]
     async fn update(
         &self,
-        _auth: WriteAccess,
+        auth: WriteAccess,
         store: Data<&Store>,
         id: Path<String>,
         /// Check and preview the write without storing anything.
         #[oai(default)]
         dry_run: Query<bool>,
+        /// The ETag last read; a stale one is refused with 412.
+        #[oai(name = "If-Match")]
+        if_match_header: Header<Option<String>>,
         body: JsonBody<PlatformComponentUpdate>,
     ) -> Result<Updated<PlatformComponent>, WriteError> {
+        let request = WriteRequest {
+            dry_run: dry_run.0,
+            change: Change {
+                actor: auth.0.0,
+                method: "PUT",
+            },
+            if_match: if_match(if_match_header.0.as_deref())?,
+        };
         let written = store
-            .update::<PlatformComponent>(id.0, body.0, dry_run.0)
+            .update::<PlatformComponent>(id.0, body.0, request)
             .await?;
         Ok(Updated::new(written, dry_run.0))
     }
@@ -101,14 +122,25 @@ impl PlatformComponentsApi {
     #[oai(path = "/:id", method = "delete")]
     async fn delete(
         &self,
-        _auth: WriteAccess,
+        auth: WriteAccess,
         store: Data<&Store>,
         id: Path<String>,
         /// Check and preview the delete without deleting anything.
         #[oai(default)]
         dry_run: Query<bool>,
+        /// The ETag last read; a stale one is refused with 412.
+        #[oai(name = "If-Match")]
+        if_match_header: Header<Option<String>>,
     ) -> Result<Deleted<PlatformComponent>, WriteError> {
-        let written = store.delete::<PlatformComponent>(id.0, dry_run.0).await?;
+        let request = WriteRequest {
+            dry_run: dry_run.0,
+            change: Change {
+                actor: auth.0.0,
+                method: "DELETE",
+            },
+            if_match: if_match(if_match_header.0.as_deref())?,
+        };
+        let written = store.delete::<PlatformComponent>(id.0, request).await?;
         Ok(Deleted::new(written, dry_run.0))
     }
 }

@@ -42,6 +42,9 @@ pub enum WriteError {
     /// The id or `cluster_dns` exists already, or the resource is still referenced.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// `If-Match` names a revision that is no longer current: reload and retry.
+    #[oai(status = 412)]
+    PreconditionFailed(Json<ErrorBody>),
     /// The request body is over 1 MiB.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
@@ -88,6 +91,9 @@ impl From<AppError> for WriteError {
             AppError::NotFound(m) => WriteError::NotFound(body("not_found", m)),
             AppError::Conflict(m) => WriteError::Conflict(body("conflict", m)),
             AppError::Validation(m) => WriteError::Unprocessable(body("validation_error", m)),
+            AppError::PreconditionFailed(m) => {
+                WriteError::PreconditionFailed(body("precondition_failed", m))
+            }
             AppError::Unavailable(m) => WriteError::Unavailable(body("service_unavailable", m)),
             AppError::Internal(m) => {
                 tracing::error!(error = %m, "request failed");
@@ -104,7 +110,10 @@ impl From<AppError> for ReadError {
             AppError::NotFound(m) => ReadError::NotFound(body("not_found", m)),
             AppError::Unavailable(m) => ReadError::Unavailable(body("service_unavailable", m)),
             // A read cannot conflict or fail validation; if one does, the store is at fault.
-            AppError::Conflict(m) | AppError::Validation(m) | AppError::Internal(m) => {
+            AppError::Conflict(m)
+            | AppError::Validation(m)
+            | AppError::PreconditionFailed(m)
+            | AppError::Internal(m) => {
                 tracing::error!(error = %m, "read failed");
                 ReadError::Internal(body("internal_error", INTERNAL_MESSAGE))
             }
@@ -118,6 +127,7 @@ fn code_for(status: StatusCode) -> &'static str {
         StatusCode::UNAUTHORIZED => "unauthorized",
         StatusCode::NOT_FOUND => "not_found",
         StatusCode::CONFLICT => "conflict",
+        StatusCode::PRECONDITION_FAILED => "precondition_failed",
         StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
         StatusCode::UNPROCESSABLE_ENTITY => "validation_error",
         StatusCode::SERVICE_UNAVAILABLE => "service_unavailable",

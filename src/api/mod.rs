@@ -2,6 +2,7 @@
 //! whose spec is derived from these types. Reading order: `build_app` (below), then `flux.rs`
 //! (what Flux polls), the CRUD modules, `auth.rs` and `error.rs`.
 
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod clusters;
@@ -46,8 +47,10 @@ pub enum ApiTags {
     Namespaces,
     /// Rolebinding definitions (crud mode).
     Rolebindings,
-    /// Probes and this document.
+    /// Probes, metrics, poll status and this document.
     Service,
+    /// The audit trail and reverts (crud mode).
+    Audit,
 }
 
 const TITLE: &str = "flux-inputs";
@@ -57,6 +60,7 @@ type CrudApis = (
     flux::FluxApi,
     service::ServiceApi,
     status::StatusApi,
+    audit::AuditApi,
     clusters::ClustersApi,
     components::PlatformComponentsApi,
     namespaces::NamespacesApi,
@@ -77,6 +81,7 @@ pub fn crud_service() -> OpenApiService<CrudApis, ()> {
             flux::FluxApi,
             service::ServiceApi,
             status::StatusApi,
+            audit::AuditApi,
             clusters::ClustersApi,
             components::PlatformComponentsApi,
             namespaces::NamespacesApi,

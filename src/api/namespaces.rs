@@ -2,16 +2,17 @@
 
 use poem::web::Data;
 use poem_openapi::OpenApi;
-use poem_openapi::param::{Path, Query};
+use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 
 use super::ApiTags;
 use super::auth::{ReadAccess, WriteAccess};
 use super::body::JsonBody;
 use super::error::{ReadError, WriteError};
-use super::responses::{Created, Deleted, Fetched, Listed, Updated};
+use super::responses::{Created, Deleted, Fetched, Listed, Updated, etag, if_match};
 use crate::domain::model::{Namespace, NamespaceUpdate};
-use crate::store::{Page, Store, namespaces};
+use crate::store::audit::Change;
+use crate::store::{Page, Store, WriteRequest, namespaces};
 
 pub struct NamespacesApi;
 
@@ -43,14 +44,22 @@ impl NamespacesApi {
     #[oai(path = "/", method = "post")]
     async fn create(
         &self,
-        _auth: WriteAccess,
+        auth: WriteAccess,
         store: Data<&Store>,
         /// Check and preview the write without storing anything.
         #[oai(default)]
         dry_run: Query<bool>,
         body: JsonBody<Namespace>,
     ) -> Result<Created<Namespace>, WriteError> {
-        let written = store.create(body.0, dry_run.0).await?;
+        let request = WriteRequest {
+            dry_run: dry_run.0,
+            change: Change {
+                actor: auth.0.0,
+                method: "POST",
+            },
+            if_match: None,
+        };
+        let written = store.create(body.0, request).await?;
         Ok(Created::new(written, dry_run.0, "/namespaces", |c| &c.id))
     }
 
@@ -62,7 +71,8 @@ impl NamespacesApi {
         store: Data<&Store>,
         id: Path<String>,
     ) -> Result<Fetched<Namespace>, ReadError> {
-        Ok(Fetched::Ok(Json(store.fetch(id.0).await?)))
+        let (value, revision) = store.fetch_with_revision(id.0).await?;
+        Ok(Fetched::Ok(Json(value), etag(revision)))
     }
 
     /// Update a namespace
@@ -71,15 +81,26 @@ impl NamespacesApi {
     #[oai(path = "/:id", method = "put")]
     async fn update(
         &self,
-        _auth: WriteAccess,
+        auth: WriteAccess,
         store: Data<&Store>,
         id: Path<String>,
         /// Check and preview the write without storing anything.
         #[oai(default)]
         dry_run: Query<bool>,
+        /// The ETag last read; a stale one is refused with 412.
+        #[oai(name = "If-Match")]
+        if_match_header: Header<Option<String>>,
         body: JsonBody<NamespaceUpdate>,
     ) -> Result<Updated<Namespace>, WriteError> {
-        let written = store.update::<Namespace>(id.0, body.0, dry_run.0).await?;
+        let request = WriteRequest {
+            dry_run: dry_run.0,
+            change: Change {
+                actor: auth.0.0,
+                method: "PUT",
+            },
+            if_match: if_match(if_match_header.0.as_deref())?,
+        };
+        let written = store.update::<Namespace>(id.0, body.0, request).await?;
         Ok(Updated::new(written, dry_run.0))
     }
 
@@ -87,14 +108,25 @@ impl NamespacesApi {
     #[oai(path = "/:id", method = "delete")]
     async fn delete(
         &self,
-        _auth: WriteAccess,
+        auth: WriteAccess,
         store: Data<&Store>,
         id: Path<String>,
         /// Check and preview the delete without deleting anything.
         #[oai(default)]
         dry_run: Query<bool>,
+        /// The ETag last read; a stale one is refused with 412.
+        #[oai(name = "If-Match")]
+        if_match_header: Header<Option<String>>,
     ) -> Result<Deleted<Namespace>, WriteError> {
-        let written = store.delete::<Namespace>(id.0, dry_run.0).await?;
+        let request = WriteRequest {
+            dry_run: dry_run.0,
+            change: Change {
+                actor: auth.0.0,
+                method: "DELETE",
+            },
+            if_match: if_match(if_match_header.0.as_deref())?,
+        };
+        let written = store.delete::<Namespace>(id.0, request).await?;
         Ok(Deleted::new(written, dry_run.0))
     }
 }

@@ -19,7 +19,34 @@ pub enum Listed<T: ParseFromJSON + ToJSON + Send + Sync> {
 pub enum Fetched<T: ParseFromJSON + ToJSON + Send + Sync> {
     /// The resource.
     #[oai(status = 200)]
-    Ok(Json<T>),
+    Ok(
+        Json<T>,
+        /// The resource's revision; send it back as `If-Match` to update safely.
+        #[oai(header = "ETag")]
+        String,
+    ),
+}
+
+/// `"12"`: a revision as an ETag.
+pub fn etag(revision: i64) -> String {
+    format!("\"{revision}\"")
+}
+
+/// The revision an `If-Match` header names (`"12"`, `W/"12"`, `12`); `*` and absence mean
+/// "any". Anything else is a 400.
+pub fn if_match(header: Option<&str>) -> crate::error::Result<Option<i64>> {
+    let Some(value) = header.map(str::trim) else {
+        return Ok(None);
+    };
+    if value == "*" {
+        return Ok(None);
+    }
+    let bare = value.strip_prefix("W/").unwrap_or(value).trim_matches('"');
+    bare.parse().map(Some).map_err(|_| {
+        crate::error::AppError::BadRequest(format!(
+            "If-Match '{value}' is not a revision ETag such as \"12\""
+        ))
+    })
 }
 
 #[derive(ApiResponse)]
@@ -30,6 +57,9 @@ pub enum Created<T: ParseFromJSON + ToJSON + Send + Sync> {
         Json<T>,
         /// Where the new resource lives.
         #[oai(header = "Location")]
+        String,
+        /// The resource's revision.
+        #[oai(header = "ETag")]
         String,
         /// Accepted with warnings (a dependency not assigned, more than 100 inputs).
         #[oai(header = "Warning")]
@@ -46,6 +76,9 @@ pub enum Updated<T: ParseFromJSON + ToJSON + Send + Sync> {
     #[oai(status = 200)]
     Ok(
         Json<T>,
+        /// The resource's new revision.
+        #[oai(header = "ETag")]
+        String,
         /// Accepted with warnings (a dependency not assigned, more than 100 inputs).
         #[oai(header = "Warning")]
         Option<String>,
@@ -85,6 +118,7 @@ impl<T: ParseFromJSON + ToJSON + Send + Sync> Created<T> {
         Created::Created(
             Json(written.value),
             location,
+            etag(written.revision),
             warning_header(&written.warnings),
         )
     }
@@ -95,7 +129,11 @@ impl<T: ParseFromJSON + ToJSON + Send + Sync> Updated<T> {
         if dry_run {
             return Updated::Preview(Json(WritePreview::new(200, written)));
         }
-        Updated::Ok(Json(written.value), warning_header(&written.warnings))
+        Updated::Ok(
+            Json(written.value),
+            etag(written.revision),
+            warning_header(&written.warnings),
+        )
     }
 }
 

@@ -5,6 +5,7 @@
 //! a connection instead of parking blocking threads. Writes are `BEGIN IMMEDIATE`
 //! transactions: the write lock is taken up front and `busy_timeout` does the waiting.
 
+pub mod audit;
 pub mod checks;
 pub mod clusters;
 pub mod components;
@@ -26,6 +27,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
 use tokio::sync::Semaphore;
 
+use crate::domain::model::{Cluster, Namespace, PlatformComponent, Rolebinding};
 use crate::error::{AppError, Result};
 pub use resource::Resource;
 
@@ -70,6 +72,28 @@ pub struct Written<R> {
     pub warnings: Vec<String>,
     /// For a dry run: how each affected cluster's feeds would change.
     pub changes: Option<Vec<crate::domain::feed::FeedChange>>,
+    /// The audit revision of this write (the resource's new ETag).
+    pub revision: i64,
+}
+
+/// How a write was asked for.
+#[derive(Debug, Clone)]
+pub struct WriteRequest {
+    /// Run every check, report, and store nothing.
+    pub dry_run: bool,
+    /// Who and how, for the audit trail.
+    pub change: audit::Change,
+    /// `If-Match`: the revision the client last saw.
+    pub if_match: Option<i64>,
+}
+
+/// What a revert did.
+#[derive(Debug)]
+pub struct Reverted {
+    pub kind: &'static str,
+    pub id: String,
+    pub revision: i64,
+    pub warnings: Vec<String>,
 }
 
 impl Store {
@@ -205,10 +229,10 @@ impl Store {
     }
 
     /// Stores a new resource and returns it as stored.
-    pub async fn create<R: Resource>(&self, value: R, dry_run: bool) -> Result<Written<R>> {
+    pub async fn create<R: Resource>(&self, value: R, request: WriteRequest) -> Result<Written<R>> {
         value.validate()?;
         let id = value.id().to_owned();
-        self.checked_write(id.clone(), dry_run, move |tx| {
+        self.checked_write(id.clone(), request, move |tx| {
             R::insert(tx, &value)?;
             stored(tx, &id)
         })
@@ -219,19 +243,30 @@ impl Store {
         self.read(move |conn| stored(conn, &id)).await
     }
 
+    /// The resource and its revision (the ETag: the last audit entry that touched it).
+    pub async fn fetch_with_revision<R: Resource>(&self, id: String) -> Result<(R, i64)> {
+        self.read(move |conn| {
+            Ok((
+                stored(conn, &id)?,
+                audit::last_revision(conn, R::COLLECTION, &id)?,
+            ))
+        })
+        .await
+    }
+
     /// Applies a partial update: present fields replace, omitted fields keep their values.
     pub async fn update<R: Resource>(
         &self,
         id: String,
         update: R::Update,
-        dry_run: bool,
+        request: WriteRequest,
     ) -> Result<Written<R>> {
         if let Some(body_id) = R::update_id(&update).filter(|body_id| *body_id != id) {
             return Err(AppError::BadRequest(format!(
                 "body id '{body_id}' differs from the path id '{id}'; ids cannot be changed"
             )));
         }
-        self.checked_write(id.clone(), dry_run, move |tx| {
+        self.checked_write(id.clone(), request, move |tx| {
             let updated = stored::<R>(tx, &id)?.apply(update);
             updated.validate()?;
             R::update(tx, &updated)?;
@@ -241,37 +276,120 @@ impl Store {
     }
 
     /// Deletes a resource and returns what was deleted.
-    pub async fn delete<R: Resource>(&self, id: String, dry_run: bool) -> Result<Written<R>> {
-        self.checked_write(id.clone(), dry_run, move |tx| R::delete(tx, &id))
+    pub async fn delete<R: Resource>(
+        &self,
+        id: String,
+        request: WriteRequest,
+    ) -> Result<Written<R>> {
+        self.checked_write(id.clone(), request, move |tx| R::delete(tx, &id))
             .await
     }
 
-    /// Runs `op` in a write transaction, then checks every affected cluster's feeds before
-    /// commit. A dry run computes the same answer and the feed changes, then rolls back.
+    /// Puts a resource back to its state before an audit revision: deletes what that
+    /// revision created, restores what it changed or deleted. A new, audited write with
+    /// every check; returns the kind and id it touched and the revision of the revert.
+    pub async fn revert(&self, revision: i64, actor: String) -> Result<Reverted> {
+        let entry = self.read(move |conn| audit::get(conn, revision)).await?;
+        let request = WriteRequest {
+            dry_run: false,
+            change: audit::Change {
+                actor,
+                method: "REVERT",
+            },
+            if_match: None,
+        };
+        match entry.kind.as_str() {
+            "clusters" => self.revert_to::<Cluster>(entry, request).await,
+            "platform_components" => self.revert_to::<PlatformComponent>(entry, request).await,
+            "namespaces" => self.revert_to::<Namespace>(entry, request).await,
+            "rolebindings" => self.revert_to::<Rolebinding>(entry, request).await,
+            other => Err(AppError::Internal(format!(
+                "audit entry {revision} has unknown kind '{other}'"
+            ))),
+        }
+    }
+
+    async fn revert_to<R: Resource>(
+        &self,
+        entry: audit::Entry,
+        request: WriteRequest,
+    ) -> Result<Reverted> {
+        let id = entry.resource_id.clone();
+        let target: Option<R> = match &entry.before {
+            Some(before) => Some(R::parse_from_json(Some(before.clone())).map_err(|err| {
+                AppError::Internal(format!(
+                    "audit entry {} holds an unreadable state: {}",
+                    entry.revision,
+                    err.into_message()
+                ))
+            })?),
+            None => None,
+        };
+        let key = id.clone();
+        let written = self
+            .checked_write(id.clone(), request, move |tx| {
+                let current = R::get(tx, &key)?;
+                match (target, current) {
+                    (Some(target), Some(_)) => {
+                        target.validate()?;
+                        R::update(tx, &target)?;
+                        stored(tx, &key)
+                    }
+                    (Some(target), None) => {
+                        target.validate()?;
+                        R::insert(tx, &target)?;
+                        stored(tx, &key)
+                    }
+                    (None, Some(_)) => R::delete(tx, &key),
+                    (None, None) => Err(AppError::Conflict(format!(
+                        "{} '{key}' does not exist; there is nothing to undo",
+                        R::KIND
+                    ))),
+                }
+            })
+            .await?;
+        Ok(Reverted {
+            kind: R::COLLECTION,
+            id,
+            revision: written.revision,
+            warnings: written.warnings,
+        })
+    }
+
+    /// Runs `op` in a write transaction, appends the audit entry, then checks every affected
+    /// cluster's feeds before commit. A dry run computes the same answer and the feed
+    /// changes, then rolls back. `If-Match` is compared inside the transaction.
     async fn checked_write<R: Resource>(
         &self,
         id: String,
-        dry_run: bool,
+        request: WriteRequest,
         op: impl FnOnce(&Transaction) -> Result<R> + Send + 'static,
     ) -> Result<Written<R>> {
         let strict = self.strict_dependencies;
         let store = self.clone();
         self.blocking(move || {
             let mut conn = store.connection()?;
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(storage_error)?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage_error)?;
+            if let Some(expected) = request.if_match {
+                let current = audit::last_revision(&tx, R::COLLECTION, &id)?;
+                if current != expected {
+                    return Err(AppError::PreconditionFailed(format!(
+                        "{} '{id}' is at revision {current}, not {expected} (If-Match): reload it and retry",
+                        R::KIND
+                    )));
+                }
+            }
             let affected = R::affected_clusters(&tx, &id)?;
-            let before = if dry_run {
-                checks::snapshot(&tx, &affected)?
-            } else {
-                Default::default()
-            };
+            let before = if request.dry_run { checks::snapshot(&tx, &affected)? } else { Default::default() };
+            let old_state = R::get(&tx, &id)?.and_then(|r| r.to_json());
             let value = op(&tx)?;
+            let new_state = R::get(&tx, &id)?.and_then(|r| r.to_json());
+            let revision =
+                audit::append(&tx, &request.change, R::COLLECTION, &id, old_state.as_ref(), new_state.as_ref())?;
             feed_cache::bump_revision(&tx)?;
             let after = checks::snapshot(&tx, &affected)?;
             let warnings = checks::check(&tx, &after, strict)?;
-            let changes = if dry_run {
+            let changes = if request.dry_run {
                 tx.rollback().map_err(storage_error)?;
                 Some(checks::diff(&before, &after))
             } else {
@@ -279,17 +397,10 @@ impl Store {
                 // Before the answer goes out, so the client's next read sees its write.
                 store.cache.invalidate();
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-                store.last_write.store(
-                    now.map(|d| d.as_secs()).unwrap_or_default(),
-                    std::sync::atomic::Ordering::Relaxed,
-                );
+                store.last_write.store(now.map(|d| d.as_secs()).unwrap_or_default(), std::sync::atomic::Ordering::Relaxed);
                 None
             };
-            Ok(Written {
-                value,
-                warnings,
-                changes,
-            })
+            Ok(Written { value, warnings, changes, revision })
         })
         .await
     }

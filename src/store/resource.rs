@@ -11,9 +11,13 @@ use crate::domain::model::{
 use crate::domain::validate;
 use crate::error::Result;
 
-pub trait Resource: Sized + Send + 'static {
+pub trait Resource:
+    Sized + Send + 'static + poem_openapi::types::ParseFromJSON + poem_openapi::types::ToJSON
+{
     /// Singular name used in messages ("platform component").
     const KIND: &'static str;
+    /// The collection's path segment, also the resource's kind in the audit trail.
+    const COLLECTION: &'static str;
     /// The partial-update document of `PUT`.
     type Update: Send + 'static;
 
@@ -41,6 +45,7 @@ fn clusters_using(conn: &Connection, table: &str, column: &str, id: &str) -> Res
 }
 
 impl Resource for Cluster {
+    const COLLECTION: &'static str = "clusters";
     const KIND: &'static str = "cluster";
     type Update = ClusterUpdate;
 
@@ -75,6 +80,7 @@ impl Resource for Cluster {
 }
 
 impl Resource for PlatformComponent {
+    const COLLECTION: &'static str = "platform_components";
     const KIND: &'static str = "platform component";
     type Update = PlatformComponentUpdate;
 
@@ -108,6 +114,7 @@ impl Resource for PlatformComponent {
 }
 
 impl Resource for Namespace {
+    const COLLECTION: &'static str = "namespaces";
     const KIND: &'static str = "namespace";
     type Update = NamespaceUpdate;
 
@@ -141,6 +148,7 @@ impl Resource for Namespace {
 }
 
 impl Resource for Rolebinding {
+    const COLLECTION: &'static str = "rolebindings";
     const KIND: &'static str = "rolebinding";
     type Update = RolebindingUpdate;
 

@@ -12,6 +12,7 @@ mod errors;
 mod examples;
 mod flux;
 mod helpers;
+mod history;
 mod integrity;
 mod observability;
 mod openapi;

@@ -64,6 +64,8 @@ fn spec_is_openapi_3_0_with_every_contract_path_and_the_bearer_scheme() {
         ("/openapi.yaml", vec!["get"]),
         ("/metrics", vec!["get"]),
         ("/status/clusters", vec!["get"]),
+        ("/audit", vec!["get"]),
+        ("/audit/{revision}/revert", vec!["post"]),
     ];
     assert_eq!(paths.len(), expected.len(), "no path more, no path less");
     for (path, methods) in expected {
@@ -84,7 +86,7 @@ fn spec_is_openapi_3_0_with_every_contract_path_and_the_bearer_scheme() {
                     "{method} {path} documents 401"
                 );
             }
-            if method == "post" {
+            if method == "post" && !path.starts_with("/audit") {
                 assert!(
                     responses.contains_key("201") && responses.contains_key("409"),
                     "{method} {path}"

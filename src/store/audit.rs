@@ -1,0 +1,150 @@
+//! The audit trail: who changed what, with the state before and after, one entry per write,
+//! in the write's own transaction. Its revision numbers are the resources' ETags.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+
+use super::SqlResultExt;
+use crate::error::{AppError, Result};
+
+/// One recorded write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub revision: i64,
+    pub at: i64,
+    pub actor: String,
+    pub method: String,
+    pub kind: String,
+    pub resource_id: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+/// Who writes, and how (`POST`, `PUT`, `DELETE`, `REVERT`, `IMPORT`).
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub actor: String,
+    pub method: &'static str,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// Appends an entry; returns its revision.
+pub fn append(
+    conn: &Connection,
+    change: &Change,
+    kind: &str,
+    resource_id: &str,
+    before: Option<&Value>,
+    after: Option<&Value>,
+) -> Result<i64> {
+    let text = |v: Option<&Value>| v.map(Value::to_string);
+    conn.prepare_cached(
+        "INSERT INTO audit_log (at, actor, method, kind, resource_id, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .db()?
+    .execute(params![now(), change.actor, change.method, kind, resource_id, text(before), text(after)])
+    .db()?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// The revision of the last write to a resource; 0 if none was recorded (e.g. seeded).
+pub fn last_revision(conn: &Connection, kind: &str, resource_id: &str) -> Result<i64> {
+    conn.prepare_cached(
+        "SELECT coalesce(max(revision), 0) FROM audit_log WHERE kind = ?1 AND resource_id = ?2",
+    )
+    .db()?
+    .query_row(params![kind, resource_id], |row| row.get(0))
+    .db()
+}
+
+fn from_row(row: &rusqlite::Row) -> rusqlite::Result<Entry> {
+    let json = |text: Option<String>| text.and_then(|t| serde_json::from_str(&t).ok());
+    Ok(Entry {
+        revision: row.get(0)?,
+        at: row.get(1)?,
+        actor: row.get(2)?,
+        method: row.get(3)?,
+        kind: row.get(4)?,
+        resource_id: row.get(5)?,
+        before: json(row.get(6)?),
+        after: json(row.get(7)?),
+    })
+}
+
+const SELECT: &str =
+    "SELECT revision, at, actor, method, kind, resource_id, before, after FROM audit_log";
+
+pub fn get(conn: &Connection, revision: i64) -> Result<Entry> {
+    conn.prepare_cached(&format!("{SELECT} WHERE revision = ?1"))
+        .db()?
+        .query_row([revision], from_row)
+        .optional()
+        .db()?
+        .ok_or_else(|| AppError::NotFound(format!("no audit entry with revision {revision}")))
+}
+
+/// Filters of `GET /audit`.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub kind: Option<String>,
+    pub resource_id: Option<String>,
+    /// Only entries after this revision.
+    pub since_revision: Option<i64>,
+    pub limit: Option<u32>,
+}
+
+/// Entries in revision order.
+pub fn list(conn: &Connection, filter: &Filter) -> Result<Vec<Entry>> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "{SELECT} WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR resource_id = ?2) \
+             AND revision > coalesce(?3, 0) ORDER BY revision LIMIT ?4"
+        ))
+        .db()?;
+    let rows = stmt
+        .query_map(
+            params![
+                filter.kind,
+                filter.resource_id,
+                filter.since_revision,
+                filter.limit.map_or(-1, i64::from)
+            ],
+            from_row,
+        )
+        .db()?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().db()
+}
+
+/// Deletes entries beyond the retention (the oldest first), at most `batch` per call, so a
+/// large prune never holds the write lock for long. Returns how many were deleted.
+pub fn prune(
+    conn: &Connection,
+    keep_count: Option<u64>,
+    keep_seconds: Option<u64>,
+    batch: u32,
+) -> Result<usize> {
+    let newest_kept_by_count: i64 = match keep_count {
+        Some(keep) => conn
+            .query_row(
+                "SELECT coalesce((SELECT revision FROM audit_log ORDER BY revision DESC LIMIT 1 OFFSET ?1), 0)",
+                [keep as i64],
+                |row| row.get(0),
+            )
+            .db()?,
+        None => 0,
+    };
+    let oldest_allowed_at = keep_seconds.map_or(i64::MIN, |s| now() - s as i64);
+    conn.prepare_cached(
+        "DELETE FROM audit_log WHERE revision IN (SELECT revision FROM audit_log \
+         WHERE revision <= ?1 OR at < ?2 ORDER BY revision LIMIT ?3)",
+    )
+    .db()?
+    .execute(params![newest_kept_by_count, oldest_allowed_at, batch])
+    .db()
+}
