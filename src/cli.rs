@@ -121,6 +121,39 @@ fn with_file(file: &Path, err: AppError) -> AppError {
     }
 }
 
+/// `audit [--kind K] [--id ID] [--since REVISION] [--limit N]`: entries as JSON lines.
+pub fn audit(config: &Config, filter: crate::store::audit::Filter) -> Result<(), Failure> {
+    let store = open(config, true)?;
+    let conn = store.connection()?;
+    let mut stdout = std::io::stdout().lock();
+    for entry in crate::store::audit::list(&conn, &filter)? {
+        let line = serde_json::json!({
+            "revision": entry.revision, "at": entry.at, "actor": entry.actor, "method": entry.method,
+            "kind": entry.kind, "id": entry.resource_id, "before": entry.before, "after": entry.after,
+        });
+        writeln!(stdout, "{line}").map_err(|err| Failure::io(format!("cannot write: {err}")))?;
+    }
+    Ok(())
+}
+
+/// `revert REVISION`: put the resource back to its state before that revision (audited).
+pub fn revert(config: &Config, revision: i64) -> Result<(), Failure> {
+    let store = open(config, true)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| Failure::io(format!("cannot start a runtime: {err}")))?;
+    let reverted = runtime.block_on(store.revert(revision, "cli".into()))?;
+    for warning in &reverted.warnings {
+        eprintln!("warning: {warning}");
+    }
+    eprintln!(
+        "reverted {} '{}' to its state before revision {revision} (revision {})",
+        reverted.kind, reverted.id, reverted.revision
+    );
+    Ok(())
+}
+
 /// `export`: the inventory in seed format on stdout.
 pub fn export(config: &Config) -> Result<(), Failure> {
     let store = open(config, true)?;

@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 const ENV_KEYS: &[&str] = &[
     "METRICS_ADDR",
     "POLL_STALE_AFTER",
+    "AUDIT_KEEP_ENTRIES",
+    "AUDIT_KEEP_DAYS",
     "API_MODE",
     "LISTEN_ADDR",
     "DATABASE_PATH",
@@ -96,6 +98,10 @@ struct Layered {
     poll_stale_after: u64,
     /// HTTPS: `[tls] cert`, `key` and, for client certificates, `client_ca` (PEM files).
     tls: Option<TlsFiles>,
+    /// Keep at most this many audit entries (the newest).
+    audit_keep_entries: Option<u64>,
+    /// Keep audit entries at most this many days.
+    audit_keep_days: Option<u64>,
     /// Tokens may sit in a root-only config file; the environment overrides them.
     auth_token: Option<String>,
     crud_auth_token: Option<String>,
@@ -115,6 +121,8 @@ impl Default for Layered {
             metrics_addr: None,
             poll_stale_after: crate::store::polls::DEFAULT_STALE_AFTER_SECONDS,
             tls: None,
+            audit_keep_entries: None,
+            audit_keep_days: None,
             auth_token: None,
             crud_auth_token: None,
         }
@@ -135,6 +143,9 @@ pub struct Config {
     pub poll_stale_after: u64,
     /// Serve HTTPS with these files (re-read on SIGHUP).
     pub tls: Option<TlsFiles>,
+    /// Audit retention: the newest N entries, and/or entries younger than D days.
+    pub audit_keep_entries: Option<u64>,
+    pub audit_keep_days: Option<u64>,
     /// Reads (GET/HEAD).
     pub read_token: Secret,
     /// Writes; `CRUD_AUTH_TOKEN`, else `AUTH_TOKEN`. It may also read.
@@ -238,6 +249,8 @@ impl Config {
             metrics_addr: layered.metrics_addr,
             poll_stale_after: layered.poll_stale_after,
             tls: layered.tls,
+            audit_keep_entries: layered.audit_keep_entries,
+            audit_keep_days: layered.audit_keep_days,
             read_token,
             write_token,
         })

@@ -44,6 +44,23 @@ enum Command {
     },
     /// Check configuration, file integrity, schema version and every cluster's feeds.
     Check,
+    /// Print the audit trail as JSON lines.
+    Audit {
+        /// Only this kind: clusters, platform_components, namespaces, rolebindings.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only this resource id.
+        #[arg(long)]
+        id: Option<String>,
+        /// Only entries after this revision.
+        #[arg(long)]
+        since: Option<i64>,
+        /// At most this many entries.
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Put a resource back to its state before an audit revision (itself audited).
+    Revert { revision: i64 },
     /// Print the OpenAPI document.
     Openapi {
         /// The routes to describe.
@@ -76,6 +93,21 @@ fn main() -> ExitCode {
         Command::Export => offline(cli.config, cli::export),
         Command::Backup { path } => offline(cli.config, |c| cli::backup(c, &path)),
         Command::Check => offline(cli.config, cli::check),
+        Command::Audit {
+            kind,
+            id,
+            since,
+            limit,
+        } => offline(cli.config, |c| {
+            let filter = flux_inputs::store::audit::Filter {
+                kind,
+                resource_id: id,
+                since_revision: since,
+                limit,
+            };
+            cli::audit(c, filter)
+        }),
+        Command::Revert { revision } => offline(cli.config, |c| cli::revert(c, revision)),
         Command::Serve => match serve(cli.config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {

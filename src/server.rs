@@ -113,7 +113,8 @@ pub async fn serve<A: Acceptor + 'static>(
         }
         None => None,
     };
-    let watcher = tokio::spawn(background(store.clone()));
+    let retention = (config.audit_keep_entries, config.audit_keep_days);
+    let watcher = tokio::spawn(background(store.clone(), retention));
     let watchdog = tokio::spawn(systemd::watchdog(store.clone()));
     let clusters = store.read(clusters::count).await.unwrap_or_default();
     systemd::ready(&format!("serving {clusters} clusters"));
@@ -223,7 +224,7 @@ pub const POLL_FLUSH_EVERY: u32 = 30;
 /// cache if another connection committed (`PRAGMA data_version` changes only for commits made
 /// elsewhere, so the poll-time flushes below, made on this same connection, never trigger it);
 /// every 30 seconds, write the poll times recorded since the last flush.
-async fn background(store: Store) {
+async fn background(store: Store, retention: (Option<u64>, Option<u64>)) {
     let mut ticker = tokio::time::interval(EXTERNAL_WRITE_POLL);
     let mut state: Option<(rusqlite::Connection, i64)> = None;
     for tick in 1u32.. {
@@ -231,6 +232,7 @@ async fn background(store: Store) {
         let path = store.path().to_owned();
         let polls = store.polls().clone();
         let flush = tick % POLL_FLUSH_EVERY == 0;
+        let prune = flush && (retention.0.is_some() || retention.1.is_some());
         let previous = state.take();
         let polled = tokio::task::spawn_blocking(
             move || -> Result<(rusqlite::Connection, i64, bool), AppError> {
@@ -249,6 +251,11 @@ async fn background(store: Store) {
                     .map_err(crate::store::storage_error)?;
                 if flush {
                     polls.flush(&mut conn)?;
+                }
+                // A few hundred rows per pass: pruning never holds the write lock for long.
+                if prune {
+                    let days = retention.1.map(|d| d * 86_400);
+                    while crate::store::audit::prune(&conn, retention.0, days, 500)? == 500 {}
                 }
                 Ok((conn, version, last.is_some_and(|last| last != version)))
             },

@@ -148,3 +148,61 @@ pub fn prune(
     .execute(params![newest_kept_by_count, oldest_allowed_at, batch])
     .db()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database_with(entries: usize) -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::migrate::migrate(&mut conn, |_| Ok(())).unwrap();
+        let change = Change {
+            actor: "test".into(),
+            method: "PUT",
+        };
+        for i in 0..entries {
+            append(&conn, &change, "namespaces", &format!("ns-{i}"), None, None).unwrap();
+        }
+        conn
+    }
+
+    #[test]
+    fn prune_by_count_keeps_the_newest_in_batches() {
+        let conn = database_with(25);
+        assert_eq!(prune(&conn, Some(10), None, 10).unwrap(), 10);
+        assert_eq!(prune(&conn, Some(10), None, 10).unwrap(), 5);
+        assert_eq!(prune(&conn, Some(10), None, 10).unwrap(), 0);
+        let left = list(&conn, &Filter::default()).unwrap();
+        assert_eq!(left.len(), 10);
+        assert_eq!(left[0].resource_id, "ns-15", "the oldest went first");
+        // Revisions are never reused after pruning.
+        let next = append(
+            &conn,
+            &Change {
+                actor: "t".into(),
+                method: "POST",
+            },
+            "namespaces",
+            "x",
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(next, 26);
+    }
+
+    #[test]
+    fn prune_by_age_and_last_revision() {
+        let conn = database_with(3);
+        assert_eq!(
+            prune(&conn, None, Some(3600), 100).unwrap(),
+            0,
+            "all are fresh"
+        );
+        conn.execute("UPDATE audit_log SET at = at - 7200 WHERE revision = 1", [])
+            .unwrap();
+        assert_eq!(prune(&conn, None, Some(3600), 100).unwrap(), 1);
+        assert_eq!(last_revision(&conn, "namespaces", "ns-2").unwrap(), 3);
+        assert_eq!(last_revision(&conn, "namespaces", "nope").unwrap(), 0);
+    }
+}

@@ -123,7 +123,9 @@ impl Seed {
         strict_dependencies: bool,
     ) -> Result<(Vec<String>, Vec<String>)> {
         let affected = self.affected_clusters(conn)?;
+        let mut component_befores = Vec::new();
         for component in &self.platform_components {
+            component_befores.push(state::<PlatformComponent>(conn, &component.id)?);
             let at = record("platform_components", &component.id);
             validate::component(component).map_err(|e| at.wrap(e))?;
             let result = if components::get(conn, &component.id)?.is_some() {
@@ -133,39 +135,46 @@ impl Seed {
             };
             result.map_err(|e| at.wrap(e))?;
         }
-        for component in &self.platform_components {
+        for (component, before) in self.platform_components.iter().zip(component_befores) {
             components::set_dependencies(conn, &component.id, &component.depends_on)
                 .map_err(|e| record("platform_components", &component.id).wrap(e))?;
+            audit_import::<PlatformComponent>(conn, &component.id, before)?;
         }
         for namespace in &self.namespaces {
             let at = record("namespaces", &namespace.id);
             validate::namespace(namespace).map_err(|e| at.wrap(e))?;
+            let before = state::<Namespace>(conn, &namespace.id)?;
             let result = if namespaces::get(conn, &namespace.id)?.is_some() {
                 namespaces::update(conn, namespace)
             } else {
                 namespaces::insert(conn, namespace)
             };
             result.map_err(|e| at.wrap(e))?;
+            audit_import::<Namespace>(conn, &namespace.id, before)?;
         }
         for rolebinding in &self.rolebindings {
             let at = record("rolebindings", &rolebinding.id);
             validate::rolebinding(rolebinding).map_err(|e| at.wrap(e))?;
+            let before = state::<Rolebinding>(conn, &rolebinding.id)?;
             let result = if rolebindings::get(conn, &rolebinding.id)?.is_some() {
                 rolebindings::update(conn, rolebinding)
             } else {
                 rolebindings::insert(conn, rolebinding)
             };
             result.map_err(|e| at.wrap(e))?;
+            audit_import::<Rolebinding>(conn, &rolebinding.id, before)?;
         }
         for cluster in &self.clusters {
             let at = record("clusters", &cluster.id);
             validate::cluster(cluster).map_err(|e| at.wrap(e))?;
-            let result = if clusters::get(conn, &cluster.id)?.is_some() {
+            let before = state::<Cluster>(conn, &cluster.id)?;
+            let result = if before.is_some() {
                 clusters::replace(conn, cluster)
             } else {
                 clusters::insert(conn, cluster)
             };
             result.map_err(|e| at.wrap(e))?;
+            audit_import::<Cluster>(conn, &cluster.id, before)?;
         }
         super::feed_cache::bump_revision(conn)?;
         let after = super::checks::snapshot(conn, &affected)?;
@@ -190,6 +199,33 @@ impl Seed {
         ids.dedup();
         Ok(ids)
     }
+}
+
+/// A resource's current state as JSON, for the audit trail.
+fn state<R: super::Resource>(conn: &Connection, id: &str) -> Result<Option<Value>> {
+    Ok(R::get(conn, id)?.and_then(|r| r.to_json()))
+}
+
+/// Records one imported record in the audit trail (actor `import`).
+fn audit_import<R: super::Resource>(
+    conn: &Connection,
+    id: &str,
+    before: Option<Value>,
+) -> Result<()> {
+    let change = super::audit::Change {
+        actor: "import".into(),
+        method: "IMPORT",
+    };
+    let after = state::<R>(conn, id)?;
+    super::audit::append(
+        conn,
+        &change,
+        R::COLLECTION,
+        id,
+        before.as_ref(),
+        after.as_ref(),
+    )?;
+    Ok(())
 }
 
 struct Record(String);

@@ -222,3 +222,56 @@ fn openapi_prints_the_spec() {
         flux_inputs::api::spec_yaml(flux_inputs::config::ApiMode::Crud)
     );
 }
+
+#[test]
+fn audit_and_revert_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("inventory.db");
+    drop(Server::ready(&database, &[("AUTH_TOKEN", "t")]));
+    let file = dir.path().join("change.json");
+    std::fs::write(
+        &file,
+        r#"{"namespaces": [{"id": "apps", "labels": {"imported": "yes"}}]}"#,
+    )
+    .unwrap();
+    assert!(
+        run(&database, &["import", file.to_str().unwrap()])
+            .status
+            .success()
+    );
+
+    let output = run(&database, &["audit", "--kind", "namespaces"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let entries: Vec<serde_json::Value> = text(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(entries.len(), 1, "the import is audited");
+    assert_eq!(entries[0]["method"], "IMPORT");
+    assert_eq!(entries[0]["actor"], "import");
+    assert_eq!(entries[0]["before"]["labels"]["team"], "product");
+    assert_eq!(entries[0]["after"]["labels"]["imported"], "yes");
+
+    let revision = entries[0]["revision"].as_i64().unwrap().to_string();
+    let output = run(&database, &["revert", &revision]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let output = run(&database, &["export"]);
+    let exported: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let apps = exported["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "apps")
+        .unwrap();
+    assert_eq!(apps["labels"]["team"], "product", "reverted");
+    let output = run(&database, &["audit", "--since", &revision]);
+    assert!(
+        text(&output.stdout).contains(r#""method":"REVERT""#)
+            && text(&output.stdout).contains(r#""actor":"cli""#)
+    );
+    assert_eq!(
+        run(&database, &["revert", "424242"]).status.code(),
+        Some(3),
+        "no such revision"
+    );
+}

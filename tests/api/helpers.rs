@@ -65,6 +65,8 @@ pub fn test_config(dir: &TempDir, mode: ApiMode, seed: SeedSource) -> Config {
         metrics_addr: None,
         poll_stale_after: 1800,
         tls: None,
+        audit_keep_entries: None,
+        audit_keep_days: None,
         read_token: Secret::new(READ),
         write_token: Secret::new(WRITE),
     }
