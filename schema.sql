@@ -155,3 +155,15 @@ CREATE TABLE audit_log (
     after       TEXT CHECK (after IS NULL OR json_valid(after))
 );
 CREATE INDEX audit_log_by_resource ON audit_log (kind, resource_id, revision);
+
+-- API tokens beyond AUTH_TOKEN / CRUD_AUTH_TOKEN: read tokens scoped to one cluster's feeds
+-- (scope_cluster_id) or to everything readable (NULL). Only the SHA-256 of a token is kept.
+CREATE TABLE api_tokens (
+    name             TEXT PRIMARY KEY NOT NULL
+                     CHECK (length(name) BETWEEN 1 AND 63 AND name NOT GLOB '*[^a-z0-9._-]*'),
+    token_sha256     TEXT NOT NULL UNIQUE CHECK (length(token_sha256) = 64),
+    scope_cluster_id TEXT REFERENCES clusters (id) ON DELETE CASCADE,
+    created_at       INTEGER NOT NULL,
+    last_used_at     INTEGER
+) STRICT;
+CREATE INDEX api_tokens_by_cluster ON api_tokens (scope_cluster_id);

@@ -154,6 +154,50 @@ pub fn revert(config: &Config, revision: i64) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `token create|list|revoke`: named read tokens. `create` prints the token once.
+pub fn token(config: &Config, command: TokenCommand) -> Result<(), Failure> {
+    let store = open(config, true)?;
+    let mut conn = store.connection()?;
+    match command {
+        TokenCommand::Create { name, cluster } => {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(storage_error)?;
+            let token = crate::store::tokens::create(&tx, &name, cluster.as_deref())?;
+            tx.commit().map_err(storage_error)?;
+            println!("{token}");
+            let scope = cluster.map_or("every read route".to_owned(), |c| {
+                format!("the Flux feeds of cluster '{c}'")
+            });
+            eprintln!("token '{name}' may read {scope}; it is shown only this once");
+        }
+        TokenCommand::List => {
+            for token in crate::store::tokens::list(&conn)? {
+                let line = serde_json::json!({"name": token.name, "cluster": token.cluster,
+                    "created_at": token.created_at, "last_used_at": token.last_used_at});
+                println!("{line}");
+            }
+        }
+        TokenCommand::Revoke { name } => {
+            crate::store::tokens::revoke(&conn, &name)?;
+            eprintln!("revoked token '{name}'");
+        }
+    }
+    Ok(())
+}
+
+/// The `token` subcommands.
+pub enum TokenCommand {
+    Create {
+        name: String,
+        cluster: Option<String>,
+    },
+    List,
+    Revoke {
+        name: String,
+    },
+}
+
 /// `export`: the inventory in seed format on stdout.
 pub fn export(config: &Config) -> Result<(), Failure> {
     let store = open(config, true)?;

@@ -61,12 +61,35 @@ enum Command {
     },
     /// Put a resource back to its state before an audit revision (itself audited).
     Revert { revision: i64 },
+    /// Named read tokens.
+    #[command(subcommand)]
+    Token(TokenArgs),
     /// Print the OpenAPI document.
     Openapi {
         /// The routes to describe.
         #[arg(long, value_enum, default_value_t = Mode::Crud)]
         mode: Mode,
     },
+}
+
+#[derive(Subcommand)]
+enum TokenArgs {
+    /// Create a token and print it (once; only its SHA-256 is stored).
+    Create {
+        /// The cluster id whose Flux feeds it may read (the default name).
+        #[arg(long, required_unless_present = "all")]
+        cluster: Option<String>,
+        /// Let it read every read route instead (needs --name).
+        #[arg(long, conflicts_with = "cluster", requires = "name")]
+        all: bool,
+        /// The token's name (default: the cluster id).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List tokens (never their values).
+    List,
+    /// Revoke a token: it stops working at once (within a second for a running server).
+    Revoke { name: String },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -108,6 +131,17 @@ fn main() -> ExitCode {
             cli::audit(c, filter)
         }),
         Command::Revert { revision } => offline(cli.config, |c| cli::revert(c, revision)),
+        Command::Token(args) => {
+            let command = match args {
+                TokenArgs::Create { cluster, name, .. } => {
+                    let name = name.or_else(|| cluster.clone()).unwrap_or_default();
+                    cli::TokenCommand::Create { name, cluster }
+                }
+                TokenArgs::List => cli::TokenCommand::List,
+                TokenArgs::Revoke { name } => cli::TokenCommand::Revoke { name },
+            };
+            offline(cli.config, |c| cli::token(c, command))
+        }
         Command::Serve => match serve(cli.config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {

@@ -231,6 +231,7 @@ async fn background(store: Store, retention: (Option<u64>, Option<u64>)) {
         ticker.tick().await;
         let path = store.path().to_owned();
         let polls = store.polls().clone();
+        let tokens = store.tokens().clone();
         let flush = tick % POLL_FLUSH_EVERY == 0;
         let prune = flush && (retention.0.is_some() || retention.1.is_some());
         let previous = state.take();
@@ -251,6 +252,7 @@ async fn background(store: Store, retention: (Option<u64>, Option<u64>)) {
                     .map_err(crate::store::storage_error)?;
                 if flush {
                     polls.flush(&mut conn)?;
+                    tokens.flush_last_used(&conn)?;
                 }
                 // A few hundred rows per pass: pruning never holds the write lock for long.
                 if prune {
@@ -265,6 +267,7 @@ async fn background(store: Store, retention: (Option<u64>, Option<u64>)) {
             Ok(Ok((conn, version, changed))) => {
                 if changed {
                     store.feed_cache().invalidate();
+                    store.tokens().invalidate();
                 }
                 state = Some((conn, version));
             }

@@ -8,7 +8,12 @@ use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
 use subtle::ConstantTimeEq;
 
+use poem::http::StatusCode;
+use poem_openapi::error::AuthorizationError;
+
 use crate::config::Secret;
+use crate::store::Store;
+use crate::store::tokens::Grant;
 
 /// The tokens requests are checked against, attached to the app as request data.
 #[derive(Clone, Debug)]
@@ -51,10 +56,54 @@ pub struct WriteAccess(pub Actor);
 #[derive(Clone, Debug)]
 pub struct Actor(pub String);
 
-async fn check_read(req: &Request, bearer: Bearer) -> Option<()> {
-    req.data::<Tokens>()
-        .filter(|tokens| tokens.allows_read(&bearer.token))
-        .map(|_| ())
+/// The static tokens first (constant time), then named tokens (looked up by SHA-256 digest,
+/// which leaks nothing about the token). A cluster-scoped token reads only its own feeds.
+async fn check_read(req: &Request, bearer: Bearer) -> poem::Result<()> {
+    if req
+        .data::<Tokens>()
+        .is_some_and(|tokens| tokens.allows_read(&bearer.token))
+    {
+        return Ok(());
+    }
+    let Some(store) = req.data::<Store>() else {
+        return Err(AuthorizationError.into());
+    };
+    let grant = store
+        .tokens()
+        .check(store, &bearer.token)
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "cannot check a named token");
+            poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE)
+        })?;
+    match grant {
+        None => Err(AuthorizationError.into()),
+        Some(Grant {
+            cluster_dns: None, ..
+        }) => Ok(()),
+        Some(Grant {
+            cluster_dns: Some(dns),
+            name,
+        }) if is_feed_of(req.uri().path(), &dns) => {
+            let _ = name;
+            Ok(())
+        }
+        Some(Grant {
+            cluster_dns: Some(dns),
+            name,
+        }) => Err(poem::Error::from_string(
+            format!("token '{name}' may read only the Flux feeds of cluster {dns}"),
+            StatusCode::FORBIDDEN,
+        )),
+    }
+}
+
+/// `/api/v2/flux/clusters/{dns}/{feed}` for this DNS name.
+fn is_feed_of(path: &str, dns: &str) -> bool {
+    path.strip_prefix("/api/v2/flux/clusters/")
+        .and_then(|rest| rest.strip_prefix(dns))
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|feed| ["platform-components", "namespaces", "rolebindings"].contains(&feed))
 }
 
 async fn check_write(req: &Request, bearer: Bearer) -> Option<Actor> {

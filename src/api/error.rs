@@ -71,6 +71,9 @@ pub enum ReadError {
     /// Missing or wrong bearer token.
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// A cluster-scoped token asked for something other than its cluster's feeds.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
     /// No such cluster or resource.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
@@ -125,6 +128,7 @@ impl From<AppError> for ReadError {
 fn code_for(status: StatusCode) -> &'static str {
     match status {
         StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
         StatusCode::NOT_FOUND => "not_found",
         StatusCode::CONFLICT => "conflict",
         StatusCode::PRECONDITION_FAILED => "precondition_failed",

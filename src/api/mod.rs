@@ -18,6 +18,7 @@ pub mod responses;
 pub mod rolebindings;
 pub mod service;
 pub mod status;
+pub mod tokens;
 
 use std::sync::Arc;
 
@@ -51,6 +52,8 @@ pub enum ApiTags {
     Service,
     /// The audit trail and reverts (crud mode).
     Audit,
+    /// Named read tokens (crud mode).
+    Tokens,
 }
 
 const TITLE: &str = "flux-inputs";
@@ -61,6 +64,7 @@ type CrudApis = (
     service::ServiceApi,
     status::StatusApi,
     audit::AuditApi,
+    tokens::TokensApi,
     clusters::ClustersApi,
     components::PlatformComponentsApi,
     namespaces::NamespacesApi,
@@ -82,6 +86,7 @@ pub fn crud_service() -> OpenApiService<CrudApis, ()> {
             service::ServiceApi,
             status::StatusApi,
             audit::AuditApi,
+            tokens::TokensApi,
             clusters::ClustersApi,
             components::PlatformComponentsApi,
             namespaces::NamespacesApi,

@@ -17,6 +17,7 @@ pub mod polls;
 pub mod resource;
 pub mod rolebindings;
 pub mod seed;
+pub mod tokens;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -61,6 +62,8 @@ pub struct Store {
     last_write: Arc<std::sync::atomic::AtomicU64>,
     /// When each cluster last polled each feed.
     polls: polls::PollTracker,
+    /// Named read tokens.
+    tokens: tokens::TokenRegistry,
 }
 
 /// What a write did, or would do (dry run).
@@ -117,6 +120,7 @@ impl Store {
             cache: feed_cache::FeedCache::default(),
             last_write: Arc::default(),
             polls: polls::PollTracker::default(),
+            tokens: tokens::TokenRegistry::default(),
         };
         let conn = store.connection()?;
         // WAL persists in the file; readers never block the writer and vice versa.
@@ -140,6 +144,10 @@ impl Store {
     /// The Flux feed cache in front of this store.
     pub fn feed_cache(&self) -> &feed_cache::FeedCache {
         &self.cache
+    }
+
+    pub fn tokens(&self) -> &tokens::TokenRegistry {
+        &self.tokens
     }
 
     pub fn polls(&self) -> &polls::PollTracker {
@@ -396,6 +404,8 @@ impl Store {
                 tx.commit().map_err(storage_error)?;
                 // Before the answer goes out, so the client's next read sees its write.
                 store.cache.invalidate();
+                // A cluster's DNS name may have changed under a scoped token.
+                store.tokens.invalidate();
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
                 store.last_write.store(now.map(|d| d.as_secs()).unwrap_or_default(), std::sync::atomic::Ordering::Relaxed);
                 None

@@ -21,3 +21,4 @@ mod process;
 mod properties;
 mod systemd;
 mod tls;
+mod tokens;

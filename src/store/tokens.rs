@@ -1,0 +1,190 @@
+//! Named read tokens, stored as SHA-256 digests: scoped to one cluster's Flux feeds, or to
+//! everything readable. The registry answers the per-request check from memory.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use rusqlite::{Connection, params};
+
+use super::SqlResultExt;
+use crate::error::{AppError, Result};
+
+/// A token as listed (never its value).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenInfo {
+    pub name: String,
+    /// The cluster it may read; `None` = every read route.
+    pub cluster: Option<String>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+/// What a presented token may do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grant {
+    pub name: String,
+    /// `Some(dns)`: only `/api/v2/flux/clusters/{dns}/...`.
+    pub cluster_dns: Option<String>,
+}
+
+pub fn digest(token: &str) -> String {
+    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    hash.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// Creates a token and returns its value (shown once; only the digest is stored).
+pub fn create(conn: &Connection, name: &str, cluster: Option<&str>) -> Result<String> {
+    if let Some(cluster) = cluster
+        && !super::exists(conn, "clusters", cluster)?
+    {
+        return Err(AppError::Validation(format!(
+            "cluster '{cluster}' does not exist"
+        )));
+    }
+    let taken: bool = conn
+        .prepare_cached("SELECT 1 FROM api_tokens WHERE name = ?1")
+        .db()?
+        .exists([name])
+        .db()?;
+    if taken {
+        return Err(AppError::Conflict(format!(
+            "a token named '{name}' exists; revoke it first"
+        )));
+    }
+    let mut random = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut random)
+        .map_err(|_| AppError::Internal("no randomness available".into()))?;
+    let token: String = format!(
+        "fi_{}",
+        random
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    conn.prepare_cached(
+        "INSERT INTO api_tokens (name, token_sha256, scope_cluster_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .db()?
+    .execute(params![name, digest(&token), cluster, now()])
+    .map_err(|err| match err.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation) => {
+            AppError::Validation(format!("token name '{name}': use 1-63 of a-z, 0-9, '.', '_', '-'"))
+        }
+        _ => super::storage_error(err),
+    })?;
+    Ok(token)
+}
+
+pub fn list(conn: &Connection) -> Result<Vec<TokenInfo>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT name, scope_cluster_id, created_at, last_used_at FROM api_tokens ORDER BY name",
+        )
+        .db()?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok(TokenInfo {
+                name: row.get(0)?,
+                cluster: row.get(1)?,
+                created_at: row.get(2)?,
+                last_used_at: row.get(3)?,
+            })
+        })
+        .db()?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().db()
+}
+
+pub fn revoke(conn: &Connection, name: &str) -> Result<TokenInfo> {
+    let found = list(conn)?.into_iter().find(|t| t.name == name);
+    let info = found.ok_or_else(|| AppError::NotFound(format!("no token named '{name}'")))?;
+    conn.prepare_cached("DELETE FROM api_tokens WHERE name = ?1")
+        .db()?
+        .execute([name])
+        .db()?;
+    Ok(info)
+}
+
+/// Every token's digest and grant, with the DNS name of its cluster.
+fn load(conn: &Connection) -> Result<HashMap<String, Grant>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT t.token_sha256, t.name, c.cluster_dns FROM api_tokens t \
+             LEFT JOIN clusters c ON c.id = t.scope_cluster_id",
+        )
+        .db()?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                Grant {
+                    name: row.get(1)?,
+                    cluster_dns: row.get(2)?,
+                },
+            ))
+        })
+        .db()?;
+    rows.collect::<rusqlite::Result<HashMap<_, _>>>().db()
+}
+
+/// Token digest → what it may do.
+type Grants = Arc<HashMap<String, Grant>>;
+
+/// The tokens in memory; reloaded after any write (a token change, or a cluster's DNS name).
+#[derive(Clone, Default)]
+pub struct TokenRegistry {
+    grants: Arc<RwLock<Option<Grants>>>,
+    stale: Arc<AtomicBool>,
+    used: Arc<Mutex<HashMap<String, i64>>>,
+}
+
+impl TokenRegistry {
+    pub fn invalidate(&self) {
+        self.stale.store(true, Ordering::Relaxed);
+    }
+
+    /// The grant of a presented token, if it is a known named token.
+    pub async fn check(&self, store: &super::Store, token: &str) -> Result<Option<Grant>> {
+        let current = self
+            .grants
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let grants = match current {
+            Some(grants) if !self.stale.load(Ordering::Relaxed) => grants,
+            _ => {
+                self.stale.store(false, Ordering::Relaxed);
+                let loaded = Arc::new(store.read(load).await?);
+                *self.grants.write().unwrap_or_else(|e| e.into_inner()) = Some(loaded.clone());
+                loaded
+            }
+        };
+        let grant = grants.get(&digest(token)).cloned();
+        if let Some(grant) = &grant {
+            self.used
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(grant.name.clone(), now());
+        }
+        Ok(grant)
+    }
+
+    /// Writes last-used times noted since the last flush (with the poll times).
+    pub fn flush_last_used(&self, conn: &Connection) -> Result<()> {
+        let used = std::mem::take(&mut *self.used.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut update = conn
+            .prepare_cached("UPDATE api_tokens SET last_used_at = ?2 WHERE name = ?1")
+            .db()?;
+        for (name, at) in used {
+            update.execute(params![name, at]).db()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,195 @@
+//! Named read tokens: cluster-scoped and fleet-wide, hashed at rest, revocable.
+
+use std::time::Duration;
+
+use poem::http::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::{READ, TestApp};
+use crate::process::{Server, get};
+
+const QA: &str = "edge-qa-01.k8s.example.com";
+
+#[tokio::test]
+async fn a_cluster_token_reads_only_its_own_feeds() {
+    let app = TestApp::new();
+    let created = app
+        .post(
+            "/tokens",
+            &json!({"name": "edge-qa-01", "cluster": "edge-qa-01"}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.json);
+    let token = created.json["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("fi_") && token.len() > 40);
+
+    for feed in ["platform-components", "namespaces", "rolebindings"] {
+        let answer = app
+            .call(
+                Method::GET,
+                &format!("/api/v2/flux/clusters/{QA}/{feed}"),
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{feed}");
+    }
+    for path in [
+        "/api/v2/flux/clusters/lab-dev-01.k8s.example.com/namespaces",
+        "/api/v2/flux/clusters",
+        "/clusters",
+        "/clusters/edge-qa-01",
+        "/status/clusters",
+        "/metrics",
+    ] {
+        let answer = app.call(Method::GET, path, Some(&token), None).await;
+        let message = answer.expect_error(StatusCode::FORBIDDEN, "forbidden");
+        assert!(message.contains(QA), "{path}: {message}");
+    }
+    let write = app
+        .call(
+            Method::POST,
+            "/namespaces",
+            Some(&token),
+            Some(&json!({"id": "x"})),
+        )
+        .await;
+    write.expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_eq!(
+        app.call(Method::GET, "/health", Some(&token), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // A renamed cluster: the token follows its cluster, not the old name.
+    app.put(
+        "/clusters/edge-qa-01",
+        &json!({"cluster_dns": "qa.example.net"}),
+    )
+    .await;
+    let moved = app
+        .call(
+            Method::GET,
+            "/api/v2/flux/clusters/qa.example.net/namespaces",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn fleet_tokens_listing_revocation_and_rotation() {
+    let app = TestApp::new();
+    let fleet = app
+        .post("/tokens", &json!({"name": "ci-reader"}))
+        .await
+        .json["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let second = app
+        .post("/tokens", &json!({"name": "ci-reader-2"}))
+        .await
+        .json["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for token in [&fleet, &second, &READ.to_owned()] {
+        assert_eq!(
+            app.call(Method::GET, "/clusters", Some(token), None)
+                .await
+                .status,
+            StatusCode::OK,
+            "all valid at once"
+        );
+    }
+    app.post("/tokens", &json!({"name": "ci-reader"}))
+        .await
+        .expect_error(StatusCode::CONFLICT, "conflict");
+    app.post("/tokens", &json!({"name": "x", "cluster": "no-such"}))
+        .await
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+    let listed = app
+        .call(Method::GET, "/tokens", Some(crate::helpers::WRITE), None)
+        .await;
+    assert_eq!(listed.json.as_array().unwrap().len(), 2);
+    assert!(
+        !listed.json.to_string().contains(&fleet),
+        "values are never listed"
+    );
+    let by_reader = app.call(Method::GET, "/tokens", Some(READ), None).await;
+    by_reader.expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+
+    assert_eq!(app.delete("/tokens/ci-reader").await.status, StatusCode::OK);
+    let revoked = app.call(Method::GET, "/clusters", Some(&fleet), None).await;
+    revoked.expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_eq!(
+        app.call(Method::GET, "/clusters", Some(&second), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    app.delete("/tokens/ci-reader")
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "not_found");
+}
+
+#[test]
+fn tokens_from_the_command_line_are_hashed_and_honoured_by_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("inventory.db");
+    let server = Server::ready(&database, &[("AUTH_TOKEN", "t")]);
+    let run = |args: &[&str]| {
+        std::process::Command::new(crate::process::BINARY)
+            .env_clear()
+            .env("DATABASE_PATH", &database)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let created = run(&["token", "create", "--cluster", "edge-qa-01"]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let token = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    let feed = format!("/api/v2/flux/clusters/{QA}/namespaces");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while get(server.port, &feed, Some(&token)).unwrap().0 != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server picks the new token up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let file = std::fs::read(&database).unwrap();
+    let wal = std::fs::read(dir.path().join("inventory.db-wal")).unwrap_or_default();
+    for bytes in [&file, &wal] {
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            "never stored in plain text"
+        );
+    }
+    let listed = String::from_utf8(run(&["token", "list"]).stdout).unwrap();
+    assert!(
+        listed.contains(r#""name":"edge-qa-01""#) && !listed.contains(&token),
+        "{listed}"
+    );
+
+    assert!(run(&["token", "revoke", "edge-qa-01"]).status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while get(server.port, &feed, Some(&token)).unwrap().0 != 401 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "revocation reaches the server"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        run(&["token", "revoke", "edge-qa-01"]).status.code(),
+        Some(3)
+    );
+}
