@@ -7,7 +7,9 @@ for line in io.lines(os.getenv("DNS_FILE")) do
 end
 local feed = os.getenv("FEED")
 local headers = { ["Authorization"] = "Bearer " .. os.getenv("TOKEN") }
-local i = 0
+-- Each run starts at a random cluster, so repeated short runs (the warm-up) reach them all.
+math.randomseed(os.time() + math.floor(os.clock() * 1e6))
+local i = math.random(0, #names - 1)
 
 function request()
   i = i + 1
