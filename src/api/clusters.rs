@@ -9,11 +9,10 @@ use super::ApiTags;
 use super::auth::{ReadAccess, WriteAccess};
 use super::body::JsonBody;
 use super::error::{ReadError, WriteError};
-use super::responses::{Created, Deleted, Fetched, Listed, Updated, etag, if_match};
+use super::responses::{Created, Deleted, Fetched, Listed, Updated, etag, write_request};
 use crate::domain::model::{Cluster, ClusterUpdate, Environment};
-use crate::store::audit::Change;
 use crate::store::clusters::{self, ClusterFilter};
-use crate::store::{Page, Store, WriteRequest};
+use crate::store::{Page, Store};
 
 pub struct ClustersApi;
 
@@ -61,14 +60,7 @@ impl ClustersApi {
         dry_run: Query<bool>,
         body: JsonBody<Cluster>,
     ) -> Result<Created<Cluster>, WriteError> {
-        let request = WriteRequest {
-            dry_run: dry_run.0,
-            change: Change {
-                actor: auth.0.0,
-                method: "POST",
-            },
-            if_match: None,
-        };
+        let request = write_request(auth, "POST", dry_run.0, None)?;
         let written = store.create(body.0, request).await?;
         Ok(Created::new(written, dry_run.0, "/clusters", |c| &c.id))
     }
@@ -103,14 +95,7 @@ impl ClustersApi {
         if_match_header: Header<Option<String>>,
         body: JsonBody<ClusterUpdate>,
     ) -> Result<Updated<Cluster>, WriteError> {
-        let request = WriteRequest {
-            dry_run: dry_run.0,
-            change: Change {
-                actor: auth.0.0,
-                method: "PUT",
-            },
-            if_match: if_match(if_match_header.0.as_deref())?,
-        };
+        let request = write_request(auth, "PUT", dry_run.0, if_match_header.0.as_deref())?;
         let written = store.update::<Cluster>(id.0, body.0, request).await?;
         Ok(Updated::new(written, dry_run.0))
     }
@@ -129,14 +114,7 @@ impl ClustersApi {
         #[oai(name = "If-Match")]
         if_match_header: Header<Option<String>>,
     ) -> Result<Deleted<Cluster>, WriteError> {
-        let request = WriteRequest {
-            dry_run: dry_run.0,
-            change: Change {
-                actor: auth.0.0,
-                method: "DELETE",
-            },
-            if_match: if_match(if_match_header.0.as_deref())?,
-        };
+        let request = write_request(auth, "DELETE", dry_run.0, if_match_header.0.as_deref())?;
         let written = store.delete::<Cluster>(id.0, request).await?;
         Ok(Deleted::new(written, dry_run.0))
     }

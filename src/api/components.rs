@@ -9,10 +9,9 @@ use super::ApiTags;
 use super::auth::{ReadAccess, WriteAccess};
 use super::body::JsonBody;
 use super::error::{ReadError, WriteError};
-use super::responses::{Created, Deleted, Fetched, Listed, Updated, etag, if_match};
+use super::responses::{Created, Deleted, Fetched, Listed, Updated, etag, write_request};
 use crate::domain::model::{PlatformComponent, PlatformComponentUpdate};
-use crate::store::audit::Change;
-use crate::store::{Page, Store, WriteRequest, components};
+use crate::store::{Page, Store, components};
 
 pub struct PlatformComponentsApi;
 
@@ -58,14 +57,7 @@ impl PlatformComponentsApi {
         dry_run: Query<bool>,
         body: JsonBody<PlatformComponent>,
     ) -> Result<Created<PlatformComponent>, WriteError> {
-        let request = WriteRequest {
-            dry_run: dry_run.0,
-            change: Change {
-                actor: auth.0.0,
-                method: "POST",
-            },
-            if_match: None,
-        };
+        let request = write_request(auth, "POST", dry_run.0, None)?;
         let written = store.create(body.0, request).await?;
         Ok(Created::new(
             written,
@@ -104,14 +96,7 @@ impl PlatformComponentsApi {
         if_match_header: Header<Option<String>>,
         body: JsonBody<PlatformComponentUpdate>,
     ) -> Result<Updated<PlatformComponent>, WriteError> {
-        let request = WriteRequest {
-            dry_run: dry_run.0,
-            change: Change {
-                actor: auth.0.0,
-                method: "PUT",
-            },
-            if_match: if_match(if_match_header.0.as_deref())?,
-        };
+        let request = write_request(auth, "PUT", dry_run.0, if_match_header.0.as_deref())?;
         let written = store
             .update::<PlatformComponent>(id.0, body.0, request)
             .await?;
@@ -132,14 +117,7 @@ impl PlatformComponentsApi {
         #[oai(name = "If-Match")]
         if_match_header: Header<Option<String>>,
     ) -> Result<Deleted<PlatformComponent>, WriteError> {
-        let request = WriteRequest {
-            dry_run: dry_run.0,
-            change: Change {
-                actor: auth.0.0,
-                method: "DELETE",
-            },
-            if_match: if_match(if_match_header.0.as_deref())?,
-        };
+        let request = write_request(auth, "DELETE", dry_run.0, if_match_header.0.as_deref())?;
         let written = store.delete::<PlatformComponent>(id.0, request).await?;
         Ok(Deleted::new(written, dry_run.0))
     }

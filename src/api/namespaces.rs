@@ -9,10 +9,9 @@ use super::ApiTags;
 use super::auth::{ReadAccess, WriteAccess};
 use super::body::JsonBody;
 use super::error::{ReadError, WriteError};
-use super::responses::{Created, Deleted, Fetched, Listed, Updated, etag, if_match};
+use super::responses::{Created, Deleted, Fetched, Listed, Updated, etag, write_request};
 use crate::domain::model::{Namespace, NamespaceUpdate};
-use crate::store::audit::Change;
-use crate::store::{Page, Store, WriteRequest, namespaces};
+use crate::store::{Page, Store, namespaces};
 
 pub struct NamespacesApi;
 
@@ -51,14 +50,7 @@ impl NamespacesApi {
         dry_run: Query<bool>,
         body: JsonBody<Namespace>,
     ) -> Result<Created<Namespace>, WriteError> {
-        let request = WriteRequest {
-            dry_run: dry_run.0,
-            change: Change {
-                actor: auth.0.0,
-                method: "POST",
-            },
-            if_match: None,
-        };
+        let request = write_request(auth, "POST", dry_run.0, None)?;
         let written = store.create(body.0, request).await?;
         Ok(Created::new(written, dry_run.0, "/namespaces", |c| &c.id))
     }
@@ -92,14 +84,7 @@ impl NamespacesApi {
         if_match_header: Header<Option<String>>,
         body: JsonBody<NamespaceUpdate>,
     ) -> Result<Updated<Namespace>, WriteError> {
-        let request = WriteRequest {
-            dry_run: dry_run.0,
-            change: Change {
-                actor: auth.0.0,
-                method: "PUT",
-            },
-            if_match: if_match(if_match_header.0.as_deref())?,
-        };
+        let request = write_request(auth, "PUT", dry_run.0, if_match_header.0.as_deref())?;
         let written = store.update::<Namespace>(id.0, body.0, request).await?;
         Ok(Updated::new(written, dry_run.0))
     }
@@ -118,14 +103,7 @@ impl NamespacesApi {
         #[oai(name = "If-Match")]
         if_match_header: Header<Option<String>>,
     ) -> Result<Deleted<Namespace>, WriteError> {
-        let request = WriteRequest {
-            dry_run: dry_run.0,
-            change: Change {
-                actor: auth.0.0,
-                method: "DELETE",
-            },
-            if_match: if_match(if_match_header.0.as_deref())?,
-        };
+        let request = write_request(auth, "DELETE", dry_run.0, if_match_header.0.as_deref())?;
         let written = store.delete::<Namespace>(id.0, request).await?;
         Ok(Deleted::new(written, dry_run.0))
     }

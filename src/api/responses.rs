@@ -27,6 +27,23 @@ pub enum Fetched<T: ParseFromJSON + ToJSON + Send + Sync> {
     ),
 }
 
+/// How a CRUD write was asked for: the caller, the method, `?dry_run` and `If-Match`.
+pub fn write_request(
+    auth: super::auth::WriteAccess,
+    method: &'static str,
+    dry_run: bool,
+    if_match_header: Option<&str>,
+) -> crate::error::Result<crate::store::WriteRequest> {
+    Ok(crate::store::WriteRequest {
+        dry_run,
+        change: crate::store::audit::Change {
+            actor: auth.0.0,
+            method,
+        },
+        if_match: if_match(if_match_header)?,
+    })
+}
+
 /// `"12"`: a revision as an ETag.
 pub fn etag(revision: i64) -> String {
     format!("\"{revision}\"")

@@ -9,10 +9,9 @@ use super::ApiTags;
 use super::auth::{ReadAccess, WriteAccess};
 use super::body::JsonBody;
 use super::error::{ReadError, WriteError};
-use super::responses::{Created, Deleted, Fetched, Listed, Updated, etag, if_match};
+use super::responses::{Created, Deleted, Fetched, Listed, Updated, etag, write_request};
 use crate::domain::model::{Rolebinding, RolebindingUpdate};
-use crate::store::audit::Change;
-use crate::store::{Page, Store, WriteRequest, rolebindings};
+use crate::store::{Page, Store, rolebindings};
 
 pub struct RolebindingsApi;
 
@@ -53,14 +52,7 @@ impl RolebindingsApi {
         dry_run: Query<bool>,
         body: JsonBody<Rolebinding>,
     ) -> Result<Created<Rolebinding>, WriteError> {
-        let request = WriteRequest {
-            dry_run: dry_run.0,
-            change: Change {
-                actor: auth.0.0,
-                method: "POST",
-            },
-            if_match: None,
-        };
+        let request = write_request(auth, "POST", dry_run.0, None)?;
         let written = store.create(body.0, request).await?;
         Ok(Created::new(written, dry_run.0, "/rolebindings", |c| &c.id))
     }
@@ -94,14 +86,7 @@ impl RolebindingsApi {
         if_match_header: Header<Option<String>>,
         body: JsonBody<RolebindingUpdate>,
     ) -> Result<Updated<Rolebinding>, WriteError> {
-        let request = WriteRequest {
-            dry_run: dry_run.0,
-            change: Change {
-                actor: auth.0.0,
-                method: "PUT",
-            },
-            if_match: if_match(if_match_header.0.as_deref())?,
-        };
+        let request = write_request(auth, "PUT", dry_run.0, if_match_header.0.as_deref())?;
         let written = store.update::<Rolebinding>(id.0, body.0, request).await?;
         Ok(Updated::new(written, dry_run.0))
     }
@@ -120,14 +105,7 @@ impl RolebindingsApi {
         #[oai(name = "If-Match")]
         if_match_header: Header<Option<String>>,
     ) -> Result<Deleted<Rolebinding>, WriteError> {
-        let request = WriteRequest {
-            dry_run: dry_run.0,
-            change: Change {
-                actor: auth.0.0,
-                method: "DELETE",
-            },
-            if_match: if_match(if_match_header.0.as_deref())?,
-        };
+        let request = write_request(auth, "DELETE", dry_run.0, if_match_header.0.as_deref())?;
         let written = store.delete::<Rolebinding>(id.0, request).await?;
         Ok(Deleted::new(written, dry_run.0))
     }

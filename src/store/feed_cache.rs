@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use super::feeds::{self, Feed};
 use super::{SqlResultExt, Store, clusters};
+use crate::domain::merge;
 use crate::domain::model::{Environment, Namespace, PlatformComponent, Rolebinding};
 use crate::error::{AppError, Result};
 
@@ -513,23 +514,15 @@ impl FeedCache {
     async fn load_fleet(&self, store: &Store, snapshot: &Arc<Snapshot>) -> Result<Arc<FleetList>> {
         let (revision_read, list) = store
             .read(|conn| {
-                let mut stmt = conn
-                    .prepare_cached("SELECT id, cluster_name, cluster_dns, environment FROM clusters ORDER BY id")
-                    .db()?;
-                let mut rows = stmt.query([]).db()?;
-                let mut entries = Vec::new();
-                while let Some(row) = rows.next().db()? {
-                    let environment: String = row.get(3).db()?;
-                    let entry = serde_json::json!({
-                        "id": row.get::<_, String>(0).db()?,
-                        "cluster_name": row.get::<_, String>(1).db()?,
-                        "cluster_dns": row.get::<_, String>(2).db()?,
-                        "environment": environment,
-                    });
-                    // The CHECK constraint admits only the four tiers.
-                    let tier = Environment::parse(&environment).unwrap_or(Environment::Dev);
-                    entries.push((tier, json_text(&entry)));
-                }
+                let entries = clusters::list_headers(conn, &Default::default())?
+                    .iter()
+                    .map(|c| {
+                        (
+                            c.environment,
+                            json_text(&merge::cluster_list_entry(c).to_json().unwrap_or_default()),
+                        )
+                    })
+                    .collect();
                 Ok((revision(conn)?, Arc::new(FleetList(entries))))
             })
             .await?;
