@@ -163,7 +163,8 @@ pub fn token(config: &Config, command: TokenCommand) -> Result<(), Failure> {
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(storage_error)?;
-            let token = crate::store::tokens::create(&tx, &name, cluster.as_deref())?;
+            let token =
+                crate::store::tokens::create(&tx, &cli_change("POST"), &name, cluster.as_deref())?;
             tx.commit().map_err(storage_error)?;
             println!("{token}");
             let scope = cluster.map_or("every read route".to_owned(), |c| {
@@ -179,11 +180,19 @@ pub fn token(config: &Config, command: TokenCommand) -> Result<(), Failure> {
             }
         }
         TokenCommand::Revoke { name } => {
-            crate::store::tokens::revoke(&conn, &name)?;
+            crate::store::tokens::revoke(&conn, &cli_change("DELETE"), &name)?;
             eprintln!("revoked token '{name}'");
         }
     }
     Ok(())
+}
+
+/// A write made from the command line, as the audit trail records it.
+fn cli_change(method: &'static str) -> crate::store::audit::Change {
+    crate::store::audit::Change {
+        actor: "cli".into(),
+        method,
+    }
 }
 
 /// The `token` subcommands.
@@ -225,6 +234,8 @@ pub fn backup(config: &Config, target: &Path) -> Result<(), Failure> {
         code: 3,
         message: "the backup path is not UTF-8".into(),
     })?;
+    crate::store::create_private_file(target)
+        .map_err(|err| Failure::io(format!("cannot create {}: {err}", target.display())))?;
     conn.execute("VACUUM INTO ?1", [target_text])
         .map_err(|err| Failure::io(format!("backup to {} failed: {err}", target.display())))?;
     eprintln!(
@@ -238,10 +249,13 @@ pub fn backup(config: &Config, target: &Path) -> Result<(), Failure> {
 /// `check`: configuration, file integrity, schema version, and Flux's contract on every
 /// cluster's feeds. Problems make the exit code 3; warnings are listed and do not.
 pub fn check(config: &Config) -> Result<(), Failure> {
+    if config.database_path.is_file() {
+        check_pages(&config.database_path)?;
+    }
     let store = open(config, true)?;
     let mut conn = store.connection()?;
     let mut problems = Vec::new();
-    let mut warnings = Vec::new();
+    let mut warnings = config.warnings();
     let integrity: String = conn
         .query_row("PRAGMA integrity_check", [], |row| row.get(0))
         .db()?;
@@ -311,6 +325,32 @@ pub fn check(config: &Config) -> Result<(), Failure> {
             message: format!("{} problem(s) found", problems.len()),
         })
     }
+}
+
+/// A damaged file is described page by page before anything else opens it (start-up would
+/// refuse it with a one-line summary).
+fn check_pages(path: &Path) -> Result<(), Failure> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|err| Failure::io(format!("cannot open {}: {err}", path.display())))?;
+    let found: rusqlite::Result<Vec<String>> = conn
+        .prepare("PRAGMA integrity_check(100)")
+        .and_then(|mut stmt| stmt.query_map([], |row| row.get(0))?.collect());
+    let problems = match found {
+        Ok(lines) if lines.iter().all(|l| l == "ok") => return Ok(()),
+        Ok(lines) => lines,
+        Err(err) => vec![err.to_string()],
+    };
+    for problem in &problems {
+        println!("problem: integrity_check: {problem}");
+    }
+    Err(Failure {
+        code: 3,
+        message: format!(
+            "{} is damaged ({} problem(s)); restore the latest backup (`flux-inputs backup`)",
+            path.display(),
+            problems.len()
+        ),
+    })
 }
 
 /// Runs `f` in a transaction that is rolled back: a consistent read of many tables.

@@ -24,6 +24,10 @@ const ENV_KEYS: &[&str] = &[
     "DATABASE_PATH",
     "SEED_FILE",
     "STRICT_DEPENDENCIES",
+    "HEADER_TIMEOUT_SECONDS",
+    "BODY_TIMEOUT_SECONDS",
+    "IDLE_TIMEOUT_SECONDS",
+    "MAX_CONNECTIONS",
 ];
 
 /// Which routes exist.
@@ -102,6 +106,14 @@ struct Layered {
     audit_keep_entries: Option<u64>,
     /// Keep audit entries at most this many days.
     audit_keep_days: Option<u64>,
+    /// A client must send a request's headers within this many seconds.
+    header_timeout_seconds: u64,
+    /// ... and its body within this many seconds after the headers.
+    body_timeout_seconds: u64,
+    /// A connection with no traffic for this long is closed.
+    idle_timeout_seconds: u64,
+    /// Connections served at once; more wait in the kernel's accept queue.
+    max_connections: usize,
     /// Tokens may sit in a root-only config file; the environment overrides them.
     auth_token: Option<String>,
     crud_auth_token: Option<String>,
@@ -123,6 +135,10 @@ impl Default for Layered {
             tls: None,
             audit_keep_entries: None,
             audit_keep_days: None,
+            header_timeout_seconds: Limits::default().header_timeout.as_secs(),
+            body_timeout_seconds: Limits::default().body_timeout.as_secs(),
+            idle_timeout_seconds: Limits::default().idle_timeout.as_secs(),
+            max_connections: Limits::default().max_connections,
             auth_token: None,
             crud_auth_token: None,
         }
@@ -146,10 +162,34 @@ pub struct Config {
     /// Audit retention: the newest N entries, and/or entries younger than D days.
     pub audit_keep_entries: Option<u64>,
     pub audit_keep_days: Option<u64>,
+    /// Timeouts and the connection cap.
+    pub limits: Limits,
     /// Reads (GET/HEAD).
     pub read_token: Secret,
     /// Writes; `CRUD_AUTH_TOKEN`, else `AUTH_TOKEN`. It may also read.
     pub write_token: Secret,
+}
+
+/// What every connection lives under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub header_timeout: std::time::Duration,
+    pub body_timeout: std::time::Duration,
+    pub idle_timeout: std::time::Duration,
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    /// Generous for Flux and CI over a slow uplink; short enough that idle or stalled
+    /// clients cannot pile up (the unit's `LimitNOFILE` is well above the cap).
+    fn default() -> Self {
+        Limits {
+            header_timeout: std::time::Duration::from_secs(10),
+            body_timeout: std::time::Duration::from_secs(30),
+            idle_timeout: std::time::Duration::from_secs(60),
+            max_connections: 1024,
+        }
+    }
 }
 
 /// A configuration problem, phrased to name the key and where its value came from.
@@ -205,9 +245,19 @@ impl Config {
                 })
                 .split("."),
         );
-        let mut layered: Layered = figment
-            .extract()
-            .map_err(|err| ConfigError(err.to_string()))?;
+        let mut layered: Layered = figment.extract().map_err(redacted)?;
+        let seconds = |key: &str, value: u64| {
+            if value == 0 {
+                return Err(ConfigError(format!("{key} must be at least 1")));
+            }
+            Ok(std::time::Duration::from_secs(value))
+        };
+        let limits = Limits {
+            header_timeout: seconds("header_timeout_seconds", layered.header_timeout_seconds)?,
+            body_timeout: seconds("body_timeout_seconds", layered.body_timeout_seconds)?,
+            idle_timeout: seconds("idle_timeout_seconds", layered.idle_timeout_seconds)?,
+            max_connections: layered.max_connections.max(1),
+        };
 
         // flux-resourceset's DATABASE_URL=sqlite://PATH?mode=rwc, used unless DATABASE_PATH is set.
         if env_var("DATABASE_PATH").is_none()
@@ -251,10 +301,56 @@ impl Config {
             tls: layered.tls,
             audit_keep_entries: layered.audit_keep_entries,
             audit_keep_days: layered.audit_keep_days,
+            limits,
             read_token,
             write_token,
         })
     }
+}
+
+impl Config {
+    /// Settings that work but are probably not what the operator meant; logged at start and
+    /// listed by `flux-inputs check`.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.api_mode == ApiMode::Crud
+            && !self.read_token.expose().is_empty()
+            && self.write_token == self.read_token
+        {
+            warnings.push(
+                "crud mode without a distinct write token: CRUD_AUTH_TOKEN is unset or equal to \
+                 AUTH_TOKEN, so every cluster holding the read token can change the inventory; \
+                 set CRUD_AUTH_TOKEN to a different secret"
+                    .into(),
+            );
+        }
+        warnings
+    }
+}
+
+/// A figment error without the values of secrets: a mistyped `auth_token = 123456789` must
+/// not print the token into a log or a terminal history.
+fn redacted(err: figment::Error) -> ConfigError {
+    let messages: Vec<String> = err
+        .into_iter()
+        .map(|e| {
+            let secret = e.path.iter().any(|key| key.ends_with("auth_token"));
+            if !secret {
+                return e.to_string();
+            }
+            let source = e
+                .metadata
+                .as_ref()
+                .and_then(|m| m.source.as_ref())
+                .map(|source| format!(" in {source}"))
+                .unwrap_or_default();
+            format!(
+                "{}{source} must be a quoted string (its value is not shown)",
+                e.path.join(".")
+            )
+        })
+        .collect();
+    ConfigError(messages.join("; "))
 }
 
 /// The environment wins over the file; an empty token is a mistake, not "no token".
@@ -479,6 +575,56 @@ mod tests {
             let tls = load(Some("c.toml")).unwrap().tls.unwrap();
             assert_eq!(tls.client_ca, Some(PathBuf::from("/etc/x/ca.pem")));
             assert_eq!(tls.key, PathBuf::from("/run/key.pem"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_mistyped_token_in_the_file_is_not_echoed() {
+        Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "auth_token = 123456789\ncrud_auth_token = true\n")?;
+            let err = load(Some("c.toml")).unwrap_err().to_string();
+            assert!(!err.contains("123456789"), "{err}");
+            assert!(
+                err.contains("auth_token") && err.contains("c.toml"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn crud_mode_with_only_the_read_token_is_warned_about() {
+        Jail::expect_with(|jail| {
+            jail.set_env("AUTH_TOKEN", "shared");
+            jail.set_env("API_MODE", "crud");
+            let warnings = load(None).unwrap().warnings();
+            assert_eq!(warnings.len(), 1);
+            assert!(warnings[0].contains("CRUD_AUTH_TOKEN"), "{warnings:?}");
+            jail.set_env("CRUD_AUTH_TOKEN", "distinct");
+            assert!(load(None).unwrap().warnings().is_empty());
+            jail.set_env("API_MODE", "read-only");
+            jail.set_env("CRUD_AUTH_TOKEN", "shared");
+            assert!(
+                load(None).unwrap().warnings().is_empty(),
+                "no writes in read-only mode"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn timeouts_and_the_connection_cap_are_configurable() {
+        Jail::expect_with(|jail| {
+            jail.set_env("AUTH_TOKEN", "t");
+            assert_eq!(load(None).unwrap().limits, Limits::default());
+            jail.set_env("HEADER_TIMEOUT_SECONDS", "3");
+            jail.set_env("MAX_CONNECTIONS", "16");
+            let limits = load(None).unwrap().limits;
+            assert_eq!(limits.header_timeout.as_secs(), 3);
+            assert_eq!(limits.max_connections, 16);
+            jail.set_env("BODY_TIMEOUT_SECONDS", "0");
+            assert!(load(None).is_err());
             Ok(())
         });
     }

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod net;
 pub mod server;
 pub mod store;
 pub mod systemd;

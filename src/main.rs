@@ -177,6 +177,9 @@ fn offline(
 fn serve(config_file: Option<PathBuf>) -> Result<(), String> {
     let config_file = config_file.or_else(Config::default_file);
     let config = Config::load(config_file.as_deref()).map_err(|err| err.to_string())?;
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // SQLite work is already capped by the connection pool; more blocking threads would

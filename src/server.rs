@@ -5,15 +5,13 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
-use poem::listener::{
-    Acceptor, AcceptorExt, BoxAcceptor, IntoTlsConfigStream, Listener, RustlsCertificate,
-    RustlsConfig, TcpListener,
-};
+use poem::listener::{Acceptor, AcceptorExt, BoxAcceptor, Listener, TcpListener};
 use poem::{EndpointExt, Server};
 
 use crate::api::{self, auth::Tokens};
-use crate::config::{Config, SeedSource, TlsFiles};
+use crate::config::{Config, SeedSource};
 use crate::error::AppError;
+use crate::net::limits::LimitedAcceptor;
 use crate::store::migrate::{self, Migration};
 use crate::store::seed::{self, Seed};
 use crate::store::{Store, clusters};
@@ -35,6 +33,7 @@ pub fn open_store(config: &Config) -> Result<Store, AppError> {
         }
         SeedSource::None => None,
     };
+    integrity_check(&config.database_path)?;
     let store = Store::open(&config.database_path)?
         .with_strict_dependencies(config.strict_dependencies)
         .with_stale_after(config.poll_stale_after);
@@ -77,6 +76,40 @@ pub fn open_store(config: &Config) -> Result<Store, AppError> {
         Migration::Current => {}
     }
     Ok(store)
+}
+
+/// `PRAGMA quick_check` on an existing file, before the pool opens it: a file with damaged
+/// pages is refused at start rather than served half-broken (reads failing, writes landing in
+/// a damaged file).
+fn integrity_check(path: &std::path::Path) -> Result<(), AppError> {
+    if std::fs::metadata(path).map_or(true, |m| m.len() == 0) {
+        return Ok(());
+    }
+    let checked: rusqlite::Result<Vec<String>> =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|conn| {
+                conn.busy_timeout(Duration::from_secs(5))?;
+                let mut stmt = conn.prepare("PRAGMA quick_check(5)")?;
+                let rows = stmt.query_map([], |row| row.get(0))?;
+                rows.collect()
+            });
+    let problems = match checked {
+        Ok(lines) if lines.iter().all(|l| l == "ok") => return Ok(()),
+        Ok(lines) => lines,
+        Err(err) if err.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
+            return Err(AppError::Unavailable(format!(
+                "database {} is locked by another process",
+                path.display()
+            )));
+        }
+        Err(err) => vec![err.to_string()],
+    };
+    Err(AppError::Internal(format!(
+        "database {} is damaged ({}); refusing to start. `flux-inputs check` describes it; \
+         restore the latest backup (`flux-inputs backup` makes them) or start on a new file",
+        path.display(),
+        problems.join("; ")
+    )))
 }
 
 fn with_origin(origin: &str, err: AppError) -> AppError {
@@ -122,8 +155,9 @@ pub async fn serve<A: Acceptor + 'static>(
         shutdown.await;
         systemd::stopping();
     };
-    let served = Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(app, shutdown, Some(SHUTDOWN_GRACE))
+    let served = Server::new_with_acceptor(LimitedAcceptor::new(acceptor, &config.limits))
+        .idle_timeout(config.limits.idle_timeout)
+        .run_with_graceful_shutdown(app.data(config.limits), shutdown, Some(SHUTDOWN_GRACE))
         .await;
     watcher.abort();
     watchdog.abort();
@@ -136,7 +170,6 @@ pub async fn serve<A: Acceptor + 'static>(
     Ok(())
 }
 
-/// Binds `config.listen_addr`.
 /// Binds `config.listen_addr`, with TLS when `config.tls` is set. Certificates are read now
 /// (a bad file stops start-up) and again on every SIGHUP; a reload that fails keeps the
 /// certificates in use. Established connections keep theirs; new handshakes get the new ones.
@@ -145,7 +178,7 @@ pub async fn bind(config: &Config) -> io::Result<BoxAcceptor> {
     let Some(files) = config.tls.clone() else {
         return Ok(tcp.into_acceptor().await?.boxed());
     };
-    let initial = checked_tls_config(&files)?;
+    let initial = crate::net::tls::load(&files)?;
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let reloads = futures_util::stream::unfold(
         (Some(initial), hangup, files),
@@ -155,7 +188,7 @@ pub async fn bind(config: &Config) -> io::Result<BoxAcceptor> {
             }
             loop {
                 hangup.recv().await?;
-                match checked_tls_config(&files) {
+                match crate::net::tls::load(&files) {
                     Ok(config) => {
                         tracing::info!(cert = %files.cert.display(), "SIGHUP: TLS certificates reloaded");
                         return Some((config, (None, hangup, files)));
@@ -170,40 +203,9 @@ pub async fn bind(config: &Config) -> io::Result<BoxAcceptor> {
     Ok(tcp.rustls(Box::pin(reloads)).into_acceptor().await?.boxed())
 }
 
-/// Reads the files twice: once to validate them as rustls will use them (a key that does not
-/// match, a bad CA), once for the configuration handed to the listener.
-fn checked_tls_config(files: &TlsFiles) -> io::Result<RustlsConfig> {
-    let _validated = tls_config(files)?.into_stream()?;
-    tls_config(files)
-}
-
-/// Reads the PEM files into a rustls configuration.
-fn tls_config(files: &TlsFiles) -> io::Result<RustlsConfig> {
-    let read = |path: &std::path::Path, what: &str| {
-        std::fs::read(path).map_err(|err| {
-            io::Error::new(
-                err.kind(),
-                format!("cannot read TLS {what} {}: {err}", path.display()),
-            )
-        })
-    };
-    let certificate = RustlsCertificate::new()
-        .cert(read(&files.cert, "certificate")?)
-        .key(read(&files.key, "key")?);
-    let mut config = RustlsConfig::new().fallback(certificate);
-    if let Some(ca) = &files.client_ca {
-        config = config.client_auth_required(read(ca, "client CA")?);
-    }
-    Ok(config)
-}
-
-/// Writes the poll times recorded since the last flush.
+/// Writes the poll and token last-used times recorded since the last flush.
 async fn flush_polls(store: &Store) {
-    let polls = store.polls().clone();
-    let flushed = store
-        .blocking_with_connection(move |conn| polls.flush(conn))
-        .await;
-    if let Err(err) = flushed {
+    if let Err(err) = store.flush_usage().await {
         tracing::warn!(error = %err, "cannot save poll times");
     }
 }
@@ -215,64 +217,77 @@ async fn checkpoint(store: &Store) {
     }
 }
 
-/// How often the background task looks for commits made by other processes (the CLI, sqlite3).
+/// How often the background task looks for commits made by other processes (the CLI, sqlite3)
+/// and checks that the database file is still the one opened.
 pub const EXTERNAL_WRITE_POLL: Duration = Duration::from_secs(1);
 /// How often recorded poll times are written to the database.
-pub const POLL_FLUSH_EVERY: u32 = 30;
+pub const POLL_FLUSH_EVERY: Duration = Duration::from_secs(30);
 
-/// The server's background work, on a connection of its own: every second, drop the feed
-/// cache if another connection committed (`PRAGMA data_version` changes only for commits made
-/// elsewhere, so the poll-time flushes below, made on this same connection, never trigger it);
-/// every 30 seconds, write the poll times recorded since the last flush.
+/// The server's background work: a watcher for outside commits and the file's identity
+/// (every second), and the batched writes (every 30 s). They run apart so that a flush
+/// waiting for a lock never delays noticing a revoked token.
 async fn background(store: Store, retention: (Option<u64>, Option<u64>)) {
+    let flusher = tokio::spawn(flush_and_prune(store.clone(), retention));
+    watch_outside_commits(store).await;
+    flusher.abort();
+}
+
+async fn watch_outside_commits(store: Store) {
     let mut ticker = tokio::time::interval(EXTERNAL_WRITE_POLL);
-    let mut state: Option<(rusqlite::Connection, i64)> = None;
-    for tick in 1u32.. {
+    let mut watcher = None;
+    loop {
         ticker.tick().await;
-        let path = store.path().to_owned();
-        let polls = store.polls().clone();
-        let tokens = store.tokens().clone();
-        let flush = tick % POLL_FLUSH_EVERY == 0;
-        let prune = flush && (retention.0.is_some() || retention.1.is_some());
-        let previous = state.take();
-        let polled = tokio::task::spawn_blocking(
-            move || -> Result<(rusqlite::Connection, i64, bool), AppError> {
-                let (mut conn, last) = match previous {
-                    Some((conn, last)) => (conn, Some(last)),
-                    None => {
-                        let conn = rusqlite::Connection::open(&path)
-                            .map_err(crate::store::storage_error)?;
-                        conn.busy_timeout(Duration::from_secs(5))
-                            .map_err(crate::store::storage_error)?;
-                        (conn, None)
-                    }
-                };
-                let version: i64 = conn
-                    .query_row("PRAGMA data_version", [], |row| row.get(0))
-                    .map_err(crate::store::storage_error)?;
-                if flush {
-                    polls.flush(&mut conn)?;
-                    tokens.flush_last_used(&conn)?;
-                }
-                // A few hundred rows per pass: pruning never holds the write lock for long.
-                if prune {
-                    let days = retention.1.map(|d| d * 86_400);
-                    while crate::store::audit::prune(&conn, retention.0, days, 500)? == 500 {}
-                }
-                Ok((conn, version, last.is_some_and(|last| last != version)))
-            },
-        )
-        .await;
-        match polled {
-            Ok(Ok((conn, version, changed))) => {
-                if changed {
-                    store.feed_cache().invalidate();
-                    store.tokens().invalidate();
-                }
-                state = Some((conn, version));
+        store.check_file_identity();
+        let handle = store.clone();
+        let mut current = watcher.take();
+        let checked = tokio::task::spawn_blocking(move || {
+            let outcome = match &mut current {
+                Some(watcher) => Ok(watcher),
+                None => handle.change_watcher().map(|w| current.insert(w)),
             }
-            Ok(Err(err)) => tracing::warn!(error = %err, "background database check failed"),
-            Err(err) => tracing::warn!(error = %err, "background task failed"),
+            .and_then(|watcher| watcher.outside_commit());
+            (current, outcome)
+        })
+        .await;
+        match checked {
+            Ok((kept, outcome)) => {
+                watcher = kept;
+                match outcome {
+                    Ok(true) => store.forget_cached(),
+                    Ok(false) => {}
+                    // The watcher keeps the last version it saw; the next tick compares with it.
+                    Err(err) => tracing::debug!(error = %err, "outside-commit check deferred"),
+                }
+            }
+            Err(err) => {
+                // The watcher was lost with the task: whatever happened meanwhile is unknown.
+                tracing::warn!(error = %err, "outside-commit check failed");
+                store.forget_cached();
+            }
+        }
+    }
+}
+
+async fn flush_and_prune(store: Store, retention: (Option<u64>, Option<u64>)) {
+    let mut ticker = tokio::time::interval(POLL_FLUSH_EVERY);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        flush_polls(&store).await;
+        if retention.0.is_none() && retention.1.is_none() {
+            continue;
+        }
+        let pruned = store
+            .write(move |tx| {
+                // A few hundred rows per pass: pruning never holds the write lock for long.
+                let days = retention.1.map(|d| d * 86_400);
+                crate::store::audit::prune(tx, retention.0, days, 500)
+            })
+            .await;
+        match pruned {
+            Ok(500) => ticker.reset_immediately(),
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "audit pruning failed"),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Logs: text by default, JSON with `LOG_FORMAT=json` (for sidecars whose logs are shipped).
-//! Under systemd (`JOURNAL_STREAM` set) text drops colours and timestamps: journald adds its own.
+//! Under systemd (`JOURNAL_STREAM` set) text drops colours and timestamps: journald adds its own;
+//! elsewhere colours are used only when stderr is a terminal.
 //! `RUST_LOG` selects levels (default `info`).
 
 use tracing_subscriber::EnvFilter;
@@ -16,6 +17,9 @@ pub fn init() {
     } else if journald {
         builder.with_ansi(false).without_time().init();
     } else {
-        builder.init();
+        // Colour codes only for a person at a terminal, never into a file or a pipe.
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
     }
 }

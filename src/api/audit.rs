@@ -88,7 +88,7 @@ impl AuditApi {
         &self,
         _auth: WriteAccess,
         store: Data<&Store>,
-        /// Only this kind: `clusters`, `platform_components`, `namespaces`, `rolebindings`.
+        /// Only this kind: `clusters`, `platform_components`, `namespaces`, `rolebindings`, `tokens`.
         kind: Query<Option<String>>,
         /// Only this resource id.
         id: Query<Option<String>>,

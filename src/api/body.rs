@@ -48,6 +48,12 @@ impl<T: ParseFromJSON> ParsePayload for JsonBody<T> {
         }
         let value: Value = serde_json::from_slice(&data)
             .map_err(|err| bad_request(format!("the request body is not valid JSON: {err}")))?;
+        if let Some(number) = oversized_integer(&data) {
+            return Err(bad_request(format!(
+                "the request body holds the integer {number}, which does not fit in 64 bits and \
+                 would silently lose digits; send it as a string"
+            )));
+        }
         // The schema is the contract: poem-openapi alone would accept `"id": false` as the
         // string "false", so the body is checked against the schema first.
         let mut registry = Registry::new();
@@ -176,8 +182,54 @@ fn first_problem(
     }
 }
 
-/// Length, pattern and range constraints (validators declared on the field).
+/// The first integer literal in a JSON text (already known to be valid JSON) that fits in
+/// neither `i64` nor `u64`: serde_json would turn it into a float, changing its digits.
+fn oversized_integer(json: &[u8]) -> Option<&str> {
+    let mut i = 0;
+    while i < json.len() {
+        match json[i] {
+            b'"' => {
+                // Skip the string, escapes included.
+                i += 1;
+                while i < json.len() && json[i] != b'"' {
+                    i += if json[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                i += 1;
+                while i < json.len()
+                    && matches!(json[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+                {
+                    i += 1;
+                }
+                let literal = std::str::from_utf8(&json[start..i]).ok()?;
+                let integer = !literal.contains(['.', 'e', 'E']);
+                if integer && literal.parse::<i64>().is_err() && literal.parse::<u64>().is_err() {
+                    return Some(literal);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Length, pattern and range constraints (validators declared on the field), and no control
+/// characters in declared strings: names and versions reach feeds, logs and terminals.
+/// Annotation values may hold any text, and patch values are free-form JSON.
 fn constraint_problem(schema: &MetaSchema, value: &Value, at: &str) -> Option<String> {
+    if let Value::String(text) = value
+        && schema.ty == "string"
+        && !at.contains("annotations.")
+        && let Some(bad) = text.chars().find(|c| c.is_control())
+    {
+        return Some(format!(
+            "{at}: contains the control character U+{:04X}; names and values must be printable",
+            u32::from(bad)
+        ));
+    }
     if let Value::String(text) = value {
         let length = text.chars().count();
         if let Some(max) = schema.max_length.filter(|max| length > *max) {
@@ -220,6 +272,41 @@ mod tests {
     fn valid() -> Value {
         json!({"id": "c1", "cluster_name": "c1", "cluster_dns": "c1.example.com", "environment": "dev",
                "platform_components": [{"id": "a", "enabled": true, "oci_tag": null, "component_path": null}]})
+    }
+
+    #[test]
+    fn integers_beyond_64_bits_are_found_outside_strings_only() {
+        assert_eq!(
+            oversized_integer(br#"{"a": 123456789012345678901234567890}"#),
+            Some("123456789012345678901234567890")
+        );
+        assert_eq!(
+            oversized_integer(br#"{"a": -9223372036854775809}"#),
+            Some("-9223372036854775809")
+        );
+        assert_eq!(
+            oversized_integer(br#"{"a": 18446744073709551615, "b": -9223372036854775808}"#),
+            None
+        );
+        assert_eq!(
+            oversized_integer(br#"{"a": "123456789012345678901234567890", "b": 1.5e300}"#),
+            None
+        );
+        assert_eq!(
+            oversized_integer(br#"{"a\"1": "x\\", "b": 0.123456789012345678901234567890}"#),
+            None
+        );
+    }
+
+    #[test]
+    fn control_characters_in_names_are_named_but_annotation_text_is_free() {
+        let mut body = valid();
+        body["cluster_name"] = json!("edge\u{1b}[31m");
+        let found = problem(body).unwrap();
+        assert!(
+            found.contains("cluster_name") && found.contains("U+001B"),
+            "{found}"
+        );
     }
 
     #[test]

@@ -129,6 +129,8 @@ fn code_for(status: StatusCode) -> &'static str {
     match status {
         StatusCode::UNAUTHORIZED => "unauthorized",
         StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
         StatusCode::NOT_FOUND => "not_found",
         StatusCode::CONFLICT => "conflict",
         StatusCode::PRECONDITION_FAILED => "precondition_failed",
@@ -223,6 +225,12 @@ impl AllowedMethods {
                     .zip(&segments)
                     .all(|(t, s)| t.starts_with('{') || t == s)
         })
+    }
+
+    /// Whether the spec has an operation for this method on this path.
+    pub fn allows(&self, path: &str, method: &str) -> bool {
+        self.route(path)
+            .is_some_and(|route| route.allow.split(", ").any(|m| m == method))
     }
 
     fn for_path(&self, path: &str) -> Option<&str> {

@@ -153,29 +153,88 @@ pub fn build_app_with_metrics(
         .catch_all_error(error::render)
         .into_endpoint()
         .map_to_response()
+        .around(protective_headers)
 }
 
-/// Reads the body of a write with a cap, answering 413 above `MAX_BODY_BYTES`.
+/// On every answer, errors included: nothing here may be cached by a proxy or a browser (a
+/// new token's value, a cluster's inventory), and no body is ever sniffed as another type.
+async fn protective_headers<E: Endpoint<Output = Response>>(
+    ep: Arc<E>,
+    req: Request,
+) -> poem::Result<Response> {
+    use poem::http::header::{self, HeaderValue};
+    let mut response = ep.call(req).await?;
+    let headers = response.headers_mut();
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    Ok(response)
+}
+
+/// For the operations that write: the token is checked before a byte of the body is read
+/// (an unauthenticated client cannot make the server buffer bodies), then the body is read
+/// with a size cap (413 above `MAX_BODY_BYTES`) and a time limit (408). Other requests pass
+/// through untouched: GETs carry no body, and unknown routes get their 404/405 unread.
 async fn limit_write_bodies<E: Endpoint>(
     ep: std::sync::Arc<E>,
     mut req: Request,
 ) -> poem::Result<E::Output> {
+    use poem::http::StatusCode;
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return ep.call(req).await;
     }
+    let is_operation = req
+        .data::<error::AllowedMethods>()
+        .is_some_and(|allowed| allowed.allows(req.uri().path(), req.method().as_str()));
+    if !is_operation {
+        return ep.call(req).await;
+    }
+    let authorized = req.data::<Tokens>().is_some_and(|tokens| {
+        bearer_token(&req).is_some_and(|presented| tokens.allows_write(presented))
+    });
+    if !authorized {
+        return Err(poem::Error::from_status(StatusCode::UNAUTHORIZED));
+    }
+    let limit = req
+        .data::<crate::config::Limits>()
+        .map_or(crate::config::Limits::default().body_timeout, |l| {
+            l.body_timeout
+        });
     let body = req.take_body();
-    match body.into_bytes_limit(MAX_BODY_BYTES).await {
-        Ok(bytes) => {
+    match tokio::time::timeout(limit, body.into_bytes_limit(MAX_BODY_BYTES)).await {
+        Ok(Ok(bytes)) => {
             req.set_body(bytes);
             ep.call(req).await
         }
-        Err(poem::error::ReadBodyError::PayloadTooLarge) => Err(poem::Error::from_string(
+        Ok(Err(poem::error::ReadBodyError::PayloadTooLarge)) => Err(poem::Error::from_string(
             format!("request body is larger than {MAX_BODY_BYTES} bytes"),
-            poem::http::StatusCode::PAYLOAD_TOO_LARGE,
+            StatusCode::PAYLOAD_TOO_LARGE,
         )),
-        Err(err) => Err(poem::Error::from_string(
+        Ok(Err(err)) => Err(poem::Error::from_string(
             format!("cannot read request body: {err}"),
-            poem::http::StatusCode::BAD_REQUEST,
+            StatusCode::BAD_REQUEST,
+        )),
+        Err(_) => Err(poem::Error::from_string(
+            format!(
+                "the request body did not arrive within {} s",
+                limit.as_secs()
+            ),
+            StatusCode::REQUEST_TIMEOUT,
         )),
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer_token(req: &Request) -> Option<&str> {
+    let value = req
+        .headers()
+        .get(poem::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }

@@ -76,6 +76,9 @@ impl ServiceApi {
     /// Readiness probe: the database answers a query and its schema is current
     #[oai(path = "/ready", method = "get")]
     async fn ready(&self, store: Data<&Store>) -> ReadyResponse {
+        if let Err(err) = store.ensure_file() {
+            return unavailable(err.to_string());
+        }
         match store.read(schema_version).await {
             Ok(SCHEMA_VERSION) => ReadyResponse::Ok(ok()),
             Ok(version) => unavailable(format!(

@@ -88,14 +88,15 @@ impl TokensApi {
     #[oai(path = "/", method = "post")]
     async fn create(
         &self,
-        _auth: WriteAccess,
+        auth: WriteAccess,
         store: Data<&Store>,
         body: JsonBody<NewToken>,
     ) -> Result<TokenCreated, WriteError> {
         let NewToken { name, cluster } = body.0;
         let (key, scope) = (name.clone(), cluster.clone());
+        let change = change(auth, "POST");
         let token = store
-            .write(move |tx| tokens::create(tx, &key, scope.as_deref()))
+            .write(move |tx| tokens::create(tx, &change, &key, scope.as_deref()))
             .await?;
         store.tokens().invalidate();
         let location = format!("/tokens/{name}");
@@ -122,12 +123,22 @@ impl TokensApi {
     #[oai(path = "/:name", method = "delete")]
     async fn revoke(
         &self,
-        _auth: WriteAccess,
+        auth: WriteAccess,
         store: Data<&Store>,
         name: Path<String>,
     ) -> Result<TokenRevoked, WriteError> {
-        let revoked = store.write(move |tx| tokens::revoke(tx, &name.0)).await?;
+        let change = change(auth, "DELETE");
+        let revoked = store
+            .write(move |tx| tokens::revoke(tx, &change, &name.0))
+            .await?;
         store.tokens().invalidate();
         Ok(TokenRevoked::Ok(Json(revoked.into())))
+    }
+}
+
+fn change(auth: WriteAccess, method: &'static str) -> crate::store::audit::Change {
+    crate::store::audit::Change {
+        actor: auth.0.0,
+        method,
     }
 }

@@ -8,7 +8,65 @@ use rusqlite::Connection;
 use super::{SqlResultExt, write_transaction};
 use crate::error::{AppError, Result};
 
-const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql"), AUDIT_TOKENS];
+
+/// Version 2: token creation and revocation are audited (kind `tokens`). SQLite cannot alter
+/// a CHECK, so the table is rebuilt, keeping its revisions and its AUTOINCREMENT counter
+/// (pruned entries must not free their revisions: they were ETags).
+const AUDIT_TOKENS: &str = "
+CREATE TABLE audit_log_v2 (
+    revision    INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          INTEGER NOT NULL,
+    actor       TEXT NOT NULL,
+    method      TEXT NOT NULL CHECK (method IN ('POST', 'PUT', 'DELETE', 'REVERT', 'IMPORT')),
+    kind        TEXT NOT NULL
+                CHECK (kind IN ('clusters', 'platform_components', 'namespaces', 'rolebindings', 'tokens')),
+    resource_id TEXT NOT NULL,
+    before      TEXT CHECK (before IS NULL OR json_valid(before)),
+    after       TEXT CHECK (after IS NULL OR json_valid(after))
+);
+INSERT INTO audit_log_v2 SELECT revision, at, actor, method, kind, resource_id, before, after FROM audit_log;
+DELETE FROM sqlite_sequence WHERE name = 'audit_log_v2';
+INSERT INTO sqlite_sequence (name, seq) SELECT 'audit_log_v2', seq FROM sqlite_sequence WHERE name = 'audit_log';
+DROP TABLE audit_log;
+ALTER TABLE audit_log_v2 RENAME TO audit_log;
+CREATE INDEX audit_log_by_resource ON audit_log (kind, resource_id, revision);
+";
+
+/// `PRAGMA application_id` of a flux-inputs database: "FLXI".
+pub const APPLICATION_ID: i32 = 0x464C_5849;
+
+/// Refuses a file that is not a flux-inputs database before anything is written to it:
+/// another program's application id, or a non-empty file with neither our id nor our
+/// tables (databases of versions before the id was set are recognised by their tables).
+fn check_ownership(conn: &Connection) -> Result<()> {
+    let id: i32 = conn
+        .query_row("PRAGMA application_id", [], |row| row.get(0))
+        .db()?;
+    if id == APPLICATION_ID {
+        return Ok(());
+    }
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        .db()?
+        .query_map([], |row| row.get(0))
+        .db()?
+        .collect::<rusqlite::Result<_>>()
+        .db()?;
+    let ours = tables.iter().any(|t| t == "inventory_revision") && schema_version(conn)? >= 1;
+    if id == 0 && (tables.is_empty() || ours) {
+        return Ok(());
+    }
+    Err(AppError::Internal(format!(
+        "this file is not a flux-inputs database (application_id {id:#x}, tables: {}); \
+         refusing to add the inventory to it: point DATABASE_PATH at a new or flux-inputs file",
+        if tables.is_empty() {
+            "none".to_owned()
+        } else {
+            tables.join(", ")
+        }
+    )))
+}
 
 /// The schema version this binary serves.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -35,6 +93,7 @@ pub fn migrate(
     conn: &mut Connection,
     on_create: impl FnOnce(&rusqlite::Transaction) -> Result<()>,
 ) -> Result<Migration> {
+    check_ownership(conn)?;
     write_transaction(conn, |tx| {
         let from = schema_version(tx)?;
         if from > SCHEMA_VERSION {
@@ -52,6 +111,8 @@ pub fn migrate(
             })?;
         }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .db()?;
+        tx.pragma_update(None, "application_id", APPLICATION_ID)
             .db()?;
         Ok(match from {
             0 => {
@@ -85,6 +146,52 @@ mod tests {
         let result = migrate(&mut conn, |_| Err(AppError::Validation("bad seed".into())));
         assert!(result.is_err());
         assert_eq!(schema_version(&conn).unwrap(), 0);
+    }
+
+    #[test]
+    fn refuses_another_programs_database_and_adopts_an_older_one_of_ours() {
+        let mut foreign = Connection::open_in_memory().unwrap();
+        foreign
+            .execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+            .unwrap();
+        let err = migrate(&mut foreign, |_| Ok(())).unwrap_err().to_string();
+        assert!(
+            err.contains("not a flux-inputs database") && err.contains("invoices"),
+            "{err}"
+        );
+        assert_eq!(schema_version(&foreign).unwrap(), 0, "nothing was added");
+
+        let mut other_app = Connection::open_in_memory().unwrap();
+        other_app.pragma_update(None, "application_id", 7).unwrap();
+        assert!(migrate(&mut other_app, |_| Ok(())).is_err());
+
+        // A version-1 database from before the application id: upgraded, kept, marked.
+        let mut old = Connection::open_in_memory().unwrap();
+        old.execute_batch(MIGRATIONS[0]).unwrap();
+        old.pragma_update(None, "user_version", 1).unwrap();
+        old.execute_batch(
+            "INSERT INTO audit_log (at, actor, method, kind, resource_id) VALUES (1, 'a', 'POST', 'clusters', 'c1');
+             INSERT INTO audit_log (at, actor, method, kind, resource_id) VALUES (1, 'a', 'POST', 'clusters', 'c2');
+             DELETE FROM audit_log WHERE revision = 2;",
+        )
+        .unwrap();
+        assert_eq!(
+            migrate(&mut old, |_| Ok(())).unwrap(),
+            Migration::Upgraded { from: 1 }
+        );
+        let id: i32 = old
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(id, APPLICATION_ID);
+        old.execute(
+            "INSERT INTO audit_log (at, actor, method, kind, resource_id) VALUES (2, 'a', 'POST', 'tokens', 't')",
+            [],
+        )
+        .unwrap();
+        let last: i64 = old
+            .query_row("SELECT max(revision) FROM audit_log", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(last, 3, "a pruned revision is never handed out again");
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod resource;
 pub mod rolebindings;
 pub mod seed;
 pub mod tokens;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -64,6 +65,34 @@ pub struct Store {
     polls: polls::PollTracker,
     /// Named read tokens.
     tokens: tokens::TokenRegistry,
+    /// This process's commits, so the outside-commit watcher can tell them apart.
+    own_commits: watch::OwnCommits,
+    /// The opened file's device and inode: a path that now names another file (or none)
+    /// means writes would land in a file nobody will ever open again.
+    identity: Option<(u64, u64)>,
+    file_gone: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The device and inode of `path`, if it exists.
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Creates `path` empty and readable by its owner only, unless it exists. SQLite gives the
+/// `-wal` and `-shm` files the database file's permissions, so they are private too.
+pub fn create_private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(err),
+    }
 }
 
 /// What a write did, or would do (dry run).
@@ -103,6 +132,9 @@ impl Store {
     /// Opens (creating if needed) the database file and switches it to WAL.
     /// Does not migrate: see [`migrate::migrate`].
     pub fn open(path: &Path) -> Result<Store> {
+        create_private_file(path).map_err(|err| {
+            AppError::Internal(format!("cannot create database {}: {err}", path.display()))
+        })?;
         let manager = SqliteConnectionManager::file(path).with_init(init_connection);
         let pool = Pool::builder()
             .max_size(POOL_SIZE)
@@ -121,6 +153,9 @@ impl Store {
             last_write: Arc::default(),
             polls: polls::PollTracker::default(),
             tokens: tokens::TokenRegistry::default(),
+            own_commits: watch::OwnCommits::default(),
+            identity: file_identity(path),
+            file_gone: Arc::default(),
         };
         let conn = store.connection()?;
         // WAL persists in the file; readers never block the writer and vice versa.
@@ -152,6 +187,64 @@ impl Store {
 
     pub fn polls(&self) -> &polls::PollTracker {
         &self.polls
+    }
+
+    /// Whether the path still names the file that was opened; remembers a loss for good
+    /// (a file restored at the same path is a different file: restart to use it).
+    pub fn check_file_identity(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.file_gone.load(Ordering::Relaxed) {
+            return false;
+        }
+        let same = file_identity(&self.path) == self.identity;
+        if !same {
+            self.file_gone.store(true, Ordering::Relaxed);
+            tracing::error!(
+                path = %self.path.display(),
+                "the database file was deleted or replaced; refusing writes until restart"
+            );
+        }
+        same
+    }
+
+    /// `503` when the database file is no longer the one opened.
+    pub fn ensure_file(&self) -> Result<()> {
+        if self.check_file_identity() {
+            return Ok(());
+        }
+        Err(AppError::Unavailable(format!(
+            "the database file {} was deleted or replaced while serving; restart flux-inputs \
+             (restore a backup first if the file is gone)",
+            self.path.display()
+        )))
+    }
+
+    /// A watcher for commits made by other processes, on a connection of its own.
+    pub fn change_watcher(&self) -> Result<watch::ChangeWatcher> {
+        watch::ChangeWatcher::open(&self.path, self.own_commits.clone())
+    }
+
+    /// Another process changed the database: drop everything read from it.
+    pub fn forget_cached(&self) {
+        self.cache.invalidate();
+        self.tokens.invalidate();
+    }
+
+    /// Writes the poll and token last-used times noted since the last flush, in one
+    /// transaction.
+    pub async fn flush_usage(&self) -> Result<usize> {
+        let polls = self.polls.clone();
+        let tokens = self.tokens.clone();
+        let own = self.own_commits.clone();
+        self.blocking_with_connection(move |conn| {
+            write_transaction(conn, |tx| {
+                let flushed = polls.flush(tx)?;
+                tokens.flush_last_used(tx)?;
+                own.note();
+                Ok(flushed)
+            })
+        })
+        .await
     }
 
     pub fn with_stale_after(mut self, seconds: u64) -> Self {
@@ -230,8 +323,13 @@ impl Store {
     {
         let store = self.clone();
         self.blocking(move || {
+            store.ensure_file()?;
             let mut conn = store.connection()?;
-            write_transaction(&mut conn, f)
+            write_transaction(&mut conn, |tx| {
+                let value = f(tx)?;
+                store.own_commits.note();
+                Ok(value)
+            })
         })
         .await
     }
@@ -311,6 +409,10 @@ impl Store {
             "platform_components" => self.revert_to::<PlatformComponent>(entry, request).await,
             "namespaces" => self.revert_to::<Namespace>(entry, request).await,
             "rolebindings" => self.revert_to::<Rolebinding>(entry, request).await,
+            tokens::TOKENS => Err(AppError::Validation(format!(
+                "audit entry {revision} is a token operation; token values are never stored, so \
+                 it cannot be undone: create or revoke the token instead"
+            ))),
             other => Err(AppError::Internal(format!(
                 "audit entry {revision} has unknown kind '{other}'"
             ))),
@@ -376,6 +478,7 @@ impl Store {
         let strict = self.strict_dependencies;
         let store = self.clone();
         self.blocking(move || {
+            store.ensure_file()?;
             let mut conn = store.connection()?;
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage_error)?;
             if let Some(expected) = request.if_match {
@@ -401,6 +504,7 @@ impl Store {
                 tx.rollback().map_err(storage_error)?;
                 Some(checks::diff(&before, &after))
             } else {
+                store.own_commits.note_revision(feed_cache::revision(&tx)?);
                 tx.commit().map_err(storage_error)?;
                 // Before the answer goes out, so the client's next read sees its write.
                 store.cache.invalidate();
@@ -455,6 +559,10 @@ pub fn storage_error(err: rusqlite::Error) -> AppError {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
             AppError::Unavailable("the database is busy; retry the request".into())
         }
+        Some(ErrorCode::DiskFull) => AppError::Unavailable(
+            "the disk holding the database is full; nothing was written: free space and retry"
+                .into(),
+        ),
         Some(ErrorCode::ConstraintViolation) => AppError::Conflict(format!(
             "the write violates an inventory constraint ({err})"
         )),
@@ -533,4 +641,44 @@ fn referrers_conflict(kind: &str, id: &str, clusters: &[String]) -> Result<()> {
 
 fn stored<R: Resource>(conn: &Connection, id: &str) -> Result<R> {
     R::get(conn, id)?.ok_or_else(|| AppError::NotFound(format!("{} '{id}' not found", R::KIND)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_a_503_not_a_500() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (x BLOB); PRAGMA max_page_count = 8;")
+            .unwrap();
+        let err = (0..64)
+            .map(|_| conn.execute("INSERT INTO t VALUES (zeroblob(4096))", []))
+            .find_map(|r| r.err())
+            .expect("the database fills up");
+        assert!(
+            matches!(storage_error(err), AppError::Unavailable(m) if m.contains("full")),
+            "SQLITE_FULL maps to 503"
+        );
+    }
+
+    #[test]
+    fn a_new_database_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        let store = Store::open(&path).unwrap();
+        store
+            .connection()
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        for file in ["x.db", "x.db-wal", "x.db-shm"] {
+            let mode = std::fs::metadata(dir.path().join(file))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}");
+        }
+    }
 }

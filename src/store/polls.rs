@@ -120,8 +120,8 @@ impl PollTracker {
         Ok(())
     }
 
-    /// Writes the polls recorded since the last flush, in one transaction.
-    pub fn flush(&self, conn: &mut Connection) -> Result<usize> {
+    /// Writes the polls recorded since the last flush, inside the caller's transaction.
+    pub fn flush(&self, tx: &Connection) -> Result<usize> {
         let pending: Vec<(Box<str>, Feed, Poll)> = {
             let mut map = self.polls.lock().unwrap_or_else(|e| e.into_inner());
             let mut pending = Vec::new();
@@ -140,7 +140,6 @@ impl PollTracker {
         if pending.is_empty() {
             return Ok(0);
         }
-        let tx = conn.transaction().db()?;
         {
             let mut upsert = tx
                 .prepare_cached(
@@ -160,7 +159,6 @@ impl PollTracker {
                     .db()?;
             }
         }
-        tx.commit().db()?;
         Ok(pending.len())
     }
 }
@@ -193,12 +191,8 @@ mod tests {
             "flux-operator/v0.33.0",
             160,
         );
-        assert_eq!(
-            tracker.flush(&mut conn).unwrap(),
-            1,
-            "one row, the latest poll"
-        );
-        assert_eq!(tracker.flush(&mut conn).unwrap(), 0, "nothing new");
+        assert_eq!(tracker.flush(&conn).unwrap(), 1, "one row, the latest poll");
+        assert_eq!(tracker.flush(&conn).unwrap(), 0, "nothing new");
         let reloaded = PollTracker::default();
         reloaded.load(&conn).unwrap();
         let polls = reloaded.get("a.example.com");

@@ -40,8 +40,19 @@ fn now() -> i64 {
         .unwrap_or_default()
 }
 
+/// How a token appears in the audit trail: never its value nor its digest.
+fn audit_state(name: &str, cluster: Option<&str>, created_at: i64) -> serde_json::Value {
+    serde_json::json!({"name": name, "cluster": cluster, "created_at": created_at})
+}
+
 /// Creates a token and returns its value (shown once; only the digest is stored).
-pub fn create(conn: &Connection, name: &str, cluster: Option<&str>) -> Result<String> {
+/// The creation is audited, without the value.
+pub fn create(
+    conn: &Connection,
+    change: &super::audit::Change,
+    name: &str,
+    cluster: Option<&str>,
+) -> Result<String> {
     if let Some(cluster) = cluster
         && !super::exists(conn, "clusters", cluster)?
     {
@@ -69,19 +80,25 @@ pub fn create(conn: &Connection, name: &str, cluster: Option<&str>) -> Result<St
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
     );
+    let created_at = now();
     conn.prepare_cached(
         "INSERT INTO api_tokens (name, token_sha256, scope_cluster_id, created_at) VALUES (?1, ?2, ?3, ?4)",
     )
     .db()?
-    .execute(params![name, digest(&token), cluster, now()])
+    .execute(params![name, digest(&token), cluster, created_at])
     .map_err(|err| match err.sqlite_error_code() {
         Some(rusqlite::ErrorCode::ConstraintViolation) => {
             AppError::Validation(format!("token name '{name}': use 1-63 of a-z, 0-9, '.', '_', '-'"))
         }
         _ => super::storage_error(err),
     })?;
+    let after = audit_state(name, cluster, created_at);
+    super::audit::append(conn, change, TOKENS, name, None, Some(&after))?;
     Ok(token)
 }
+
+/// The audit trail's kind for token operations.
+pub const TOKENS: &str = "tokens";
 
 pub fn list(conn: &Connection) -> Result<Vec<TokenInfo>> {
     let mut stmt = conn
@@ -102,13 +119,16 @@ pub fn list(conn: &Connection) -> Result<Vec<TokenInfo>> {
     rows.collect::<rusqlite::Result<Vec<_>>>().db()
 }
 
-pub fn revoke(conn: &Connection, name: &str) -> Result<TokenInfo> {
+/// Revokes a token; audited.
+pub fn revoke(conn: &Connection, change: &super::audit::Change, name: &str) -> Result<TokenInfo> {
     let found = list(conn)?.into_iter().find(|t| t.name == name);
     let info = found.ok_or_else(|| AppError::NotFound(format!("no token named '{name}'")))?;
     conn.prepare_cached("DELETE FROM api_tokens WHERE name = ?1")
         .db()?
         .execute([name])
         .db()?;
+    let before = audit_state(name, info.cluster.as_deref(), info.created_at);
+    super::audit::append(conn, change, TOKENS, name, Some(&before), None)?;
     Ok(info)
 }
 
@@ -176,7 +196,8 @@ impl TokenRegistry {
         Ok(grant)
     }
 
-    /// Writes last-used times noted since the last flush (with the poll times).
+    /// Writes last-used times noted since the last flush, inside the caller's transaction
+    /// (the poll times' flush): one commit for all of them.
     pub fn flush_last_used(&self, conn: &Connection) -> Result<()> {
         let used = std::mem::take(&mut *self.used.lock().unwrap_or_else(|e| e.into_inner()));
         let mut update = conn

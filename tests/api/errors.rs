@@ -100,7 +100,7 @@ async fn unknown_route_and_wrong_method_answer_json() {
             Some(&json!({})),
         )
         .await;
-    answer.expect_error(StatusCode::METHOD_NOT_ALLOWED, "bad_request");
+    answer.expect_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
 }
 
 #[tokio::test]

@@ -67,6 +67,7 @@ pub fn test_config(dir: &TempDir, mode: ApiMode, seed: SeedSource) -> Config {
         tls: None,
         audit_keep_entries: None,
         audit_keep_days: None,
+        limits: Default::default(),
         read_token: Secret::new(READ),
         write_token: Secret::new(WRITE),
     }

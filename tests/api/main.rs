@@ -11,6 +11,7 @@ mod crud;
 mod errors;
 mod examples;
 mod flux;
+mod hardening;
 mod helpers;
 mod history;
 mod integrity;

@@ -78,6 +78,7 @@ fn the_unit_file_verifies_and_is_hardened() {
         unit.contains("Type=notify")
             && unit.contains("WatchdogSec=")
             && unit.contains("LoadCredential=auth_token:")
+            && unit.contains("LimitNOFILE=")
     );
     assert!(
         !unit

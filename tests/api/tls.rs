@@ -179,15 +179,70 @@ fn https_with_and_without_client_certificates_and_reload_on_sighup() {
         "the old certificate is gone"
     );
 
-    // A broken file on reload keeps the current certificates.
-    std::fs::write(&key_file, "not a key").unwrap();
-    server.signal("-HUP");
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        curl(server.port, &renewed_file, client),
-        (0, 200),
-        "still serving"
-    );
+    // A broken pair on reload keeps the current certificates: a garbage key, an empty
+    // certificate, and a valid certificate with the key of another one.
+    let (good_cert, _) = leaf(&renewed, "localhost", false);
+    let (_, stranger_key) = leaf(&renewed, "localhost", false);
+    for (cert, key) in [
+        (good_cert.as_str(), "not a key"),
+        ("", stranger_key.as_str()),
+        (good_cert.as_str(), stranger_key.as_str()),
+    ] {
+        std::fs::write(&cert_file, cert).unwrap();
+        std::fs::write(&key_file, key).unwrap();
+        server.signal("-HUP");
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            curl(server.port, &renewed_file, client),
+            (0, 200),
+            "still serving the last good certificate"
+        );
+    }
+}
+
+#[test]
+fn empty_garbage_or_mismatched_files_stop_start_up_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let authority = ca("start-up CA");
+    let (cert, key) = leaf(&authority, "localhost", false);
+    let (_, other_key) = leaf(&authority, "localhost", false);
+    for (name, cert, key, expected) in [
+        ("empty", "", key.as_str(), "no certificate"),
+        (
+            "garbage",
+            "not a certificate",
+            key.as_str(),
+            "no certificate",
+        ),
+        (
+            "mismatched",
+            cert.as_str(),
+            other_key.as_str(),
+            "does not belong",
+        ),
+    ] {
+        let cert = write(dir.path(), &format!("{name}.pem"), cert);
+        let key = write(dir.path(), &format!("{name}.key"), key);
+        let stderr = start_failure(dir.path(), &cert, &key);
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+    }
+}
+
+fn start_failure(dir: &Path, cert: &Path, key: &Path) -> String {
+    let output = Command::new(crate::process::BINARY)
+        .env_clear()
+        .env("AUTH_TOKEN", "t")
+        .env("DATABASE_PATH", dir.join("x.db"))
+        .env(
+            "LISTEN_ADDR",
+            format!("127.0.0.1:{}", crate::process::free_port()),
+        )
+        .env("TLS_CERT", cert)
+        .env("TLS_KEY", key)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 #[test]
