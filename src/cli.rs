@@ -13,11 +13,10 @@ use rusqlite::Connection;
 use crate::config::{Config, SeedSource};
 use crate::error::AppError;
 use crate::server;
-use crate::store::checks::{self, ClusterFeeds};
-use crate::store::feeds::{FLUX_DEFAULT_INPUT_LIMIT, FLUX_MAX_BODY_BYTES};
+use crate::store::WriteRequest;
 use crate::store::migrate::{SCHEMA_VERSION, schema_version};
-use crate::store::seed::Seed;
-use crate::store::{SqlResultExt, Store, clusters, storage_error};
+use crate::store::seed::{self, Mode, SeedInput};
+use crate::store::{SqlResultExt, Store, storage_error};
 
 /// A command's failure, with the exit code it means.
 pub struct Failure {
@@ -68,49 +67,65 @@ fn open(config: &Config, must_exist: bool) -> Result<Store, Failure> {
     Ok(server::open_store(&config)?)
 }
 
-/// `import FILE [--dry-run]`: create or replace every record of a seed file, all or nothing.
-pub fn import(config: &Config, file: &Path, dry_run: bool) -> Result<(), Failure> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|err| Failure::io(format!("cannot read {}: {err}", file.display())))?;
-    let seed = Seed::parse(&text).map_err(|err| Failure::from(with_file(file, err)))?;
+/// `import FILE [--dry-run] [--changes-offset N]`: create or replace every record of a seed
+/// file, all or nothing, streamed through the same write pipeline as the API (actor
+/// `import`). A dry run prints the bounded preview and stores nothing.
+pub fn import(
+    config: &Config,
+    file: &Path,
+    dry_run: bool,
+    changes_offset: usize,
+) -> Result<(), Failure> {
+    if !file.is_file() {
+        return Err(Failure::io(format!(
+            "cannot read {}: no such file",
+            file.display()
+        )));
+    }
     let store = open(config, false)?;
-    let mut conn = store.connection()?;
-    let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(storage_error)?;
-    let before = checks::snapshot(&tx, &seed.affected_clusters(&tx)?)?;
-    let (affected, warnings) = seed
-        .upsert(&tx, config.strict_dependencies)
+    let request = WriteRequest {
+        dry_run,
+        changes_offset,
+        ..WriteRequest::new(crate::store::audit::Change {
+            actor: "import".into(),
+            method: "IMPORT",
+        })
+    };
+    let path = file.to_owned();
+    let written = runtime()?
+        .block_on(store.inventory_write(request, move |pipeline| {
+            seed::apply(SeedInput::File(&path), pipeline, Mode::Upsert)
+        }))
         .map_err(|err| with_file(file, err))?;
-    for warning in &warnings {
+    for warning in &written.warnings {
         eprintln!("warning: {warning}");
     }
-    if dry_run {
-        let after = checks::snapshot(&tx, &affected)?;
-        tx.rollback().map_err(storage_error)?;
-        let preview = serde_json::json!({"dry_run": true, "warnings": warnings, "changes": feed_changes(&before, &after)});
+    if let Some(preview) = written.preview {
+        use poem_openapi::types::ToJSON;
+        let mut document = preview.to_json().unwrap_or_default();
+        document["dry_run"] = true.into();
+        document["warnings"] = written.warnings.to_json().unwrap_or_default();
         println!(
             "{}",
-            serde_json::to_string_pretty(&preview).unwrap_or_default()
+            serde_json::to_string_pretty(&document).unwrap_or_default()
         );
         return Ok(());
     }
-    tx.commit().map_err(storage_error)?;
-    let counts = crate::store::seed::summary(&seed);
     eprintln!(
-        "imported {} ({counts:?}) into {}",
+        "imported {} ({:?}) into {}",
         file.display(),
+        written.value,
         config.database_path.display()
     );
     Ok(())
 }
 
-fn feed_changes(
-    before: &std::collections::BTreeMap<String, ClusterFeeds>,
-    after: &std::collections::BTreeMap<String, ClusterFeeds>,
-) -> serde_json::Value {
-    use poem_openapi::types::ToJSON;
-    checks::diff(before, after).to_json().unwrap_or_default()
+/// A runtime for the offline commands that share the server's async store API.
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| Failure::io(format!("cannot start a runtime: {err}")))
 }
 
 fn with_file(file: &Path, err: AppError) -> AppError {
@@ -139,11 +154,7 @@ pub fn audit(config: &Config, filter: crate::store::audit::Filter) -> Result<(),
 /// `revert REVISION`: put the resource back to its state before that revision (audited).
 pub fn revert(config: &Config, revision: i64) -> Result<(), Failure> {
     let store = open(config, true)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|err| Failure::io(format!("cannot start a runtime: {err}")))?;
-    let reverted = runtime.block_on(store.revert(revision, "cli".into()))?;
+    let reverted = runtime()?.block_on(store.revert(revision, "cli".into()))?;
     for warning in &reverted.warnings {
         eprintln!("warning: {warning}");
     }
@@ -212,7 +223,7 @@ pub fn export(config: &Config) -> Result<(), Failure> {
     let store = open(config, true)?;
     let conn = store.connection()?;
     let tx = conn.unchecked_transaction().map_err(storage_error)?;
-    let document = Seed::export(&tx)?;
+    let document = seed::export(&tx)?;
     let mut stdout = std::io::stdout().lock();
     let failed =
         |err: &dyn std::fmt::Display| Failure::io(format!("cannot write the export: {err}"));
@@ -277,33 +288,10 @@ pub fn check(config: &Config) -> Result<(), Failure> {
         problems.push(format!("{fk_violations} foreign key violation(s)"));
     }
     // A read transaction: one consistent view of every cluster.
-    let clusters_checked = read_transaction(&mut conn, |tx| {
-        let ids: Vec<String> = clusters::list_headers(tx, &Default::default())?
-            .into_iter()
-            .map(|c| c.id)
-            .collect();
-        let snapshot = checks::snapshot(tx, &ids)?;
-        for (id, cluster) in &snapshot {
-            for (feed, encoded) in &cluster.feeds {
-                let path = feed.path(&cluster.cluster_dns);
-                if encoded.body.len() > FLUX_MAX_BODY_BYTES {
-                    problems.push(format!(
-                        "cluster '{id}': {path} is {} bytes, over Flux's {FLUX_MAX_BODY_BYTES}",
-                        encoded.body.len()
-                    ));
-                }
-                if encoded.inputs > FLUX_DEFAULT_INPUT_LIMIT {
-                    warnings.push(format!("cluster '{id}': {path} has {} inputs (Flux keeps {FLUX_DEFAULT_INPUT_LIMIT} by default)", encoded.inputs));
-                }
-            }
-            if let Some(cluster) = clusters::get(tx, id)?
-                && let Some(missing) = checks::missing_dependencies(tx, &cluster)?
-            {
-                warnings.push(missing);
-            }
-        }
-        Ok(snapshot.len())
-    })?;
+    let fleet = read_transaction(&mut conn, |tx| crate::store::write::check_fleet(tx))?;
+    problems.extend(fleet.problems);
+    warnings.extend(fleet.warnings);
+    let clusters_checked = fleet.clusters;
     for warning in &warnings {
         println!("warning: {warning}");
     }

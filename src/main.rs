@@ -34,6 +34,9 @@ enum Command {
         /// Print what would change and store nothing.
         #[arg(long)]
         dry_run: bool,
+        /// With --dry-run: list changed clusters from this offset on (100 per run).
+        #[arg(long, default_value_t = 0)]
+        changes_offset: usize,
     },
     /// Print the inventory in seed format.
     Export,
@@ -110,9 +113,13 @@ fn main() -> ExitCode {
             print!("{}", api::spec_yaml(mode));
             ExitCode::SUCCESS
         }
-        Command::Import { file, dry_run } => {
-            offline(cli.config, |c| cli::import(c, &file, dry_run))
-        }
+        Command::Import {
+            file,
+            dry_run,
+            changes_offset,
+        } => offline(cli.config, |c| {
+            cli::import(c, &file, dry_run, changes_offset)
+        }),
         Command::Export => offline(cli.config, cli::export),
         Command::Backup { path } => offline(cli.config, |c| cli::backup(c, &path)),
         Command::Check => offline(cli.config, cli::check),

@@ -13,7 +13,8 @@ use crate::config::{Config, SeedSource};
 use crate::error::AppError;
 use crate::net::limits::LimitedAcceptor;
 use crate::store::migrate::{self, Migration};
-use crate::store::seed::{self, Seed};
+use crate::store::seed::{self, Mode, SeedInput};
+use crate::store::write::{Finish, Pipeline};
 use crate::store::{Store, clusters};
 use crate::systemd;
 
@@ -23,15 +24,13 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Opens the database, brings its schema up to date and, if it was new, loads the seed,
 /// all in one transaction: a bad seed leaves no half-initialised file behind.
 pub fn open_store(config: &Config) -> Result<Store, AppError> {
-    let seed = match &config.seed {
-        SeedSource::Demo => Some(("built-in demo seed".to_owned(), seed::DEMO.to_owned())),
-        SeedSource::File(path) => {
-            let text = std::fs::read_to_string(path).map_err(|err| {
-                AppError::BadRequest(format!("cannot read seed file {}: {err}", path.display()))
-            })?;
-            Some((path.display().to_string(), text))
-        }
-        SeedSource::None => None,
+    let (origin, input) = match &config.seed {
+        SeedSource::Demo => (
+            "built-in demo seed".to_owned(),
+            Some(SeedInput::Text(seed::DEMO)),
+        ),
+        SeedSource::File(path) => (path.display().to_string(), Some(SeedInput::File(path))),
+        SeedSource::None => (String::new(), None),
     };
     integrity_check(&config.database_path)?;
     let store = Store::open(&config.database_path)?
@@ -39,23 +38,24 @@ pub fn open_store(config: &Config) -> Result<Store, AppError> {
         .with_stale_after(config.poll_stale_after);
     let mut conn = store.connection()?;
     // A large seed is one transaction; a bigger page cache keeps its index pages in memory.
-    conn.pragma_update(None, "cache_size", -131_072)
+    conn.pragma_update(None, "cache_size", -8192)
         .map_err(crate::store::storage_error)?;
     let outcome = migrate::migrate(&mut conn, |tx| {
-        let Some((origin, text)) = &seed else {
+        let Some(input) = input else {
             return Ok(());
         };
         let started = std::time::Instant::now();
-        let parsed = Seed::parse(text).map_err(|err| with_origin(origin, err))?;
-        let parse_time = started.elapsed();
-        parsed.load(tx).map_err(|err| with_origin(origin, err))?;
-        tracing::info!(
-            source = %origin,
-            counts = ?seed::summary(&parsed),
-            ?parse_time,
-            load_time = ?started.elapsed() - parse_time,
-            "seeded the new database"
-        );
+        // The seed is the record of where a new inventory came from: not audited.
+        let mut pipeline = Pipeline::new(tx, None);
+        let counts = seed::apply(input, &mut pipeline, Mode::Create)
+            .map_err(|err| with_origin(&origin, err))?;
+        pipeline
+            .finish(Finish {
+                strict_dependencies: config.strict_dependencies,
+                preview: None,
+            })
+            .map_err(|err| with_origin(&origin, err))?;
+        tracing::info!(source = %origin, ?counts, took = ?started.elapsed(), "seeded the new database");
         Ok(())
     })?;
     conn.pragma_update(None, "cache_size", -crate::store::PAGE_CACHE_KIB)

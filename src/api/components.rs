@@ -55,9 +55,11 @@ impl PlatformComponentsApi {
         /// Check and preview the write without storing anything.
         #[oai(default)]
         dry_run: Query<bool>,
+        /// Dry run: list the changed clusters from this offset on (100 per answer).
+        changes_offset: Query<Option<u32>>,
         body: JsonBody<PlatformComponent>,
     ) -> Result<Created<PlatformComponent>, WriteError> {
-        let request = write_request(auth, "POST", dry_run.0, None)?;
+        let request = write_request(auth, "POST", (dry_run.0, changes_offset.0), None)?;
         let written = store.create(body.0, request).await?;
         Ok(Created::new(
             written,
@@ -91,12 +93,19 @@ impl PlatformComponentsApi {
         /// Check and preview the write without storing anything.
         #[oai(default)]
         dry_run: Query<bool>,
+        /// Dry run: list the changed clusters from this offset on (100 per answer).
+        changes_offset: Query<Option<u32>>,
         /// The ETag last read; a stale one is refused with 412.
         #[oai(name = "If-Match")]
         if_match_header: Header<Option<String>>,
         body: JsonBody<PlatformComponentUpdate>,
     ) -> Result<Updated<PlatformComponent>, WriteError> {
-        let request = write_request(auth, "PUT", dry_run.0, if_match_header.0.as_deref())?;
+        let request = write_request(
+            auth,
+            "PUT",
+            (dry_run.0, changes_offset.0),
+            if_match_header.0.as_deref(),
+        )?;
         let written = store
             .update::<PlatformComponent>(id.0, body.0, request)
             .await?;
@@ -113,11 +122,18 @@ impl PlatformComponentsApi {
         /// Check and preview the delete without deleting anything.
         #[oai(default)]
         dry_run: Query<bool>,
+        /// Dry run: list the changed clusters from this offset on (100 per answer).
+        changes_offset: Query<Option<u32>>,
         /// The ETag last read; a stale one is refused with 412.
         #[oai(name = "If-Match")]
         if_match_header: Header<Option<String>>,
     ) -> Result<Deleted<PlatformComponent>, WriteError> {
-        let request = write_request(auth, "DELETE", dry_run.0, if_match_header.0.as_deref())?;
+        let request = write_request(
+            auth,
+            "DELETE",
+            (dry_run.0, changes_offset.0),
+            if_match_header.0.as_deref(),
+        )?;
         let written = store.delete::<PlatformComponent>(id.0, request).await?;
         Ok(Deleted::new(written, dry_run.0))
     }

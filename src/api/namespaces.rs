@@ -48,9 +48,11 @@ impl NamespacesApi {
         /// Check and preview the write without storing anything.
         #[oai(default)]
         dry_run: Query<bool>,
+        /// Dry run: list the changed clusters from this offset on (100 per answer).
+        changes_offset: Query<Option<u32>>,
         body: JsonBody<Namespace>,
     ) -> Result<Created<Namespace>, WriteError> {
-        let request = write_request(auth, "POST", dry_run.0, None)?;
+        let request = write_request(auth, "POST", (dry_run.0, changes_offset.0), None)?;
         let written = store.create(body.0, request).await?;
         Ok(Created::new(written, dry_run.0, "/namespaces", |c| &c.id))
     }
@@ -79,12 +81,19 @@ impl NamespacesApi {
         /// Check and preview the write without storing anything.
         #[oai(default)]
         dry_run: Query<bool>,
+        /// Dry run: list the changed clusters from this offset on (100 per answer).
+        changes_offset: Query<Option<u32>>,
         /// The ETag last read; a stale one is refused with 412.
         #[oai(name = "If-Match")]
         if_match_header: Header<Option<String>>,
         body: JsonBody<NamespaceUpdate>,
     ) -> Result<Updated<Namespace>, WriteError> {
-        let request = write_request(auth, "PUT", dry_run.0, if_match_header.0.as_deref())?;
+        let request = write_request(
+            auth,
+            "PUT",
+            (dry_run.0, changes_offset.0),
+            if_match_header.0.as_deref(),
+        )?;
         let written = store.update::<Namespace>(id.0, body.0, request).await?;
         Ok(Updated::new(written, dry_run.0))
     }
@@ -99,11 +108,18 @@ impl NamespacesApi {
         /// Check and preview the delete without deleting anything.
         #[oai(default)]
         dry_run: Query<bool>,
+        /// Dry run: list the changed clusters from this offset on (100 per answer).
+        changes_offset: Query<Option<u32>>,
         /// The ETag last read; a stale one is refused with 412.
         #[oai(name = "If-Match")]
         if_match_header: Header<Option<String>>,
     ) -> Result<Deleted<Namespace>, WriteError> {
-        let request = write_request(auth, "DELETE", dry_run.0, if_match_header.0.as_deref())?;
+        let request = write_request(
+            auth,
+            "DELETE",
+            (dry_run.0, changes_offset.0),
+            if_match_header.0.as_deref(),
+        )?;
         let written = store.delete::<Namespace>(id.0, request).await?;
         Ok(Deleted::new(written, dry_run.0))
     }

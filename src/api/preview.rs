@@ -3,7 +3,7 @@
 use poem_openapi::Object;
 use poem_openapi::types::{ParseFromJSON, ToJSON};
 
-use crate::domain::feed::FeedChange;
+use crate::domain::feed::{FeedChange, FeedCount};
 use crate::store::Written;
 
 /// The answer to a write sent with `?dry_run=true`: nothing was stored.
@@ -17,18 +17,33 @@ pub struct WritePreview<T: ParseFromJSON + ToJSON> {
     pub result: T,
     /// Warnings the real write would carry.
     pub warnings: Vec<String>,
-    /// Per affected cluster and feed: input ids added, removed and changed.
+    /// Clusters with at least one changed feed (all of them, however many are listed).
+    pub clusters_changed: u64,
+    /// Per feed: clusters changed, and inputs added, removed, changed, disabled; feeds that
+    /// would become empty.
+    pub summary: Vec<FeedCount>,
+    /// Per listed cluster and feed: input ids added, removed, changed and disabled; at most
+    /// 100 clusters per answer, in id order.
     pub changes: Vec<FeedChange>,
+    /// More changed clusters than listed: ask again with `changes_offset`.
+    pub truncated: bool,
+    /// The `changes_offset` of the next page.
+    pub next_changes_offset: Option<u64>,
 }
 
 impl<T: ParseFromJSON + ToJSON> WritePreview<T> {
     pub fn new(status: u16, written: Written<T>) -> Self {
+        let preview = written.preview.unwrap_or_default();
         WritePreview {
             dry_run: true,
             status,
             result: written.value,
             warnings: written.warnings,
-            changes: written.changes.unwrap_or_default(),
+            clusters_changed: preview.clusters_changed,
+            summary: preview.feeds,
+            changes: preview.changes,
+            truncated: preview.truncated,
+            next_changes_offset: preview.next_changes_offset,
         }
     }
 }

@@ -27,15 +27,17 @@ pub enum Fetched<T: ParseFromJSON + ToJSON + Send + Sync> {
     ),
 }
 
-/// How a CRUD write was asked for: the caller, the method, `?dry_run` and `If-Match`.
+/// How a CRUD write was asked for: the caller, the method, `?dry_run` with its
+/// `changes_offset`, and `If-Match`.
 pub fn write_request(
     auth: super::auth::WriteAccess,
     method: &'static str,
-    dry_run: bool,
+    (dry_run, changes_offset): (bool, Option<u32>),
     if_match_header: Option<&str>,
 ) -> crate::error::Result<crate::store::WriteRequest> {
     Ok(crate::store::WriteRequest {
         dry_run,
+        changes_offset: changes_offset.unwrap_or(0) as usize,
         change: crate::store::audit::Change {
             actor: auth.0.0,
             method,

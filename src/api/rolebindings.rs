@@ -50,9 +50,11 @@ impl RolebindingsApi {
         /// Check and preview the write without storing anything.
         #[oai(default)]
         dry_run: Query<bool>,
+        /// Dry run: list the changed clusters from this offset on (100 per answer).
+        changes_offset: Query<Option<u32>>,
         body: JsonBody<Rolebinding>,
     ) -> Result<Created<Rolebinding>, WriteError> {
-        let request = write_request(auth, "POST", dry_run.0, None)?;
+        let request = write_request(auth, "POST", (dry_run.0, changes_offset.0), None)?;
         let written = store.create(body.0, request).await?;
         Ok(Created::new(written, dry_run.0, "/rolebindings", |c| &c.id))
     }
@@ -81,12 +83,19 @@ impl RolebindingsApi {
         /// Check and preview the write without storing anything.
         #[oai(default)]
         dry_run: Query<bool>,
+        /// Dry run: list the changed clusters from this offset on (100 per answer).
+        changes_offset: Query<Option<u32>>,
         /// The ETag last read; a stale one is refused with 412.
         #[oai(name = "If-Match")]
         if_match_header: Header<Option<String>>,
         body: JsonBody<RolebindingUpdate>,
     ) -> Result<Updated<Rolebinding>, WriteError> {
-        let request = write_request(auth, "PUT", dry_run.0, if_match_header.0.as_deref())?;
+        let request = write_request(
+            auth,
+            "PUT",
+            (dry_run.0, changes_offset.0),
+            if_match_header.0.as_deref(),
+        )?;
         let written = store.update::<Rolebinding>(id.0, body.0, request).await?;
         Ok(Updated::new(written, dry_run.0))
     }
@@ -101,11 +110,18 @@ impl RolebindingsApi {
         /// Check and preview the delete without deleting anything.
         #[oai(default)]
         dry_run: Query<bool>,
+        /// Dry run: list the changed clusters from this offset on (100 per answer).
+        changes_offset: Query<Option<u32>>,
         /// The ETag last read; a stale one is refused with 412.
         #[oai(name = "If-Match")]
         if_match_header: Header<Option<String>>,
     ) -> Result<Deleted<Rolebinding>, WriteError> {
-        let request = write_request(auth, "DELETE", dry_run.0, if_match_header.0.as_deref())?;
+        let request = write_request(
+            auth,
+            "DELETE",
+            (dry_run.0, changes_offset.0),
+            if_match_header.0.as_deref(),
+        )?;
         let written = store.delete::<Rolebinding>(id.0, request).await?;
         Ok(Deleted::new(written, dry_run.0))
     }

@@ -90,4 +90,41 @@ pub struct FeedChange {
     pub removed: Vec<String>,
     /// Input ids whose content or position would change.
     pub changed: Vec<String>,
+    /// Platform components that would go from enabled to disabled (Flux deletes what they
+    /// rendered).
+    pub disabled: Vec<String>,
 }
+
+/// Per feed, how many clusters and inputs a write changes.
+#[derive(Object, Clone, Debug, Default, PartialEq)]
+pub struct FeedCount {
+    /// `platform-components`, `namespaces` or `rolebindings`.
+    pub feed: String,
+    /// Clusters whose feed changes.
+    pub clusters: u64,
+    pub added: u64,
+    pub removed: u64,
+    pub changed: u64,
+    pub disabled: u64,
+    /// Clusters whose non-empty feed would become empty.
+    pub emptied: u64,
+}
+
+/// The bounded account of a dry run: counts over every cluster, the changes of at most
+/// `PREVIEW_PAGE` clusters.
+#[derive(Object, Clone, Debug, Default, PartialEq)]
+pub struct Preview {
+    /// Clusters with at least one changed feed.
+    pub clusters_changed: u64,
+    /// Counts per feed.
+    pub feeds: Vec<FeedCount>,
+    /// Per listed cluster and feed: input ids added, removed, changed and disabled.
+    pub changes: Vec<FeedChange>,
+    /// More changed clusters than listed: ask again with `changes_offset`.
+    pub truncated: bool,
+    /// The `changes_offset` of the next page, when `truncated`.
+    pub next_changes_offset: Option<u64>,
+}
+
+/// Clusters listed per dry-run answer.
+pub const PREVIEW_PAGE: usize = 100;

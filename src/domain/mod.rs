@@ -1,5 +1,7 @@
 //! The inventory model and the rules that turn it into Flux inputs. No I/O here.
 
+pub mod diff;
+pub mod encode;
 pub mod feed;
 pub mod merge;
 pub mod model;

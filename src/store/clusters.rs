@@ -5,6 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{Page, SqlResultExt, missing_ids};
+use crate::domain::encode::{self, Catalog, LoadedCluster, LoadedRef};
 use crate::domain::model::{Cluster, ComponentRef, Environment, IdRef, Patch};
 use crate::domain::validate::quoted_list;
 use crate::error::{AppError, Result};
@@ -104,6 +105,10 @@ fn get_where(conn: &Connection, column: &str, value: &str) -> Result<Option<Clus
     header
         .map(|cluster| with_assignments(conn, cluster))
         .transpose()
+}
+
+pub fn exists(conn: &Connection, id: &str) -> Result<bool> {
+    super::exists(conn, "clusters", id)
 }
 
 pub fn get(conn: &Connection, id: &str) -> Result<Option<Cluster>> {
@@ -330,4 +335,237 @@ fn write_assignments(conn: &Connection, cluster: &Cluster) -> Result<()> {
 pub fn count(conn: &Connection) -> Result<i64> {
     conn.query_row("SELECT count(*) FROM clusters", [], |row| row.get(0))
         .db()
+}
+
+/// The cluster with this DNS name read straight into catalog indices and JSON texts, for the
+/// encoder. `None` if it does not exist; an error if it names something `catalog` lacks.
+pub fn load_encodable(
+    conn: &Connection,
+    catalog: &Catalog,
+    cluster_dns: &str,
+) -> Result<Option<LoadedCluster>> {
+    let header = conn
+        .prepare_cached("SELECT id, cluster_name, environment FROM clusters WHERE cluster_dns = ?1")
+        .db()?
+        .query_row([cluster_dns], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+            ))
+        })
+        .optional()
+        .db()?;
+    let Some((id, name, environment)) = header else {
+        return Ok(None);
+    };
+    let mut cluster = LoadedCluster {
+        info: encode::cluster_info(&name, cluster_dns, &environment),
+        id,
+        cluster_dns: cluster_dns.to_owned(),
+        components: Vec::new(),
+        namespaces: Box::default(),
+        rolebindings: Box::default(),
+    };
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "{ENCODABLE_COMPONENTS} WHERE cc.cluster_id = ?1 ORDER BY cc.position"
+        ))
+        .db()?;
+    let mut rows = stmt.query([&cluster.id]).db()?;
+    while let Some(row) = rows.next().db()? {
+        cluster
+            .components
+            .push(loaded_ref(row, catalog, &cluster.id)?);
+    }
+    let indices = |sql: &str, index: &std::collections::HashMap<String, u32>, kind: &str| {
+        super::query_ids(conn, sql, &cluster.id)?
+            .iter()
+            .map(|name| {
+                index
+                    .get(name)
+                    .copied()
+                    .ok_or_else(|| dangling(&cluster.id, kind, name))
+            })
+            .collect::<Result<Box<[u32]>>>()
+    };
+    let namespaces = indices(
+        "SELECT namespace_id FROM cluster_namespaces WHERE cluster_id = ?1 ORDER BY position",
+        &catalog.namespace_index,
+        "namespace",
+    )?;
+    let rolebindings = indices(
+        "SELECT rolebinding_id FROM cluster_rolebindings WHERE cluster_id = ?1 ORDER BY position",
+        &catalog.rolebinding_index,
+        "rolebinding",
+    )?;
+    cluster.namespaces = namespaces;
+    cluster.rolebindings = rolebindings;
+    Ok(Some(cluster))
+}
+
+/// Columns 1.. of a component reference as the encoder needs them (column 0: the cluster).
+const ENCODABLE_COMPONENTS: &str = "SELECT cc.cluster_id, cc.component_id, cc.enabled, \
+     cc.component_path, cc.oci_tag, cp.patch FROM cluster_components cc \
+     LEFT JOIN cluster_patches cp ON cp.cluster_id = cc.cluster_id AND cp.component_id = cc.component_id";
+
+fn dangling(cluster: &str, kind: &str, id: &str) -> AppError {
+    AppError::Internal(format!(
+        "cluster '{cluster}' references unknown {kind} '{id}'"
+    ))
+}
+
+fn loaded_ref(row: &Row, catalog: &Catalog, cluster: &str) -> Result<LoadedRef> {
+    let component: String = row.get(1).db()?;
+    let index = *catalog
+        .component_index
+        .get(&component)
+        .ok_or_else(|| dangling(cluster, "component", &component))?;
+    let path: Option<String> = row.get(3).db()?;
+    let tag: Option<String> = row.get(4).db()?;
+    // Patches are stored as the compact JSON the API encodes; served as stored.
+    let patch: Option<String> = row.get(5).db()?;
+    Ok(LoadedRef {
+        component: index,
+        enabled: row.get(2).db()?,
+        path: path.as_deref().map(encode::json_text),
+        tag: tag.as_deref().map(encode::json_text),
+        patch: patch.map(|p| p.into_bytes().into_boxed_slice()),
+    })
+}
+
+/// Replaces the connection's scope (a TEMP table) with these cluster ids.
+pub fn set_scope<'a>(conn: &Connection, ids: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS write_scope (id TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID; \
+         DELETE FROM temp.write_scope;",
+    )
+    .db()?;
+    let mut insert = conn
+        .prepare_cached("INSERT OR IGNORE INTO temp.write_scope (id) VALUES (?1)")
+        .db()?;
+    for id in ids {
+        insert.execute([id]).db()?;
+    }
+    Ok(())
+}
+
+/// Streams every existing cluster of the scope (`set_scope`), in id order, read for the
+/// encoder: four ordered queries merged by cluster id, one cluster in memory at a time.
+pub fn for_each_in_scope(
+    conn: &Connection,
+    catalog: &Catalog,
+    mut visit: impl FnMut(LoadedCluster) -> Result<()>,
+) -> Result<()> {
+    let mut headers = conn
+        .prepare_cached(
+            "SELECT c.id, c.cluster_name, c.cluster_dns, c.environment FROM temp.write_scope s \
+             JOIN clusters c ON c.id = s.id ORDER BY s.id",
+        )
+        .db()?;
+    let mut components = conn
+        .prepare_cached(&format!(
+            "{ENCODABLE_COMPONENTS} JOIN temp.write_scope s ON s.id = cc.cluster_id \
+             ORDER BY cc.cluster_id, cc.position"
+        ))
+        .db()?;
+    let mut namespaces = conn
+        .prepare_cached(
+            "SELECT n.cluster_id, n.namespace_id FROM temp.write_scope s \
+             JOIN cluster_namespaces n ON n.cluster_id = s.id ORDER BY n.cluster_id, n.position",
+        )
+        .db()?;
+    let mut rolebindings = conn
+        .prepare_cached(
+            "SELECT r.cluster_id, r.rolebinding_id FROM temp.write_scope s \
+             JOIN cluster_rolebindings r ON r.cluster_id = s.id ORDER BY r.cluster_id, r.position",
+        )
+        .db()?;
+    let mut headers = headers.query([]).db()?;
+    let mut components = Cursor::new(components.query([]).db()?, |row: &Row| {
+        let cluster: String = row.get(0).db()?;
+        let reference = loaded_ref(row, catalog, &cluster)?;
+        Ok((cluster, reference))
+    });
+    let pair = |row: &Row| -> Result<(String, String)> { Ok((row.get(0).db()?, row.get(1).db()?)) };
+    let mut namespaces = Cursor::new(namespaces.query([]).db()?, pair);
+    let mut rolebindings = Cursor::new(rolebindings.query([]).db()?, pair);
+    while let Some(row) = headers.next().db()? {
+        let id: String = row.get(0).db()?;
+        let name: String = row.get(1).db()?;
+        let dns: String = row.get(2).db()?;
+        let environment: String = row.get(3).db()?;
+        let refs = components.take_for(&id)?;
+        let indices = |names: Vec<String>, index: &std::collections::HashMap<String, u32>, kind| {
+            names
+                .iter()
+                .map(|name| {
+                    index
+                        .get(name)
+                        .copied()
+                        .ok_or_else(|| dangling(&id, kind, name))
+                })
+                .collect::<Result<Box<[u32]>>>()
+        };
+        let namespaces = indices(
+            namespaces.take_for(&id)?,
+            &catalog.namespace_index,
+            "namespace",
+        )?;
+        let rolebindings = indices(
+            rolebindings.take_for(&id)?,
+            &catalog.rolebinding_index,
+            "rolebinding",
+        )?;
+        visit(LoadedCluster {
+            info: encode::cluster_info(&name, &dns, &environment),
+            id,
+            cluster_dns: dns,
+            components: refs,
+            namespaces,
+            rolebindings,
+        })?;
+    }
+    Ok(())
+}
+
+/// Rows ordered by cluster id, taken one cluster at a time; the first row of the next
+/// cluster waits, parsed, until that cluster is asked for.
+struct Cursor<'s, T, F> {
+    rows: rusqlite::Rows<'s>,
+    parse: F,
+    pending: Option<(String, T)>,
+    done: bool,
+}
+
+impl<'s, T, F: FnMut(&Row) -> Result<(String, T)>> Cursor<'s, T, F> {
+    fn new(rows: rusqlite::Rows<'s>, parse: F) -> Self {
+        Cursor {
+            rows,
+            parse,
+            pending: None,
+            done: false,
+        }
+    }
+
+    /// Every row of `cluster`, in query order.
+    fn take_for(&mut self, cluster: &str) -> Result<Vec<T>> {
+        let mut found = Vec::new();
+        loop {
+            if self.pending.is_none() && !self.done {
+                match self.rows.next().db()? {
+                    Some(row) => self.pending = Some((self.parse)(row)?),
+                    None => self.done = true,
+                }
+            }
+            match &self.pending {
+                Some((owner, _)) if owner.as_str() == cluster => {
+                    found.extend(self.pending.take().map(|(_, item)| item));
+                }
+                // Both sides are in id order: a smaller id has no header in scope.
+                Some((owner, _)) if owner.as_str() < cluster => self.pending = None,
+                _ => return Ok(found),
+            }
+        }
+    }
 }

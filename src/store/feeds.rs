@@ -1,12 +1,14 @@
 //! A cluster's three Flux feeds, built from the store and encoded exactly as served.
 //!
-//! The read path serves these bytes; the write path builds them inside its transaction to
-//! check Flux's limits before commit and to preview a dry run.
+//! `build` is the reference encoding through the typed merge (`domain::merge`); the feed
+//! cache and the write path use the byte encoder (`domain::encode`), which tests hold to the
+//! same bytes.
 
 use poem_openapi::types::ToJSON;
 use rusqlite::Connection;
 
 use super::{components, namespaces, rolebindings};
+use crate::domain::encode::Catalog;
 use crate::domain::feed::FluxInputs;
 use crate::domain::merge::{self, DanglingReference};
 use crate::domain::model::Cluster;
@@ -17,33 +19,15 @@ pub const FLUX_MAX_BODY_BYTES: usize = 921_600;
 /// Flux keeps only the first `spec.filter.limit` inputs, 100 unless set.
 pub const FLUX_DEFAULT_INPUT_LIMIT: usize = 100;
 
-/// The per-cluster feeds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Feed {
-    PlatformComponents,
-    Namespaces,
-    Rolebindings,
-}
+pub use crate::domain::encode::Feed;
 
-impl Feed {
-    pub const ALL: [Feed; 3] = [
-        Feed::PlatformComponents,
-        Feed::Namespaces,
-        Feed::Rolebindings,
-    ];
-
-    /// The last path segment of the feed's URL.
-    pub fn segment(self) -> &'static str {
-        match self {
-            Feed::PlatformComponents => "platform-components",
-            Feed::Namespaces => "namespaces",
-            Feed::Rolebindings => "rolebindings",
-        }
-    }
-
-    pub fn path(self, cluster_dns: &str) -> String {
-        format!("/api/v2/flux/clusters/{cluster_dns}/{}", self.segment())
-    }
+/// The catalog as the encoder needs it, read in the caller's transaction.
+pub fn load_catalog(conn: &Connection) -> Result<Catalog> {
+    Ok(Catalog::new(
+        &components::list(conn, None, Default::default())?,
+        &namespaces::list(conn, Default::default())?,
+        &rolebindings::list(conn, Default::default())?,
+    ))
 }
 
 /// One feed, encoded: the exact response body and the number of inputs in it.

@@ -1,17 +1,28 @@
-//! Seed files: `{"clusters", "platform_components", "namespaces", "rolebindings"}`.
+//! Seed files: `{"clusters", "platform_components", "namespaces", "rolebindings"}`, loaded
+//! as a stream through the write pipeline.
 //!
 //! The format is flux-resourceset's `data/seed.json`: records may carry their id as `_id`,
 //! and a cluster's `namespaces`/`rolebindings` entries may hold the whole definition inline
 //! (labels, role, subjects). Inline definitions become catalog entries; two different
-//! definitions of one id are an error. Loading runs every check the API runs, and an error
-//! names the record at fault.
+//! definitions of one id are an error. Every record runs the API's checks, and an error names
+//! the record at fault.
+//!
+//! The file is read twice, one record in memory at a time: first the catalog (components,
+//! definitions, inline definitions found in clusters), then the clusters, which may come
+//! before the catalog in the file but reference it. So a 100,000-cluster file loads in the
+//! memory of one cluster plus the catalog.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::io::Read;
+use std::path::Path;
 
 use poem_openapi::types::ParseFromJSON;
 use rusqlite::Connection;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+use super::write::Pipeline;
 use super::{clusters, components, namespaces, rolebindings};
 use crate::domain::model::{Cluster, Namespace, PlatformComponent, Rolebinding};
 use crate::domain::validate;
@@ -20,212 +31,372 @@ use crate::error::{AppError, Result};
 /// The demo inventory compiled into the binary (`seed/demo.json`).
 pub const DEMO: &str = include_str!("../../seed/demo.json");
 
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Seed {
-    pub platform_components: Vec<PlatformComponent>,
-    pub namespaces: Vec<Namespace>,
-    pub rolebindings: Vec<Rolebinding>,
-    pub clusters: Vec<Cluster>,
+/// Where a seed is read from; read twice.
+#[derive(Clone, Copy, Debug)]
+pub enum SeedInput<'a> {
+    Text(&'a str),
+    File(&'a Path),
 }
 
-impl Seed {
-    pub fn parse(text: &str) -> Result<Seed> {
-        let root: Value = serde_json::from_str(text)
-            .map_err(|err| AppError::BadRequest(format!("seed is not valid JSON: {err}")))?;
-        let Value::Object(mut root) = root else {
-            return Err(AppError::BadRequest("seed must be a JSON object".into()));
+impl SeedInput<'_> {
+    fn reader(&self) -> Result<Box<dyn Read + '_>> {
+        match self {
+            SeedInput::Text(text) => Ok(Box::new(text.as_bytes())),
+            SeedInput::File(path) => {
+                let file = std::fs::File::open(path).map_err(|err| {
+                    AppError::BadRequest(format!("cannot read seed file {}: {err}", path.display()))
+                })?;
+                Ok(Box::new(std::io::BufReader::with_capacity(
+                    256 * 1024,
+                    file,
+                )))
+            }
+        }
+    }
+}
+
+/// Records per kind, for the log line and the import summary.
+pub type Counts = BTreeMap<&'static str, usize>;
+
+/// How records meet existing ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// A new database: every id must be new.
+    Create,
+    /// Import: create, or replace the record with the same id; others are kept.
+    Upsert,
+}
+
+const KEYS: [&str; 4] = [
+    "clusters",
+    "platform_components",
+    "namespaces",
+    "rolebindings",
+];
+
+/// Streams `input` into the pipeline's transaction; see the module documentation.
+pub fn apply(input: SeedInput<'_>, pipeline: &mut Pipeline<'_>, mode: Mode) -> Result<Counts> {
+    let mut loader = Loader {
+        pipeline,
+        mode,
+        pass: Pass::Catalog,
+        counts: Counts::new(),
+        definitions: Definitions::default(),
+        dependencies: Vec::new(),
+        failure: None,
+    };
+    loader.run(input)?;
+    // Rows first, edges second: `depends_on` may name a component listed later.
+    for (id, depends_on, before) in std::mem::take(&mut loader.dependencies) {
+        let at = record("platform_components", &id);
+        components::set_dependencies(loader.pipeline.conn(), &id, &depends_on)
+            .map_err(|e| at.wrap(e))?;
+        loader.pipeline.recorded::<PlatformComponent>(&id, before)?;
+    }
+    loader.pass = Pass::Clusters;
+    loader.run(input)?;
+    Ok(loader.counts)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Catalog,
+    Clusters,
+}
+
+/// Namespace and rolebinding definitions seen in this file, to refuse two different ones.
+#[derive(Default)]
+struct Definitions {
+    namespaces: HashMap<String, Namespace>,
+    rolebindings: HashMap<String, Rolebinding>,
+}
+
+struct Loader<'p, 'c> {
+    pipeline: &'p mut Pipeline<'c>,
+    mode: Mode,
+    pass: Pass,
+    counts: Counts,
+    definitions: Definitions,
+    /// Components whose edges are set after every row exists: (id, depends_on, state before).
+    dependencies: Vec<(String, Vec<String>, Option<Value>)>,
+    /// The error that stopped the stream (serde carries only text).
+    failure: Option<AppError>,
+}
+
+impl Loader<'_, '_> {
+    fn run(&mut self, input: SeedInput<'_>) -> Result<()> {
+        let reader = input.reader()?;
+        let mut deserializer = serde_json::Deserializer::from_reader(reader);
+        let outcome = de::Deserializer::deserialize_map(&mut deserializer, Root(self))
+            .and_then(|()| deserializer.end());
+        match (self.failure.take(), outcome) {
+            (Some(failure), _) => Err(failure),
+            (None, Ok(())) => Ok(()),
+            (None, Err(err)) => Err(AppError::BadRequest(format!(
+                "seed is not valid JSON: {err}"
+            ))),
+        }
+    }
+
+    /// One record of `kind`; errors are kept for `run` to return.
+    fn record(&mut self, kind: &str, index: usize, value: Value) -> Result<()> {
+        let at = format!("{kind}[{index}]");
+        let mut value = value;
+        normalise_id(&mut value, &at)?;
+        match (self.pass, kind) {
+            (Pass::Catalog, "platform_components") => {
+                let component: PlatformComponent = parse_one(value, &at)?;
+                self.component(component)
+            }
+            (Pass::Catalog, "namespaces") => {
+                let namespace: Namespace = parse_one(value, &at)?;
+                self.namespace(namespace, &at)
+            }
+            (Pass::Catalog, "rolebindings") => {
+                let rolebinding: Rolebinding = parse_one(value, &at)?;
+                self.rolebinding(rolebinding, &at)
+            }
+            (Pass::Catalog, "clusters") => {
+                for (field, index) in [("namespaces", 0), ("rolebindings", 1)] {
+                    for (position, inline) in inline_definitions(&mut value, field) {
+                        let at = format!("{at}.{field}[{position}]");
+                        if index == 0 {
+                            self.namespace(parse_one(inline, &at)?, &at)?;
+                        } else {
+                            self.rolebinding(parse_one(inline, &at)?, &at)?;
+                        }
+                    }
+                }
+                Ok(())
+            }
+            (Pass::Clusters, "clusters") => {
+                for field in ["namespaces", "rolebindings"] {
+                    inline_definitions(&mut value, field);
+                }
+                let cluster: Cluster = parse_one(value, &at)?;
+                self.cluster(cluster)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn component(&mut self, component: PlatformComponent) -> Result<()> {
+        let at = record("platform_components", &component.id);
+        validate::component(&component).map_err(|e| at.wrap(e))?;
+        let conn = self.pipeline.conn();
+        let before = state::<PlatformComponent>(conn, &component.id)?;
+        let written = match (self.mode, before.is_some()) {
+            (Mode::Upsert, true) => components::update_row(conn, &component),
+            _ => components::insert_row(conn, &component),
         };
-        if let Some(key) = root.keys().find(|k| {
-            ![
-                "clusters",
-                "platform_components",
-                "namespaces",
-                "rolebindings",
-            ]
-            .contains(&k.as_str())
-        }) {
-            return Err(AppError::BadRequest(format!(
-                "seed: unknown top-level key '{key}'"
-            )));
-        }
-        let mut seed = Seed {
-            platform_components: parse_records(&mut root, "platform_components")?,
-            namespaces: parse_records(&mut root, "namespaces")?,
-            rolebindings: parse_records(&mut root, "rolebindings")?,
-            clusters: Vec::new(),
-        };
-        let mut clusters = take_array(&mut root, "clusters")?;
-        for (index, cluster) in clusters.iter_mut().enumerate() {
-            let at = format!("clusters[{index}]");
-            normalise_id(cluster, &at)?;
-            hoist_inline(cluster, "namespaces", &at, &mut seed.namespaces)?;
-            hoist_inline(cluster, "rolebindings", &at, &mut seed.rolebindings)?;
-        }
-        seed.clusters = clusters
-            .into_iter()
-            .enumerate()
-            .map(|(index, value)| parse_one(value, &format!("clusters[{index}]")))
-            .collect::<Result<_>>()?;
-        Ok(seed)
+        written.map_err(|e| at.wrap(e))?;
+        self.dependencies
+            .push((component.id, component.depends_on, before));
+        *self.counts.entry("platform_components").or_default() += 1;
+        Ok(())
     }
 
-    /// Inserts the whole seed through the same checks as the API. The caller owns the
-    /// transaction, so a failure leaves nothing behind.
-    pub fn load(&self, conn: &Connection) -> Result<()> {
-        // Rows first, edges second: `depends_on` may name a component listed later.
-        for component in &self.platform_components {
-            let at = record("platform_components", &component.id);
-            validate::component(component).map_err(|e| at.wrap(e))?;
-            components::insert_row(conn, component).map_err(|e| at.wrap(e))?;
+    fn namespace(&mut self, namespace: Namespace, at: &str) -> Result<()> {
+        if let Some(seen) = self.definitions.namespaces.get(&namespace.id) {
+            return same_definition(seen == &namespace, at, &namespace.id);
         }
-        for component in &self.platform_components {
-            components::set_dependencies(conn, &component.id, &component.depends_on)
-                .map_err(|e| record("platform_components", &component.id).wrap(e))?;
-        }
-        for namespace in &self.namespaces {
-            let at = record("namespaces", &namespace.id);
-            validate::namespace(namespace).map_err(|e| at.wrap(e))?;
-            namespaces::insert(conn, namespace).map_err(|e| at.wrap(e))?;
-        }
-        for rolebinding in &self.rolebindings {
-            let at = record("rolebindings", &rolebinding.id);
-            validate::rolebinding(rolebinding).map_err(|e| at.wrap(e))?;
-            rolebindings::insert(conn, rolebinding).map_err(|e| at.wrap(e))?;
-        }
-        for cluster in &self.clusters {
-            let at = record("clusters", &cluster.id);
-            validate::cluster(cluster).map_err(|e| at.wrap(e))?;
-            clusters::insert(conn, cluster).map_err(|e| at.wrap(e))?;
-        }
-        super::feed_cache::bump_revision(conn)
+        let record_at = record("namespaces", &namespace.id);
+        validate::namespace(&namespace).map_err(|e| record_at.wrap(e))?;
+        let mode = self.mode;
+        self.pipeline
+            .record::<Namespace, _>(&namespace.id, |conn| {
+                match (mode, namespaces::get(conn, &namespace.id)?.is_some()) {
+                    (Mode::Upsert, true) => namespaces::update(conn, &namespace),
+                    _ => namespaces::insert(conn, &namespace),
+                }
+            })
+            .map_err(|e| record_at.wrap(e))?;
+        *self.counts.entry("namespaces").or_default() += 1;
+        self.definitions
+            .namespaces
+            .insert(namespace.id.clone(), namespace);
+        Ok(())
     }
 
-    /// The whole inventory in seed format (ids as `id`), every list ordered by id. Importing
-    /// it into an empty database reproduces the same feeds byte for byte.
-    pub fn export(conn: &Connection) -> Result<Value> {
-        use poem_openapi::types::ToJSON;
-        let all = Default::default();
-        Ok(serde_json::json!({
-            "platform_components": components::list(conn, None, all)?.to_json(),
-            "namespaces": namespaces::list(conn, all)?.to_json(),
-            "rolebindings": rolebindings::list(conn, all)?.to_json(),
-            "clusters": clusters::list(conn, &Default::default())?.to_json(),
-        }))
+    fn rolebinding(&mut self, rolebinding: Rolebinding, at: &str) -> Result<()> {
+        if let Some(seen) = self.definitions.rolebindings.get(&rolebinding.id) {
+            return same_definition(seen == &rolebinding, at, &rolebinding.id);
+        }
+        let record_at = record("rolebindings", &rolebinding.id);
+        validate::rolebinding(&rolebinding).map_err(|e| record_at.wrap(e))?;
+        let mode = self.mode;
+        self.pipeline
+            .record::<Rolebinding, _>(&rolebinding.id, |conn| {
+                match (mode, rolebindings::get(conn, &rolebinding.id)?.is_some()) {
+                    (Mode::Upsert, true) => rolebindings::update(conn, &rolebinding),
+                    _ => rolebindings::insert(conn, &rolebinding),
+                }
+            })
+            .map_err(|e| record_at.wrap(e))?;
+        *self.counts.entry("rolebindings").or_default() += 1;
+        self.definitions
+            .rolebindings
+            .insert(rolebinding.id.clone(), rolebinding);
+        Ok(())
     }
 
-    /// Imports into a database that may hold data: every record of the file is created or,
-    /// when its id exists, replaced; records not in the file are kept. Runs the API's checks,
-    /// including Flux's limits on every affected cluster. Returns the affected cluster ids
-    /// (for a preview) and the warnings. The caller owns the transaction.
-    pub fn upsert(
-        &self,
-        conn: &Connection,
-        strict_dependencies: bool,
-    ) -> Result<(Vec<String>, Vec<String>)> {
-        let affected = self.affected_clusters(conn)?;
-        let mut component_befores = Vec::new();
-        for component in &self.platform_components {
-            component_befores.push(state::<PlatformComponent>(conn, &component.id)?);
-            let at = record("platform_components", &component.id);
-            validate::component(component).map_err(|e| at.wrap(e))?;
-            let result = if components::get(conn, &component.id)?.is_some() {
-                components::update_row(conn, component)
-            } else {
-                components::insert_row(conn, component)
-            };
-            result.map_err(|e| at.wrap(e))?;
+    fn cluster(&mut self, cluster: Cluster) -> Result<()> {
+        let at = record("clusters", &cluster.id);
+        validate::cluster(&cluster).map_err(|e| at.wrap(e))?;
+        let mode = self.mode;
+        self.pipeline
+            .record::<Cluster, _>(&cluster.id, |conn| {
+                match (mode, clusters::exists(conn, &cluster.id)?) {
+                    (Mode::Upsert, true) => clusters::replace(conn, &cluster),
+                    _ => clusters::insert(conn, &cluster),
+                }
+            })
+            .map_err(|e| at.wrap(e))?;
+        *self.counts.entry("clusters").or_default() += 1;
+        Ok(())
+    }
+}
+
+fn same_definition(same: bool, at: &str, id: &str) -> Result<()> {
+    if same {
+        Ok(())
+    } else {
+        Err(AppError::Validation(format!(
+            "seed {at}: conflicting definitions of '{id}'"
+        )))
+    }
+}
+
+/// Takes the inline definitions out of a cluster's `field` list, leaving `{id}` entries;
+/// returns them with their positions.
+fn inline_definitions(cluster: &mut Value, field: &str) -> Vec<(usize, Value)> {
+    let Some(Value::Array(entries)) = cluster.get_mut(field) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for (index, entry) in entries.iter_mut().enumerate() {
+        let Value::Object(map) = entry else { continue };
+        if map.len() <= 1 {
+            continue;
         }
-        for (component, before) in self.platform_components.iter().zip(component_befores) {
-            components::set_dependencies(conn, &component.id, &component.depends_on)
-                .map_err(|e| record("platform_components", &component.id).wrap(e))?;
-            audit_import::<PlatformComponent>(conn, &component.id, before)?;
-        }
-        for namespace in &self.namespaces {
-            let at = record("namespaces", &namespace.id);
-            validate::namespace(namespace).map_err(|e| at.wrap(e))?;
-            let before = state::<Namespace>(conn, &namespace.id)?;
-            let result = if namespaces::get(conn, &namespace.id)?.is_some() {
-                namespaces::update(conn, namespace)
-            } else {
-                namespaces::insert(conn, namespace)
-            };
-            result.map_err(|e| at.wrap(e))?;
-            audit_import::<Namespace>(conn, &namespace.id, before)?;
-        }
-        for rolebinding in &self.rolebindings {
-            let at = record("rolebindings", &rolebinding.id);
-            validate::rolebinding(rolebinding).map_err(|e| at.wrap(e))?;
-            let before = state::<Rolebinding>(conn, &rolebinding.id)?;
-            let result = if rolebindings::get(conn, &rolebinding.id)?.is_some() {
-                rolebindings::update(conn, rolebinding)
-            } else {
-                rolebindings::insert(conn, rolebinding)
-            };
-            result.map_err(|e| at.wrap(e))?;
-            audit_import::<Rolebinding>(conn, &rolebinding.id, before)?;
-        }
-        for cluster in &self.clusters {
-            let at = record("clusters", &cluster.id);
-            validate::cluster(cluster).map_err(|e| at.wrap(e))?;
-            let before = state::<Cluster>(conn, &cluster.id)?;
-            let result = if before.is_some() {
-                clusters::replace(conn, cluster)
-            } else {
-                clusters::insert(conn, cluster)
-            };
-            result.map_err(|e| at.wrap(e))?;
-            audit_import::<Cluster>(conn, &cluster.id, before)?;
-        }
-        super::feed_cache::bump_revision(conn)?;
-        let after = super::checks::snapshot(conn, &affected)?;
-        let warnings = super::checks::check(conn, &after, strict_dependencies)?;
-        Ok((affected, warnings))
+        let id = map.get("id").cloned().unwrap_or(Value::Null);
+        let definition = std::mem::replace(
+            entry,
+            Value::Object(Map::from_iter([("id".to_string(), id)])),
+        );
+        found.push((index, definition));
+    }
+    found
+}
+
+/// The top-level object: each known key's array is streamed, the rest refused.
+struct Root<'l, 'p, 'c>(&'l mut Loader<'p, 'c>);
+
+impl<'de> Visitor<'de> for Root<'_, '_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object with clusters, platform_components, namespaces, rolebindings")
     }
 
-    /// Clusters in the file, and clusters using a definition the file replaces.
-    pub fn affected_clusters(&self, conn: &Connection) -> Result<Vec<String>> {
-        use super::resource::Resource;
-        let mut ids: Vec<String> = self.clusters.iter().map(|c| c.id.clone()).collect();
-        for c in &self.platform_components {
-            ids.extend(PlatformComponent::affected_clusters(conn, &c.id)?);
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            let Some(kind) = KEYS.iter().find(|k| **k == key) else {
+                self.0.failure = Some(AppError::BadRequest(format!(
+                    "seed: unknown top-level key '{key}'"
+                )));
+                return Err(de::Error::custom("unknown key"));
+            };
+            let wanted = match self.0.pass {
+                Pass::Catalog => true,
+                Pass::Clusters => *kind == "clusters",
+            };
+            if wanted {
+                map.next_value_seed(Records {
+                    loader: self.0,
+                    kind,
+                })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
         }
-        for n in &self.namespaces {
-            ids.extend(Namespace::affected_clusters(conn, &n.id)?);
-        }
-        for r in &self.rolebindings {
-            ids.extend(Rolebinding::affected_clusters(conn, &r.id)?);
-        }
-        ids.sort();
-        ids.dedup();
-        Ok(ids)
+        Ok(())
     }
+}
+
+/// One top-level array, record by record (`null` is an empty list).
+struct Records<'l, 'p, 'c> {
+    loader: &'l mut Loader<'p, 'c>,
+    kind: &'static str,
+}
+
+impl<'de> DeserializeSeed<'de> for Records<'_, '_, '_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> std::result::Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Records<'_, '_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "an array of {}", self.kind)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> std::result::Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        let mut index = 0;
+        while let Some(value) = seq.next_element::<Value>()? {
+            if let Err(err) = self.loader.record(self.kind, index, value) {
+                self.loader.failure = Some(err);
+                return Err(de::Error::custom("record refused"));
+            }
+            index += 1;
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, _map: A) -> std::result::Result<(), A::Error> {
+        self.loader.failure = Some(AppError::BadRequest(format!(
+            "seed: '{}' must be an array",
+            self.kind
+        )));
+        Err(de::Error::custom("not an array"))
+    }
+
+    fn visit_str<E: de::Error>(self, _value: &str) -> std::result::Result<(), E> {
+        self.loader.failure = Some(AppError::BadRequest(format!(
+            "seed: '{}' must be an array",
+            self.kind
+        )));
+        Err(de::Error::custom("not an array"))
+    }
+}
+
+/// The whole inventory in seed format (ids as `id`), every list ordered by id. Importing
+/// it into an empty database reproduces the same feeds byte for byte.
+pub fn export(conn: &Connection) -> Result<Value> {
+    use poem_openapi::types::ToJSON;
+    let all = Default::default();
+    Ok(serde_json::json!({
+        "platform_components": components::list(conn, None, all)?.to_json(),
+        "namespaces": namespaces::list(conn, all)?.to_json(),
+        "rolebindings": rolebindings::list(conn, all)?.to_json(),
+        "clusters": clusters::list(conn, &Default::default())?.to_json(),
+    }))
 }
 
 /// A resource's current state as JSON, for the audit trail.
 fn state<R: super::Resource>(conn: &Connection, id: &str) -> Result<Option<Value>> {
     Ok(R::get(conn, id)?.and_then(|r| r.to_json()))
-}
-
-/// Records one imported record in the audit trail (actor `import`).
-fn audit_import<R: super::Resource>(
-    conn: &Connection,
-    id: &str,
-    before: Option<Value>,
-) -> Result<()> {
-    let change = super::audit::Change {
-        actor: "import".into(),
-        method: "IMPORT",
-    };
-    let after = state::<R>(conn, id)?;
-    super::audit::append(
-        conn,
-        &change,
-        R::COLLECTION,
-        id,
-        before.as_ref(),
-        after.as_ref(),
-    )?;
-    Ok(())
 }
 
 struct Record(String);
@@ -241,28 +412,6 @@ impl Record {
             other => AppError::Validation(format!("{}: {other}", self.0)),
         }
     }
-}
-
-fn take_array(root: &mut Map<String, Value>, key: &str) -> Result<Vec<Value>> {
-    match root.remove(key) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => Ok(items),
-        Some(_) => Err(AppError::BadRequest(format!(
-            "seed: '{key}' must be an array"
-        ))),
-    }
-}
-
-fn parse_records<T: ParseFromJSON>(root: &mut Map<String, Value>, key: &str) -> Result<Vec<T>> {
-    take_array(root, key)?
-        .into_iter()
-        .enumerate()
-        .map(|(index, mut value)| {
-            let at = format!("{key}[{index}]");
-            normalise_id(&mut value, &at)?;
-            parse_one(value, &at)
-        })
-        .collect()
 }
 
 fn parse_one<T: ParseFromJSON>(value: Value, at: &str) -> Result<T> {
@@ -298,68 +447,10 @@ fn normalise_id(value: &mut Value, at: &str) -> Result<()> {
     Ok(())
 }
 
-/// Moves inline definitions in a cluster's `field` list into `definitions`, leaving `{id}`.
-fn hoist_inline<T: ParseFromJSON + PartialEq + HasId>(
-    cluster: &mut Value,
-    field: &str,
-    at: &str,
-    definitions: &mut Vec<T>,
-) -> Result<()> {
-    let Some(Value::Array(entries)) = cluster.get_mut(field) else {
-        return Ok(());
-    };
-    for (index, entry) in entries.iter_mut().enumerate() {
-        let Value::Object(map) = entry else { continue };
-        if map.len() <= 1 {
-            continue;
-        }
-        let at = format!("{at}.{field}[{index}]");
-        let definition: T = parse_one(Value::Object(map.clone()), &at)?;
-        match definitions.iter().find(|d| d.id() == definition.id()) {
-            Some(existing) if existing != &definition => {
-                return Err(AppError::Validation(format!(
-                    "seed {at}: conflicting definitions of '{}'",
-                    definition.id()
-                )));
-            }
-            Some(_) => {}
-            None => definitions.push(definition),
-        }
-        let id = map.get("id").cloned().unwrap_or(Value::Null);
-        *entry = Value::Object(Map::from_iter([("id".to_string(), id)]));
-    }
-    Ok(())
-}
-
-trait HasId {
-    fn id(&self) -> &str;
-}
-
-impl HasId for Namespace {
-    fn id(&self) -> &str {
-        &self.id
-    }
-}
-
-impl HasId for Rolebinding {
-    fn id(&self) -> &str {
-        &self.id
-    }
-}
-
-/// Counts for the start-up log line.
-pub fn summary(seed: &Seed) -> BTreeMap<&'static str, usize> {
-    BTreeMap::from([
-        ("clusters", seed.clusters.len()),
-        ("platform_components", seed.platform_components.len()),
-        ("namespaces", seed.namespaces.len()),
-        ("rolebindings", seed.rolebindings.len()),
-    ])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::write::Finish;
 
     const PEER_STYLE: &str = r#"{
       "clusters": [{
@@ -376,21 +467,44 @@ mod tests {
         "oci_url": "https://charts.jetstack.io", "oci_tag": "latest", "depends_on": []}]
     }"#;
 
+    fn load(text: &str) -> Result<(Connection, Counts)> {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::migrate::migrate(&mut conn, |_| Ok(())).unwrap();
+        let tx = conn.transaction().unwrap();
+        let mut pipeline = Pipeline::new(&tx, None);
+        let counts = apply(SeedInput::Text(text), &mut pipeline, Mode::Create)?;
+        pipeline.finish(Finish::default())?;
+        tx.commit().unwrap();
+        Ok((conn, counts))
+    }
+
     #[test]
-    fn peer_seed_with_underscore_ids_and_inline_definitions_parses() {
-        let seed = Seed::parse(PEER_STYLE).unwrap();
-        assert_eq!(seed.clusters[0].id, "demo-cluster-01");
-        assert_eq!(seed.platform_components[0].id, "cert-manager");
-        assert_eq!(seed.namespaces[0].labels["app"], "cert-manager");
-        assert_eq!(seed.rolebindings[0].role, "cluster-admin");
-        assert_eq!(seed.clusters[0].namespaces[0].id, "cert-manager");
+    fn peer_seed_with_underscore_ids_and_inline_definitions_loads_clusters_first_or_not() {
+        let (conn, counts) = load(PEER_STYLE).unwrap();
+        assert_eq!(counts["clusters"], 1);
+        let cluster = clusters::get(&conn, "demo-cluster-01").unwrap().unwrap();
+        assert_eq!(cluster.namespaces[0].id, "cert-manager");
+        let namespace = namespaces::get(&conn, "cert-manager").unwrap().unwrap();
+        assert_eq!(namespace.labels["app"], "cert-manager");
+        let rolebinding = rolebindings::get(&conn, "platform-admins")
+            .unwrap()
+            .unwrap();
+        assert_eq!(rolebinding.role, "cluster-admin");
     }
 
     #[test]
     fn errors_name_the_record() {
         let text = r#"{"platform_components": [{"_id": "a", "component_path": "a"}]}"#;
-        let err = Seed::parse(text).unwrap_err().to_string();
+        let err = load(text).unwrap_err().to_string();
         assert!(err.contains("platform_components[0] 'a'"), "{err}");
+        let err = load(r#"{"clusters": [], "extra": 1}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown top-level key 'extra'"), "{err}");
+        let err = load(r#"{"clusters": {}}"#).unwrap_err().to_string();
+        assert!(err.contains("must be an array"), "{err}");
+        let err = load(r#"{"clusters": [}"#).unwrap_err().to_string();
+        assert!(err.contains("not valid JSON"), "{err}");
     }
 
     #[test]
@@ -400,14 +514,14 @@ mod tests {
            "namespaces": [{"id": "n", "labels": {"k": "1"}}]},
           {"_id": "b", "cluster_name": "b", "cluster_dns": "b.x", "environment": "dev", "platform_components": [],
            "namespaces": [{"id": "n", "labels": {"k": "2"}}]}]}"#;
-        let err = Seed::parse(text).unwrap_err().to_string();
+        let err = load(text).unwrap_err().to_string();
         assert!(err.contains("conflicting definitions of 'n'"), "{err}");
     }
 
     #[test]
-    fn demo_seed_parses() {
-        let seed = Seed::parse(DEMO).unwrap();
-        assert!(seed.clusters.len() >= 3);
-        assert!(seed.platform_components.len() >= 5);
+    fn demo_seed_loads() {
+        let (_, counts) = load(DEMO).unwrap();
+        assert!(counts["clusters"] >= 3);
+        assert!(counts["platform_components"] >= 5);
     }
 }

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use flux_inputs::store::checks;
+use flux_inputs::store::feeds::{self, Feed};
 use flux_inputs::store::{Store, clusters};
 
 use crate::process::{BINARY, Server, get};
@@ -30,14 +30,15 @@ async fn all_feeds(database: &Path) -> Vec<(String, Vec<u8>)> {
                 .into_iter()
                 .map(|c| c.id)
                 .collect();
-            Ok(checks::snapshot(conn, &ids)?
-                .into_values()
-                .flat_map(|c| {
-                    c.feeds
-                        .into_iter()
-                        .map(move |(feed, e)| (feed.path(&c.cluster_dns), e.body))
-                })
-                .collect())
+            let mut all = Vec::new();
+            for id in ids {
+                let cluster = clusters::get(conn, &id)?.unwrap();
+                for feed in Feed::ALL {
+                    let body = feeds::build(conn, &cluster, feed)?.body;
+                    all.push((feed.path(&cluster.cluster_dns), body));
+                }
+            }
+            Ok(all)
         })
         .await
         .unwrap()

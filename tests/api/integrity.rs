@@ -183,7 +183,7 @@ async fn dry_run_previews_without_storing() {
     let changes = answer.json["changes"].as_array().unwrap();
     assert!(changes.contains(
         &json!({"cluster_dns": "lab-qa-10.k8s.example.com", "feed": "platform-components",
-                                     "added": ["cert-manager"], "removed": [], "changed": []})
+                                     "added": ["cert-manager"], "removed": [], "changed": [], "disabled": []})
     ));
     assert_eq!(
         app.get("/clusters/lab-qa-10").await.status,

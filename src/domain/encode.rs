@@ -1,0 +1,445 @@
+//! The Flux feeds encoded straight to bytes: the catalog pre-encoded into JSON fragments once,
+//! each cluster a compact list of references into it. A feed is then a concatenation of byte
+//! slices — no JSON tree — and exactly the bytes `merge` + serde_json give (tests compare).
+//!
+//! The feed cache keeps clusters in this form for polls; the write path encodes every feed a
+//! write touches with it before commit (size and input limits, dependency closure, dry-run
+//! previews), so both agree byte for byte.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use poem_openapi::types::ToJSON;
+use serde::Serialize;
+
+use super::model::{Namespace, PlatformComponent, Rolebinding};
+use super::validate::quoted_list;
+
+/// The three per-cluster feeds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Feed {
+    PlatformComponents,
+    Namespaces,
+    Rolebindings,
+}
+
+impl Feed {
+    pub const ALL: [Feed; 3] = [
+        Feed::PlatformComponents,
+        Feed::Namespaces,
+        Feed::Rolebindings,
+    ];
+
+    /// The last path segment of the feed's URL.
+    pub fn segment(self) -> &'static str {
+        match self {
+            Feed::PlatformComponents => "platform-components",
+            Feed::Namespaces => "namespaces",
+            Feed::Rolebindings => "rolebindings",
+        }
+    }
+
+    pub fn path(self, cluster_dns: &str) -> String {
+        format!("/api/v2/flux/clusters/{cluster_dns}/{}", self.segment())
+    }
+
+    /// Position in per-feed arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// JSON text of a serializable value (a string, a map): escaping exactly as serde_json does.
+pub fn json_text<T: Serialize + ?Sized>(value: &T) -> Box<[u8]> {
+    serde_json::to_vec(value)
+        .unwrap_or_default()
+        .into_boxed_slice()
+}
+
+/// A catalog component split around the parts a cluster reference can override.
+struct ComponentFragments {
+    /// `{"id":"…","component_path":`
+    head: Box<[u8]>,
+    /// The catalog `component_path` as a JSON string.
+    path: Box<[u8]>,
+    /// `,"component_version":…,"cluster_env_enabled":…,"depends_on":[…],"enabled":`
+    middle: Box<[u8]>,
+    /// `,"source":{"oci_url":"…","oci_tag":`
+    source: Box<[u8]>,
+    /// The catalog `oci_tag` as a JSON string.
+    tag: Box<[u8]>,
+}
+
+impl ComponentFragments {
+    fn new(c: &PlatformComponent) -> Self {
+        let mut head = br#"{"id":"#.to_vec();
+        head.extend_from_slice(&json_text(&c.id));
+        head.extend_from_slice(br#","component_path":"#);
+        let mut middle = br#","component_version":"#.to_vec();
+        middle.extend_from_slice(&json_text(&c.component_version));
+        middle.extend_from_slice(br#","cluster_env_enabled":"#);
+        middle.extend_from_slice(if c.cluster_env_enabled {
+            b"true"
+        } else {
+            b"false"
+        });
+        middle.extend_from_slice(br#","depends_on":"#);
+        middle.extend_from_slice(&json_text(&c.depends_on));
+        middle.extend_from_slice(br#","enabled":"#);
+        let mut source = br#","source":{"oci_url":"#.to_vec();
+        source.extend_from_slice(&json_text(&c.oci_url));
+        source.extend_from_slice(br#","oci_tag":"#);
+        ComponentFragments {
+            head: head.into(),
+            path: json_text(&c.component_path),
+            middle: middle.into(),
+            source: source.into(),
+            tag: json_text(&c.oci_tag),
+        }
+    }
+}
+
+/// Everything of a namespace or rolebinding input before its `"cluster":` value.
+fn definition_head(pairs: &[(&str, serde_json::Value)]) -> Box<[u8]> {
+    let mut head = b"{".to_vec();
+    for (key, value) in pairs {
+        head.extend_from_slice(&json_text(key));
+        head.push(b':');
+        head.extend_from_slice(&json_text(value));
+        head.push(b',');
+    }
+    head.extend_from_slice(br#""cluster":"#);
+    head.into()
+}
+
+fn namespace_head(n: &Namespace) -> Box<[u8]> {
+    definition_head(&[
+        ("id", n.id.to_json().unwrap_or_default()),
+        ("labels", n.labels.to_json().unwrap_or_default()),
+        ("annotations", n.annotations.to_json().unwrap_or_default()),
+    ])
+}
+
+fn rolebinding_head(r: &Rolebinding) -> Box<[u8]> {
+    definition_head(&[
+        ("id", r.id.to_json().unwrap_or_default()),
+        ("role", r.role.to_json().unwrap_or_default()),
+        ("subjects", r.subjects.to_json().unwrap_or_default()),
+    ])
+}
+
+/// The catalog at one revision, pre-encoded, with each component's dependencies as indices.
+pub struct Catalog {
+    components: Vec<ComponentFragments>,
+    component_ids: Vec<String>,
+    namespace_ids: Vec<String>,
+    rolebinding_ids: Vec<String>,
+    depends_on: Vec<Box<[u32]>>,
+    pub component_index: HashMap<String, u32>,
+    namespaces: Vec<Box<[u8]>>,
+    pub namespace_index: HashMap<String, u32>,
+    rolebindings: Vec<Box<[u8]>>,
+    pub rolebinding_index: HashMap<String, u32>,
+}
+
+fn index_of<'a>(ids: impl Iterator<Item = &'a String>) -> HashMap<String, u32> {
+    ids.enumerate()
+        .map(|(i, id)| (id.clone(), i as u32))
+        .collect()
+}
+
+impl Catalog {
+    pub fn new(
+        components: &[PlatformComponent],
+        namespaces: &[Namespace],
+        rolebindings: &[Rolebinding],
+    ) -> Catalog {
+        let component_index = index_of(components.iter().map(|c| &c.id));
+        let depends_on = components
+            .iter()
+            .map(|c| {
+                c.depends_on
+                    .iter()
+                    .filter_map(|d| component_index.get(d).copied())
+                    .collect()
+            })
+            .collect();
+        Catalog {
+            components: components.iter().map(ComponentFragments::new).collect(),
+            component_ids: components.iter().map(|c| c.id.clone()).collect(),
+            namespace_ids: namespaces.iter().map(|n| n.id.clone()).collect(),
+            rolebinding_ids: rolebindings.iter().map(|r| r.id.clone()).collect(),
+            depends_on,
+            component_index,
+            namespace_index: index_of(namespaces.iter().map(|n| &n.id)),
+            namespaces: namespaces.iter().map(namespace_head).collect(),
+            rolebinding_index: index_of(rolebindings.iter().map(|r| &r.id)),
+            rolebindings: rolebindings.iter().map(rolebinding_head).collect(),
+        }
+    }
+}
+
+/// "No override": the catalog value applies.
+const NONE: u32 = u32::MAX;
+
+/// A cluster's reference to a catalog component. Overrides are ids into interned fragments
+/// (fleets repeat the same tags and patches on many clusters).
+struct ComponentRef {
+    component: u32,
+    enabled: bool,
+    path: u32,
+    tag: u32,
+    patch: u32,
+}
+
+/// One cluster as references into the catalog.
+pub struct ClusterRefs {
+    /// `{"name":…,"dns":…,"environment":…}`
+    info: Box<[u8]>,
+    components: Box<[ComponentRef]>,
+    namespaces: Box<[u32]>,
+    rolebindings: Box<[u32]>,
+}
+
+/// Override texts shared by the clusters encoded with them.
+#[derive(Default)]
+pub struct Fragments {
+    texts: Vec<Arc<[u8]>>,
+    ids: HashMap<Arc<[u8]>, u32>,
+}
+
+impl Fragments {
+    fn intern(&mut self, text: Option<Box<[u8]>>) -> u32 {
+        let Some(text) = text else { return NONE };
+        if let Some(id) = self.ids.get(&*text) {
+            return *id;
+        }
+        let id = self.texts.len() as u32;
+        let shared: Arc<[u8]> = Arc::from(text);
+        self.texts.push(shared.clone());
+        self.ids.insert(shared, id);
+        id
+    }
+
+    fn get<'a>(&'a self, id: u32, default: &'a [u8]) -> &'a [u8] {
+        if id == NONE {
+            default
+        } else {
+            &self.texts[id as usize]
+        }
+    }
+}
+
+/// A component reference as read, with its override texts.
+pub struct LoadedRef {
+    pub component: u32,
+    pub enabled: bool,
+    /// JSON texts of the overrides (`"v1.2"`, `{"replicas":2}`).
+    pub path: Option<Box<[u8]>>,
+    pub tag: Option<Box<[u8]>>,
+    pub patch: Option<Box<[u8]>>,
+}
+
+/// A cluster as read from storage, before its fragments are interned.
+pub struct LoadedCluster {
+    pub id: String,
+    pub cluster_dns: String,
+    /// `{"name":…,"dns":…,"environment":…}`
+    pub info: Box<[u8]>,
+    pub components: Vec<LoadedRef>,
+    pub namespaces: Box<[u32]>,
+    pub rolebindings: Box<[u32]>,
+}
+
+/// The `cluster` value of every input of a cluster's feeds.
+pub fn cluster_info(name: &str, dns: &str, environment: &str) -> Box<[u8]> {
+    json_text(&serde_json::json!({"name": name, "dns": dns, "environment": environment}))
+}
+
+impl LoadedCluster {
+    pub fn intern(self, fragments: &mut Fragments) -> ClusterRefs {
+        ClusterRefs {
+            info: self.info,
+            components: self
+                .components
+                .into_iter()
+                .map(|r| ComponentRef {
+                    component: r.component,
+                    enabled: r.enabled,
+                    path: fragments.intern(r.path),
+                    tag: fragments.intern(r.tag),
+                    patch: fragments.intern(r.patch),
+                })
+                .collect(),
+            namespaces: self.namespaces,
+            rolebindings: self.rolebindings,
+        }
+    }
+}
+
+/// One input of a feed, as `ClusterRefs::for_each_input` hands it out.
+pub struct Input<'a> {
+    pub id: &'a str,
+    /// The input's JSON object, exactly as inside the feed.
+    pub json: &'a [u8],
+    /// Platform components: the reference's `enabled`; always `true` otherwise.
+    pub enabled: bool,
+}
+
+impl ClusterRefs {
+    /// Encodes each input of `feed` in order, handing it to `visit`; `scratch` is reused.
+    pub fn for_each_input(
+        &self,
+        catalog: &Catalog,
+        fragments: &Fragments,
+        feed: Feed,
+        scratch: &mut Vec<u8>,
+        mut visit: impl FnMut(Input<'_>),
+    ) {
+        match feed {
+            Feed::PlatformComponents => {
+                for r in self.components.iter() {
+                    scratch.clear();
+                    self.component_input(catalog, fragments, r, scratch);
+                    visit(Input {
+                        id: &catalog.component_ids[r.component as usize],
+                        json: scratch,
+                        enabled: r.enabled,
+                    });
+                }
+            }
+            Feed::Namespaces | Feed::Rolebindings => {
+                let (refs, heads, ids) = if feed == Feed::Namespaces {
+                    (
+                        &self.namespaces,
+                        &catalog.namespaces,
+                        &catalog.namespace_ids,
+                    )
+                } else {
+                    (
+                        &self.rolebindings,
+                        &catalog.rolebindings,
+                        &catalog.rolebinding_ids,
+                    )
+                };
+                for index in refs.iter() {
+                    scratch.clear();
+                    scratch.extend_from_slice(&heads[*index as usize]);
+                    scratch.extend_from_slice(&self.info);
+                    scratch.push(b'}');
+                    visit(Input {
+                        id: &ids[*index as usize],
+                        json: scratch,
+                        enabled: true,
+                    });
+                }
+            }
+        }
+    }
+
+    fn component_input(
+        &self,
+        catalog: &Catalog,
+        fragments: &Fragments,
+        r: &ComponentRef,
+        out: &mut Vec<u8>,
+    ) {
+        let c = &catalog.components[r.component as usize];
+        out.extend_from_slice(&c.head);
+        out.extend_from_slice(fragments.get(r.path, &c.path));
+        out.extend_from_slice(&c.middle);
+        out.extend_from_slice(if r.enabled { b"true" } else { b"false" });
+        out.extend_from_slice(br#","patches":"#);
+        out.extend_from_slice(fragments.get(r.patch, b"{}"));
+        out.extend_from_slice(br#","cluster":"#);
+        out.extend_from_slice(&self.info);
+        out.extend_from_slice(&c.source);
+        out.extend_from_slice(fragments.get(r.tag, &c.tag));
+        out.extend_from_slice(b"}}");
+    }
+
+    /// Appends the feed's exact response body to `out`; returns the number of inputs.
+    pub fn encode_into(
+        &self,
+        catalog: &Catalog,
+        fragments: &Fragments,
+        feed: Feed,
+        out: &mut Vec<u8>,
+    ) -> usize {
+        out.extend_from_slice(br#"{"inputs":["#);
+        let count = match feed {
+            Feed::PlatformComponents => {
+                for (i, r) in self.components.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    self.component_input(catalog, fragments, r, out);
+                }
+                self.components.len()
+            }
+            Feed::Namespaces | Feed::Rolebindings => {
+                let (ids, heads) = if feed == Feed::Namespaces {
+                    (&self.namespaces, &catalog.namespaces)
+                } else {
+                    (&self.rolebindings, &catalog.rolebindings)
+                };
+                for (i, id) in ids.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(&heads[*id as usize]);
+                    out.extend_from_slice(&self.info);
+                    out.push(b'}');
+                }
+                ids.len()
+            }
+        };
+        out.extend_from_slice(b"]}");
+        count
+    }
+
+    /// The feed's exact response body.
+    pub fn encode(&self, catalog: &Catalog, fragments: &Fragments, feed: Feed) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.components.len() * 420);
+        self.encode_into(catalog, fragments, feed, &mut out);
+        out
+    }
+
+    /// The components an enabled component needs (transitively) that are not assigned and
+    /// enabled on this cluster — their HelmReleases would wait forever — sorted by id.
+    pub fn missing_dependencies<'c>(&self, catalog: &'c Catalog) -> Vec<&'c str> {
+        let enabled: HashSet<u32> = self
+            .components
+            .iter()
+            .filter(|r| r.enabled)
+            .map(|r| r.component)
+            .collect();
+        let mut seen = HashSet::new();
+        let mut queue: Vec<u32> = enabled.iter().copied().collect();
+        let mut missing: Vec<&'c str> = Vec::new();
+        while let Some(component) = queue.pop() {
+            if !seen.insert(component) {
+                continue;
+            }
+            for &dependency in catalog.depends_on[component as usize].iter() {
+                if !enabled.contains(&dependency) {
+                    missing.push(&catalog.component_ids[dependency as usize]);
+                }
+                queue.push(dependency);
+            }
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        missing
+    }
+}
+
+/// The warning (or, strict, the refusal) for a cluster's missing dependencies.
+pub fn missing_dependencies_message(cluster_id: &str, missing: &[&str]) -> String {
+    let names: Vec<String> = missing.iter().map(|m| (*m).to_owned()).collect();
+    format!(
+        "cluster '{cluster_id}': enabled components depend on {} which {} not assigned and enabled on it",
+        quoted_list(&names),
+        if missing.len() == 1 { "is" } else { "are" }
+    )
+}

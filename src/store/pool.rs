@@ -1,0 +1,299 @@
+//! The database file and its connections: a small pool for reads, one connection for every
+//! write of this process, each call on tokio's blocking pool.
+//!
+//! Reads run in a read transaction on a pooled connection, gated by a semaphore sized to the
+//! pool, so async tasks queue for a connection instead of parking blocking threads. Writes are
+//! queued (FIFO) for the one writer connection: two writes of this process never meet at
+//! SQLite's lock, so `busy_timeout` only ever waits for another process.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use r2d2::{Pool, PooledConnection};
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::Connection;
+use tokio::sync::Semaphore;
+
+use super::{Resource, audit, feed_cache, polls, storage_error, stored, tokens, watch};
+use crate::error::{AppError, Result};
+
+/// How long a connection waits for another writer before the request fails with 503.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections in the pool. Flux polls are answered from the feed cache, so SQLite sees
+/// writes, cache loads and CRUD reads only; a few connections keep memory small.
+const POOL_SIZE: u32 = 4;
+/// Threads for blocking work: the pool, the writer, the outside-commit watcher and a spare.
+pub const BLOCKING_THREADS: usize = POOL_SIZE as usize + 3;
+/// Page cache per pooled connection, in KiB (SQLite's default is 2 MiB).
+pub const PAGE_CACHE_KIB: i64 = 1024;
+/// The writer's page cache, in KiB: a write touching every cluster of a large fleet reads
+/// the assignment tables twice (checks, preview).
+const WRITER_CACHE_KIB: i64 = 8 * 1024;
+
+/// Applied to every pooled connection: these settings are per connection in SQLite.
+fn init_connection(conn: &mut Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")?;
+    conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<SqliteConnectionManager>,
+    permits: Arc<Semaphore>,
+    /// The one connection every write of this process uses, in arrival order.
+    pub(super) writer: Arc<tokio::sync::Mutex<Connection>>,
+    path: PathBuf,
+    /// Refuse (rather than warn about) writes that leave a dependency unassigned.
+    pub(super) strict_dependencies: bool,
+    /// Encoded Flux feeds; dropped by every committed write.
+    pub(super) cache: feed_cache::FeedCache,
+    /// When the last API write committed (Unix seconds; 0 = none since start).
+    pub(super) last_write: Arc<std::sync::atomic::AtomicU64>,
+    /// When each cluster last polled each feed.
+    pub(super) polls: polls::PollTracker,
+    /// Named read tokens.
+    pub(super) tokens: tokens::TokenRegistry,
+    /// This process's commits, so the outside-commit watcher can tell them apart.
+    pub(super) own_commits: watch::OwnCommits,
+    /// The opened file's device and inode: a path that now names another file (or none)
+    /// means writes would land in a file nobody will ever open again.
+    identity: Option<(u64, u64)>,
+    file_gone: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The device and inode of `path`, if it exists.
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Creates `path` empty and readable by its owner only, unless it exists. SQLite gives the
+/// `-wal` and `-shm` files the database file's permissions, so they are private too.
+pub fn create_private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the database file and switches it to WAL.
+    /// Does not migrate: see [`migrate::migrate`].
+    pub fn open(path: &Path) -> Result<Store> {
+        create_private_file(path).map_err(|err| {
+            AppError::Internal(format!("cannot create database {}: {err}", path.display()))
+        })?;
+        let manager = SqliteConnectionManager::file(path).with_init(init_connection);
+        let pool = Pool::builder()
+            .max_size(POOL_SIZE)
+            .min_idle(Some(1))
+            .connection_timeout(BUSY_TIMEOUT)
+            .build(manager)
+            .map_err(|err| {
+                AppError::Internal(format!("cannot open database {}: {err}", path.display()))
+            })?;
+        let mut writer = Connection::open(path).map_err(|err| {
+            AppError::Internal(format!("cannot open database {}: {err}", path.display()))
+        })?;
+        init_connection(&mut writer).map_err(storage_error)?;
+        writer
+            .pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
+            .map_err(storage_error)?;
+        let store = Store {
+            pool,
+            permits: Arc::new(Semaphore::new(POOL_SIZE as usize)),
+            writer: Arc::new(tokio::sync::Mutex::new(writer)),
+            path: path.to_owned(),
+            strict_dependencies: false,
+            cache: feed_cache::FeedCache::default(),
+            last_write: Arc::default(),
+            polls: polls::PollTracker::default(),
+            tokens: tokens::TokenRegistry::default(),
+            own_commits: watch::OwnCommits::default(),
+            identity: file_identity(path),
+            file_gone: Arc::default(),
+        };
+        let conn = store.connection()?;
+        // WAL persists in the file; readers never block the writer and vice versa.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(storage_error)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(AppError::Internal(format!(
+                "database {} cannot use WAL (journal_mode is {mode}); is it on a network filesystem?",
+                path.display()
+            )));
+        }
+        Ok(store)
+    }
+
+    pub fn with_strict_dependencies(mut self, strict: bool) -> Self {
+        self.strict_dependencies = strict;
+        self
+    }
+
+    /// The Flux feed cache in front of this store.
+    pub fn feed_cache(&self) -> &feed_cache::FeedCache {
+        &self.cache
+    }
+
+    pub fn tokens(&self) -> &tokens::TokenRegistry {
+        &self.tokens
+    }
+
+    pub fn polls(&self) -> &polls::PollTracker {
+        &self.polls
+    }
+
+    /// Whether the path still names the file that was opened; remembers a loss for good
+    /// (a file restored at the same path is a different file: restart to use it).
+    pub fn check_file_identity(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.file_gone.load(Ordering::Relaxed) {
+            return false;
+        }
+        let same = file_identity(&self.path) == self.identity;
+        if !same {
+            self.file_gone.store(true, Ordering::Relaxed);
+            tracing::error!(
+                path = %self.path.display(),
+                "the database file was deleted or replaced; refusing writes until restart"
+            );
+        }
+        same
+    }
+
+    /// `503` when the database file is no longer the one opened.
+    pub fn ensure_file(&self) -> Result<()> {
+        if self.check_file_identity() {
+            return Ok(());
+        }
+        Err(AppError::Unavailable(format!(
+            "the database file {} was deleted or replaced while serving; restart flux-inputs \
+             (restore a backup first if the file is gone)",
+            self.path.display()
+        )))
+    }
+
+    /// A watcher for commits made by other processes, on a connection of its own.
+    pub fn change_watcher(&self) -> Result<watch::ChangeWatcher> {
+        watch::ChangeWatcher::open(&self.path, self.own_commits.clone())
+    }
+
+    /// Another process changed the database: drop everything read from it.
+    pub fn forget_cached(&self) {
+        self.cache.invalidate();
+        self.tokens.invalidate();
+    }
+
+    pub fn with_stale_after(mut self, seconds: u64) -> Self {
+        self.polls.stale_after = seconds;
+        self
+    }
+
+    /// Connections checked out of the pool right now.
+    pub fn connections_in_use(&self) -> u32 {
+        let state = self.pool.state();
+        state.connections - state.idle_connections
+    }
+
+    /// When the last API write committed, in Unix seconds (0: none since start).
+    pub fn last_write(&self) -> u64 {
+        self.last_write.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Runs `f` with a pooled connection on the blocking pool, outside any transaction.
+    pub async fn blocking_with_connection<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let store = self.clone();
+        self.blocking(move || f(&mut *store.connection()?)).await
+    }
+
+    /// Folds the WAL into the database file (outside any transaction).
+    pub async fn checkpoint(&self) -> Result<()> {
+        let store = self.clone();
+        self.blocking(move || {
+            store
+                .connection()?
+                .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+                .map_err(storage_error)
+        })
+        .await
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A pooled connection for blocking code (start-up, CLI). Async code uses `read`/`write`.
+    pub fn connection(&self) -> Result<PooledConnection<SqliteConnectionManager>> {
+        self.pool.get().map_err(|err| {
+            AppError::Unavailable(format!("no database connection available: {err}"))
+        })
+    }
+
+    /// Runs `f` on the blocking pool inside a read transaction, so every query in `f` sees
+    /// the same committed state.
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let store = self.clone();
+        self.blocking(move || {
+            let conn = store.connection()?;
+            let tx = conn.unchecked_transaction().map_err(storage_error)?;
+            let value = f(&tx)?;
+            // Nothing was written; ending the transaction releases the WAL snapshot.
+            tx.finish().map_err(storage_error)?;
+            Ok(value)
+        })
+        .await
+    }
+
+    pub async fn fetch<R: Resource>(&self, id: String) -> Result<R> {
+        self.read(move |conn| stored(conn, &id)).await
+    }
+
+    /// The resource and its revision (the ETag: the last audit entry that touched it).
+    pub async fn fetch_with_revision<R: Resource>(&self, id: String) -> Result<(R, i64)> {
+        self.read(move |conn| {
+            Ok((
+                stored(conn, &id)?,
+                audit::last_revision(conn, R::COLLECTION, &id)?,
+            ))
+        })
+        .await
+    }
+
+    pub(super) async fn blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Result<T> + Send + 'static,
+    {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| AppError::Unavailable("the store is shutting down".into()))?;
+        let span = tracing::Span::current();
+        match tokio::task::spawn_blocking(move || span.in_scope(f)).await {
+            Ok(result) => result,
+            // Re-raise a panic in the caller so it is not mistaken for a store answer.
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(err) => Err(AppError::Internal(format!("blocking task failed: {err}"))),
+        }
+    }
+}

@@ -1,0 +1,723 @@
+//! The one write pipeline. Every change to the inventory — an API write, a revert, an import,
+//! the first-start seed — runs through a `Pipeline` inside one write transaction:
+//!
+//! 1. `record` each resource write: the audit entry with the states before and after, and
+//!    the clusters and feeds it can change (its scope);
+//! 2. `finish`: bump the inventory revision once, then encode every feed in scope with the
+//!    feed cache's encoder and run the checks on it (Flux's body limit, more than 100 inputs,
+//!    the dependency closure), and for a dry run compare each feed with the state before the
+//!    transaction, read from a second connection.
+//!
+//! The scope is walked in chunks of clusters, so memory stays flat however many clusters a
+//! write touches. The caller commits or rolls back.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+use super::audit::{self, Change};
+use super::feeds::{self, FLUX_DEFAULT_INPUT_LIMIT, FLUX_MAX_BODY_BYTES, Feed};
+use super::{Resource, SqlResultExt, Store, clusters, stored};
+use crate::domain::diff::{self, FeedDigest};
+use crate::domain::encode::{self, Catalog, Fragments, LoadedCluster};
+use crate::domain::feed::{FeedChange, FeedCount, PREVIEW_PAGE, Preview};
+use crate::domain::model::{Cluster, Namespace, PlatformComponent, Rolebinding};
+use crate::error::{AppError, Result};
+
+/// Marks the inventory as changed; once per write transaction.
+pub fn bump_revision(conn: &Connection) -> Result<()> {
+    conn.prepare_cached("UPDATE inventory_revision SET revision = revision + 1 WHERE id = 1")
+        .db()?
+        .execute([])
+        .db()?;
+    Ok(())
+}
+
+/// The inventory revision everything cached is tied to.
+pub fn revision(conn: &Connection) -> Result<i64> {
+    conn.prepare_cached("SELECT revision FROM inventory_revision WHERE id = 1")
+        .db()?
+        .query_row([], |row| row.get(0))
+        .db()
+}
+
+/// The feeds of one cluster a write may change, one bit per `Feed::index`.
+type FeedSet = u8;
+
+const fn feed_bit(feed: Feed) -> FeedSet {
+    1 << feed as u8
+}
+
+/// The feeds a write of this kind of resource can change on the clusters using it.
+fn feeds_of(collection: &str) -> FeedSet {
+    match collection {
+        "platform_components" => feed_bit(Feed::PlatformComponents),
+        "namespaces" => feed_bit(Feed::Namespaces),
+        "rolebindings" => feed_bit(Feed::Rolebindings),
+        _ => {
+            feed_bit(Feed::PlatformComponents)
+                | feed_bit(Feed::Namespaces)
+                | feed_bit(Feed::Rolebindings)
+        }
+    }
+}
+
+/// Clusters walked at a time when checking and comparing.
+const CHUNK: usize = 1000;
+
+/// What `finish` is asked to do besides the checks.
+#[derive(Default)]
+pub struct Finish<'a> {
+    /// A missing dependency refuses the write instead of warning.
+    pub strict_dependencies: bool,
+    /// Compare with the state before the transaction, read from this connection (which
+    /// must not see the transaction: another connection), listing changed clusters from
+    /// this offset on.
+    pub preview: Option<(&'a Connection, usize)>,
+}
+
+/// What the checks found.
+#[derive(Debug, Default)]
+pub struct Finished {
+    pub warnings: Vec<String>,
+    pub preview: Option<Preview>,
+}
+
+/// One write transaction's way through the checks; see the module documentation.
+pub struct Pipeline<'c> {
+    conn: &'c Connection,
+    /// `None`: not audited (the first-start seed: the file is the record of origin).
+    change: Option<Change>,
+    scope: BTreeMap<String, FeedSet>,
+    revision: i64,
+}
+
+impl<'c> Pipeline<'c> {
+    /// `conn` must be inside a write transaction the caller owns.
+    pub fn new(conn: &'c Connection, change: Option<Change>) -> Self {
+        Pipeline {
+            conn,
+            change,
+            scope: BTreeMap::new(),
+            revision: 0,
+        }
+    }
+
+    /// `If-Match`: refuses the write when the resource moved past the revision the client saw.
+    pub fn expect_revision<R: Resource>(&self, id: &str, expected: Option<i64>) -> Result<()> {
+        let Some(expected) = expected else {
+            return Ok(());
+        };
+        let current = audit::last_revision(self.conn, R::COLLECTION, id)?;
+        if current != expected {
+            return Err(AppError::PreconditionFailed(format!(
+                "{} '{id}' is at revision {current}, not {expected} (If-Match): reload it and retry",
+                R::KIND
+            )));
+        }
+        Ok(())
+    }
+
+    /// One resource write: `op` runs between the states the audit entry records, and the
+    /// clusters using the resource (or the cluster itself) join the scope.
+    pub fn record<R: Resource, T>(
+        &mut self,
+        id: &str,
+        op: impl FnOnce(&Connection) -> Result<T>,
+    ) -> Result<T> {
+        let before = match self.change {
+            Some(_) => R::get(self.conn, id)?.and_then(|r| r.to_json()),
+            None => None,
+        };
+        let value = op(self.conn)?;
+        self.recorded::<R>(id, before)?;
+        Ok(value)
+    }
+
+    /// A write to one resource that already happened (`before` is its earlier state): the
+    /// audit entry and the scope, as `record` would have noted them.
+    pub fn recorded<R: Resource>(
+        &mut self,
+        id: &str,
+        before: Option<serde_json::Value>,
+    ) -> Result<()> {
+        self.touch::<R>(id)?;
+        let Some(change) = &self.change else {
+            return Ok(());
+        };
+        let after = R::get(self.conn, id)?.and_then(|r| r.to_json());
+        self.revision = audit::append(
+            self.conn,
+            change,
+            R::COLLECTION,
+            id,
+            before.as_ref(),
+            after.as_ref(),
+        )?;
+        Ok(())
+    }
+
+    fn touch<R: Resource>(&mut self, id: &str) -> Result<()> {
+        let feeds = feeds_of(R::COLLECTION);
+        for cluster in R::affected_clusters(self.conn, id)? {
+            *self.scope.entry(cluster).or_default() |= feeds;
+        }
+        Ok(())
+    }
+
+    /// The transaction's connection, for reads between recorded writes.
+    pub fn conn(&self) -> &Connection {
+        self.conn
+    }
+
+    /// The audit revision of the last recorded write (the resource's new ETag).
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    /// Clusters whose feeds the recorded writes may change.
+    pub fn scope_len(&self) -> usize {
+        self.scope.len()
+    }
+
+    /// Bumps the inventory revision and checks every feed in scope; see `Finish`.
+    pub fn finish(self, options: Finish<'_>) -> Result<Finished> {
+        bump_revision(self.conn)?;
+        let after_catalog = feeds::load_catalog(self.conn)?;
+        let before_catalog = match options.preview {
+            Some((before, _)) => Some(feeds::load_catalog(before)?),
+            None => None,
+        };
+        let mut finished = Finished::default();
+        let mut tally = Tally::new(options.preview.map_or(0, |(_, offset)| offset));
+        let ids: Vec<&String> = self.scope.keys().collect();
+        for chunk in ids.chunks(CHUNK) {
+            let mut before = HashMap::new();
+            if let (Some((conn, _)), Some(catalog)) = (options.preview, &before_catalog) {
+                clusters::set_scope(conn, chunk.iter().map(|id| id.as_str()))?;
+                clusters::for_each_in_scope(conn, catalog, |cluster| {
+                    let feeds = self.scope[&cluster.id];
+                    before.insert(cluster.id.clone(), digests(cluster, catalog, feeds));
+                    Ok(())
+                })?;
+            }
+            clusters::set_scope(self.conn, chunk.iter().map(|id| id.as_str()))?;
+            let mut changed = Vec::new();
+            clusters::for_each_in_scope(self.conn, &after_catalog, |cluster| {
+                let feeds = self.scope[&cluster.id];
+                let (id, dns) = (cluster.id.clone(), cluster.cluster_dns.clone());
+                let mut fragments = Fragments::default();
+                let refs = cluster.intern(&mut fragments);
+                check_feeds(
+                    &id,
+                    &dns,
+                    &refs,
+                    &after_catalog,
+                    &fragments,
+                    feeds,
+                    &mut finished.warnings,
+                )
+                .map_err(AppError::Validation)?;
+                if feeds & feed_bit(Feed::PlatformComponents) != 0 {
+                    let missing = refs.missing_dependencies(&after_catalog);
+                    if !missing.is_empty() {
+                        let problem = encode::missing_dependencies_message(&id, &missing);
+                        if options.strict_dependencies {
+                            return Err(AppError::Validation(problem));
+                        }
+                        finished.warnings.push(problem);
+                    }
+                }
+                if options.preview.is_some() {
+                    let mut scratch = Vec::new();
+                    let after: [Option<FeedDigest>; 3] = Feed::ALL.map(|feed| {
+                        (feeds & feed_bit(feed) != 0).then(|| {
+                            diff::digest(
+                                &refs,
+                                &after_catalog,
+                                &fragments,
+                                feed,
+                                &mut scratch,
+                                true,
+                            )
+                        })
+                    });
+                    let (_, previous) = before.remove(&id).unwrap_or_default();
+                    changed.push((id, dns, previous, after));
+                }
+                Ok(())
+            })?;
+            // Clusters that existed only before the write (deleted by it).
+            for (id, (dns, previous)) in before {
+                changed.push((id, dns, previous, Default::default()));
+            }
+            changed.sort_by(|a, b| a.0.cmp(&b.0));
+            for (_, dns, previous, after) in changed {
+                tally.add(&dns, previous, after);
+            }
+        }
+        for warning in &finished.warnings {
+            tracing::warn!(%warning, "write accepted with a warning");
+        }
+        if options.preview.is_some() {
+            finished.preview = Some(tally.into_preview());
+        }
+        Ok(finished)
+    }
+}
+
+/// A cluster's feeds in scope, digested with names, keyed for the comparison.
+fn digests(
+    cluster: LoadedCluster,
+    catalog: &Catalog,
+    feeds: FeedSet,
+) -> (String, [Option<FeedDigest>; 3]) {
+    let dns = cluster.cluster_dns.clone();
+    let mut fragments = Fragments::default();
+    let refs = cluster.intern(&mut fragments);
+    let mut scratch = Vec::new();
+    let digests = Feed::ALL.map(|feed| {
+        (feeds & feed_bit(feed) != 0)
+            .then(|| diff::digest(&refs, catalog, &fragments, feed, &mut scratch, true))
+    });
+    (dns, digests)
+}
+
+/// Flux's body limit (the problem is returned) and default input limit (warned) on each
+/// feed in scope.
+fn check_feeds(
+    id: &str,
+    dns: &str,
+    refs: &encode::ClusterRefs,
+    catalog: &Catalog,
+    fragments: &Fragments,
+    feeds: FeedSet,
+    warnings: &mut Vec<String>,
+) -> std::result::Result<(), String> {
+    let mut body = Vec::new();
+    for feed in Feed::ALL {
+        if feeds & feed_bit(feed) == 0 {
+            continue;
+        }
+        body.clear();
+        let inputs = refs.encode_into(catalog, fragments, feed, &mut body);
+        let path = feed.path(dns);
+        if body.len() > FLUX_MAX_BODY_BYTES {
+            return Err(format!(
+                "cluster '{id}': GET {path} would be {} bytes, over Flux's limit of {FLUX_MAX_BODY_BYTES}",
+                body.len()
+            ));
+        }
+        if inputs > FLUX_DEFAULT_INPUT_LIMIT {
+            warnings.push(format!(
+                "cluster '{id}': GET {path} has {inputs} inputs; Flux keeps only the first \
+                 {FLUX_DEFAULT_INPUT_LIMIT} unless the provider sets spec.filter.limit"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What `flux-inputs check` finds on every cluster: feeds over Flux's limit (problems),
+/// more than 100 inputs and missing dependencies (warnings).
+#[derive(Debug, Default)]
+pub struct FleetCheck {
+    pub clusters: usize,
+    pub problems: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Runs the write checks over every cluster, collecting instead of refusing.
+pub fn check_fleet(conn: &Connection) -> Result<FleetCheck> {
+    let catalog = feeds::load_catalog(conn)?;
+    let ids: Vec<String> = conn
+        .prepare("SELECT id FROM clusters ORDER BY id")
+        .db()?
+        .query_map([], |row| row.get(0))
+        .db()?
+        .collect::<rusqlite::Result<_>>()
+        .db()?;
+    let mut report = FleetCheck::default();
+    for chunk in ids.chunks(CHUNK) {
+        clusters::set_scope(conn, chunk.iter().map(String::as_str))?;
+        clusters::for_each_in_scope(conn, &catalog, |cluster| {
+            let (id, dns) = (cluster.id.clone(), cluster.cluster_dns.clone());
+            let mut fragments = Fragments::default();
+            let refs = cluster.intern(&mut fragments);
+            let all = Feed::ALL.iter().fold(0, |set, feed| set | feed_bit(*feed));
+            if let Err(problem) = check_feeds(
+                &id,
+                &dns,
+                &refs,
+                &catalog,
+                &fragments,
+                all,
+                &mut report.warnings,
+            ) {
+                report.problems.push(problem);
+            }
+            let missing = refs.missing_dependencies(&catalog);
+            if !missing.is_empty() {
+                report
+                    .warnings
+                    .push(encode::missing_dependencies_message(&id, &missing));
+            }
+            report.clusters += 1;
+            Ok(())
+        })?;
+    }
+    Ok(report)
+}
+
+/// Counts over every changed cluster, and the listing of one page of them.
+struct Tally {
+    offset: usize,
+    clusters_changed: usize,
+    feeds: [FeedCount; 3],
+    changes: Vec<FeedChange>,
+}
+
+impl Tally {
+    fn new(offset: usize) -> Self {
+        Tally {
+            offset,
+            clusters_changed: 0,
+            feeds: Feed::ALL.map(|feed| FeedCount {
+                feed: feed.segment().to_owned(),
+                ..FeedCount::default()
+            }),
+            changes: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, dns: &str, before: [Option<FeedDigest>; 3], after: [Option<FeedDigest>; 3]) {
+        let mut listed = Vec::new();
+        for feed in Feed::ALL {
+            let (old, new) = (&before[feed.index()], &after[feed.index()]);
+            if old.is_none() && new.is_none() {
+                continue;
+            }
+            let (old, new) = (
+                old.as_deref().unwrap_or_default(),
+                new.as_deref().unwrap_or_default(),
+            );
+            let delta = diff::compare(old, new);
+            if delta.is_empty() && delta.disabled.is_empty() {
+                continue;
+            }
+            let count = &mut self.feeds[feed.index()];
+            count.clusters += 1;
+            count.added += delta.added.len() as u64;
+            count.removed += delta.removed.len() as u64;
+            count.changed += delta.changed.len() as u64;
+            count.disabled += delta.disabled.len() as u64;
+            count.emptied += u64::from(!old.is_empty() && new.is_empty());
+            listed.push(diff::feed_change(dns, feed, old, new, &delta));
+        }
+        if listed.is_empty() {
+            return;
+        }
+        let position = self.clusters_changed;
+        self.clusters_changed += 1;
+        if position >= self.offset && position < self.offset + PREVIEW_PAGE {
+            self.changes.extend(listed);
+        }
+    }
+
+    fn into_preview(self) -> Preview {
+        let end = self.offset + PREVIEW_PAGE;
+        let truncated = self.clusters_changed > end;
+        Preview {
+            clusters_changed: self.clusters_changed as u64,
+            feeds: self.feeds.into(),
+            changes: self.changes,
+            truncated,
+            next_changes_offset: truncated.then_some(end as u64),
+        }
+    }
+}
+
+/// What a write did, or would do (dry run).
+#[derive(Debug)]
+pub struct Written<R> {
+    /// The resource as stored (as deleted, for a delete).
+    pub value: R,
+    /// Accepted, but worth telling the client (sent as `Warning` headers).
+    pub warnings: Vec<String>,
+    /// For a dry run: how the feeds would change (bounded).
+    pub preview: Option<Preview>,
+    /// The audit revision of this write (the resource's new ETag).
+    pub revision: i64,
+}
+
+/// How a write was asked for.
+#[derive(Debug, Clone)]
+pub struct WriteRequest {
+    /// Run every check, report, and store nothing.
+    pub dry_run: bool,
+    /// For a dry run: list changed clusters from this offset on.
+    pub changes_offset: usize,
+    /// Who and how, for the audit trail.
+    pub change: Change,
+    /// `If-Match`: the revision the client last saw.
+    pub if_match: Option<i64>,
+}
+
+impl WriteRequest {
+    pub fn new(change: Change) -> Self {
+        WriteRequest {
+            dry_run: false,
+            changes_offset: 0,
+            change,
+            if_match: None,
+        }
+    }
+}
+
+/// What a revert did.
+#[derive(Debug)]
+pub struct Reverted {
+    pub kind: &'static str,
+    pub id: String,
+    pub revision: i64,
+    pub warnings: Vec<String>,
+}
+
+/// Runs `f` in an IMMEDIATE transaction on `conn`; commits on `Ok`, rolls back on `Err`.
+pub fn write_transaction<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&Transaction) -> Result<T>,
+) -> Result<T> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .db()?;
+    let value = f(&tx)?;
+    tx.commit().db()?;
+    Ok(value)
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+impl Store {
+    /// Runs `f` on the writer connection, after every write queued before it.
+    async fn on_writer<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store, &mut Connection) -> Result<T> + Send + 'static,
+    {
+        let mut writer = self.writer.clone().lock_owned().await;
+        let store = self.clone();
+        self.blocking(move || {
+            store.ensure_file()?;
+            f(&store, &mut writer)
+        })
+        .await
+    }
+
+    /// Runs `f` in a write transaction that is not an inventory change (poll times, tokens,
+    /// pruning), committed when `f` returns `Ok`.
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction) -> Result<T> + Send + 'static,
+    {
+        self.on_writer(move |store, conn| {
+            write_transaction(conn, |tx| {
+                let value = f(tx)?;
+                store.own_commits.note();
+                Ok(value)
+            })
+        })
+        .await
+    }
+
+    /// Writes the poll and token last-used times noted since the last flush, in one
+    /// transaction.
+    pub async fn flush_usage(&self) -> Result<usize> {
+        let polls = self.polls.clone();
+        let tokens = self.tokens.clone();
+        self.write(move |tx| {
+            let flushed = polls.flush(tx)?;
+            tokens.flush_last_used(tx)?;
+            Ok(flushed)
+        })
+        .await
+    }
+
+    /// Runs `op` as one inventory write through the pipeline: a write transaction on the
+    /// writer, the audit entries `op` records, the checks, and for a dry run the preview
+    /// (read from a pooled connection, which sees the state before the transaction) and a
+    /// rollback. A real write commits, then drops the caches before the answer goes out.
+    pub async fn inventory_write<T, F>(&self, request: WriteRequest, op: F) -> Result<Written<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Pipeline<'_>) -> Result<T> + Send + 'static,
+    {
+        let strict_dependencies = self.strict_dependencies;
+        self.on_writer(move |store, conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .db()?;
+            let mut pipeline = Pipeline::new(&tx, Some(request.change.clone()));
+            let value = op(&mut pipeline)?;
+            let revision = pipeline.revision();
+            let before = if request.dry_run {
+                Some(store.connection()?)
+            } else {
+                None
+            };
+            let reader = match &before {
+                Some(conn) => Some(conn.unchecked_transaction().db()?),
+                None => None,
+            };
+            let finished = pipeline.finish(Finish {
+                strict_dependencies,
+                preview: reader.as_deref().map(|conn| (conn, request.changes_offset)),
+            })?;
+            if request.dry_run {
+                drop(reader);
+                tx.rollback().db()?;
+            } else {
+                store.own_commits.note_revision(self::revision(&tx)?);
+                tx.commit().db()?;
+                // Before the answer goes out, so the client's next read sees its write.
+                store.cache.invalidate();
+                // A cluster's DNS name may have changed under a scoped token.
+                store.tokens.invalidate();
+                store
+                    .last_write
+                    .store(now(), std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(Written {
+                value,
+                warnings: finished.warnings,
+                preview: finished.preview,
+                revision,
+            })
+        })
+        .await
+    }
+
+    /// Stores a new resource and returns it as stored.
+    pub async fn create<R: Resource>(&self, value: R, request: WriteRequest) -> Result<Written<R>> {
+        value.validate()?;
+        self.inventory_write(request, move |pipeline| {
+            let id = value.id().to_owned();
+            pipeline.record::<R, _>(&id, |tx| R::insert(tx, &value))?;
+            stored(pipeline.conn(), &id)
+        })
+        .await
+    }
+
+    /// Applies a partial update: present fields replace, omitted fields keep their values.
+    pub async fn update<R: Resource>(
+        &self,
+        id: String,
+        update: R::Update,
+        request: WriteRequest,
+    ) -> Result<Written<R>> {
+        if let Some(body_id) = R::update_id(&update).filter(|body_id| *body_id != id) {
+            return Err(AppError::BadRequest(format!(
+                "body id '{body_id}' differs from the path id '{id}'; ids cannot be changed"
+            )));
+        }
+        let if_match = request.if_match;
+        self.inventory_write(request, move |pipeline| {
+            pipeline.expect_revision::<R>(&id, if_match)?;
+            pipeline.record::<R, _>(&id, |tx| {
+                let updated = stored::<R>(tx, &id)?.apply(update);
+                updated.validate()?;
+                R::update(tx, &updated)
+            })?;
+            stored(pipeline.conn(), &id)
+        })
+        .await
+    }
+
+    /// Deletes a resource and returns what was deleted.
+    pub async fn delete<R: Resource>(
+        &self,
+        id: String,
+        request: WriteRequest,
+    ) -> Result<Written<R>> {
+        let if_match = request.if_match;
+        self.inventory_write(request, move |pipeline| {
+            pipeline.expect_revision::<R>(&id, if_match)?;
+            pipeline.record::<R, _>(&id, |tx| R::delete(tx, &id))
+        })
+        .await
+    }
+
+    /// Puts a resource back to its state before an audit revision: deletes what that
+    /// revision created, restores what it changed or deleted. A new, audited write with
+    /// every check; returns the kind and id it touched and the revision of the revert.
+    pub async fn revert(&self, revision: i64, actor: String) -> Result<Reverted> {
+        let entry = self.read(move |conn| audit::get(conn, revision)).await?;
+        let request = WriteRequest::new(Change {
+            actor,
+            method: "REVERT",
+        });
+        match entry.kind.as_str() {
+            "clusters" => self.revert_to::<Cluster>(entry, request).await,
+            "platform_components" => self.revert_to::<PlatformComponent>(entry, request).await,
+            "namespaces" => self.revert_to::<Namespace>(entry, request).await,
+            "rolebindings" => self.revert_to::<Rolebinding>(entry, request).await,
+            super::tokens::TOKENS => Err(AppError::Validation(format!(
+                "audit entry {revision} is a token operation; token values are never stored, so \
+                 it cannot be undone: create or revoke the token instead"
+            ))),
+            other => Err(AppError::Internal(format!(
+                "audit entry {revision} has unknown kind '{other}'"
+            ))),
+        }
+    }
+
+    async fn revert_to<R: Resource>(
+        &self,
+        entry: audit::Entry,
+        request: WriteRequest,
+    ) -> Result<Reverted> {
+        let target: Option<R> = match &entry.before {
+            Some(before) => Some(R::parse_from_json(Some(before.clone())).map_err(|err| {
+                AppError::Internal(format!(
+                    "audit entry {} holds an unreadable state: {}",
+                    entry.revision,
+                    err.into_message()
+                ))
+            })?),
+            None => None,
+        };
+        let id = entry.resource_id.clone();
+        let key = id.clone();
+        let written = self
+            .inventory_write(request, move |pipeline| {
+                pipeline.record::<R, _>(&key, |tx| match (target, R::get(tx, &key)?) {
+                    (Some(target), Some(_)) => {
+                        target.validate()?;
+                        R::update(tx, &target)
+                    }
+                    (Some(target), None) => {
+                        target.validate()?;
+                        R::insert(tx, &target)
+                    }
+                    (None, Some(_)) => R::delete(tx, &key).map(drop),
+                    (None, None) => Err(AppError::Conflict(format!(
+                        "{} '{key}' does not exist; there is nothing to undo",
+                        R::KIND
+                    ))),
+                })
+            })
+            .await?;
+        Ok(Reverted {
+            kind: R::COLLECTION,
+            id,
+            revision: written.revision,
+            warnings: written.warnings,
+        })
+    }
+}
