@@ -9,6 +9,7 @@ components (every 5th with a tag override, every 7th with a path override, every
 Helm value patch), `--namespaces` namespaces and `--rolebindings` rolebindings drawn from
 catalogs five and four times that size. Catalog components depend on their predecessor in
 chains of four, and every cluster gets whole chains, so no dependency is left unassigned.
+`--everywhere` adds a component assigned to every cluster (the fleet-wide catalog edit).
 """
 import argparse
 import json
@@ -24,6 +25,8 @@ def main() -> None:
     parser.add_argument("--namespaces", type=int, default=10)
     parser.add_argument("--rolebindings", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--everywhere", action="store_true",
+                        help="add component 'fleet-agent', assigned (enabled) to every cluster")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     envs = ["dev", "qa", "uat", "prod"]
@@ -40,6 +43,12 @@ def main() -> None:
         }
         for i in range(args.components)
     ]
+    if args.everywhere:
+        components.append({
+            "id": "fleet-agent", "component_path": "charts/fleet-agent", "component_version": "1.0.0",
+            "oci_url": "oci://registry.example.com/platform/fleet-agent", "oci_tag": "1.0.0",
+            "depends_on": [], "cluster_env_enabled": False,
+        })
     namespace_pool = args.namespaces * 5
     namespaces = [
         {
@@ -76,6 +85,8 @@ def main() -> None:
             })
             if n % 3 == 0:
                 patches[f"component-{i:03d}"] = {"replicaCount": 1 + c % 3, "resources.limits.memory": "256Mi"}
+        if args.everywhere:
+            refs.append({"id": "fleet-agent", "enabled": True, "oci_tag": None, "component_path": None})
         clusters.append({
             "id": f"cluster-{c:06d}",
             "cluster_name": f"cluster-{c:06d}",

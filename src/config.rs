@@ -13,6 +13,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+pub use crate::api::observe::AccessLog;
+
 /// Environment variables read through figment (tokens are read separately).
 const ENV_KEYS: &[&str] = &[
     "METRICS_ADDR",
@@ -28,6 +30,7 @@ const ENV_KEYS: &[&str] = &[
     "BODY_TIMEOUT_SECONDS",
     "IDLE_TIMEOUT_SECONDS",
     "MAX_CONNECTIONS",
+    "ACCESS_LOG",
 ];
 
 /// Which routes exist.
@@ -114,6 +117,8 @@ struct Layered {
     idle_timeout_seconds: u64,
     /// Connections served at once; more wait in the kernel's accept queue.
     max_connections: usize,
+    /// `all`, `errors` or `off`.
+    access_log: AccessLog,
     /// Tokens may sit in a root-only config file; the environment overrides them.
     auth_token: Option<String>,
     crud_auth_token: Option<String>,
@@ -139,6 +144,7 @@ impl Default for Layered {
             body_timeout_seconds: Limits::default().body_timeout.as_secs(),
             idle_timeout_seconds: Limits::default().idle_timeout.as_secs(),
             max_connections: Limits::default().max_connections,
+            access_log: AccessLog::All,
             auth_token: None,
             crud_auth_token: None,
         }
@@ -164,6 +170,8 @@ pub struct Config {
     pub audit_keep_days: Option<u64>,
     /// Timeouts and the connection cap.
     pub limits: Limits,
+    /// Which requests get an access log line.
+    pub access_log: AccessLog,
     /// Reads (GET/HEAD).
     pub read_token: Secret,
     /// Writes; `CRUD_AUTH_TOKEN`, else `AUTH_TOKEN`. It may also read.
@@ -302,6 +310,7 @@ impl Config {
             audit_keep_entries: layered.audit_keep_entries,
             audit_keep_days: layered.audit_keep_days,
             limits,
+            access_log: layered.access_log,
             read_token,
             write_token,
         })

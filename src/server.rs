@@ -157,7 +157,11 @@ pub async fn serve<A: Acceptor + 'static>(
     };
     let served = Server::new_with_acceptor(LimitedAcceptor::new(acceptor, &config.limits))
         .idle_timeout(config.limits.idle_timeout)
-        .run_with_graceful_shutdown(app.data(config.limits), shutdown, Some(SHUTDOWN_GRACE))
+        .run_with_graceful_shutdown(
+            app.data(config.limits).data(config.access_log),
+            shutdown,
+            Some(SHUTDOWN_GRACE),
+        )
         .await;
     watcher.abort();
     watchdog.abort();

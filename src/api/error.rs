@@ -214,17 +214,27 @@ impl AllowedMethods {
         AllowedMethods(Arc::new(table))
     }
 
-    /// The spec route matching `path` (`{param}` matches one segment).
-    fn route(&self, path: &str) -> Option<&Route> {
-        let segments: Vec<&str> = path.split('/').collect();
-        self.0.iter().find(|route| {
-            route.segments.len() == segments.len()
+    /// The position of the spec route matching `path` (`{param}` matches one segment);
+    /// allocates nothing, as it runs on every request.
+    pub fn route_index(&self, path: &str) -> Option<usize> {
+        let count = path.split('/').count();
+        self.0.iter().position(|route| {
+            route.segments.len() == count
                 && route
                     .segments
                     .iter()
-                    .zip(&segments)
+                    .zip(path.split('/'))
                     .all(|(t, s)| t.starts_with('{') || t == s)
         })
+    }
+
+    fn route(&self, path: &str) -> Option<&Route> {
+        self.route_index(path).map(|i| &self.0[i])
+    }
+
+    /// Every route's path template, in `route_index` order.
+    pub fn templates(&self) -> impl Iterator<Item = Arc<str>> + '_ {
+        self.0.iter().map(|route| route.template.clone())
     }
 
     /// Whether the spec has an operation for this method on this path.

@@ -140,6 +140,7 @@ pub fn build_app_with_metrics(
         ApiMode::Crud => Route::new().nest("/", crud_service()),
     };
     let allow = error::AllowedMethods::from_spec(&spec.0);
+    requests.init(&allow);
     routes
         .around(limit_write_bodies)
         .around(error::add_allow_header)

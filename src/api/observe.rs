@@ -1,10 +1,9 @@
 //! One access line per request (with a request id, never a header value), and the request
 //! metrics Prometheus scrapes from `/metrics`.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use poem::http::HeaderValue;
@@ -17,87 +16,123 @@ const BUCKETS: [f64; 11] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 ];
 
-/// Request counters and latency histograms by route (the spec's path template).
+/// Statuses counted one by one; any other is counted under its class (`4xx`).
+const STATUSES: [u16; 22] = [
+    200, 201, 202, 204, 304, 400, 401, 403, 404, 405, 408, 409, 412, 413, 414, 415, 422, 429, 431,
+    500, 503, 507,
+];
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// One route's counters: lock-free, so recording a Flux poll contends on nothing.
+struct RouteStats {
+    route: Arc<str>,
+    statuses: [AtomicU64; STATUSES.len() + CLASSES.len()],
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl RouteStats {
+    fn new(route: Arc<str>) -> Self {
+        RouteStats {
+            route,
+            statuses: std::array::from_fn(|_| AtomicU64::new(0)),
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Request counters and latency histograms by route (the spec's path template, in the
+/// order of `AllowedMethods`, then `other`).
 #[derive(Default)]
 pub struct RequestMetrics {
-    counts: Mutex<HashMap<(Arc<str>, u16), u64>>,
-    latency: Mutex<HashMap<Arc<str>, Histogram>>,
+    routes: OnceLock<Box<[RouteStats]>>,
     next_id: AtomicU64,
 }
 
-#[derive(Default, Clone)]
-struct Histogram {
-    buckets: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
-
 impl RequestMetrics {
-    fn record(&self, route: &Arc<str>, status: u16, seconds: f64) {
-        *self
-            .counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry((route.clone(), status))
-            .or_default() += 1;
-        let mut latency = self.latency.lock().unwrap_or_else(|e| e.into_inner());
-        let histogram = latency.entry(route.clone()).or_default();
-        for (bucket, bound) in histogram.buckets.iter_mut().zip(BUCKETS) {
+    /// Sets the routes from the spec's table; later calls keep the first.
+    pub fn init(&self, allowed: &AllowedMethods) {
+        self.routes.get_or_init(|| {
+            allowed
+                .templates()
+                .chain(std::iter::once(Arc::from("other")))
+                .map(RouteStats::new)
+                .collect()
+        });
+    }
+
+    fn record(&self, route: Option<usize>, status: u16, seconds: f64) {
+        let Some(routes) = self.routes.get() else {
+            return;
+        };
+        let Some(stats) = route.and_then(|i| routes.get(i)).or_else(|| routes.last()) else {
+            return;
+        };
+        let slot = STATUSES
+            .iter()
+            .position(|s| *s == status)
+            .unwrap_or_else(|| STATUSES.len() + usize::from(status / 100).clamp(1, 5) - 1);
+        stats.statuses[slot].fetch_add(1, Ordering::Relaxed);
+        for (bucket, bound) in stats.buckets.iter().zip(BUCKETS) {
             if seconds <= bound {
-                *bucket += 1;
+                bucket.fetch_add(1, Ordering::Relaxed);
             }
         }
-        histogram.count += 1;
-        histogram.sum += seconds;
+        stats.count.fetch_add(1, Ordering::Relaxed);
+        stats
+            .sum_micros
+            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
     }
 
     /// Prometheus text exposition of the request metrics.
     pub fn render(&self, out: &mut String) {
-        let counts = self
-            .counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let mut counts: Vec<_> = counts.into_iter().collect();
-        counts.sort();
+        let mut routes: Vec<&RouteStats> = self.routes.get().map(|r| r.iter().collect()).unwrap_or_default();
+        routes.sort_by(|a, b| a.route.cmp(&b.route));
         out.push_str("# HELP flux_inputs_requests_total HTTP requests by route and status.\n");
         out.push_str("# TYPE flux_inputs_requests_total counter\n");
-        for ((route, status), count) in counts {
-            let _ = writeln!(
-                out,
-                "flux_inputs_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
-            );
+        for stats in &routes {
+            let labels = STATUSES.iter().map(u16::to_string).chain(CLASSES.iter().map(|c| (*c).to_owned()));
+            for (status, count) in labels.zip(&stats.statuses) {
+                let count = count.load(Ordering::Relaxed);
+                if count > 0 {
+                    let _ = writeln!(
+                        out,
+                        "flux_inputs_requests_total{{route=\"{}\",status=\"{status}\"}} {count}",
+                        stats.route
+                    );
+                }
+            }
         }
-        let latency = self
-            .latency
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let mut latency: Vec<_> = latency.into_iter().collect();
-        latency.sort_by(|a, b| a.0.cmp(&b.0));
         out.push_str("# HELP flux_inputs_request_duration_seconds Time to answer, by route.\n");
         out.push_str("# TYPE flux_inputs_request_duration_seconds histogram\n");
-        for (route, h) in latency {
-            for (bound, count) in BUCKETS.iter().zip(h.buckets) {
+        for stats in routes {
+            let count = stats.count.load(Ordering::Relaxed);
+            if count == 0 {
+                continue;
+            }
+            let route = &stats.route;
+            for (bound, bucket) in BUCKETS.iter().zip(&stats.buckets) {
                 let _ = writeln!(
                     out,
-                    "flux_inputs_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {count}"
+                    "flux_inputs_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {}",
+                    bucket.load(Ordering::Relaxed)
                 );
             }
             let _ = writeln!(
                 out,
-                "flux_inputs_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
-                h.count
+                "flux_inputs_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}"
             );
             let _ = writeln!(
                 out,
                 "flux_inputs_request_duration_seconds_sum{{route=\"{route}\"}} {}",
-                h.sum
+                stats.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
             );
             let _ = writeln!(
                 out,
-                "flux_inputs_request_duration_seconds_count{{route=\"{route}\"}} {}",
-                h.count
+                "flux_inputs_request_duration_seconds_count{{route=\"{route}\"}} {count}"
             );
         }
     }
@@ -132,21 +167,34 @@ fn request_id(req: &Request, metrics: &RequestMetrics) -> String {
         })
 }
 
-/// Logs one line per request and records its metrics.
+/// Which requests get an access line: every one (the default), those answered with an
+/// error status, or none. Metrics count every request either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLog {
+    #[default]
+    All,
+    Errors,
+    Off,
+}
+
+/// Logs one line per request (as `AccessLog` says) and records its metrics.
 pub async fn access_log<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Response> {
     let started = Instant::now();
-    let metrics = req
-        .data::<Arc<RequestMetrics>>()
-        .cloned()
-        .unwrap_or_default();
-    let route: Arc<str> = req
+    let metrics = req.data::<Arc<RequestMetrics>>().cloned().unwrap_or_default();
+    let mode = req.data::<AccessLog>().copied().unwrap_or_default();
+    let route = req
         .data::<AllowedMethods>()
-        .and_then(|allowed| allowed.template_for(req.uri().path()))
-        .unwrap_or_else(|| Arc::from("other"));
+        .and_then(|allowed| allowed.route_index(req.uri().path()));
     let id = request_id(&req, &metrics);
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let remote = req.remote_addr().to_string();
+    // Kept only when a line may be written.
+    let line = (mode != AccessLog::Off).then(|| {
+        (
+            req.method().clone(),
+            req.uri().path().to_owned(),
+            req.remote_addr().to_string(),
+        )
+    });
     let result = ep.call(req).await;
     let mut response = match result {
         Ok(response) => response.into_response(),
@@ -154,19 +202,23 @@ pub async fn access_log<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<R
     };
     let status = response.status().as_u16();
     let seconds = started.elapsed().as_secs_f64();
-    metrics.record(&route, status, seconds);
+    metrics.record(route, status, seconds);
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }
-    tracing::info!(
-        target: "flux_inputs::access",
-        request_id = %id,
-        %method,
-        path = %path,
-        status,
-        duration_ms = seconds * 1000.0,
-        remote = %remote,
-        "request"
-    );
+    if let Some((method, path, remote)) = line
+        && (mode == AccessLog::All || status >= 400)
+    {
+        tracing::info!(
+            target: "flux_inputs::access",
+            request_id = %id,
+            %method,
+            path = %path,
+            status,
+            duration_ms = seconds * 1000.0,
+            remote = %remote,
+            "request"
+        );
+    }
     Ok(response)
 }

@@ -35,10 +35,15 @@ fn slot(feed: Feed) -> usize {
     }
 }
 
+/// Polls by cluster, split over shards so concurrent polls of different clusters rarely
+/// meet at a lock.
+type Shards = [Mutex<HashMap<Box<str>, ClusterPolls>>; SHARDS];
+const SHARDS: usize = 32;
+
 /// Shared by every request; cheap to clone.
 #[derive(Clone)]
 pub struct PollTracker {
-    polls: Arc<Mutex<HashMap<Box<str>, ClusterPolls>>>,
+    polls: Arc<Shards>,
     /// A cluster with no poll for this long is reported stale.
     pub stale_after: u64,
 }
@@ -49,7 +54,7 @@ pub const DEFAULT_STALE_AFTER_SECONDS: u64 = 1800;
 impl Default for PollTracker {
     fn default() -> Self {
         PollTracker {
-            polls: Arc::default(),
+            polls: Arc::new(std::array::from_fn(|_| Mutex::default())),
             stale_after: DEFAULT_STALE_AFTER_SECONDS,
         }
     }
@@ -66,10 +71,18 @@ impl PollTracker {
             .is_none_or(|last| now.saturating_sub(last) > self.stale_after)
     }
 
+    fn shard(&self, cluster_dns: &str) -> std::sync::MutexGuard<'_, HashMap<Box<str>, ClusterPolls>> {
+        use std::hash::{BuildHasher, RandomState};
+        // One fixed hasher per process: a cluster always lands in the same shard.
+        static HASHER: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
+        let index = HASHER.get_or_init(RandomState::new).hash_one(cluster_dns) as usize % SHARDS;
+        self.polls[index].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Notes a successful poll. Runs on every Flux request: no I/O, no allocation when the
-    /// client is the one seen last time.
+    /// client is the one seen last time, and one shard's lock.
     pub fn record(&self, cluster_dns: &str, feed: Feed, user_agent: &str, now: u64) {
-        let mut map = self.polls.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.shard(cluster_dns);
         let entry = match map.get_mut(cluster_dns) {
             Some(entry) => entry,
             None => map.entry(cluster_dns.into()).or_default(),
@@ -89,9 +102,7 @@ impl PollTracker {
 
     /// The last poll of each feed of the cluster with this DNS name.
     pub fn get(&self, cluster_dns: &str) -> [Option<Poll>; 3] {
-        self.polls
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.shard(cluster_dns)
             .get(cluster_dns)
             .map(|e| e.polls.clone())
             .unwrap_or_default()
@@ -103,7 +114,6 @@ impl PollTracker {
             .prepare("SELECT cluster_dns, feed, last_poll_at, user_agent FROM cluster_polls")
             .db()?;
         let mut rows = stmt.query([]).db()?;
-        let mut polls = self.polls.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(row) = rows.next().db()? {
             let dns: String = row.get(0).db()?;
             let feed: String = row.get(1).db()?;
@@ -112,7 +122,7 @@ impl PollTracker {
             };
             let at: i64 = row.get(2).db()?;
             let user_agent: String = row.get(3).db()?;
-            polls.entry(dns.into()).or_default().polls[slot(feed)] = Some(Poll {
+            self.shard(&dns).entry(dns.as_str().into()).or_default().polls[slot(feed)] = Some(Poll {
                 at: at.max(0) as u64,
                 user_agent: user_agent.into(),
             });
@@ -123,8 +133,9 @@ impl PollTracker {
     /// Writes the polls recorded since the last flush, inside the caller's transaction.
     pub fn flush(&self, tx: &Connection) -> Result<usize> {
         let pending: Vec<(Box<str>, Feed, Poll)> = {
-            let mut map = self.polls.lock().unwrap_or_else(|e| e.into_inner());
             let mut pending = Vec::new();
+            for shard in self.polls.iter() {
+            let mut map = shard.lock().unwrap_or_else(|e| e.into_inner());
             for (dns, entry) in map.iter_mut() {
                 for feed in Feed::ALL {
                     let i = slot(feed);
@@ -134,6 +145,7 @@ impl PollTracker {
                         pending.push((dns.clone(), feed, poll.clone()));
                     }
                 }
+            }
             }
             pending
         };

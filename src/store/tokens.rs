@@ -2,8 +2,8 @@
 //! everything readable. The registry answers the per-request check from memory.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use rusqlite::{Connection, params};
 
@@ -23,14 +23,33 @@ pub struct TokenInfo {
 /// What a presented token may do.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grant {
-    pub name: String,
+    pub name: Arc<str>,
     /// `Some(dns)`: only `/api/v2/flux/clusters/{dns}/...`.
-    pub cluster_dns: Option<String>,
+    pub cluster_dns: Option<Arc<str>>,
 }
 
-pub fn digest(token: &str) -> String {
+/// The SHA-256 of a token: what is stored (as hex) and what a presented token is looked up by.
+fn raw_digest(token: &str) -> [u8; 32] {
     let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-    hash.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    let mut raw = [0u8; 32];
+    raw.copy_from_slice(hash.as_ref());
+    raw
+}
+
+/// The stored form: lowercase hex of the SHA-256.
+pub fn digest(token: &str) -> String {
+    raw_digest(token).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(text: &str) -> Option<[u8; 32]> {
+    let mut raw = [0u8; 32];
+    if text.len() != 64 {
+        return None;
+    }
+    for (i, byte) in raw.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(raw)
 }
 
 fn now() -> i64 {
@@ -133,7 +152,7 @@ pub fn revoke(conn: &Connection, change: &super::audit::Change, name: &str) -> R
 }
 
 /// Every token's digest and grant, with the DNS name of its cluster.
-fn load(conn: &Connection) -> Result<HashMap<String, Grant>> {
+fn load(conn: &Connection) -> Result<HashMap<[u8; 32], Arc<Known>>> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT t.token_sha256, t.name, c.cluster_dns FROM api_tokens t \
@@ -145,24 +164,38 @@ fn load(conn: &Connection) -> Result<HashMap<String, Grant>> {
             Ok((
                 row.get::<_, String>(0)?,
                 Grant {
-                    name: row.get(1)?,
-                    cluster_dns: row.get(2)?,
+                    name: Arc::from(row.get::<_, String>(1)?),
+                    cluster_dns: row.get::<_, Option<String>>(2)?.map(Arc::from),
                 },
             ))
         })
         .db()?;
-    rows.collect::<rusqlite::Result<HashMap<_, _>>>().db()
+    let mut grants = HashMap::new();
+    for row in rows {
+        let (hex, grant) = row.db()?;
+        if let Some(raw) = from_hex(&hex) {
+            grants.insert(raw, Arc::new(Known { grant, used_at: AtomicI64::new(0) }));
+        }
+    }
+    Ok(grants)
+}
+
+/// A known token: its grant and when it was last presented (0: not since the last flush).
+struct Known {
+    grant: Grant,
+    used_at: AtomicI64,
 }
 
 /// Token digest → what it may do.
-type Grants = Arc<HashMap<String, Grant>>;
+type Grants = Arc<HashMap<[u8; 32], Arc<Known>>>;
 
 /// The tokens in memory; reloaded after any write (a token change, or a cluster's DNS name).
+/// A check hashes the presented token and reads one map entry: no lock beyond the map's
+/// read lock, no allocation.
 #[derive(Clone, Default)]
 pub struct TokenRegistry {
     grants: Arc<RwLock<Option<Grants>>>,
     stale: Arc<AtomicBool>,
-    used: Arc<Mutex<HashMap<String, i64>>>,
 }
 
 impl TokenRegistry {
@@ -179,32 +212,46 @@ impl TokenRegistry {
             .clone();
         let grants = match current {
             Some(grants) if !self.stale.load(Ordering::Relaxed) => grants,
-            _ => {
+            previous => {
                 self.stale.store(false, Ordering::Relaxed);
-                let loaded = Arc::new(store.read(load).await?);
+                let loaded = store.read(load).await?;
+                // Use times not yet flushed move to the reloaded entries.
+                if let Some(previous) = previous {
+                    for known in previous.values() {
+                        let at = known.used_at.load(Ordering::Relaxed);
+                        if at > 0
+                            && let Some(entry) = loaded.values().find(|k| k.grant.name == known.grant.name)
+                        {
+                            entry.used_at.fetch_max(at, Ordering::Relaxed);
+                        }
+                    }
+                }
+                let loaded = Arc::new(loaded);
                 *self.grants.write().unwrap_or_else(|e| e.into_inner()) = Some(loaded.clone());
                 loaded
             }
         };
-        let grant = grants.get(&digest(token)).cloned();
-        if let Some(grant) = &grant {
-            self.used
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(grant.name.clone(), now());
-        }
-        Ok(grant)
+        let Some(known) = grants.get(&raw_digest(token)) else {
+            return Ok(None);
+        };
+        known.used_at.store(now(), Ordering::Relaxed);
+        Ok(Some(known.grant.clone()))
     }
 
     /// Writes last-used times noted since the last flush, inside the caller's transaction
     /// (the poll times' flush): one commit for all of them.
     pub fn flush_last_used(&self, conn: &Connection) -> Result<()> {
-        let used = std::mem::take(&mut *self.used.lock().unwrap_or_else(|e| e.into_inner()));
+        let Some(grants) = self.grants.read().unwrap_or_else(|e| e.into_inner()).clone() else {
+            return Ok(());
+        };
         let mut update = conn
             .prepare_cached("UPDATE api_tokens SET last_used_at = ?2 WHERE name = ?1")
             .db()?;
-        for (name, at) in used {
-            update.execute(params![name, at]).db()?;
+        for known in grants.values() {
+            let at = known.used_at.swap(0, Ordering::Relaxed);
+            if at > 0 {
+                update.execute(params![known.grant.name, at]).db()?;
+            }
         }
         Ok(())
     }

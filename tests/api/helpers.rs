@@ -68,6 +68,7 @@ pub fn test_config(dir: &TempDir, mode: ApiMode, seed: SeedSource) -> Config {
         audit_keep_entries: None,
         audit_keep_days: None,
         limits: Default::default(),
+        access_log: Default::default(),
         read_token: Secret::new(READ),
         write_token: Secret::new(WRITE),
     }

@@ -19,6 +19,7 @@ mod observability;
 mod openapi;
 mod polls;
 mod process;
+mod scale;
 mod properties;
 mod systemd;
 mod tls;
