@@ -60,7 +60,7 @@ pub enum ClusterListFeed {
 /// One feed of the cluster with this DNS name (from the feed cache), or the 404 Flux must see.
 /// A successful poll is noted for `/status/clusters`.
 async fn feed(store: &Store, req: &Request, cluster_dns: String, feed: Feed) -> Result<Vec<u8>> {
-    let body = store.feed_cache().feed(store, &cluster_dns, feed).await?;
+    let body = store.feed(&cluster_dns, feed).await?;
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)
@@ -144,10 +144,7 @@ impl FluxApi {
             limit: limit.0,
             offset: offset.0,
         };
-        let (count, body) = store
-            .feed_cache()
-            .fleet(&store, environment.0, page)
-            .await?;
+        let (count, body) = store.fleet_feed(environment.0, page).await?;
         if body.len() > FLUX_MAX_BODY_BYTES {
             let message = format!(
                 "the cluster list would be {} bytes ({count} clusters), over Flux's limit of {FLUX_MAX_BODY_BYTES}; \

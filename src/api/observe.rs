@@ -89,12 +89,19 @@ impl RequestMetrics {
 
     /// Prometheus text exposition of the request metrics.
     pub fn render(&self, out: &mut String) {
-        let mut routes: Vec<&RouteStats> = self.routes.get().map(|r| r.iter().collect()).unwrap_or_default();
+        let mut routes: Vec<&RouteStats> = self
+            .routes
+            .get()
+            .map(|r| r.iter().collect())
+            .unwrap_or_default();
         routes.sort_by(|a, b| a.route.cmp(&b.route));
         out.push_str("# HELP flux_inputs_requests_total HTTP requests by route and status.\n");
         out.push_str("# TYPE flux_inputs_requests_total counter\n");
         for stats in &routes {
-            let labels = STATUSES.iter().map(u16::to_string).chain(CLASSES.iter().map(|c| (*c).to_owned()));
+            let labels = STATUSES
+                .iter()
+                .map(u16::to_string)
+                .chain(CLASSES.iter().map(|c| (*c).to_owned()));
             for (status, count) in labels.zip(&stats.statuses) {
                 let count = count.load(Ordering::Relaxed);
                 if count > 0 {
@@ -181,7 +188,10 @@ pub enum AccessLog {
 /// Logs one line per request (as `AccessLog` says) and records its metrics.
 pub async fn access_log<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Response> {
     let started = Instant::now();
-    let metrics = req.data::<Arc<RequestMetrics>>().cloned().unwrap_or_default();
+    let metrics = req
+        .data::<Arc<RequestMetrics>>()
+        .cloned()
+        .unwrap_or_default();
     let mode = req.data::<AccessLog>().copied().unwrap_or_default();
     let route = req
         .data::<AllowedMethods>()

@@ -1,47 +1,63 @@
 //! How a write changes feeds, computed from compact digests so that a write touching every
 //! cluster of a large fleet is compared without keeping any feed body: per input, a hash of
-//! its id (or the id itself, for the clusters a preview lists), a hash of its JSON, and
-//! whether it is enabled.
+//! its id, a hash of its JSON, and whether it is enabled. Ids are named again from the
+//! catalogs for the clusters a preview lists.
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 
 use super::encode::{Catalog, ClusterRefs, Feed, Fragments};
 use super::feed::FeedChange;
 
-fn hash<T: Hash + ?Sized>(value: &T) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    value.hash(&mut hasher);
-    hasher.finish()
+/// A 64-bit hash of bytes, word by word (a dry run hashes every input of every cluster it
+/// touches on both sides, megabytes at fleet size); not for adversarial input.
+pub fn hash(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut h = (bytes.len() as u64).wrapping_mul(K);
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        h = (h ^ word).wrapping_mul(K).rotate_left(29);
+    }
+    let mut tail = [0u8; 8];
+    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    h = (h ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+    h ^ (h >> 32)
 }
 
 /// What a diff needs of one input.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct InputDigest {
+    /// `hash` of the input's id.
     pub id: u64,
-    /// The id itself, kept only when names are asked for.
-    pub name: Option<Box<str>>,
     pub content: u64,
     pub enabled: bool,
+}
+
+/// Input ids by their hash, from the catalogs on both sides of a write, to name the inputs
+/// of the clusters a preview lists.
+pub fn names<'a>(catalogs: impl IntoIterator<Item = &'a Catalog>) -> HashMap<u64, &'a str> {
+    catalogs
+        .into_iter()
+        .flat_map(Catalog::ids)
+        .map(|id| (hash(id.as_bytes()), id))
+        .collect()
 }
 
 /// One feed of one cluster, input by input, in feed order.
 pub type FeedDigest = Vec<InputDigest>;
 
-/// Digests `feed` of `cluster`; `names` keeps the input ids for listing.
+/// Digests `feed` of `cluster`.
 pub fn digest(
     cluster: &ClusterRefs,
     catalog: &Catalog,
     fragments: &Fragments,
     feed: Feed,
     scratch: &mut Vec<u8>,
-    names: bool,
 ) -> FeedDigest {
     let mut digest = Vec::new();
     cluster.for_each_input(catalog, fragments, feed, scratch, |input| {
         digest.push(InputDigest {
-            id: hash(input.id),
-            name: names.then(|| input.id.into()),
+            id: hash(input.id.as_bytes()),
             content: hash(input.json),
             enabled: input.enabled,
         })
@@ -95,18 +111,18 @@ pub fn compare(before: &[InputDigest], after: &[InputDigest]) -> Delta {
     delta
 }
 
-/// The listed form of a delta; the digests must carry names.
+/// The listed form of a delta, its inputs named through `ids` (see `names`).
 pub fn feed_change(
     cluster_dns: &str,
     feed: Feed,
-    before: &[InputDigest],
-    after: &[InputDigest],
+    (before, after): (&[InputDigest], &[InputDigest]),
     delta: &Delta,
+    ids: &HashMap<u64, &str>,
 ) -> FeedChange {
     let names = |side: &[InputDigest], indices: &[usize]| -> Vec<String> {
         indices
             .iter()
-            .map(|&i| side[i].name.as_deref().unwrap_or_default().to_owned())
+            .map(|&i| ids.get(&side[i].id).copied().unwrap_or_default().to_owned())
             .collect()
     };
     FeedChange {
@@ -125,9 +141,8 @@ mod tests {
 
     fn input(id: &str, content: &str, enabled: bool) -> InputDigest {
         InputDigest {
-            id: hash(id),
-            name: Some(id.into()),
-            content: hash(content),
+            id: hash(id.as_bytes()),
+            content: hash(content.as_bytes()),
             enabled,
         }
     }
@@ -145,7 +160,16 @@ mod tests {
             input("d", "1", true),
         ];
         let delta = compare(&before, &after);
-        let change = feed_change("x", Feed::PlatformComponents, &before, &after, &delta);
+        let ids = ["a", "b", "c", "d"]
+            .map(|id| (hash(id.as_bytes()), id))
+            .into();
+        let change = feed_change(
+            "x",
+            Feed::PlatformComponents,
+            (&before, &after),
+            &delta,
+            &ids,
+        );
         assert_eq!(change.added, ["d"]);
         assert_eq!(change.removed, ["c"]);
         assert_eq!(change.changed, ["b", "a"], "b moved, a changed");

@@ -149,6 +149,15 @@ fn index_of<'a>(ids: impl Iterator<Item = &'a String>) -> HashMap<String, u32> {
 }
 
 impl Catalog {
+    /// Every id of the catalog (components, namespaces, rolebindings).
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.component_ids
+            .iter()
+            .chain(&self.namespace_ids)
+            .chain(&self.rolebinding_ids)
+            .map(String::as_str)
+    }
+
     pub fn new(
         components: &[PlatformComponent],
         namespaces: &[Namespace],
@@ -358,6 +367,52 @@ impl ClusterRefs {
         out.extend_from_slice(b"}}");
     }
 
+    /// The length of the feed's body and its number of inputs, without building it: what
+    /// the write checks need of every feed a write touches.
+    pub fn encoded_len(
+        &self,
+        catalog: &Catalog,
+        fragments: &Fragments,
+        feed: Feed,
+    ) -> (usize, usize) {
+        const ENVELOPE: usize = r#"{"inputs":[]}"#.len();
+        let (count, inputs) = match feed {
+            Feed::PlatformComponents => {
+                const FIXED: usize = r#","patches":"#.len() + r#","cluster":"#.len() + "}}".len();
+                let bytes: usize = self
+                    .components
+                    .iter()
+                    .map(|r| {
+                        let c = &catalog.components[r.component as usize];
+                        c.head.len()
+                            + fragments.get(r.path, &c.path).len()
+                            + c.middle.len()
+                            + if r.enabled { 4 } else { 5 }
+                            + fragments.get(r.patch, b"{}").len()
+                            + self.info.len()
+                            + c.source.len()
+                            + fragments.get(r.tag, &c.tag).len()
+                            + FIXED
+                    })
+                    .sum();
+                (self.components.len(), bytes)
+            }
+            Feed::Namespaces | Feed::Rolebindings => {
+                let (ids, heads) = if feed == Feed::Namespaces {
+                    (&self.namespaces, &catalog.namespaces)
+                } else {
+                    (&self.rolebindings, &catalog.rolebindings)
+                };
+                let bytes: usize = ids
+                    .iter()
+                    .map(|id| heads[*id as usize].len() + self.info.len() + 1)
+                    .sum();
+                (ids.len(), bytes)
+            }
+        };
+        (ENVELOPE + inputs + count.saturating_sub(1), count)
+    }
+
     /// Appends the feed's exact response body to `out`; returns the number of inputs.
     pub fn encode_into(
         &self,
@@ -442,4 +497,92 @@ pub fn missing_dependencies_message(cluster_id: &str, missing: &[&str]) -> Strin
         quoted_list(&names),
         if missing.len() == 1 { "is" } else { "are" }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn component(id: &str, depends_on: &[&str]) -> PlatformComponent {
+        PlatformComponent {
+            id: id.into(),
+            component_path: format!("charts/{id}"),
+            component_version: "1.0.0".into(),
+            oci_url: "oci://r.example.com/\"quoted\"".into(),
+            oci_tag: "1.0.0".into(),
+            depends_on: depends_on.iter().map(|d| (*d).to_owned()).collect(),
+            cluster_env_enabled: true,
+        }
+    }
+
+    fn sample() -> (Catalog, ClusterRefs, Fragments) {
+        let namespace = Namespace {
+            id: "apps".into(),
+            labels: BTreeMap::from([("team".to_owned(), "a".to_owned())]),
+            annotations: BTreeMap::new(),
+        };
+        let catalog = Catalog::new(
+            &[
+                component("a", &[]),
+                component("b", &["a"]),
+                component("c", &["b"]),
+            ],
+            &[namespace],
+            &[],
+        );
+        let loaded = LoadedCluster {
+            id: "x".into(),
+            cluster_dns: "x.example.com".into(),
+            info: cluster_info("x", "x.example.com", "dev"),
+            components: vec![
+                LoadedRef {
+                    component: 2,
+                    enabled: true,
+                    path: None,
+                    tag: Some(json_text("2.0")),
+                    patch: None,
+                },
+                LoadedRef {
+                    component: 1,
+                    enabled: false,
+                    path: Some(json_text("custom/b")),
+                    tag: None,
+                    patch: Some(br#"{"replicas":2}"#.as_slice().into()),
+                },
+            ],
+            namespaces: vec![0].into(),
+            rolebindings: Box::default(),
+        };
+        let mut fragments = Fragments::default();
+        let refs = loaded.intern(&mut fragments);
+        (catalog, refs, fragments)
+    }
+
+    #[test]
+    fn the_computed_length_is_the_encoded_length_for_every_feed() {
+        let (catalog, refs, fragments) = sample();
+        for feed in Feed::ALL {
+            let body = refs.encode(&catalog, &fragments, feed);
+            let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let inputs = parsed["inputs"].as_array().unwrap().len();
+            assert_eq!(
+                refs.encoded_len(&catalog, &fragments, feed),
+                (body.len(), inputs),
+                "{feed:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_dependencies_follow_the_closure_of_enabled_components() {
+        let (catalog, refs, _) = sample();
+        // c (enabled) needs b (assigned but disabled) and, through it, a (not assigned).
+        assert_eq!(refs.missing_dependencies(&catalog), ["a", "b"]);
+        assert_eq!(
+            missing_dependencies_message("x", &["a", "b"]),
+            "cluster 'x': enabled components depend on 'a', 'b' which are not assigned and enabled on it"
+        );
+    }
 }

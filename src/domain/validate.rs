@@ -110,6 +110,9 @@ pub fn cluster(cluster: &Cluster) -> Result<(), AppError> {
     problems.check(!cluster.cluster_name.trim().is_empty(), || {
         "cluster_name must not be empty".into()
     });
+    problems.check(cluster.node_count.is_none_or(|n| n >= 0), || {
+        "node_count must be at least 0".into()
+    });
     let component_ids = cluster.platform_components.iter().map(|c| c.id.as_str());
     for id in duplicates(component_ids) {
         problems.push_duplicate("platform_components", id);

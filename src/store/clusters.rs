@@ -416,21 +416,21 @@ fn dangling(cluster: &str, kind: &str, id: &str) -> AppError {
 }
 
 fn loaded_ref(row: &Row, catalog: &Catalog, cluster: &str) -> Result<LoadedRef> {
-    let component: String = row.get(1).db()?;
+    let text = |i: usize| -> Result<Option<&str>> {
+        row.get_ref(i).and_then(|v| Ok(v.as_str_or_null()?)).db()
+    };
+    let component = text(1)?.unwrap_or_default();
     let index = *catalog
         .component_index
-        .get(&component)
-        .ok_or_else(|| dangling(cluster, "component", &component))?;
-    let path: Option<String> = row.get(3).db()?;
-    let tag: Option<String> = row.get(4).db()?;
-    // Patches are stored as the compact JSON the API encodes; served as stored.
-    let patch: Option<String> = row.get(5).db()?;
+        .get(component)
+        .ok_or_else(|| dangling(cluster, "component", component))?;
     Ok(LoadedRef {
         component: index,
         enabled: row.get(2).db()?,
-        path: path.as_deref().map(encode::json_text),
-        tag: tag.as_deref().map(encode::json_text),
-        patch: patch.map(|p| p.into_bytes().into_boxed_slice()),
+        path: text(3)?.map(encode::json_text),
+        tag: text(4)?.map(encode::json_text),
+        // Patches are stored as the compact JSON the API encodes; served as stored.
+        patch: text(5)?.map(|p| p.as_bytes().into()),
     })
 }
 
@@ -452,9 +452,12 @@ pub fn set_scope<'a>(conn: &Connection, ids: impl IntoIterator<Item = &'a str>) 
 
 /// Streams every existing cluster of the scope (`set_scope`), in id order, read for the
 /// encoder: four ordered queries merged by cluster id, one cluster in memory at a time.
+/// `CROSS JOIN` keeps the scope the outer loop (SQLite has no statistics for the TEMP table
+/// and would otherwise scan every assignment once per chunk).
 pub fn for_each_in_scope(
     conn: &Connection,
     catalog: &Catalog,
+    feeds: [bool; 3],
     mut visit: impl FnMut(LoadedCluster) -> Result<()>,
 ) -> Result<()> {
     let mut headers = conn
@@ -463,60 +466,95 @@ pub fn for_each_in_scope(
              JOIN clusters c ON c.id = s.id ORDER BY s.id",
         )
         .db()?;
+    // Assignments and patches in primary-key order (no second lookup per row), merged and
+    // put in position order here.
     let mut components = conn
-        .prepare_cached(&format!(
-            "{ENCODABLE_COMPONENTS} JOIN temp.write_scope s ON s.id = cc.cluster_id \
-             ORDER BY cc.cluster_id, cc.position"
-        ))
+        .prepare_cached(
+            "SELECT cc.cluster_id, cc.component_id, cc.enabled, cc.component_path, cc.oci_tag, \
+             cc.position FROM temp.write_scope s CROSS JOIN cluster_components cc ON cc.cluster_id = s.id \
+             ORDER BY s.id, cc.component_id",
+        )
+        .db()?;
+    let mut patches = conn
+        .prepare_cached(
+            "SELECT p.cluster_id, p.component_id, p.patch FROM temp.write_scope s \
+             CROSS JOIN cluster_patches p ON p.cluster_id = s.id ORDER BY s.id, p.component_id",
+        )
         .db()?;
     let mut namespaces = conn
         .prepare_cached(
             "SELECT n.cluster_id, n.namespace_id FROM temp.write_scope s \
-             JOIN cluster_namespaces n ON n.cluster_id = s.id ORDER BY n.cluster_id, n.position",
+             CROSS JOIN cluster_namespaces n ON n.cluster_id = s.id ORDER BY s.id, n.position",
         )
         .db()?;
     let mut rolebindings = conn
         .prepare_cached(
             "SELECT r.cluster_id, r.rolebinding_id FROM temp.write_scope s \
-             JOIN cluster_rolebindings r ON r.cluster_id = s.id ORDER BY r.cluster_id, r.position",
+             CROSS JOIN cluster_rolebindings r ON r.cluster_id = s.id ORDER BY s.id, r.position",
         )
         .db()?;
     let mut headers = headers.query([]).db()?;
-    let mut components = Cursor::new(components.query([]).db()?, |row: &Row| {
-        let cluster: String = row.get(0).db()?;
-        let reference = loaded_ref(row, catalog, &cluster)?;
-        Ok((cluster, reference))
-    });
-    let pair = |row: &Row| -> Result<(String, String)> { Ok((row.get(0).db()?, row.get(1).db()?)) };
-    let mut namespaces = Cursor::new(namespaces.query([]).db()?, pair);
-    let mut rolebindings = Cursor::new(rolebindings.query([]).db()?, pair);
+    // Feeds not asked for are read as empty (a catalog edit needs only its own feed).
+    let [with_components, with_namespaces, with_rolebindings] = feeds;
+    let mut components = Cursor::new(components.query([]).db()?, with_components);
+    let mut patches = Cursor::new(patches.query([]).db()?, with_components);
+    let mut namespaces = Cursor::new(namespaces.query([]).db()?, with_namespaces);
+    let mut rolebindings = Cursor::new(rolebindings.query([]).db()?, with_rolebindings);
     while let Some(row) = headers.next().db()? {
         let id: String = row.get(0).db()?;
         let name: String = row.get(1).db()?;
         let dns: String = row.get(2).db()?;
         let environment: String = row.get(3).db()?;
-        let refs = components.take_for(&id)?;
-        let indices = |names: Vec<String>, index: &std::collections::HashMap<String, u32>, kind| {
-            names
-                .iter()
-                .map(|name| {
-                    index
-                        .get(name)
-                        .copied()
-                        .ok_or_else(|| dangling(&id, kind, name))
-                })
-                .collect::<Result<Box<[u32]>>>()
-        };
-        let namespaces = indices(
-            namespaces.take_for(&id)?,
-            &catalog.namespace_index,
-            "namespace",
-        )?;
-        let rolebindings = indices(
-            rolebindings.take_for(&id)?,
-            &catalog.rolebinding_index,
-            "rolebinding",
-        )?;
+        // (component id, position, reference), by component id.
+        let mut refs: Vec<(String, i64, LoadedRef)> = Vec::new();
+        components.take_for(&id, |row| {
+            let component: String = row.get(1).db()?;
+            let index = *catalog
+                .component_index
+                .get(&component)
+                .ok_or_else(|| dangling(&id, "component", &component))?;
+            let text = |i: usize| -> Result<Option<&str>> {
+                row.get_ref(i).and_then(|v| Ok(v.as_str_or_null()?)).db()
+            };
+            let reference = LoadedRef {
+                component: index,
+                enabled: row.get(2).db()?,
+                path: text(3)?.map(encode::json_text),
+                tag: text(4)?.map(encode::json_text),
+                patch: None,
+            };
+            refs.push((component, row.get(5).db()?, reference));
+            Ok(())
+        })?;
+        let mut next = 0;
+        patches.take_for(&id, |row| {
+            let component = row.get_ref(1).and_then(|v| Ok(v.as_str()?)).db()?;
+            while next < refs.len() && refs[next].0.as_str() < component {
+                next += 1;
+            }
+            if let Some((_, _, reference)) = refs.get_mut(next).filter(|r| r.0 == component) {
+                let patch = row.get_ref(2).and_then(|v| Ok(v.as_str()?)).db()?;
+                reference.patch = Some(patch.as_bytes().into());
+            }
+            Ok(())
+        })?;
+        refs.sort_unstable_by_key(|(_, position, _)| *position);
+        let refs = refs
+            .into_iter()
+            .map(|(_, _, reference)| reference)
+            .collect();
+        let indices =
+            |cursor: &mut Cursor, index: &std::collections::HashMap<String, u32>, kind| {
+                let mut found = Vec::new();
+                cursor.take_for(&id, |row| {
+                    let name = row.get_ref(1).and_then(|v| Ok(v.as_str()?)).db()?;
+                    found.push(*index.get(name).ok_or_else(|| dangling(&id, kind, name))?);
+                    Ok(())
+                })?;
+                Ok::<_, AppError>(found.into_boxed_slice())
+            };
+        let namespaces = indices(&mut namespaces, &catalog.namespace_index, "namespace")?;
+        let rolebindings = indices(&mut rolebindings, &catalog.rolebinding_index, "rolebinding")?;
         visit(LoadedCluster {
             info: encode::cluster_info(&name, &dns, &environment),
             id,
@@ -529,43 +567,51 @@ pub fn for_each_in_scope(
     Ok(())
 }
 
-/// Rows ordered by cluster id, taken one cluster at a time; the first row of the next
-/// cluster waits, parsed, until that cluster is asked for.
-struct Cursor<'s, T, F> {
+/// Rows ordered by cluster id (column 0), taken one cluster at a time. The owner of a row is
+/// compared in place: nothing is allocated per row.
+struct Cursor<'s> {
     rows: rusqlite::Rows<'s>,
-    parse: F,
-    pending: Option<(String, T)>,
-    done: bool,
+    started: bool,
+    /// `false`: the rows are not needed; the query is never stepped.
+    wanted: bool,
 }
 
-impl<'s, T, F: FnMut(&Row) -> Result<(String, T)>> Cursor<'s, T, F> {
-    fn new(rows: rusqlite::Rows<'s>, parse: F) -> Self {
+impl<'s> Cursor<'s> {
+    fn new(rows: rusqlite::Rows<'s>, wanted: bool) -> Self {
         Cursor {
             rows,
-            parse,
-            pending: None,
-            done: false,
+            started: false,
+            wanted,
         }
     }
 
-    /// Every row of `cluster`, in query order.
-    fn take_for(&mut self, cluster: &str) -> Result<Vec<T>> {
-        let mut found = Vec::new();
+    /// Hands every row of `cluster` to `take`, in query order.
+    fn take_for(&mut self, cluster: &str, mut take: impl FnMut(&Row) -> Result<()>) -> Result<()> {
+        use rusqlite::fallible_streaming_iterator::FallibleStreamingIterator;
+        if !self.wanted {
+            return Ok(());
+        }
+        if !self.started {
+            self.rows.advance().db()?;
+            self.started = true;
+        }
         loop {
-            if self.pending.is_none() && !self.done {
-                match self.rows.next().db()? {
-                    Some(row) => self.pending = Some((self.parse)(row)?),
-                    None => self.done = true,
+            let order = match self.rows.get() {
+                None => return Ok(()),
+                Some(row) => {
+                    let owner = row.get_ref(0).and_then(|v| Ok(v.as_str()?)).db()?;
+                    let order = owner.cmp(cluster);
+                    if order == std::cmp::Ordering::Equal {
+                        take(row)?;
+                    }
+                    order
                 }
+            };
+            // Both sides are in id order: a smaller id has no header in scope.
+            if order == std::cmp::Ordering::Greater {
+                return Ok(());
             }
-            match &self.pending {
-                Some((owner, _)) if owner.as_str() == cluster => {
-                    found.extend(self.pending.take().map(|(_, item)| item));
-                }
-                // Both sides are in id order: a smaller id has no header in scope.
-                Some((owner, _)) if owner.as_str() < cluster => self.pending = None,
-                _ => return Ok(found),
-            }
+            self.rows.advance().db()?;
         }
     }
 }

@@ -85,10 +85,25 @@ fn missing_ids<'a>(
     table: &'static str,
     ids: impl IntoIterator<Item = &'a str>,
 ) -> Result<Vec<String>> {
-    let mut missing = Vec::new();
-    for id in ids {
-        if !exists(conn, table, id)? && !missing.iter().any(|m| m == id) {
-            missing.push(id.to_owned());
+    // One statement for the whole list: a cluster references dozens of definitions, and a
+    // statement per id costs more than the lookups themselves.
+    let ids: Vec<&str> = ids.into_iter().collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = serde_json::to_string(&ids)
+        .map_err(|err| AppError::Internal(format!("cannot encode ids: {err}")))?;
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT j.value FROM json_each(?1) j WHERE NOT EXISTS \
+             (SELECT 1 FROM {table} t WHERE t.id = j.value) ORDER BY j.key"
+        ))
+        .db()?;
+    let mut missing: Vec<String> = Vec::new();
+    for id in stmt.query_map([list], |row| row.get::<_, String>(0)).db()? {
+        let id = id.db()?;
+        if !missing.contains(&id) {
+            missing.push(id);
         }
     }
     Ok(missing)

@@ -71,7 +71,10 @@ impl PollTracker {
             .is_none_or(|last| now.saturating_sub(last) > self.stale_after)
     }
 
-    fn shard(&self, cluster_dns: &str) -> std::sync::MutexGuard<'_, HashMap<Box<str>, ClusterPolls>> {
+    fn shard(
+        &self,
+        cluster_dns: &str,
+    ) -> std::sync::MutexGuard<'_, HashMap<Box<str>, ClusterPolls>> {
         use std::hash::{BuildHasher, RandomState};
         // One fixed hasher per process: a cluster always lands in the same shard.
         static HASHER: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
@@ -122,7 +125,10 @@ impl PollTracker {
             };
             let at: i64 = row.get(2).db()?;
             let user_agent: String = row.get(3).db()?;
-            self.shard(&dns).entry(dns.as_str().into()).or_default().polls[slot(feed)] = Some(Poll {
+            self.shard(&dns)
+                .entry(dns.as_str().into())
+                .or_default()
+                .polls[slot(feed)] = Some(Poll {
                 at: at.max(0) as u64,
                 user_agent: user_agent.into(),
             });
@@ -135,17 +141,17 @@ impl PollTracker {
         let pending: Vec<(Box<str>, Feed, Poll)> = {
             let mut pending = Vec::new();
             for shard in self.polls.iter() {
-            let mut map = shard.lock().unwrap_or_else(|e| e.into_inner());
-            for (dns, entry) in map.iter_mut() {
-                for feed in Feed::ALL {
-                    let i = slot(feed);
-                    if std::mem::take(&mut entry.dirty[i])
-                        && let Some(poll) = &entry.polls[i]
-                    {
-                        pending.push((dns.clone(), feed, poll.clone()));
+                let mut map = shard.lock().unwrap_or_else(|e| e.into_inner());
+                for (dns, entry) in map.iter_mut() {
+                    for feed in Feed::ALL {
+                        let i = slot(feed);
+                        if std::mem::take(&mut entry.dirty[i])
+                            && let Some(poll) = &entry.polls[i]
+                        {
+                            pending.push((dns.clone(), feed, poll.clone()));
+                        }
                     }
                 }
-            }
             }
             pending
         };

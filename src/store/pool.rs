@@ -146,6 +146,20 @@ impl Store {
         &self.cache
     }
 
+    /// One Flux feed of the cluster with this DNS name, as served (from the feed cache).
+    pub async fn feed(&self, cluster_dns: &str, feed: super::feeds::Feed) -> Result<Vec<u8>> {
+        self.cache.feed(self, cluster_dns, feed).await
+    }
+
+    /// The fleet list (optionally one environment), paged, encoded as `{"inputs": [...]}`.
+    pub async fn fleet_feed(
+        &self,
+        environment: Option<crate::domain::model::Environment>,
+        page: super::Page,
+    ) -> Result<(usize, Vec<u8>)> {
+        self.cache.fleet(self, environment, page).await
+    }
+
     pub fn tokens(&self) -> &tokens::TokenRegistry {
         &self.tokens
     }

@@ -20,7 +20,7 @@ use std::path::Path;
 use poem_openapi::types::ParseFromJSON;
 use rusqlite::Connection;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::write::Pipeline;
 use super::{clusters, components, namespaces, rolebindings};
@@ -156,28 +156,36 @@ impl Loader<'_, '_> {
                 let rolebinding: Rolebinding = parse_one(value, &at)?;
                 self.rolebinding(rolebinding, &at)
             }
-            (Pass::Catalog, "clusters") => {
-                for (field, index) in [("namespaces", 0), ("rolebindings", 1)] {
-                    for (position, inline) in inline_definitions(&mut value, field) {
-                        let at = format!("{at}.{field}[{position}]");
-                        if index == 0 {
-                            self.namespace(parse_one(inline, &at)?, &at)?;
-                        } else {
-                            self.rolebinding(parse_one(inline, &at)?, &at)?;
-                        }
-                    }
-                }
-                Ok(())
-            }
-            (Pass::Clusters, "clusters") => {
-                for field in ["namespaces", "rolebindings"] {
-                    inline_definitions(&mut value, field);
-                }
-                let cluster: Cluster = parse_one(value, &at)?;
-                self.cluster(cluster)
-            }
             _ => Ok(()),
         }
+    }
+
+    /// Catalog pass: a cluster's inline namespace and rolebinding definitions.
+    fn inlines(&mut self, index: usize, inlines: ClusterInlines) -> Result<()> {
+        for (field, entries) in [
+            ("namespaces", inlines.namespaces),
+            ("rolebindings", inlines.rolebindings),
+        ] {
+            for (position, mut entry) in entries.into_iter().enumerate() {
+                if entry.as_object().is_none_or(|map| map.len() <= 1) {
+                    continue;
+                }
+                let at = format!("clusters[{index}].{field}[{position}]");
+                normalise_id(&mut entry, &at)?;
+                if field == "namespaces" {
+                    self.namespace(parse_one(entry, &at)?, &at)?;
+                } else {
+                    self.rolebinding(parse_one(entry, &at)?, &at)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Clusters pass: one cluster.
+    fn seed_cluster(&mut self, index: usize, seed: SeedCluster) -> Result<()> {
+        let cluster = seed.into_cluster(index)?;
+        self.cluster(cluster)
     }
 
     fn component(&mut self, component: PlatformComponent) -> Result<()> {
@@ -243,15 +251,17 @@ impl Loader<'_, '_> {
     fn cluster(&mut self, cluster: Cluster) -> Result<()> {
         let at = record("clusters", &cluster.id);
         validate::cluster(&cluster).map_err(|e| at.wrap(e))?;
-        let mode = self.mode;
-        self.pipeline
-            .record::<Cluster, _>(&cluster.id, |conn| {
-                match (mode, clusters::exists(conn, &cluster.id)?) {
-                    (Mode::Upsert, true) => clusters::replace(conn, &cluster),
-                    _ => clusters::insert(conn, &cluster),
-                }
-            })
-            .map_err(|e| at.wrap(e))?;
+        let conn = self.pipeline.conn();
+        let existing = self.mode == Mode::Upsert && clusters::exists(conn, &cluster.id)?;
+        let written = if existing {
+            let before = state::<Cluster>(conn, &cluster.id)?;
+            clusters::replace(conn, &cluster).map(|()| before)
+        } else {
+            clusters::insert(conn, &cluster).map(|()| None)
+        };
+        let before = written.map_err(|e| at.wrap(e))?;
+        // A cluster is stored exactly as given: its audit state needs no read back.
+        self.pipeline.recorded_as(&cluster.id, before, &cluster)?;
         *self.counts.entry("clusters").or_default() += 1;
         Ok(())
     }
@@ -267,26 +277,92 @@ fn same_definition(same: bool, at: &str, id: &str) -> Result<()> {
     }
 }
 
-/// Takes the inline definitions out of a cluster's `field` list, leaving `{id}` entries;
-/// returns them with their positions.
-fn inline_definitions(cluster: &mut Value, field: &str) -> Vec<(usize, Value)> {
-    let Some(Value::Array(entries)) = cluster.get_mut(field) else {
-        return Vec::new();
-    };
-    let mut found = Vec::new();
-    for (index, entry) in entries.iter_mut().enumerate() {
-        let Value::Object(map) = entry else { continue };
-        if map.len() <= 1 {
-            continue;
-        }
-        let id = map.get("id").cloned().unwrap_or(Value::Null);
-        let definition = std::mem::replace(
-            entry,
-            Value::Object(Map::from_iter([("id".to_string(), id)])),
-        );
-        found.push((index, definition));
+/// What the catalog pass reads of a cluster: its namespace and rolebinding entries (whole
+/// definitions in flux-resourceset's format, `{id}` otherwise); other fields are skipped.
+#[derive(serde::Deserialize)]
+struct ClusterInlines {
+    #[serde(default)]
+    namespaces: Vec<Value>,
+    #[serde(default)]
+    rolebindings: Vec<Value>,
+}
+
+/// A reference in a seed cluster: `{id}` (or `_id`), or a whole inline definition whose
+/// other fields the catalog pass already took.
+#[derive(serde::Deserialize)]
+struct SeedRef {
+    #[serde(alias = "_id")]
+    id: String,
+}
+
+/// A cluster as a seed file holds it; checked like an API body once converted.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeedCluster {
+    #[serde(alias = "_id")]
+    id: String,
+    cluster_name: String,
+    cluster_dns: String,
+    environment: String,
+    platform_components: Vec<SeedComponentRef>,
+    #[serde(default)]
+    namespaces: Vec<SeedRef>,
+    #[serde(default)]
+    rolebindings: Vec<SeedRef>,
+    #[serde(default)]
+    patches: BTreeMap<String, crate::domain::model::Patch>,
+    #[serde(default)]
+    node_count: Option<i64>,
+    #[serde(default)]
+    vm_image: Option<String>,
+    #[serde(default)]
+    k0s_version: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeedComponentRef {
+    id: String,
+    enabled: bool,
+    #[serde(default)]
+    oci_tag: Option<String>,
+    #[serde(default)]
+    component_path: Option<String>,
+}
+
+impl SeedCluster {
+    fn into_cluster(self, index: usize) -> Result<Cluster> {
+        use crate::domain::model::{ComponentRef, Environment, IdRef};
+        let environment = Environment::parse(&self.environment).ok_or_else(|| {
+            AppError::BadRequest(format!(
+                "seed clusters[{index}] '{}': environment '{}' is not one of dev, qa, uat, prod",
+                self.id, self.environment
+            ))
+        })?;
+        let ids = |refs: Vec<SeedRef>| refs.into_iter().map(|r| IdRef { id: r.id }).collect();
+        Ok(Cluster {
+            id: self.id,
+            cluster_name: self.cluster_name,
+            cluster_dns: self.cluster_dns,
+            environment,
+            platform_components: self
+                .platform_components
+                .into_iter()
+                .map(|r| ComponentRef {
+                    id: r.id,
+                    enabled: r.enabled,
+                    oci_tag: r.oci_tag,
+                    component_path: r.component_path,
+                })
+                .collect(),
+            namespaces: ids(self.namespaces),
+            rolebindings: ids(self.rolebindings),
+            patches: self.patches,
+            node_count: self.node_count,
+            vm_image: self.vm_image,
+            k0s_version: self.k0s_version,
+        })
     }
-    found
 }
 
 /// The top-level object: each known key's array is streamed, the rest refused.
@@ -353,15 +429,38 @@ impl<'de> Visitor<'de> for Records<'_, '_, '_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        let loader = self.loader;
+        let kind = self.kind;
         let mut index = 0;
-        while let Some(value) = seq.next_element::<Value>()? {
-            if let Err(err) = self.loader.record(self.kind, index, value) {
-                self.loader.failure = Some(err);
-                return Err(de::Error::custom("record refused"));
+        loop {
+            // Clusters are the bulk of a file: read straight into their own shapes (the
+            // catalog pass needs only their inline definitions), not through a JSON tree.
+            let outcome = match (kind, loader.pass) {
+                ("clusters", Pass::Catalog) => seq
+                    .next_element::<ClusterInlines>()
+                    .map(|found| found.map(|inlines| loader.inlines(index, inlines))),
+                ("clusters", Pass::Clusters) => seq
+                    .next_element::<SeedCluster>()
+                    .map(|found| found.map(|cluster| loader.seed_cluster(index, cluster))),
+                _ => seq
+                    .next_element::<Value>()
+                    .map(|found| found.map(|value| loader.record(kind, index, value))),
+            };
+            match outcome {
+                Ok(None) => return Ok(()),
+                Ok(Some(Ok(()))) => index += 1,
+                Ok(Some(Err(err))) => {
+                    loader.failure = Some(err);
+                    return Err(de::Error::custom("record refused"));
+                }
+                Err(err) => {
+                    loader.failure = Some(AppError::BadRequest(format!(
+                        "seed {kind}[{index}] is not valid: {err}"
+                    )));
+                    return Err(err);
+                }
             }
-            index += 1;
         }
-        Ok(())
     }
 
     fn visit_map<A: MapAccess<'de>>(self, _map: A) -> std::result::Result<(), A::Error> {
@@ -504,6 +603,20 @@ mod tests {
         let err = load(r#"{"clusters": {}}"#).unwrap_err().to_string();
         assert!(err.contains("must be an array"), "{err}");
         let err = load(r#"{"clusters": [}"#).unwrap_err().to_string();
+        assert!(
+            err.contains("clusters[0] is not valid") && err.contains("line 1"),
+            "{err}"
+        );
+        let err = load(r#"{"clusters": [{"id": "a", "cluster_name": "a", "clusterdns": "a.x"}]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("clusters[0]") && err.contains("clusterdns"),
+            "{err}"
+        );
+        let err = load(r#"{"platform_components": [] "#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not valid JSON"), "{err}");
     }
 

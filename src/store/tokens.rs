@@ -38,7 +38,10 @@ fn raw_digest(token: &str) -> [u8; 32] {
 
 /// The stored form: lowercase hex of the SHA-256.
 pub fn digest(token: &str) -> String {
-    raw_digest(token).iter().map(|b| format!("{b:02x}")).collect()
+    raw_digest(token)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn from_hex(text: &str) -> Option<[u8; 32]> {
@@ -174,7 +177,13 @@ fn load(conn: &Connection) -> Result<HashMap<[u8; 32], Arc<Known>>> {
     for row in rows {
         let (hex, grant) = row.db()?;
         if let Some(raw) = from_hex(&hex) {
-            grants.insert(raw, Arc::new(Known { grant, used_at: AtomicI64::new(0) }));
+            grants.insert(
+                raw,
+                Arc::new(Known {
+                    grant,
+                    used_at: AtomicI64::new(0),
+                }),
+            );
         }
     }
     Ok(grants)
@@ -220,7 +229,8 @@ impl TokenRegistry {
                     for known in previous.values() {
                         let at = known.used_at.load(Ordering::Relaxed);
                         if at > 0
-                            && let Some(entry) = loaded.values().find(|k| k.grant.name == known.grant.name)
+                            && let Some(entry) =
+                                loaded.values().find(|k| k.grant.name == known.grant.name)
                         {
                             entry.used_at.fetch_max(at, Ordering::Relaxed);
                         }
@@ -241,7 +251,12 @@ impl TokenRegistry {
     /// Writes last-used times noted since the last flush, inside the caller's transaction
     /// (the poll times' flush): one commit for all of them.
     pub fn flush_last_used(&self, conn: &Connection) -> Result<()> {
-        let Some(grants) = self.grants.read().unwrap_or_else(|e| e.into_inner()).clone() else {
+        let Some(grants) = self
+            .grants
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        else {
             return Ok(());
         };
         let mut update = conn

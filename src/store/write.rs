@@ -64,6 +64,8 @@ fn feeds_of(collection: &str) -> FeedSet {
 
 /// Clusters walked at a time when checking and comparing.
 const CHUNK: usize = 1000;
+/// Warnings a write answers with (as `Warning` headers) and logs; the rest are counted.
+const MAX_WARNINGS: usize = 20;
 
 /// What `finish` is asked to do besides the checks.
 #[derive(Default)]
@@ -157,6 +159,30 @@ impl<'c> Pipeline<'c> {
         Ok(())
     }
 
+    /// `recorded`, for a write whose stored state is exactly `after` (a whole cluster as
+    /// given): the audit entry is made without reading it back.
+    pub fn recorded_as<R: Resource>(
+        &mut self,
+        id: &str,
+        before: Option<serde_json::Value>,
+        after: &R,
+    ) -> Result<()> {
+        self.touch::<R>(id)?;
+        let Some(change) = &self.change else {
+            return Ok(());
+        };
+        let after = after.to_json();
+        self.revision = audit::append(
+            self.conn,
+            change,
+            R::COLLECTION,
+            id,
+            before.as_ref(),
+            after.as_ref(),
+        )?;
+        Ok(())
+    }
+
     fn touch<R: Resource>(&mut self, id: &str) -> Result<()> {
         let feeds = feeds_of(R::COLLECTION);
         for cluster in R::affected_clusters(self.conn, id)? {
@@ -190,12 +216,15 @@ impl<'c> Pipeline<'c> {
         };
         let mut finished = Finished::default();
         let mut tally = Tally::new(options.preview.map_or(0, |(_, offset)| offset));
+        let names = diff::names(before_catalog.iter().chain([&after_catalog]));
         let ids: Vec<&String> = self.scope.keys().collect();
         for chunk in ids.chunks(CHUNK) {
+            let union = chunk.iter().fold(0, |set, id| set | self.scope[*id]);
+            let wanted = Feed::ALL.map(|feed| union & feed_bit(feed) != 0);
             let mut before = HashMap::new();
             if let (Some((conn, _)), Some(catalog)) = (options.preview, &before_catalog) {
                 clusters::set_scope(conn, chunk.iter().map(|id| id.as_str()))?;
-                clusters::for_each_in_scope(conn, catalog, |cluster| {
+                clusters::for_each_in_scope(conn, catalog, wanted, |cluster| {
                     let feeds = self.scope[&cluster.id];
                     before.insert(cluster.id.clone(), digests(cluster, catalog, feeds));
                     Ok(())
@@ -203,10 +232,10 @@ impl<'c> Pipeline<'c> {
             }
             clusters::set_scope(self.conn, chunk.iter().map(|id| id.as_str()))?;
             let mut changed = Vec::new();
-            clusters::for_each_in_scope(self.conn, &after_catalog, |cluster| {
+            let mut fragments = Fragments::default();
+            clusters::for_each_in_scope(self.conn, &after_catalog, wanted, |cluster| {
                 let feeds = self.scope[&cluster.id];
                 let (id, dns) = (cluster.id.clone(), cluster.cluster_dns.clone());
-                let mut fragments = Fragments::default();
                 let refs = cluster.intern(&mut fragments);
                 check_feeds(
                     &id,
@@ -232,14 +261,7 @@ impl<'c> Pipeline<'c> {
                     let mut scratch = Vec::new();
                     let after: [Option<FeedDigest>; 3] = Feed::ALL.map(|feed| {
                         (feeds & feed_bit(feed) != 0).then(|| {
-                            diff::digest(
-                                &refs,
-                                &after_catalog,
-                                &fragments,
-                                feed,
-                                &mut scratch,
-                                true,
-                            )
+                            diff::digest(&refs, &after_catalog, &fragments, feed, &mut scratch)
                         })
                     });
                     let (_, previous) = before.remove(&id).unwrap_or_default();
@@ -253,8 +275,16 @@ impl<'c> Pipeline<'c> {
             }
             changed.sort_by(|a, b| a.0.cmp(&b.0));
             for (_, dns, previous, after) in changed {
-                tally.add(&dns, previous, after);
+                tally.add(&dns, previous, after, &names);
             }
+        }
+        let total = finished.warnings.len();
+        if total > MAX_WARNINGS {
+            finished.warnings.truncate(MAX_WARNINGS);
+            finished.warnings.push(format!(
+                "... and {} more warnings of this kind (`flux-inputs check` lists them all)",
+                total - MAX_WARNINGS
+            ));
         }
         for warning in &finished.warnings {
             tracing::warn!(%warning, "write accepted with a warning");
@@ -278,7 +308,7 @@ fn digests(
     let mut scratch = Vec::new();
     let digests = Feed::ALL.map(|feed| {
         (feeds & feed_bit(feed) != 0)
-            .then(|| diff::digest(&refs, catalog, &fragments, feed, &mut scratch, true))
+            .then(|| diff::digest(&refs, catalog, &fragments, feed, &mut scratch))
     });
     (dns, digests)
 }
@@ -294,18 +324,15 @@ fn check_feeds(
     feeds: FeedSet,
     warnings: &mut Vec<String>,
 ) -> std::result::Result<(), String> {
-    let mut body = Vec::new();
     for feed in Feed::ALL {
         if feeds & feed_bit(feed) == 0 {
             continue;
         }
-        body.clear();
-        let inputs = refs.encode_into(catalog, fragments, feed, &mut body);
+        let (bytes, inputs) = refs.encoded_len(catalog, fragments, feed);
         let path = feed.path(dns);
-        if body.len() > FLUX_MAX_BODY_BYTES {
+        if bytes > FLUX_MAX_BODY_BYTES {
             return Err(format!(
-                "cluster '{id}': GET {path} would be {} bytes, over Flux's limit of {FLUX_MAX_BODY_BYTES}",
-                body.len()
+                "cluster '{id}': GET {path} would be {bytes} bytes, over Flux's limit of {FLUX_MAX_BODY_BYTES}"
             ));
         }
         if inputs > FLUX_DEFAULT_INPUT_LIMIT {
@@ -340,7 +367,7 @@ pub fn check_fleet(conn: &Connection) -> Result<FleetCheck> {
     let mut report = FleetCheck::default();
     for chunk in ids.chunks(CHUNK) {
         clusters::set_scope(conn, chunk.iter().map(String::as_str))?;
-        clusters::for_each_in_scope(conn, &catalog, |cluster| {
+        clusters::for_each_in_scope(conn, &catalog, [true; 3], |cluster| {
             let (id, dns) = (cluster.id.clone(), cluster.cluster_dns.clone());
             let mut fragments = Fragments::default();
             let refs = cluster.intern(&mut fragments);
@@ -390,7 +417,13 @@ impl Tally {
         }
     }
 
-    fn add(&mut self, dns: &str, before: [Option<FeedDigest>; 3], after: [Option<FeedDigest>; 3]) {
+    fn add(
+        &mut self,
+        dns: &str,
+        before: [Option<FeedDigest>; 3],
+        after: [Option<FeedDigest>; 3],
+        names: &HashMap<u64, &str>,
+    ) {
         let mut listed = Vec::new();
         for feed in Feed::ALL {
             let (old, new) = (&before[feed.index()], &after[feed.index()]);
@@ -412,7 +445,7 @@ impl Tally {
             count.changed += delta.changed.len() as u64;
             count.disabled += delta.disabled.len() as u64;
             count.emptied += u64::from(!old.is_empty() && new.is_empty());
-            listed.push(diff::feed_change(dns, feed, old, new, &delta));
+            listed.push(diff::feed_change(dns, feed, (old, new), &delta, names));
         }
         if listed.is_empty() {
             return;

@@ -29,7 +29,10 @@ fn generated_seed(path: &Path, clusters: usize) {
         .unwrap();
     }
     write!(out, r#"],"platform_components":["#).unwrap();
-    for (i, id) in ["shared", "tier-dev", "tier-qa", "tier-uat", "tier-prod"].iter().enumerate() {
+    for (i, id) in ["shared", "tier-dev", "tier-qa", "tier-uat", "tier-prod"]
+        .iter()
+        .enumerate()
+    {
         if i > 0 {
             out.write_all(b",").unwrap();
         }
@@ -39,7 +42,11 @@ fn generated_seed(path: &Path, clusters: usize) {
         )
         .unwrap();
     }
-    write!(out, r#"],"namespaces":[{{"id":"apps","labels":{{}},"annotations":{{}}}}]}}"#).unwrap();
+    write!(
+        out,
+        r#"],"namespaces":[{{"id":"apps","labels":{{}},"annotations":{{}}}}]}}"#
+    )
+    .unwrap();
 }
 
 #[tokio::test]
@@ -49,23 +56,38 @@ async fn a_dry_run_of_a_fleet_wide_edit_counts_everything_and_lists_pages_of_100
     generated_seed(&seed, 250);
     let app = TestApp::configured(|config| config.seed = SeedSource::File(seed.clone()));
     let edit = json!({"oci_tag": "1.1.0"});
-    let first = app.put("/platform_components/shared?dry_run=true", &edit).await;
+    let first = app
+        .put("/platform_components/shared?dry_run=true", &edit)
+        .await;
     assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.json);
     assert_eq!(first.json["clusters_changed"], 250);
     let summary = &first.json["summary"][0];
     assert_eq!(summary["feed"], "platform-components");
-    assert_eq!((summary["clusters"].as_u64(), summary["changed"].as_u64()), (Some(250), Some(250)));
-    assert_eq!(first.json["summary"][1]["clusters"], 0, "namespaces are untouched");
+    assert_eq!(
+        (summary["clusters"].as_u64(), summary["changed"].as_u64()),
+        (Some(250), Some(250))
+    );
+    assert_eq!(
+        first.json["summary"][1]["clusters"], 0,
+        "namespaces are untouched"
+    );
     let listed = first.json["changes"].as_array().unwrap();
     assert_eq!(listed.len(), 100, "at most 100 clusters listed");
     assert_eq!(listed[0]["cluster_dns"], "c000000.fleet.example.com");
     assert_eq!(listed[0]["changed"], json!(["shared"]));
     assert_eq!(first.json["truncated"], true);
     assert_eq!(first.json["next_changes_offset"], 100);
-    assert!(first.bytes.len() < 40_000, "bounded: {} bytes", first.bytes.len());
+    assert!(
+        first.bytes.len() < 40_000,
+        "bounded: {} bytes",
+        first.bytes.len()
+    );
 
     let last = app
-        .put("/platform_components/shared?dry_run=true&changes_offset=200", &edit)
+        .put(
+            "/platform_components/shared?dry_run=true&changes_offset=200",
+            &edit,
+        )
         .await;
     let listed = last.json["changes"].as_array().unwrap();
     assert_eq!(listed.len(), 50);
@@ -78,7 +100,10 @@ async fn a_dry_run_of_a_fleet_wide_edit_counts_everything_and_lists_pages_of_100
     let mut refs = cluster.json["platform_components"].clone();
     refs[0]["enabled"] = json!(false);
     let disable = app
-        .put("/clusters/c000001?dry_run=true", &json!({"platform_components": refs}))
+        .put(
+            "/clusters/c000001?dry_run=true",
+            &json!({"platform_components": refs}),
+        )
         .await;
     assert_eq!(disable.json["summary"][0]["disabled"], 1);
     assert_eq!(disable.json["changes"][0]["disabled"], json!(["shared"]));
@@ -108,7 +133,10 @@ async fn a_write_arriving_during_a_long_write_waits_its_turn_and_succeeds() {
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.json);
     assert!(long.is_finished(), "it waited for the long write");
     long.await.unwrap().unwrap();
-    assert_eq!(app.get("/clusters/edge-qa-01").await.json["cluster_name"], "renamed");
+    assert_eq!(
+        app.get("/clusters/edge-qa-01").await.json["cluster_name"],
+        "renamed"
+    );
 }
 
 #[test]
@@ -126,15 +154,26 @@ fn a_large_file_is_imported_as_a_stream_clusters_before_their_catalog() {
             .unwrap()
     };
     let imported = run(&["import", seed.to_str().unwrap()]);
-    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
     let exported = run(&["export"]);
     let document: serde_json::Value = serde_json::from_slice(&exported.stdout).unwrap();
     assert_eq!(document["clusters"].as_array().unwrap().len(), 20_000);
-    assert_eq!(document["clusters"][19_999]["patches"]["shared"]["replicas"], 1 + 19_999 % 3);
+    assert_eq!(
+        document["clusters"][19_999]["patches"]["shared"]["replicas"],
+        1 + 19_999 % 3
+    );
     // Importing the same file again changes nothing; a dry run of a changed file says what.
     let again = run(&["import", "--dry-run", seed.to_str().unwrap()]);
     let preview: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(preview["clusters_changed"], 0, "{preview}");
     let check = run(&["check"]);
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
 }
