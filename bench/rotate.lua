@@ -7,6 +7,8 @@ for line in io.lines(os.getenv("DNS_FILE")) do
 end
 local feed = os.getenv("FEED")
 local headers = { ["Authorization"] = "Bearer " .. os.getenv("TOKEN") }
+-- $PER_CLUSTER=1: each request carries its cluster's own scoped token, "tok-<dns>".
+local per_cluster = os.getenv("PER_CLUSTER") == "1"
 -- Each run starts at a random cluster, so repeated short runs (the warm-up) reach them all.
 math.randomseed(os.time() + math.floor(os.clock() * 1e6))
 local i = math.random(0, #names - 1)
@@ -19,7 +21,11 @@ function request()
   elseif feed == "clusters" then
     path = "/api/v2/flux/clusters?limit=100&offset=" .. ((i * 100) % #names)
   else
-    path = "/api/v2/flux/clusters/" .. names[(i - 1) % #names + 1] .. "/" .. feed
+    local name = names[(i - 1) % #names + 1]
+    path = "/api/v2/flux/clusters/" .. name .. "/" .. feed
+    if per_cluster then
+      return wrk.format("GET", path, { ["Authorization"] = "Bearer tok-" .. name })
+    end
   end
   return wrk.format("GET", path, headers)
 end

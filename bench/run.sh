@@ -4,9 +4,10 @@
 #
 #   bench/run.sh [--clusters N] [--small N] [--large N] [--duration SECONDS] [--connections N]
 #
-# Defaults: 10,000 clusters for the main table, 1,000 and 100,000 for the p99 scaling check,
-# 10 s per wrk run, wrk -t1 -c64, after a warm-up that loads every cluster into the feed
-# cache once. A full run takes about 4 minutes on 2 cores.
+# Defaults: 10,000 clusters for the main table, 1,000 and 100,000 for the p99 scaling check
+# and the import, 10 s per wrk run, wrk -t1 -c64, after a warm-up that loads every cluster
+# into the feed cache once. Also: catalog edits of a component on every cluster with a
+# concurrent writer, and feeds with a token per cluster. A full run takes about 8 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,25 +59,28 @@ start() {
 
 stop() { kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; }
 
-# load FEED [SECONDS] → "req/s p50_ms p99_ms non2xx errors"
+# load FEED [SECONDS] → "req/s p50_ms p99_ms non2xx errors" (PER_CLUSTER=1 in the
+# environment: every request with its cluster's own token)
 load() {
     DNS_FILE="$work/dns-$size.txt" FEED="$1" TOKEN="$token" \
         wrk -t1 -c"$connections" -d"${2:-$duration}s" -s bench/rotate.lua "http://127.0.0.1:$port" \
         | awk '/^RESULT/ {print $2, $3, $4, $5, $6}'
 }
 
-declare -A import_s ready_s
+# `flux-inputs import` into a new database, streamed: seconds and the process's peak RSS.
+declare -A import_s import_kib ready_s
 for size in "$small" "$clusters" "$large"; do
     echo "== $size clusters: generate, import, restart" >&2
-    python3 bench/generate.py --clusters "$size" >"$work/seed-$size.json"
+    python3 bench/generate.py --clusters "$size" --everywhere >"$work/seed-$size.json"
     python3 -c "import json,sys; [print(c['cluster_dns']) for c in json.load(open(sys.argv[1]))['clusters']]" \
         "$work/seed-$size.json" >"$work/dns-$size.txt"
-    start "$work/db-$size.sqlite" "$work/seed-$size.json"
-    import_s[$size]="$took"
-    stop
+    read -r import_s[$size] import_kib[$size] < <(DATABASE_PATH="$work/db-$size.sqlite" RUST_LOG=error \
+        python3 bench/measure.py rss "$binary" import "$work/seed-$size.json")
     start "$work/db-$size.sqlite" none
     ready_s[$size]="$took"
     stop
+    # The generated file is only needed for the import.
+    rm -f "$work/seed-$size.json"
 done
 
 # Warm the feed cache until every cluster was loaded once (the cache's miss counter reaches
@@ -117,6 +121,18 @@ rss_kib="$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")"
 cut -d. -f1 "$work/dns-$size.txt" | sed 's/\.fleet.*//' >"$work/ids.txt"
 writes="$(ID_FILE="$work/ids.txt" TOKEN="$token" wrk -t1 -c1 -d5s -s bench/put.lua "http://127.0.0.1:$port" \
     | awk '/^RESULT/ {print $2, $3, $4, $5, $6}')"
+echo "== $size clusters: catalog edits of a component on every cluster" >&2
+read -r edit_p50 edit_p99 edit_status edit_concurrent < <(python3 bench/measure.py edits "$port" "$token" \
+    fleet-agent "$(head -1 "$work/ids.txt")" 10)
+stop
+
+echo "== $size clusters: every cluster with its own token" >&2
+python3 bench/measure.py tokens "$work/db-$size.sqlite" "$work/dns-$size.txt"
+start "$work/db-$size.sqlite" none
+warm
+shared="$(load platform-components)"
+scoped="$(PER_CLUSTER=1 load platform-components)"
+tokens_kib="$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")"
 stop
 
 health_rps="$(echo "${main[health]}" | cut -d' ' -f1)"
@@ -147,8 +163,16 @@ printf '| %-52s | %14s |\n' \
     "start to /ready, existing $small-cluster database" "${ready_s[$small]} s" \
     "start to /ready, existing $clusters-cluster database" "${ready_s[$clusters]} s" \
     "start to /ready, existing $large-cluster database" "${ready_s[$large]} s" \
-    "import (start on new database to /ready), $clusters clusters" "${import_s[$clusters]} s" \
-    "import, $large clusters" "${import_s[$large]} s" \
+    "flux-inputs import, $clusters clusters: time" "${import_s[$clusters]} s" \
+    "flux-inputs import, $clusters clusters: peak RSS" "$((import_kib[$clusters] / 1024)) MiB" \
+    "flux-inputs import, $large clusters: time" "${import_s[$large]} s" \
+    "flux-inputs import, $large clusters: peak RSS" "$((import_kib[$large] / 1024)) MiB" \
     "PUT /clusters/{id}, one client" "$wrps writes/s" \
+    "catalog edit on all $clusters clusters: p50 / p99 (10)" "$edit_p50 / $edit_p99 ms" \
+    "  its statuses; a cluster PUT sent during each" "$edit_status; $edit_concurrent" \
+    "platform-components, shared read token" "$(echo "$shared" | cut -d' ' -f1) req/s" \
+    "platform-components, $clusters per-cluster tokens" "$(echo "$scoped" | cut -d' ' -f1) req/s" \
+    "  ratio per-cluster / shared (target >= 0.9)" "$(python3 -c "print(f'{$(echo "$scoped" | cut -d' ' -f1) / $(echo "$shared" | cut -d' ' -f1):.2f}')")" \
+    "peak RSS with $clusters per-cluster tokens (VmHWM)" "$((tokens_kib / 1024)) MiB" \
     "one platform-components feed" "$feed_bytes bytes"
 if [ "$((wnon2xx + werrors))" -ne 0 ]; then echo "warning: $((wnon2xx + werrors)) failed writes" >&2; fi

@@ -41,7 +41,7 @@ pub async fn render(store: &Store, requests: &RequestMetrics) -> String {
         "# HELP flux_inputs_feed_cache_total Flux feed answers by cache outcome.\n# TYPE flux_inputs_feed_cache_total counter\n\
          flux_inputs_feed_cache_total{{outcome=\"hit\"}} {}\nflux_inputs_feed_cache_total{{outcome=\"miss\"}} {}\n\
          flux_inputs_feed_cache_total{{outcome=\"stale\"}} {}",
-        stats.hits.load(Ordering::Relaxed),
+        stats.hits(),
         stats.misses.load(Ordering::Relaxed),
         stats.stale.load(Ordering::Relaxed)
     );

@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use poem_openapi::types::ToJSON;
-use rusqlite::Connection;
 
 use super::feeds::{self, Feed};
-use super::{SqlResultExt, Store, clusters};
+use super::write::revision;
+use super::{Store, clusters};
 use crate::domain::encode::{Catalog, ClusterRefs, Fragments, LoadedCluster, json_text};
 use crate::domain::merge;
 use crate::domain::model::Environment;
@@ -33,47 +33,101 @@ struct Entries {
 /// The fleet list, pre-encoded entry by entry, ordered by id.
 struct FleetList(Vec<(Environment, Box<[u8]>)>);
 
+/// Clusters of a snapshot, spread over shards by DNS name: concurrent polls of different
+/// clusters take different locks.
+const SHARDS: usize = 16;
+
 /// Everything cached for one inventory revision.
 struct Snapshot {
     revision: i64,
     catalog: Catalog,
-    entries: RwLock<Entries>,
+    shards: [RwLock<Entries>; SHARDS],
     fleet: RwLock<Option<Arc<FleetList>>>,
 }
 
-/// Marks the inventory as changed; part of every write transaction.
-pub fn bump_revision(conn: &Connection) -> Result<()> {
-    conn.prepare_cached("UPDATE inventory_revision SET revision = revision + 1 WHERE id = 1")
-        .db()?
-        .execute([])
-        .db()?;
-    Ok(())
+impl Snapshot {
+    fn new(revision: i64, catalog: Catalog) -> Self {
+        Snapshot {
+            revision,
+            catalog,
+            shards: std::array::from_fn(|_| RwLock::default()),
+            fleet: RwLock::default(),
+        }
+    }
+
+    fn shard(&self, cluster_dns: &str) -> &RwLock<Entries> {
+        &self.shards[shard_of(cluster_dns)]
+    }
 }
 
-pub fn revision(conn: &Connection) -> Result<i64> {
-    conn.prepare_cached("SELECT revision FROM inventory_revision WHERE id = 1")
-        .db()?
-        .query_row([], |row| row.get(0))
-        .db()
+fn shard_of(cluster_dns: &str) -> usize {
+    use std::hash::BuildHasher;
+    static HASHER: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+    HASHER
+        .get_or_init(std::hash::RandomState::new)
+        .hash_one(cluster_dns) as usize
+        % SHARDS
 }
 
 /// Shared by every request; cheap to clone.
-#[derive(Clone, Default)]
+///
+/// A poll that hits the cache takes no shared lock and bumps no shared counter: each worker
+/// thread keeps its own handle on the current snapshot, refreshed when `generation` moves.
+#[derive(Clone)]
 pub struct FeedCache {
+    /// Unique in the process: names this cache in the threads' handles.
+    id: usize,
     current: Arc<RwLock<Option<Arc<Snapshot>>>>,
+    /// Bumped after every change of `current`.
+    generation: Arc<AtomicU64>,
     loading: Arc<tokio::sync::Mutex<()>>,
     stats: Arc<CacheStats>,
 }
 
+impl Default for FeedCache {
+    fn default() -> Self {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        FeedCache {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            current: Arc::default(),
+            generation: Arc::default(),
+            loading: Arc::default(),
+            stats: Arc::default(),
+        }
+    }
+}
+
+thread_local! {
+    /// This thread's handle: (cache id, generation, snapshot).
+    static LOCAL: std::cell::RefCell<Option<(usize, u64, Arc<Snapshot>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// A counter alone on its cache line, so threads counting in different ones never contend.
+#[derive(Default, Debug)]
+#[repr(align(64))]
+struct Padded(AtomicU64);
+
 /// Counters since start.
 #[derive(Default, Debug)]
 pub struct CacheStats {
-    /// Feeds answered from a cached cluster.
-    pub hits: AtomicU64,
+    /// Feeds answered from a cached cluster, counted per shard.
+    hits: [Padded; SHARDS],
     /// Feeds whose cluster had to be loaded.
     pub misses: AtomicU64,
     /// Loads that found the inventory changed under the cache (the cache was dropped).
     pub stale: AtomicU64,
+}
+
+impl CacheStats {
+    /// Feeds answered from a cached cluster.
+    pub fn hits(&self) -> u64 {
+        self.hits.iter().map(|h| h.0.load(Ordering::Relaxed)).sum()
+    }
+
+    fn hit(&self, shard: usize) {
+        self.hits[shard].0.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// The answer of a cluster lookup that missed the cache.
@@ -87,7 +141,33 @@ enum Loaded {
 impl FeedCache {
     /// Drops everything cached; the next read rebuilds from the database.
     pub fn invalidate(&self) {
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = None;
+        self.set(None);
+    }
+
+    /// Replaces the current snapshot and moves the generation on.
+    fn set(&self, snapshot: Option<Arc<Snapshot>>) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = snapshot;
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// A hit answered from this thread's handle, or `None` (a miss, or no snapshot yet).
+    fn try_hit(&self, cluster_dns: &str, feed: Feed) -> Option<Vec<u8>> {
+        let generation = self.generation.load(Ordering::Acquire);
+        LOCAL.with_borrow_mut(|local| {
+            let fresh =
+                matches!(local, Some((id, seen, _)) if *id == self.id && *seen == generation);
+            if !fresh {
+                *local = Some((self.id, generation, self.snapshot()?));
+            }
+            let (_, _, snapshot) = local.as_ref()?;
+            let shard = shard_of(cluster_dns);
+            let entries = snapshot.shards[shard]
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            let entry = entries.clusters.get(cluster_dns)?;
+            self.stats.hit(shard);
+            Some(entry.encode(&snapshot.catalog, &entries.fragments, feed))
+        })
     }
 
     pub fn stats(&self) -> &CacheStats {
@@ -106,6 +186,8 @@ impl FeedCache {
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
         if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, stale)) {
             *current = None;
+            drop(current);
+            self.generation.fetch_add(1, Ordering::Release);
         }
     }
 
@@ -120,25 +202,29 @@ impl FeedCache {
         }
         let snapshot = store
             .read(|conn| {
-                Ok(Arc::new(Snapshot {
-                    revision: revision(conn)?,
-                    catalog: feeds::load_catalog(conn)?,
-                    entries: RwLock::default(),
-                    fleet: RwLock::default(),
-                }))
+                Ok(Arc::new(Snapshot::new(
+                    revision(conn)?,
+                    feeds::load_catalog(conn)?,
+                )))
             })
             .await?;
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(snapshot.clone());
+        self.set(Some(snapshot.clone()));
         Ok(snapshot)
     }
 
     /// One feed of the cluster with this DNS name, encoded exactly as `feeds::build` would.
     pub async fn feed(&self, store: &Store, cluster_dns: &str, feed: Feed) -> Result<Vec<u8>> {
+        if let Some(body) = self.try_hit(cluster_dns, feed) {
+            return Ok(body);
+        }
         let snapshot = self.current_snapshot(store).await?;
         {
-            let entries = snapshot.entries.read().unwrap_or_else(|e| e.into_inner());
+            let entries = snapshot
+                .shard(cluster_dns)
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
             if let Some(entry) = entries.clusters.get(cluster_dns) {
-                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                self.stats.hit(shard_of(cluster_dns));
                 return Ok(entry.encode(&snapshot.catalog, &entries.fragments, feed));
             }
         }
@@ -164,7 +250,10 @@ impl FeedCache {
             .await?;
         match loaded {
             Loaded::Entry(cluster) => {
-                let mut entries = snapshot.entries.write().unwrap_or_else(|e| e.into_inner());
+                let mut entries = snapshot
+                    .shard(cluster_dns)
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner());
                 let entry = cluster.intern(&mut entries.fragments);
                 let body = entry.encode(&snapshot.catalog, &entries.fragments, feed);
                 entries.clusters.insert(cluster_dns.into(), entry);

@@ -2,7 +2,7 @@
 //! everything readable. The registry answers the per-request check from memory.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use rusqlite::{Connection, params};
@@ -199,12 +199,37 @@ struct Known {
 type Grants = Arc<HashMap<[u8; 32], Arc<Known>>>;
 
 /// The tokens in memory; reloaded after any write (a token change, or a cluster's DNS name).
-/// A check hashes the presented token and reads one map entry: no lock beyond the map's
-/// read lock, no allocation.
-#[derive(Clone, Default)]
+/// A check hashes the presented token and reads one map entry. The map is shared through a
+/// generation number: each worker thread keeps its own handle and takes the lock only when
+/// the generation moved, so concurrent polls never meet at a lock.
+#[derive(Clone)]
 pub struct TokenRegistry {
+    /// Unique in the process: names this registry in the threads' handles.
+    id: usize,
     grants: Arc<RwLock<Option<Grants>>>,
     stale: Arc<AtomicBool>,
+    /// Bumped whenever `grants` is replaced.
+    generation: Arc<AtomicU64>,
+    /// One load at a time: a burst of polls after a change must not build the map once each.
+    loading: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Default for TokenRegistry {
+    fn default() -> Self {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        TokenRegistry {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            grants: Arc::default(),
+            stale: Arc::default(),
+            generation: Arc::default(),
+            loading: Arc::default(),
+        }
+    }
+}
+
+thread_local! {
+    /// This thread's handle on the current map: (registry, generation, map).
+    static LOCAL: std::cell::RefCell<Option<(usize, u64, Grants)>> = const { std::cell::RefCell::new(None) };
 }
 
 impl TokenRegistry {
@@ -212,15 +237,53 @@ impl TokenRegistry {
         self.stale.store(true, Ordering::Relaxed);
     }
 
-    /// The grant of a presented token, if it is a known named token.
-    pub async fn check(&self, store: &super::Store, token: &str) -> Result<Option<Grant>> {
-        let current = self
+    /// The current map, from this thread's handle while the generation holds.
+    fn current(&self) -> Option<Grants> {
+        let key = self.id;
+        let generation = self.generation.load(Ordering::Acquire);
+        let local = LOCAL.with_borrow(|local| match local {
+            Some((registry, seen, grants)) if *registry == key && *seen == generation => {
+                Some(grants.clone())
+            }
+            _ => None,
+        });
+        if local.is_some() {
+            return local;
+        }
+        let shared = self
             .grants
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let grants = match current {
+        if let Some(grants) = &shared {
+            LOCAL.with_borrow_mut(|local| *local = Some((key, generation, grants.clone())));
+        }
+        shared
+    }
+
+    /// The grant of a presented token, if it is a known named token.
+    pub async fn check(&self, store: &super::Store, token: &str) -> Result<Option<Grant>> {
+        let grants = match self.current() {
             Some(grants) if !self.stale.load(Ordering::Relaxed) => grants,
+            _ => self.reload(store).await?,
+        };
+        let Some(known) = grants.get(&raw_digest(token)) else {
+            return Ok(None);
+        };
+        // One write a second per token at most: polls do not keep its cache line busy.
+        let at = now();
+        if known.used_at.load(Ordering::Relaxed) != at {
+            known.used_at.store(at, Ordering::Relaxed);
+        }
+        Ok(Some(known.grant.clone()))
+    }
+
+    /// Loads the map after a change; concurrent callers wait for the one load.
+    async fn reload(&self, store: &super::Store) -> Result<Grants> {
+        let _guard = self.loading.lock().await;
+        let previous = self.current();
+        match previous {
+            Some(grants) if !self.stale.load(Ordering::Relaxed) => Ok(grants),
             previous => {
                 self.stale.store(false, Ordering::Relaxed);
                 let loaded = store.read(load).await?;
@@ -238,14 +301,10 @@ impl TokenRegistry {
                 }
                 let loaded = Arc::new(loaded);
                 *self.grants.write().unwrap_or_else(|e| e.into_inner()) = Some(loaded.clone());
-                loaded
+                self.generation.fetch_add(1, Ordering::Release);
+                Ok(loaded)
             }
-        };
-        let Some(known) = grants.get(&raw_digest(token)) else {
-            return Ok(None);
-        };
-        known.used_at.store(now(), Ordering::Relaxed);
-        Ok(Some(known.grant.clone()))
+        }
     }
 
     /// Writes last-used times noted since the last flush, inside the caller's transaction

@@ -58,7 +58,7 @@ async fn repeated_reads_are_answered_from_the_cache() {
         misses,
         "no more loads"
     );
-    assert!(stats.hits.load(std::sync::atomic::Ordering::Relaxed) >= 10);
+    assert!(stats.hits() >= 10);
     assert_eq!(stats.stale.load(std::sync::atomic::Ordering::Relaxed), 0);
 }
 
