@@ -197,8 +197,11 @@ pub async fn access_log<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<R
         .data::<AllowedMethods>()
         .and_then(|allowed| allowed.route_index(req.uri().path()));
     let id = request_id(&req, &metrics);
-    // Kept only when a line may be written.
-    let line = (mode != AccessLog::Off).then(|| {
+    // Kept only when a line may be written (the mode allows it and the log filter lets
+    // `flux_inputs::access` info lines through).
+    let logging = mode != AccessLog::Off
+        && tracing::enabled!(target: "flux_inputs::access", tracing::Level::INFO);
+    let line = logging.then(|| {
         (
             req.method().clone(),
             req.uri().path().to_owned(),

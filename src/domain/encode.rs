@@ -6,7 +6,7 @@
 //! write touches with it before commit (size and input limits, dependency closure, dry-run
 //! previews), so both agree byte for byte.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use poem_openapi::types::ToJSON;
@@ -463,29 +463,40 @@ impl ClusterRefs {
     /// The components an enabled component needs (transitively) that are not assigned and
     /// enabled on this cluster — their HelmReleases would wait forever — sorted by id.
     pub fn missing_dependencies<'c>(&self, catalog: &'c Catalog) -> Vec<&'c str> {
-        let enabled: HashSet<u32> = self
+        // Flags over the catalog instead of hash sets: this runs for every cluster a catalog
+        // edit touches.
+        let size = catalog.component_ids.len();
+        let mut enabled = vec![false; size];
+        for r in self.components.iter().filter(|r| r.enabled) {
+            enabled[r.component as usize] = true;
+        }
+        let mut seen = vec![false; size];
+        let mut missing = vec![false; size];
+        let mut queue: Vec<u32> = self
             .components
             .iter()
             .filter(|r| r.enabled)
             .map(|r| r.component)
             .collect();
-        let mut seen = HashSet::new();
-        let mut queue: Vec<u32> = enabled.iter().copied().collect();
-        let mut missing: Vec<&'c str> = Vec::new();
         while let Some(component) = queue.pop() {
-            if !seen.insert(component) {
+            if std::mem::replace(&mut seen[component as usize], true) {
                 continue;
             }
             for &dependency in catalog.depends_on[component as usize].iter() {
-                if !enabled.contains(&dependency) {
-                    missing.push(&catalog.component_ids[dependency as usize]);
+                if !enabled[dependency as usize] {
+                    missing[dependency as usize] = true;
                 }
                 queue.push(dependency);
             }
         }
-        missing.sort_unstable();
-        missing.dedup();
-        missing
+        let mut names: Vec<&'c str> = missing
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| **m)
+            .map(|(i, _)| catalog.component_ids[i].as_str())
+            .collect();
+        names.sort_unstable();
+        names
     }
 }
 

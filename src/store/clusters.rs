@@ -441,12 +441,16 @@ pub fn set_scope<'a>(conn: &Connection, ids: impl IntoIterator<Item = &'a str>) 
          DELETE FROM temp.write_scope;",
     )
     .db()?;
-    let mut insert = conn
-        .prepare_cached("INSERT OR IGNORE INTO temp.write_scope (id) VALUES (?1)")
-        .db()?;
-    for id in ids {
-        insert.execute([id]).db()?;
-    }
+    // One statement for the whole list (thousands of ids for a catalog edit).
+    let ids: Vec<&str> = ids.into_iter().collect();
+    let list = serde_json::to_string(&ids)
+        .map_err(|err| AppError::Internal(format!("cannot encode ids: {err}")))?;
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO temp.write_scope (id) SELECT value FROM json_each(?1)",
+    )
+    .db()?
+    .execute([list])
+    .db()?;
     Ok(())
 }
 

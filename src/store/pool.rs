@@ -61,6 +61,8 @@ pub struct Store {
     /// means writes would land in a file nobody will ever open again.
     identity: Option<(u64, u64)>,
     file_gone: Arc<std::sync::atomic::AtomicBool>,
+    /// Set when a background integrity check found damage: writes and `/ready` refuse.
+    damaged: Arc<std::sync::OnceLock<String>>,
 }
 
 /// The device and inode of `path`, if it exists.
@@ -121,6 +123,7 @@ impl Store {
             own_commits: watch::OwnCommits::default(),
             identity: file_identity(path),
             file_gone: Arc::default(),
+            damaged: Arc::default(),
         };
         let conn = store.connection()?;
         // WAL persists in the file; readers never block the writer and vice versa.
@@ -186,8 +189,17 @@ impl Store {
         same
     }
 
-    /// `503` when the database file is no longer the one opened.
+    /// Marks the database as damaged (found by an integrity check after start).
+    pub fn mark_damaged(&self, reason: String) {
+        tracing::error!(%reason, "refusing writes until restart");
+        let _ = self.damaged.set(reason);
+    }
+
+    /// `503` when the database file is no longer the one opened, or was found damaged.
     pub fn ensure_file(&self) -> Result<()> {
+        if let Some(reason) = self.damaged.get() {
+            return Err(AppError::Unavailable(reason.clone()));
+        }
         if self.check_file_identity() {
             return Ok(());
         }
