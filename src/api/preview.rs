@@ -28,6 +28,7 @@ pub struct WritePreview<T: ParseFromJSON + ToJSON> {
     /// More changed clusters than listed: ask again with `changes_offset`.
     pub truncated: bool,
     /// The `changes_offset` of the next page.
+    #[oai(nullable)]
     pub next_changes_offset: Option<u64>,
 }
 

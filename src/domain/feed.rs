@@ -123,6 +123,7 @@ pub struct Preview {
     /// More changed clusters than listed: ask again with `changes_offset`.
     pub truncated: bool,
     /// The `changes_offset` of the next page, when `truncated`.
+    #[oai(nullable)]
     pub next_changes_offset: Option<u64>,
 }
 

@@ -143,20 +143,11 @@ impl<'c> Pipeline<'c> {
         id: &str,
         before: Option<serde_json::Value>,
     ) -> Result<()> {
-        self.touch::<R>(id)?;
-        let Some(change) = &self.change else {
-            return Ok(());
+        let after = match self.change {
+            Some(_) => R::get(self.conn, id)?.and_then(|r| r.to_json()),
+            None => None,
         };
-        let after = R::get(self.conn, id)?.and_then(|r| r.to_json());
-        self.revision = audit::append(
-            self.conn,
-            change,
-            R::COLLECTION,
-            id,
-            before.as_ref(),
-            after.as_ref(),
-        )?;
-        Ok(())
+        self.audit::<R>(id, before, after)
     }
 
     /// `recorded`, for a write whose stored state is exactly `after` (a whole cluster as
@@ -167,19 +158,28 @@ impl<'c> Pipeline<'c> {
         before: Option<serde_json::Value>,
         after: &R,
     ) -> Result<()> {
+        let after = self.change.as_ref().and_then(|_| after.to_json());
+        self.audit::<R>(id, before, after)
+    }
+
+    /// The scope of a write to `id`, and its audit entry (unless the pipeline is not audited).
+    fn audit<R: Resource>(
+        &mut self,
+        id: &str,
+        before: Option<serde_json::Value>,
+        after: Option<serde_json::Value>,
+    ) -> Result<()> {
         self.touch::<R>(id)?;
-        let Some(change) = &self.change else {
-            return Ok(());
-        };
-        let after = after.to_json();
-        self.revision = audit::append(
-            self.conn,
-            change,
-            R::COLLECTION,
-            id,
-            before.as_ref(),
-            after.as_ref(),
-        )?;
+        if let Some(change) = &self.change {
+            self.revision = audit::append(
+                self.conn,
+                change,
+                R::COLLECTION,
+                id,
+                before.as_ref(),
+                after.as_ref(),
+            )?;
+        }
         Ok(())
     }
 

@@ -268,6 +268,22 @@ fn a_deleted_database_file_turns_ready_and_writes_into_503() {
     assert_eq!(status, 503);
 }
 
+/// Starts the server on `database`, expects it to refuse; its stderr.
+fn refused_start(database: &Path) -> String {
+    let output = Command::new(BINARY)
+        .env_clear()
+        .env("AUTH_TOKEN", "t")
+        .env("DATABASE_PATH", database)
+        .env(
+            "LISTEN_ADDR",
+            format!("127.0.0.1:{}", crate::process::free_port()),
+        )
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 #[test]
 fn a_foreign_or_damaged_database_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -276,18 +292,7 @@ fn a_foreign_or_damaged_database_is_refused_at_start() {
         .unwrap()
         .execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
         .unwrap();
-    let output = Command::new(BINARY)
-        .env_clear()
-        .env("AUTH_TOKEN", "t")
-        .env("DATABASE_PATH", &foreign)
-        .env(
-            "LISTEN_ADDR",
-            format!("127.0.0.1:{}", crate::process::free_port()),
-        )
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_start(&foreign);
     assert!(stderr.contains("not a flux-inputs database"), "{stderr}");
     let tables: i64 = rusqlite::Connection::open(&foreign)
         .unwrap()
@@ -311,18 +316,7 @@ fn a_foreign_or_damaged_database_is_refused_at_start() {
         bytes[page * 4096..page * 4096 + 64].fill(0xA5);
     }
     std::fs::write(&database, bytes).unwrap();
-    let output = Command::new(BINARY)
-        .env_clear()
-        .env("AUTH_TOKEN", "t")
-        .env("DATABASE_PATH", &database)
-        .env(
-            "LISTEN_ADDR",
-            format!("127.0.0.1:{}", crate::process::free_port()),
-        )
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_start(&database);
     assert!(
         stderr.contains("damaged") && stderr.contains("backup"),
         "{stderr}"
