@@ -198,6 +198,17 @@ struct Known {
 /// Token digest → what it may do.
 type Grants = Arc<HashMap<[u8; 32], Arc<Known>>>;
 
+/// The grant of `token` in `grants`, noting its use (at most one write a second per token,
+/// so polls do not keep its cache line busy).
+fn grant_of(grants: &HashMap<[u8; 32], Arc<Known>>, token: &str) -> Option<Grant> {
+    let known = grants.get(&raw_digest(token))?;
+    let at = now();
+    if known.used_at.load(Ordering::Relaxed) != at {
+        known.used_at.store(at, Ordering::Relaxed);
+    }
+    Some(known.grant.clone())
+}
+
 /// The tokens in memory; reloaded after any write (a token change, or a cluster's DNS name).
 /// A check hashes the presented token and reads one map entry. The map is shared through a
 /// generation number: each worker thread keeps its own handle and takes the lock only when
@@ -237,74 +248,72 @@ impl TokenRegistry {
         self.stale.store(true, Ordering::Relaxed);
     }
 
-    /// The current map, from this thread's handle while the generation holds.
-    fn current(&self) -> Option<Grants> {
-        let key = self.id;
+    /// The grant of `token` from this thread's handle on the map (refreshed when the
+    /// generation moved); `None` when the map must be (re)loaded first. The hit path borrows
+    /// the handle: no lock, no shared reference count touched.
+    fn lookup(&self, token: &str) -> Option<Option<Grant>> {
+        if self.stale.load(Ordering::Relaxed) {
+            return None;
+        }
         let generation = self.generation.load(Ordering::Acquire);
-        let local = LOCAL.with_borrow(|local| match local {
-            Some((registry, seen, grants)) if *registry == key && *seen == generation => {
-                Some(grants.clone())
+        LOCAL.with_borrow_mut(|local| {
+            let fresh =
+                matches!(local, Some((id, seen, _)) if *id == self.id && *seen == generation);
+            if !fresh {
+                let shared = self
+                    .grants
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()?;
+                *local = Some((self.id, generation, shared));
             }
-            _ => None,
-        });
-        if local.is_some() {
-            return local;
-        }
-        let shared = self
-            .grants
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if let Some(grants) = &shared {
-            LOCAL.with_borrow_mut(|local| *local = Some((key, generation, grants.clone())));
-        }
-        shared
+            let (_, _, grants) = local.as_ref()?;
+            Some(grant_of(grants, token))
+        })
     }
 
     /// The grant of a presented token, if it is a known named token.
     pub async fn check(&self, store: &super::Store, token: &str) -> Result<Option<Grant>> {
-        let grants = match self.current() {
-            Some(grants) if !self.stale.load(Ordering::Relaxed) => grants,
-            _ => self.reload(store).await?,
-        };
-        let Some(known) = grants.get(&raw_digest(token)) else {
-            return Ok(None);
-        };
-        // One write a second per token at most: polls do not keep its cache line busy.
-        let at = now();
-        if known.used_at.load(Ordering::Relaxed) != at {
-            known.used_at.store(at, Ordering::Relaxed);
+        if let Some(found) = self.lookup(token) {
+            return Ok(found);
         }
-        Ok(Some(known.grant.clone()))
+        let grants = self.reload(store).await?;
+        Ok(grant_of(&grants, token))
     }
 
     /// Loads the map after a change; concurrent callers wait for the one load.
     async fn reload(&self, store: &super::Store) -> Result<Grants> {
         let _guard = self.loading.lock().await;
-        let previous = self.current();
-        match previous {
-            Some(grants) if !self.stale.load(Ordering::Relaxed) => Ok(grants),
-            previous => {
-                self.stale.store(false, Ordering::Relaxed);
-                let loaded = store.read(load).await?;
-                // Use times not yet flushed move to the reloaded entries.
-                if let Some(previous) = previous {
-                    for known in previous.values() {
-                        let at = known.used_at.load(Ordering::Relaxed);
-                        if at > 0
-                            && let Some(entry) =
-                                loaded.values().find(|k| k.grant.name == known.grant.name)
-                        {
-                            entry.used_at.fetch_max(at, Ordering::Relaxed);
-                        }
-                    }
+        let previous = self
+            .grants
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(grants) = &previous
+            && !self.stale.load(Ordering::Relaxed)
+        {
+            // Another caller loaded it while this one waited.
+            return Ok(grants.clone());
+        }
+        self.stale.store(false, Ordering::Relaxed);
+        let loaded = store.read(load).await?;
+        // Use times not yet flushed move to the reloaded entries.
+        if let Some(previous) = previous {
+            let by_name: HashMap<&str, &Known> =
+                loaded.values().map(|k| (&*k.grant.name, &**k)).collect();
+            for known in previous.values() {
+                let at = known.used_at.load(Ordering::Relaxed);
+                if at > 0
+                    && let Some(entry) = by_name.get(&*known.grant.name)
+                {
+                    entry.used_at.fetch_max(at, Ordering::Relaxed);
                 }
-                let loaded = Arc::new(loaded);
-                *self.grants.write().unwrap_or_else(|e| e.into_inner()) = Some(loaded.clone());
-                self.generation.fetch_add(1, Ordering::Release);
-                Ok(loaded)
             }
         }
+        let loaded = Arc::new(loaded);
+        *self.grants.write().unwrap_or_else(|e| e.into_inner()) = Some(loaded.clone());
+        self.generation.fetch_add(1, Ordering::Release);
+        Ok(loaded)
     }
 
     /// Writes last-used times noted since the last flush, inside the caller's transaction

@@ -435,7 +435,8 @@ impl Tally {
                 new.as_deref().unwrap_or_default(),
             );
             let delta = diff::compare(old, new);
-            if delta.is_empty() && delta.disabled.is_empty() {
+            // A disabled input's JSON changed too: `is_empty` covers it.
+            if delta.is_empty() {
                 continue;
             }
             let count = &mut self.feeds[feed.index()];

@@ -8,7 +8,8 @@ use flux_inputs::store::{Store, clusters};
 
 use crate::process::{BINARY, Server, get};
 
-fn run(database: &Path, args: &[&str]) -> Output {
+/// Runs an offline command of the binary on `database`.
+pub fn run(database: &Path, args: &[&str]) -> Output {
     Command::new(BINARY)
         .env_clear()
         .env("DATABASE_PATH", database)

@@ -11,19 +11,11 @@ use std::time::{Duration, Instant};
 use poem::http::{Method, StatusCode};
 use serde_json::json;
 
+use crate::cli::run as cli;
 use crate::helpers::{READ, TestApp, WRITE};
 use crate::process::{BINARY, Server, get, request};
 
 const QA: &str = "edge-qa-01.k8s.example.com";
-
-fn cli(database: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(BINARY)
-        .env_clear()
-        .env("DATABASE_PATH", database)
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 /// Reads until the peer closes (or `limit` passes); returns what arrived and whether it closed.
 fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (String, bool) {

@@ -145,14 +145,7 @@ fn a_large_file_is_imported_as_a_stream_clusters_before_their_catalog() {
     let seed = dir.path().join("fleet.json");
     generated_seed(&seed, 20_000);
     let database = dir.path().join("inventory.db");
-    let run = |args: &[&str]| {
-        std::process::Command::new(crate::process::BINARY)
-            .env_clear()
-            .env("DATABASE_PATH", &database)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| crate::cli::run(&database, args);
     let imported = run(&["import", seed.to_str().unwrap()]);
     assert!(
         imported.status.success(),

@@ -141,14 +141,7 @@ fn tokens_from_the_command_line_are_hashed_and_honoured_by_a_running_server() {
     let dir = tempfile::tempdir().unwrap();
     let database = dir.path().join("inventory.db");
     let server = Server::ready(&database, &[("AUTH_TOKEN", "t")]);
-    let run = |args: &[&str]| {
-        std::process::Command::new(crate::process::BINARY)
-            .env_clear()
-            .env("DATABASE_PATH", &database)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| crate::cli::run(&database, args);
     let created = run(&["token", "create", "--cluster", "edge-qa-01"]);
     assert!(
         created.status.success(),
