@@ -237,16 +237,6 @@ impl Store {
         self.last_write.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Runs `f` with a pooled connection on the blocking pool, outside any transaction.
-    pub async fn blocking_with_connection<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
-    {
-        let store = self.clone();
-        self.blocking(move || f(&mut *store.connection()?)).await
-    }
-
     /// Folds the WAL into the database file (outside any transaction).
     pub async fn checkpoint(&self) -> Result<()> {
         let store = self.clone();
