@@ -19,6 +19,7 @@ pub use crate::api::observe::AccessLog;
 const ENV_KEYS: &[&str] = &[
     "METRICS_ADDR",
     "POLL_STALE_AFTER",
+    "EVENTS_REQUIRE_CLUSTER_IDENTITY",
     "AUDIT_KEEP_ENTRIES",
     "AUDIT_KEEP_DAYS",
     "API_MODE",
@@ -103,6 +104,8 @@ struct Layered {
     metrics_addr: Option<SocketAddr>,
     /// Seconds without a poll after which `/status/clusters` reports a cluster stale.
     poll_stale_after: u64,
+    /// Accept a cluster's events only with its own scoped token.
+    events_require_cluster_identity: bool,
     /// HTTPS: `[tls] cert`, `key` and, for client certificates, `client_ca` (PEM files).
     tls: Option<TlsFiles>,
     /// Keep at most this many audit entries (the newest).
@@ -137,6 +140,7 @@ impl Default for Layered {
             strict_dependencies: false,
             metrics_addr: None,
             poll_stale_after: crate::store::polls::DEFAULT_STALE_AFTER_SECONDS,
+            events_require_cluster_identity: false,
             tls: None,
             audit_keep_entries: None,
             audit_keep_days: None,
@@ -163,6 +167,9 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// Seconds without a poll after which a cluster is reported stale.
     pub poll_stale_after: u64,
+    /// Accept a cluster's events only with its own scoped token (the read token would let
+    /// any cluster report for any other).
+    pub events_require_cluster_identity: bool,
     /// Serve HTTPS with these files (re-read on SIGHUP).
     pub tls: Option<TlsFiles>,
     /// Audit retention: the newest N entries, and/or entries younger than D days.
@@ -306,6 +313,7 @@ impl Config {
             strict_dependencies: layered.strict_dependencies,
             metrics_addr: layered.metrics_addr,
             poll_stale_after: layered.poll_stale_after,
+            events_require_cluster_identity: layered.events_require_cluster_identity,
             tls: layered.tls,
             audit_keep_entries: layered.audit_keep_entries,
             audit_keep_days: layered.audit_keep_days,

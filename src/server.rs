@@ -148,6 +148,7 @@ pub async fn serve<A: Acceptor + 'static>(
     let tokens = Tokens {
         read: config.read_token.clone(),
         write: config.write_token.clone(),
+        events_require_cluster_identity: config.events_require_cluster_identity,
     };
     let requests = std::sync::Arc::new(api::observe::RequestMetrics::default());
     let app = api::build_app_with_metrics(store.clone(), tokens, config.api_mode, requests.clone());
@@ -188,6 +189,7 @@ pub async fn serve<A: Acceptor + 'static>(
     }
     served?;
     flush_polls(&store).await;
+    save_reports(&store).await;
     checkpoint(&store).await;
     Ok(())
 }
@@ -242,6 +244,8 @@ async fn checkpoint(store: &Store) {
 /// How often the background task looks for commits made by other processes (the CLI, sqlite3)
 /// and checks that the database file is still the one opened.
 pub const EXTERNAL_WRITE_POLL: Duration = Duration::from_secs(1);
+/// How often received events are written to the database.
+pub const REPORT_FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// How often recorded poll times are written to the database.
 pub const POLL_FLUSH_EVERY: Duration = Duration::from_secs(30);
 
@@ -250,8 +254,31 @@ pub const POLL_FLUSH_EVERY: Duration = Duration::from_secs(30);
 /// waiting for a lock never delays noticing a revoked token.
 async fn background(store: Store, retention: (Option<u64>, Option<u64>)) {
     let flusher = tokio::spawn(flush_and_prune(store.clone(), retention));
+    let reports = tokio::spawn(save_reports_continually(store.clone()));
     watch_outside_commits(store).await;
     flusher.abort();
+    reports.abort();
+}
+
+/// Writes the events received since the last flush.
+async fn save_reports(store: &Store) {
+    if let Err(err) = store.flush_reports().await {
+        tracing::warn!(error = %err, "cannot save received events; kept for the next flush");
+    }
+}
+
+/// Every second, or at once when many events are waiting.
+async fn save_reports_continually(store: Store) {
+    let mut ticker = tokio::time::interval(REPORT_FLUSH_EVERY);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = store.reports().wanted() => {}
+        }
+        if !store.reports().is_empty() {
+            save_reports(&store).await;
+        }
+    }
 }
 
 async fn watch_outside_commits(store: Store) {
@@ -293,9 +320,21 @@ async fn watch_outside_commits(store: Store) {
 async fn flush_and_prune(store: Store, retention: (Option<u64>, Option<u64>)) {
     let mut ticker = tokio::time::interval(POLL_FLUSH_EVERY);
     ticker.tick().await;
+    let mut pruned_at_revision = None;
     loop {
         ticker.tick().await;
         flush_polls(&store).await;
+        // Reports of clusters deleted or renamed since the last pass.
+        let revision = store.read(crate::store::write::revision).await.ok();
+        if revision != pruned_at_revision {
+            match store
+                .write(|tx| crate::store::reports::prune_orphans(tx))
+                .await
+            {
+                Ok(_) => pruned_at_revision = revision,
+                Err(err) => tracing::warn!(error = %err, "pruning reports failed"),
+            }
+        }
         if retention.0.is_none() && retention.1.is_none() {
             continue;
         }

@@ -11,7 +11,10 @@ use subtle::ConstantTimeEq;
 use poem::http::StatusCode;
 use poem_openapi::error::AuthorizationError;
 
+use std::sync::Arc;
+
 use crate::config::Secret;
+use crate::domain::report::Via;
 use crate::store::Store;
 use crate::store::tokens::Grant;
 
@@ -20,6 +23,9 @@ use crate::store::tokens::Grant;
 pub struct Tokens {
     pub read: Secret,
     pub write: Secret,
+    /// Accept a cluster's events only with its own scoped token (contract §9): the fleet read
+    /// token would let any cluster speak for any other.
+    pub events_require_cluster_identity: bool,
 }
 
 fn matches(presented: &str, expected: &Secret) -> bool {
@@ -56,45 +62,117 @@ pub struct WriteAccess(pub Actor);
 #[derive(Clone, Debug)]
 pub struct Actor(pub String);
 
+/// Who a bearer token is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Identity {
+    /// The write token.
+    Write,
+    /// The read token or an unscoped named token.
+    Fleet,
+    /// A named token scoped to the cluster with this DNS name.
+    Cluster {
+        name: Arc<str>,
+        cluster_dns: Arc<str>,
+    },
+}
+
 /// The static tokens first (constant time), then named tokens (looked up by SHA-256 digest,
-/// which leaks nothing about the token). A cluster-scoped token reads only its own feeds.
-async fn check_read(req: &Request, bearer: Bearer) -> poem::Result<()> {
-    if req
-        .data::<Tokens>()
-        .is_some_and(|tokens| tokens.allows_read(&bearer.token))
-    {
-        return Ok(());
+/// which leaks nothing about the token). `None`: no such token.
+pub async fn identify(req: &Request, token: &str) -> poem::Result<Option<Identity>> {
+    if let Some(tokens) = req.data::<Tokens>() {
+        // Both comparisons always run.
+        let (write, read) = (tokens.allows_write(token), tokens.allows_read(token));
+        if write {
+            return Ok(Some(Identity::Write));
+        }
+        if read {
+            return Ok(Some(Identity::Fleet));
+        }
     }
     let Some(store) = req.data::<Store>() else {
-        return Err(AuthorizationError.into());
+        return Ok(None);
     };
-    let grant = store
-        .tokens()
-        .check(store, &bearer.token)
-        .await
-        .map_err(|err| {
-            tracing::error!(error = %err, "cannot check a named token");
-            poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE)
-        })?;
-    match grant {
-        None => Err(AuthorizationError.into()),
-        Some(Grant {
+    let grant = store.tokens().check(store, token).await.map_err(|err| {
+        tracing::error!(error = %err, "cannot check a named token");
+        poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE)
+    })?;
+    Ok(grant.map(|grant| match grant {
+        Grant {
             cluster_dns: None, ..
-        }) => Ok(()),
-        Some(Grant {
-            cluster_dns: Some(dns),
+        } => Identity::Fleet,
+        Grant {
+            cluster_dns: Some(cluster_dns),
             name,
-        }) if is_feed_of(req.uri().path(), &dns) => {
-            let _ = name;
+        } => Identity::Cluster { name, cluster_dns },
+    }))
+}
+
+fn forbidden(message: String) -> poem::Error {
+    poem::Error::from_string(message, StatusCode::FORBIDDEN)
+}
+
+/// A cluster-scoped token reads only its own feeds.
+async fn check_read(req: &Request, bearer: Bearer) -> poem::Result<()> {
+    match identify(req, &bearer.token).await? {
+        None => Err(AuthorizationError.into()),
+        Some(Identity::Write | Identity::Fleet) => Ok(()),
+        Some(Identity::Cluster { cluster_dns, .. })
+            if is_feed_of(req.uri().path(), &cluster_dns) =>
+        {
             Ok(())
         }
-        Some(Grant {
-            cluster_dns: Some(dns),
-            name,
-        }) => Err(poem::Error::from_string(
-            format!("token '{name}' may read only the Flux feeds of cluster {dns}"),
-            StatusCode::FORBIDDEN,
+        Some(Identity::Cluster { name, cluster_dns }) => Err(forbidden(format!(
+            "token '{name}' may read only the Flux feeds of cluster {cluster_dns}"
+        ))),
+    }
+}
+
+/// The read token, the write token or a cluster-scoped token; the latter sees only its own
+/// cluster (`Some(dns)`).
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", checker = "check_status")]
+pub struct StatusAccess(pub Option<Arc<str>>);
+
+async fn check_status(req: &Request, bearer: Bearer) -> poem::Result<Option<Arc<str>>> {
+    match identify(req, &bearer.token).await? {
+        None => Err(AuthorizationError.into()),
+        Some(Identity::Write | Identity::Fleet) => Ok(None),
+        Some(Identity::Cluster { cluster_dns, .. }) => Ok(Some(cluster_dns)),
+    }
+}
+
+/// The cluster's own scoped token, or (unless `events_require_cluster_identity`) the read or
+/// write token; says which, so a report records how it was authenticated.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", checker = "check_report")]
+pub struct ReportAccess(pub Via);
+
+/// The DNS name in `/api/v2/flux/clusters/{dns}/events`.
+pub fn events_of(path: &str) -> Option<&str> {
+    path.strip_prefix("/api/v2/flux/clusters/")?
+        .strip_suffix("/events")
+        .filter(|dns| !dns.is_empty() && !dns.contains('/'))
+}
+
+pub async fn check_report(req: &Request, bearer: Bearer) -> poem::Result<Via> {
+    let path_dns = events_of(req.uri().path()).unwrap_or_default();
+    let only_cluster = req
+        .data::<Tokens>()
+        .is_some_and(|t| t.events_require_cluster_identity);
+    match identify(req, &bearer.token).await? {
+        None => Err(AuthorizationError.into()),
+        Some(Identity::Cluster { cluster_dns, .. }) if *cluster_dns == *path_dns => {
+            Ok(Via::Cluster)
+        }
+        Some(Identity::Cluster { name, cluster_dns }) => Err(forbidden(format!(
+            "token '{name}' may report only for cluster {cluster_dns}"
+        ))),
+        Some(_) if only_cluster => Err(forbidden(
+            "events_require_cluster_identity is set: a cluster reports with its own scoped token"
+                .into(),
         )),
+        Some(Identity::Write) => Ok(Via::Write),
+        Some(Identity::Fleet) => Ok(Via::Fleet),
     }
 }
 
@@ -121,6 +199,7 @@ mod tests {
         let tokens = Tokens {
             read: Secret::new("r"),
             write: Secret::new("w"),
+            events_require_cluster_identity: false,
         };
         assert!(tokens.allows_read("r") && tokens.allows_read("w"));
         assert!(tokens.allows_write("w") && !tokens.allows_write("r"));

@@ -69,6 +69,40 @@ impl<T: ParseFromJSON> ParsePayload for JsonBody<T> {
 
 impl_apirequest_for_payload!(JsonBody<T>, T: ParseFromJSON);
 
+/// A JSON request body parsed by serde, for bodies another program sends (Flux's events):
+/// unknown fields are ignored (they evolve upstream), errors name the field serde stopped
+/// at. The spec shows `T`'s schema.
+pub struct SerdeJson<T>(pub T);
+
+impl<T: Type> Payload for SerdeJson<T> {
+    const CONTENT_TYPE: &'static str = "application/json; charset=utf-8";
+
+    fn check_content_type(content_type: &str) -> bool {
+        JsonBody::<T>::check_content_type(content_type)
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+}
+
+impl<T: Type + serde::de::DeserializeOwned> ParsePayload for SerdeJson<T> {
+    const IS_REQUIRED: bool = true;
+
+    async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let data = Vec::<u8>::from_request(request, body).await?;
+        serde_json::from_slice(&data)
+            .map(SerdeJson)
+            .map_err(|err| bad_request(format!("the request body is not a valid event: {err}")))
+    }
+}
+
+impl_apirequest_for_payload!(SerdeJson<T>, T: Type + serde::de::DeserializeOwned);
+
 fn bad_request(message: String) -> poem::Error {
     poem::Error::from_string(message, poem::http::StatusCode::BAD_REQUEST)
 }

@@ -83,6 +83,7 @@ pub async fn render(store: &Store, requests: &RequestMetrics) -> String {
             0,
         ),
     }
+    render_reports(&mut out, store).await;
     if let Ok(statuses) = super::status::cluster_statuses(store).await {
         out.push_str("# HELP flux_inputs_cluster_last_poll_timestamp_seconds When a cluster last polled a feed.\n");
         out.push_str("# TYPE flux_inputs_cluster_last_poll_timestamp_seconds gauge\n");
@@ -114,6 +115,45 @@ pub async fn render(store: &Store, requests: &RequestMetrics) -> String {
         }
     }
     out
+}
+
+/// Events received, and clusters per component and convergence state: bounded label sets
+/// (kinds and reasons outside Flux's own lists count as `other`; no per-cluster series).
+async fn render_reports(out: &mut String, store: &Store) {
+    out.push_str("# HELP flux_inputs_events_received_total Flux events accepted, by object kind, reason and severity.\n");
+    out.push_str("# TYPE flux_inputs_events_received_total counter\n");
+    for ((kind, reason, severity), n) in store.reports().counts() {
+        let _ = writeln!(
+            out,
+            "flux_inputs_events_received_total{{kind=\"{kind}\",reason=\"{reason}\",severity=\"{severity}\"}} {n}"
+        );
+    }
+    let polls = store.polls().clone();
+    let now = super::observe::unix_now() as u64;
+    let states = store
+        .read(move |conn| {
+            crate::store::reports::convergence(conn, &Default::default(), &polls, now)
+        })
+        .await;
+    let Ok(states) = states else { return };
+    let mut counts: std::collections::BTreeMap<&str, super::status::StateCounts> =
+        Default::default();
+    for row in &states {
+        counts.entry(&row.component).or_default().add(row.state);
+    }
+    out.push_str(
+        "# HELP flux_inputs_component_clusters Clusters per component and convergence state.\n",
+    );
+    out.push_str("# TYPE flux_inputs_component_clusters gauge\n");
+    for (component, counts) in counts {
+        for state in crate::domain::report::State::ALL {
+            let _ = writeln!(
+                out,
+                "flux_inputs_component_clusters{{component=\"{component}\",state=\"{state}\"}} {}",
+                counts.get(state)
+            );
+        }
+    }
 }
 
 /// The metrics endpoint of the dedicated metrics listener (no token: bind it to loopback).

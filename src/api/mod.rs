@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod namespaces;
 pub mod observe;
 pub mod preview;
+pub mod reports;
 pub mod responses;
 pub mod rolebindings;
 pub mod service;
@@ -50,6 +51,8 @@ pub enum ApiTags {
     Rolebindings,
     /// Probes, metrics, poll status and this document.
     Service,
+    /// What the clusters report: Flux events and convergence per component.
+    Status,
     /// The audit trail and reverts (crud mode).
     Audit,
     /// Named read tokens (crud mode).
@@ -58,9 +61,15 @@ pub enum ApiTags {
 
 const TITLE: &str = "flux-inputs";
 
-type ReadOnlyApis = (flux::FluxApi, service::ServiceApi, status::StatusApi);
+type ReadOnlyApis = (
+    flux::FluxApi,
+    reports::ReportsApi,
+    service::ServiceApi,
+    status::StatusApi,
+);
 type CrudApis = (
     flux::FluxApi,
+    reports::ReportsApi,
     service::ServiceApi,
     status::StatusApi,
     audit::AuditApi,
@@ -73,7 +82,12 @@ type CrudApis = (
 
 pub fn read_only_service() -> OpenApiService<ReadOnlyApis, ()> {
     OpenApiService::new(
-        (flux::FluxApi, service::ServiceApi, status::StatusApi),
+        (
+            flux::FluxApi,
+            reports::ReportsApi,
+            service::ServiceApi,
+            status::StatusApi,
+        ),
         TITLE,
         env!("CARGO_PKG_VERSION"),
     )
@@ -83,6 +97,7 @@ pub fn crud_service() -> OpenApiService<CrudApis, ()> {
     OpenApiService::new(
         (
             flux::FluxApi,
+            reports::ReportsApi,
             service::ServiceApi,
             status::StatusApi,
             audit::AuditApi,
@@ -114,7 +129,10 @@ pub fn spec_yaml(mode: ApiMode) -> String {
 /// Maps (`labels`, `patches`) keep their own `additionalProperties`.
 fn close_objects(schemas: &mut serde_json::Value) {
     if let Some(schemas) = schemas.as_object_mut() {
-        for schema in schemas.values_mut() {
+        for (name, schema) in schemas.iter_mut() {
+            if reports::OPEN_SCHEMAS.contains(&name.as_str()) {
+                continue;
+            }
             if schema.get("properties").is_some() && schema.get("additionalProperties").is_none() {
                 schema["additionalProperties"] = serde_json::Value::Bool(false);
             }
@@ -194,25 +212,38 @@ async fn limit_write_bodies<E: Endpoint>(
     if !is_operation {
         return ep.call(req).await;
     }
-    let authorized = req.data::<Tokens>().is_some_and(|tokens| {
-        bearer_token(&req).is_some_and(|presented| tokens.allows_write(presented))
-    });
-    if !authorized {
-        return Err(poem::Error::from_status(StatusCode::UNAUTHORIZED));
-    }
+    let max_bytes = if auth::events_of(req.uri().path()).is_some() {
+        // A cluster's events: its own token (or the read token), and a smaller body.
+        let Some(presented) = bearer_token(&req) else {
+            return Err(poem::Error::from_status(StatusCode::UNAUTHORIZED));
+        };
+        let bearer = poem_openapi::auth::Bearer {
+            token: presented.to_owned(),
+        };
+        auth::check_report(&req, bearer).await?;
+        reports::MAX_EVENT_BYTES
+    } else {
+        let authorized = req.data::<Tokens>().is_some_and(|tokens| {
+            bearer_token(&req).is_some_and(|presented| tokens.allows_write(presented))
+        });
+        if !authorized {
+            return Err(poem::Error::from_status(StatusCode::UNAUTHORIZED));
+        }
+        MAX_BODY_BYTES
+    };
     let limit = req
         .data::<crate::config::Limits>()
         .map_or(crate::config::Limits::default().body_timeout, |l| {
             l.body_timeout
         });
     let body = req.take_body();
-    match tokio::time::timeout(limit, body.into_bytes_limit(MAX_BODY_BYTES)).await {
+    match tokio::time::timeout(limit, body.into_bytes_limit(max_bytes)).await {
         Ok(Ok(bytes)) => {
             req.set_body(bytes);
             ep.call(req).await
         }
         Ok(Err(poem::error::ReadBodyError::PayloadTooLarge)) => Err(poem::Error::from_string(
-            format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+            format!("request body is larger than {max_bytes} bytes"),
             StatusCode::PAYLOAD_TOO_LARGE,
         )),
         Ok(Err(err)) => Err(poem::Error::from_string(

@@ -6,13 +6,22 @@ use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
+use std::collections::BTreeMap;
+
+use poem_openapi::Enum;
+use poem_openapi::param::Path;
+
 use super::ApiTags;
-use super::auth::ReadAccess;
-use super::error::ReadError;
+use super::auth::{ReadAccess, StatusAccess};
+use super::error::{ErrorBody, ReadError};
 use super::observe::unix_now;
+use crate::domain::model::Environment;
+use crate::domain::report::{self, State};
+use crate::error::AppError;
 use crate::store::Store;
 use crate::store::clusters;
 use crate::store::polls::{Poll, operator_version};
+use crate::store::reports::{self, ComponentState, Scope, StoredEvent};
 
 pub struct StatusApi;
 
@@ -63,8 +72,27 @@ pub async fn cluster_statuses(store: &Store) -> crate::error::Result<Vec<Cluster
     let headers = store
         .read(|conn| clusters::list_headers(conn, &Default::default()))
         .await?;
-    let tracker = store.polls();
     let now = unix_now() as u64;
+    Ok(headers
+        .into_iter()
+        .map(|cluster| {
+            let (polls, operator_version, stale) = poll_view(store, &cluster.cluster_dns, now);
+            ClusterStatus {
+                operator_version,
+                stale,
+                polls,
+                environment: cluster.environment.as_str().to_owned(),
+                cluster_dns: cluster.cluster_dns,
+                id: cluster.id,
+            }
+        })
+        .collect())
+}
+
+/// A cluster's last polls, the Flux Operator version of the latest, and whether it is stale.
+fn poll_view(store: &Store, cluster_dns: &str, now: u64) -> (FeedPolls, Option<String>, bool) {
+    let tracker = store.polls();
+    let polls = tracker.get(cluster_dns);
     let view = |poll: &Option<Poll>| {
         poll.as_ref().map(|p| FeedPoll {
             at: p.at,
@@ -72,27 +100,334 @@ pub async fn cluster_statuses(store: &Store) -> crate::error::Result<Vec<Cluster
             user_agent: p.user_agent.to_string(),
         })
     };
-    Ok(headers
+    let latest = polls.iter().flatten().max_by_key(|p| p.at);
+    (
+        FeedPolls {
+            platform_components: view(&polls[0]),
+            namespaces: view(&polls[1]),
+            rolebindings: view(&polls[2]),
+        },
+        latest
+            .and_then(|p| operator_version(&p.user_agent))
+            .map(str::to_owned),
+        tracker.is_stale(&polls, now),
+    )
+}
+
+/// A component's convergence state on a cluster (contract §9).
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum ConvergenceState {
+    /// The latest decisive report is a success at the desired version.
+    Converged,
+    /// The desired version changed after the last report, with no failure since.
+    Progressing,
+    /// The latest decisive report is a failure (its reason and message are kept).
+    Failed,
+    /// Nothing reported yet.
+    Unknown,
+    /// The input is `enabled: false`.
+    Disabled,
+    /// The cluster has not polled within `poll_stale_after`.
+    Stale,
+}
+
+impl From<State> for ConvergenceState {
+    fn from(state: State) -> Self {
+        match state {
+            State::Converged => ConvergenceState::Converged,
+            State::Progressing => ConvergenceState::Progressing,
+            State::Failed => ConvergenceState::Failed,
+            State::Unknown => ConvergenceState::Unknown,
+            State::Disabled => ConvergenceState::Disabled,
+            State::Stale => ConvergenceState::Stale,
+        }
+    }
+}
+
+impl From<ConvergenceState> for State {
+    fn from(state: ConvergenceState) -> Self {
+        match state {
+            ConvergenceState::Converged => State::Converged,
+            ConvergenceState::Progressing => State::Progressing,
+            ConvergenceState::Failed => State::Failed,
+            ConvergenceState::Unknown => State::Unknown,
+            ConvergenceState::Disabled => State::Disabled,
+            ConvergenceState::Stale => State::Stale,
+        }
+    }
+}
+
+/// Desired against reported for one component of one cluster.
+#[derive(Object, Clone, Debug)]
+pub struct ComponentConvergence {
+    pub component: String,
+    pub enabled: bool,
+    /// The feed's `source.oci_tag`.
+    pub desired_version: String,
+    /// The chart version of the latest decisive report.
+    #[oai(nullable)]
+    pub reported_revision: Option<String>,
+    pub state: ConvergenceState,
+    /// Reason of the latest decisive report (`UpgradeFailed`, …).
+    #[oai(nullable)]
+    pub reason: Option<String>,
+    #[oai(nullable)]
+    pub message: Option<String>,
+    /// When that report's event happened (RFC 3339).
+    #[oai(nullable)]
+    pub event_time: Option<String>,
+    /// How that report was authenticated: `cluster`, `fleet` or `write`.
+    #[oai(nullable)]
+    pub authenticated_as: Option<String>,
+}
+
+impl From<&ComponentState> for ComponentConvergence {
+    fn from(c: &ComponentState) -> Self {
+        ComponentConvergence {
+            component: c.component.clone(),
+            enabled: c.enabled,
+            desired_version: c.desired.clone(),
+            reported_revision: c.reported_revision.clone(),
+            state: c.state.into(),
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+            event_time: c.event_at.map(report::format_timestamp),
+            authenticated_as: c.via.map(|v| v.as_str().to_owned()),
+        }
+    }
+}
+
+/// One received event.
+#[derive(Object, Clone, Debug)]
+pub struct ReceivedEvent {
+    /// The event's own time (RFC 3339).
+    pub time: String,
+    /// When it arrived (RFC 3339).
+    pub received: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub severity: String,
+    pub reason: String,
+    /// The first 2 KiB.
+    pub message: String,
+    #[oai(nullable)]
+    pub revision: Option<String>,
+    #[oai(nullable)]
+    pub component: Option<String>,
+    /// `cluster`, `fleet` or `write`.
+    pub authenticated_as: String,
+}
+
+impl From<StoredEvent> for ReceivedEvent {
+    fn from(e: StoredEvent) -> Self {
+        ReceivedEvent {
+            time: report::format_timestamp(e.event_at),
+            received: report::format_timestamp(e.received_at),
+            kind: e.kind,
+            namespace: e.namespace,
+            name: e.name,
+            severity: e.severity.as_str().to_owned(),
+            reason: e.reason,
+            message: e.message,
+            revision: e.revision,
+            component: e.component,
+            authenticated_as: e.via.as_str().to_owned(),
+        }
+    }
+}
+
+/// What one cluster runs compared with what it should run.
+#[derive(Object, Clone, Debug)]
+pub struct ClusterConvergence {
+    pub id: String,
+    pub cluster_dns: String,
+    pub environment: String,
+    /// No poll within `poll_stale_after`: every enabled component is `stale`.
+    pub stale: bool,
+    pub polls: FeedPolls,
+    #[oai(nullable)]
+    pub operator_version: Option<String>,
+    /// In feed order.
+    pub components: Vec<ComponentConvergence>,
+    /// The last events received (at most 100), newest first.
+    pub events: Vec<ReceivedEvent>,
+}
+
+/// Clusters per state.
+#[derive(Object, Clone, Debug, Default, PartialEq)]
+pub struct StateCounts {
+    pub converged: u64,
+    pub progressing: u64,
+    pub failed: u64,
+    pub unknown: u64,
+    pub disabled: u64,
+    pub stale: u64,
+}
+
+impl StateCounts {
+    pub fn add(&mut self, state: State) {
+        *match state {
+            State::Converged => &mut self.converged,
+            State::Progressing => &mut self.progressing,
+            State::Failed => &mut self.failed,
+            State::Unknown => &mut self.unknown,
+            State::Disabled => &mut self.disabled,
+            State::Stale => &mut self.stale,
+        } += 1;
+    }
+
+    pub fn merge(&mut self, other: &StateCounts) {
+        self.converged += other.converged;
+        self.progressing += other.progressing;
+        self.failed += other.failed;
+        self.unknown += other.unknown;
+        self.disabled += other.disabled;
+        self.stale += other.stale;
+    }
+
+    pub fn get(&self, state: State) -> u64 {
+        match state {
+            State::Converged => self.converged,
+            State::Progressing => self.progressing,
+            State::Failed => self.failed,
+            State::Unknown => self.unknown,
+            State::Disabled => self.disabled,
+            State::Stale => self.stale,
+        }
+    }
+}
+
+/// One cluster's state for the component.
+#[derive(Object, Clone, Debug)]
+pub struct ClusterComponentState {
+    pub cluster: String,
+    pub cluster_dns: String,
+    pub environment: String,
+    #[oai(flatten)]
+    pub convergence: ComponentConvergence,
+}
+
+/// One component across the fleet.
+#[derive(Object, Clone, Debug)]
+pub struct ComponentFleetStatus {
+    pub component: String,
+    /// Clusters that have the component (after the `environment` filter).
+    pub clusters: u64,
+    /// Per state, over those clusters.
+    pub counts: StateCounts,
+    /// Clusters per reported revision (as reported, `v` and build suffix kept); clusters that
+    /// reported nothing decisive are not counted.
+    pub revisions: BTreeMap<String, u64>,
+    /// The clusters matching `state`, paged by `limit` and `offset`, ordered by id.
+    pub items: Vec<ClusterComponentState>,
+}
+
+/// Counts of one component in one environment.
+#[derive(Object, Clone, Debug)]
+pub struct EnvironmentCounts {
+    pub environment: String,
+    pub counts: StateCounts,
+}
+
+/// One component over the fleet, by environment.
+#[derive(Object, Clone, Debug)]
+pub struct ComponentSummary {
+    pub component: String,
+    /// Over every environment.
+    pub counts: StateCounts,
+    pub environments: Vec<EnvironmentCounts>,
+}
+
+/// The fleet at a glance.
+#[derive(Object, Clone, Debug)]
+pub struct FleetStatus {
+    pub clusters: u64,
+    /// Components by id.
+    pub components: Vec<ComponentSummary>,
+    /// How many clusters have not polled within `poll_stale_after`.
+    pub stale_count: u64,
+    /// Their ids (the first 1,000, by id).
+    pub stale_clusters: Vec<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum ClusterConvergenceResponse {
+    #[oai(status = 200)]
+    Ok(Json<ClusterConvergence>),
+}
+
+#[derive(ApiResponse)]
+pub enum ComponentStatusResponse {
+    #[oai(status = 200)]
+    Ok(Json<ComponentFleetStatus>),
+}
+
+#[derive(ApiResponse)]
+pub enum FleetStatusResponse {
+    #[oai(status = 200)]
+    Ok(Json<FleetStatus>),
+}
+
+/// Stale clusters listed by `/status/fleet` (the count covers all).
+const STALE_LISTED: usize = 1000;
+
+fn forbidden(message: String) -> ReadError {
+    ReadError::Forbidden(Json(ErrorBody {
+        error: "forbidden".into(),
+        message,
+    }))
+}
+
+/// The fleet summary: per component and environment, counts per state.
+pub fn fleet_summary(states: &[ComponentState], stale: &[String], clusters: u64) -> FleetStatus {
+    let mut by_component: BTreeMap<&str, BTreeMap<&str, StateCounts>> = BTreeMap::new();
+    for row in states {
+        by_component
+            .entry(&row.component)
+            .or_default()
+            .entry(&row.environment)
+            .or_default()
+            .add(row.state);
+    }
+    let components = by_component
         .into_iter()
-        .map(|cluster| {
-            let polls = tracker.get(&cluster.cluster_dns);
-            let latest = polls.iter().flatten().max_by_key(|p| p.at);
-            ClusterStatus {
-                operator_version: latest
-                    .and_then(|p| operator_version(&p.user_agent))
-                    .map(str::to_owned),
-                stale: tracker.is_stale(&polls, now),
-                polls: FeedPolls {
-                    platform_components: view(&polls[0]),
-                    namespaces: view(&polls[1]),
-                    rolebindings: view(&polls[2]),
-                },
-                environment: cluster.environment.as_str().to_owned(),
-                cluster_dns: cluster.cluster_dns,
-                id: cluster.id,
+        .map(|(component, environments)| {
+            let mut total = StateCounts::default();
+            for counts in environments.values() {
+                total.merge(counts);
+            }
+            ComponentSummary {
+                component: component.to_owned(),
+                counts: total,
+                environments: environments
+                    .into_iter()
+                    .map(|(environment, counts)| EnvironmentCounts {
+                        environment: environment.to_owned(),
+                        counts,
+                    })
+                    .collect(),
             }
         })
-        .collect())
+        .collect();
+    FleetStatus {
+        clusters,
+        components,
+        stale_count: stale.len() as u64,
+        stale_clusters: stale.iter().take(STALE_LISTED).cloned().collect(),
+    }
+}
+
+/// Reads the convergence of `scope` (writing pending events first, so an answer includes
+/// every event accepted before it).
+pub async fn convergence(store: &Store, scope: Scope) -> crate::error::Result<Vec<ComponentState>> {
+    store.flush_reports().await?;
+    let polls = store.polls().clone();
+    let now = unix_now() as u64;
+    store
+        .read(move |conn| reports::convergence(conn, &scope, &polls, now))
+        .await
 }
 
 #[OpenApi(tag = "ApiTags::Service")]
@@ -114,5 +449,165 @@ impl StatusApi {
             statuses.retain(|s| s.stale == wanted);
         }
         Ok(StatusResponse::Ok(Json(statuses)))
+    }
+
+    /// Desired against reported state of one cluster
+    ///
+    /// Per component: the desired version (the feed's `oci_tag`), the latest reported
+    /// revision, the state, and the reason and message of the report that decided it; the
+    /// last poll of each feed; the last events. A cluster-scoped token sees only its own.
+    #[oai(path = "/status/clusters/:id", method = "get", tag = "ApiTags::Status")]
+    async fn cluster(
+        &self,
+        auth: StatusAccess,
+        store: Data<&Store>,
+        /// The cluster's id.
+        id: Path<String>,
+    ) -> Result<ClusterConvergenceResponse, ReadError> {
+        let lookup = id.0.clone();
+        let cluster = store
+            .read(move |conn| clusters::get(conn, &lookup))
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("no cluster with id '{}'", id.0)))?;
+        if let Some(own) = &auth.0
+            && **own != *cluster.cluster_dns
+        {
+            return Err(forbidden(format!(
+                "this token may see only the cluster with cluster_dns {own}"
+            )));
+        }
+        let states = convergence(
+            &store,
+            Scope {
+                cluster: Some(cluster.id.clone()),
+                ..Scope::default()
+            },
+        )
+        .await?;
+        let dns = cluster.cluster_dns.clone();
+        let events = store
+            .read(move |conn| reports::events(conn, &dns, reports::EVENTS_PER_CLUSTER))
+            .await?;
+        let (polls, operator_version, stale) =
+            poll_view(&store, &cluster.cluster_dns, unix_now() as u64);
+        Ok(ClusterConvergenceResponse::Ok(Json(ClusterConvergence {
+            id: cluster.id,
+            cluster_dns: cluster.cluster_dns,
+            environment: cluster.environment.as_str().to_owned(),
+            stale,
+            polls,
+            operator_version,
+            components: states.iter().map(ComponentConvergence::from).collect(),
+            events: events.into_iter().map(ReceivedEvent::from).collect(),
+        })))
+    }
+
+    /// One component across the fleet
+    ///
+    /// Counts per state and per reported revision over the clusters that have the component
+    /// (optionally of one environment), and those clusters, filtered by `state` and paged.
+    #[oai(
+        path = "/status/components/:id",
+        method = "get",
+        tag = "ApiTags::Status"
+    )]
+    async fn component(
+        &self,
+        auth: StatusAccess,
+        store: Data<&Store>,
+        /// The component's id.
+        id: Path<String>,
+        /// Only clusters in this state.
+        state: Query<Option<ConvergenceState>>,
+        /// Only clusters of this environment tier.
+        environment: Query<Option<Environment>>,
+        /// At most this many clusters in `items` (default 100).
+        #[oai(validator(minimum(value = "0"), maximum(value = "10000")))]
+        limit: Query<Option<u32>>,
+        /// Skip this many of the matching clusters.
+        #[oai(validator(minimum(value = "0"), maximum(value = "4294967295")))]
+        offset: Query<Option<u32>>,
+    ) -> Result<ComponentStatusResponse, ReadError> {
+        let lookup = id.0.clone();
+        if !store
+            .read(move |conn| reports::component_exists(conn, &lookup))
+            .await?
+        {
+            return Err(
+                AppError::NotFound(format!("no platform component with id '{}'", id.0)).into(),
+            );
+        }
+        let mut states = convergence(
+            &store,
+            Scope {
+                component: Some(id.0.clone()),
+                cluster_dns: auth.0.as_deref().map(str::to_owned),
+                ..Scope::default()
+            },
+        )
+        .await?;
+        if let Some(environment) = environment.0 {
+            states.retain(|s| s.environment == environment.as_str());
+        }
+        let mut counts = StateCounts::default();
+        let mut revisions = BTreeMap::new();
+        for row in &states {
+            counts.add(row.state);
+            if let Some(revision) = &row.reported_revision {
+                *revisions.entry(revision.clone()).or_default() += 1;
+            }
+        }
+        let clusters = states.len() as u64;
+        let wanted = state.0.map(State::from);
+        let items = states
+            .iter()
+            .filter(|row| wanted.is_none_or(|w| row.state == w))
+            .skip(offset.0.unwrap_or(0) as usize)
+            .take(limit.0.unwrap_or(100) as usize)
+            .map(|row| ClusterComponentState {
+                cluster: row.cluster_id.clone(),
+                cluster_dns: row.cluster_dns.clone(),
+                environment: row.environment.clone(),
+                convergence: row.into(),
+            })
+            .collect();
+        Ok(ComponentStatusResponse::Ok(Json(ComponentFleetStatus {
+            component: id.0,
+            clusters,
+            counts,
+            revisions,
+            items,
+        })))
+    }
+
+    /// The fleet at a glance
+    ///
+    /// Per component and environment, clusters per state; and the clusters that stopped
+    /// polling. A cluster-scoped token sees its own cluster only.
+    #[oai(path = "/status/fleet", method = "get", tag = "ApiTags::Status")]
+    async fn fleet(
+        &self,
+        auth: StatusAccess,
+        store: Data<&Store>,
+    ) -> Result<FleetStatusResponse, ReadError> {
+        let scope = Scope {
+            cluster_dns: auth.0.as_deref().map(str::to_owned),
+            ..Scope::default()
+        };
+        let states = convergence(&store, scope).await?;
+        let mut statuses = cluster_statuses(&store).await?;
+        if let Some(own) = &auth.0 {
+            statuses.retain(|s| *s.cluster_dns == **own);
+        }
+        let stale: Vec<String> = statuses
+            .iter()
+            .filter(|s| s.stale)
+            .map(|s| s.id.clone())
+            .collect();
+        Ok(FleetStatusResponse::Ok(Json(fleet_summary(
+            &states,
+            &stale,
+            statuses.len() as u64,
+        ))))
     }
 }

@@ -6,4 +6,5 @@ pub mod feed;
 pub mod merge;
 pub mod model;
 pub mod names;
+pub mod report;
 pub mod validate;

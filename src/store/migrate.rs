@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use super::{SqlResultExt, write_transaction};
 use crate::error::{AppError, Result};
 
-const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql"), AUDIT_TOKENS];
+const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql"), AUDIT_TOKENS, REPORTS];
 
 /// Version 2: token creation and revocation are audited (kind `tokens`). SQLite cannot alter
 /// a CHECK, so the table is rebuilt, keeping its revisions and its AUTOINCREMENT counter
@@ -31,6 +31,57 @@ INSERT INTO sqlite_sequence (name, seq) SELECT 'audit_log_v2', seq FROM sqlite_s
 DROP TABLE audit_log;
 ALTER TABLE audit_log_v2 RENAME TO audit_log;
 CREATE INDEX audit_log_by_resource ON audit_log (kind, resource_id, revision);
+";
+
+/// Version 3: what each cluster's Flux reports (contract §9). Status, not inventory: written
+/// in batches, never audited, never part of the inventory revision; keyed by DNS name like
+/// `cluster_polls` (that is what a cluster posts to), rows of clusters that are gone are pruned.
+const REPORTS: &str = "
+-- The latest state of each object a cluster reported, and the latest decisive event
+-- (a success or a failure) of it, with the oci_tag the inventory wanted at that moment.
+CREATE TABLE reported_objects (
+    cluster_dns      TEXT NOT NULL,
+    kind             TEXT NOT NULL,
+    namespace        TEXT NOT NULL,
+    name             TEXT NOT NULL,
+    component        TEXT,
+    event_at         INTEGER NOT NULL,
+    received_at      INTEGER NOT NULL,
+    severity         TEXT NOT NULL CHECK (severity IN ('info', 'error')),
+    reason           TEXT NOT NULL,
+    message          TEXT NOT NULL,
+    revision         TEXT,
+    via              TEXT NOT NULL CHECK (via IN ('cluster', 'fleet', 'write')),
+    outcome          TEXT CHECK (outcome IN ('success', 'failure')),
+    outcome_at       INTEGER,
+    outcome_reason   TEXT,
+    outcome_message  TEXT,
+    outcome_revision TEXT,
+    outcome_via      TEXT CHECK (outcome_via IN ('cluster', 'fleet', 'write')),
+    desired_then     TEXT,
+    PRIMARY KEY (cluster_dns, kind, namespace, name)
+) STRICT;
+
+-- The last events of each cluster (trimmed to 100 per cluster as they arrive). The digest
+-- makes a redelivered event a no-op.
+CREATE TABLE reported_events (
+    id          INTEGER PRIMARY KEY,
+    cluster_dns TEXT NOT NULL,
+    digest      BLOB NOT NULL,
+    received_at INTEGER NOT NULL,
+    via         TEXT NOT NULL CHECK (via IN ('cluster', 'fleet', 'write')),
+    event_at    INTEGER NOT NULL,
+    kind        TEXT NOT NULL,
+    namespace   TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    severity    TEXT NOT NULL CHECK (severity IN ('info', 'error')),
+    reason      TEXT NOT NULL,
+    message     TEXT NOT NULL,
+    revision    TEXT,
+    component   TEXT,
+    UNIQUE (cluster_dns, digest)
+) STRICT;
+CREATE INDEX reported_events_by_cluster ON reported_events (cluster_dns, id);
 ";
 
 /// `PRAGMA application_id` of a flux-inputs database: "FLXI".

@@ -15,7 +15,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 use tokio::sync::Semaphore;
 
-use super::{Resource, audit, feed_cache, polls, storage_error, stored, tokens, watch};
+use super::{Resource, audit, feed_cache, polls, reports, storage_error, stored, tokens, watch};
 use crate::error::{AppError, Result};
 
 /// How long a connection waits for another writer before the request fails with 503.
@@ -55,6 +55,8 @@ pub struct Store {
     pub(super) polls: polls::PollTracker,
     /// Named read tokens.
     pub(super) tokens: tokens::TokenRegistry,
+    /// Events received from the clusters, not yet written.
+    pub(super) reports: reports::ReportInbox,
     /// This process's commits, so the outside-commit watcher can tell them apart.
     pub(super) own_commits: watch::OwnCommits,
     /// The opened file's device and inode: a path that now names another file (or none)
@@ -120,6 +122,7 @@ impl Store {
             last_write: Arc::default(),
             polls: polls::PollTracker::default(),
             tokens: tokens::TokenRegistry::default(),
+            reports: reports::ReportInbox::default(),
             own_commits: watch::OwnCommits::default(),
             identity: file_identity(path),
             file_gone: Arc::default(),
@@ -165,6 +168,10 @@ impl Store {
 
     pub fn tokens(&self) -> &tokens::TokenRegistry {
         &self.tokens
+    }
+
+    pub fn reports(&self) -> &reports::ReportInbox {
+        &self.reports
     }
 
     pub fn polls(&self) -> &polls::PollTracker {

@@ -583,6 +583,29 @@ impl Store {
         .await
     }
 
+    /// Writes the events received since the last flush, in one transaction.
+    pub async fn flush_reports(&self) -> Result<usize> {
+        self.on_writer(|store, conn| store.apply_reports(conn))
+            .await
+    }
+
+    /// Applies the pending events on the writer; a batch that fails goes back to the inbox.
+    fn apply_reports(&self, conn: &mut Connection) -> Result<usize> {
+        let batch = self.reports.take();
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let applied = write_transaction(conn, |tx| {
+            let applied = super::reports::apply(tx, &batch)?;
+            self.own_commits.note();
+            Ok(applied)
+        });
+        if applied.is_err() {
+            self.reports.requeue(batch);
+        }
+        applied
+    }
+
     /// Runs `op` as one inventory write through the pipeline: a write transaction on the
     /// writer, the audit entries `op` records, the checks, and for a dry run the preview
     /// (read from a pooled connection, which sees the state before the transaction) and a
@@ -594,6 +617,10 @@ impl Store {
     {
         let strict_dependencies = self.strict_dependencies;
         self.on_writer(move |store, conn| {
+            // Events received so far are judged against the inventory they were sent under.
+            if let Err(err) = store.apply_reports(conn) {
+                tracing::warn!(error = %err, "cannot save received events; kept for the next flush");
+            }
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .db()?;

@@ -97,6 +97,7 @@ impl TestApp {
         let tokens = Tokens {
             read: config.read_token.clone(),
             write: config.write_token.clone(),
+            events_require_cluster_identity: config.events_require_cluster_identity,
         };
         let app = api::build_app(store.clone(), tokens, mode).boxed();
         TestApp {

@@ -1,0 +1,201 @@
+//! `POST /api/v2/flux/clusters/{cluster_dns}/events`: a cluster's notification-controller
+//! reports what its Flux did (contract §9). The body is one `fluxcd/pkg` event.
+//!
+//! Only 202, 400, 401, 403, 404 and 413: notification-controller does not retry a 4xx, so a
+//! bad event is refused alone and never blocks the good ones behind it.
+
+use std::collections::HashMap;
+
+use poem::web::Data;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use serde::Deserialize;
+
+use super::ApiTags;
+use super::auth::ReportAccess;
+use super::body::SerdeJson;
+use super::error::ReadError;
+use super::observe::unix_now;
+use crate::domain::report::{self, Severity};
+use crate::error::AppError;
+use crate::store::Store;
+use crate::store::feeds::Feed;
+use crate::store::reports::{self, Report};
+
+pub struct ReportsApi;
+
+/// Schemas another program defines: unknown fields are accepted (left open in the spec).
+pub const OPEN_SCHEMAS: [&str; 2] = ["FluxEvent", "InvolvedObject"];
+
+/// The object the event is about.
+#[derive(Object, Deserialize, Clone, Debug)]
+#[serde(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase")]
+pub struct InvolvedObject {
+    /// `HelmRelease`, `Kustomization`, `ResourceSet`, `ResourceSetInputProvider`, …
+    #[oai(validator(min_length = 1, max_length = 63))]
+    pub kind: String,
+    #[oai(validator(min_length = 1, max_length = 253))]
+    pub namespace: String,
+    #[oai(validator(min_length = 1, max_length = 253))]
+    pub name: String,
+    pub uid: Option<String>,
+    pub api_version: Option<String>,
+    pub resource_version: Option<String>,
+}
+
+#[derive(Enum, Deserialize, Clone, Copy, Debug, PartialEq)]
+#[serde(rename_all = "lowercase")]
+#[oai(rename_all = "lowercase")]
+pub enum EventSeverity {
+    Info,
+    Error,
+}
+
+/// One notification-controller event (`fluxcd/pkg` `apis/event/v1beta1` `Event`).
+#[derive(Object, Deserialize, Clone, Debug)]
+#[serde(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase")]
+pub struct FluxEvent {
+    pub involved_object: InvolvedObject,
+    pub severity: EventSeverity,
+    /// RFC 3339.
+    pub timestamp: String,
+    /// Up to 39,000 characters; the first 2 KiB are kept.
+    pub message: String,
+    /// `UpgradeSucceeded`, `UpgradeFailed`, `ReconciliationSucceeded`, …
+    #[oai(validator(max_length = 256))]
+    pub reason: String,
+    /// `revision` (a HelmRelease's chart version), `component` (the catalog id, from the
+    /// `event.toolkit.fluxcd.io/component` annotation or the Alert's `eventMetadata`), …
+    #[serde(default)]
+    pub metadata: Option<HashMap<String, String>>,
+    pub reporting_controller: Option<String>,
+    pub reporting_instance: Option<String>,
+}
+
+/// The answer to an accepted event.
+#[derive(Object, Clone, Debug)]
+pub struct Accepted {
+    /// Always `true`: the event is queued and saved within a second.
+    pub accepted: bool,
+}
+
+#[derive(ApiResponse)]
+pub enum EventResponse {
+    /// Accepted (stored within a second; an older or repeated event changes nothing).
+    #[oai(status = 202)]
+    Accepted(Json<Accepted>),
+}
+
+/// Bodies above this are refused with 413 (notification-controller's messages stay far below).
+pub const MAX_EVENT_BYTES: usize = 256 * 1024;
+
+/// The event's time (Unix seconds), after checking what the types cannot say.
+fn check(event: &FluxEvent) -> Result<i64, AppError> {
+    let object = &event.involved_object;
+    for (field, value, max) in [
+        ("involvedObject.kind", &object.kind, 63),
+        ("involvedObject.namespace", &object.namespace, 253),
+        ("involvedObject.name", &object.name, 253),
+    ] {
+        if value.is_empty() || value.len() > max {
+            return Err(AppError::BadRequest(format!(
+                "{field}: must be 1 to {max} characters"
+            )));
+        }
+    }
+    if event.reason.len() > 256 {
+        return Err(AppError::BadRequest(
+            "reason: longer than 256 characters".into(),
+        ));
+    }
+    let metadata = |key: &str| event.metadata.as_ref().and_then(|m| m.get(key));
+    for key in ["revision", "component"] {
+        if metadata(key).is_some_and(|v| v.len() > 253) {
+            return Err(AppError::BadRequest(format!(
+                "metadata.{key}: longer than 253 characters"
+            )));
+        }
+    }
+    report::parse_timestamp(&event.timestamp).ok_or_else(|| {
+        AppError::BadRequest(format!(
+            "timestamp: '{}' is not an RFC 3339 time",
+            report::truncate(&event.timestamp, 64)
+        ))
+    })
+}
+
+/// A clock running ahead on a cluster must not pin an object's state: later events could
+/// never overwrite it. Event times are capped at this far past the server's clock.
+const MAX_CLOCK_SKEW_SECONDS: i64 = 300;
+
+#[OpenApi(tag = "ApiTags::Status")]
+impl ReportsApi {
+    /// Receive one Flux event of a cluster
+    ///
+    /// For notification-controller's `generic` Provider. Authenticated by the cluster's own
+    /// scoped token, the read token or the write token (`events_require_cluster_identity`
+    /// allows only the first). The body is at most 256 KiB. Events are status, not
+    /// inventory: no audit entry, no revision, no feed changes.
+    #[oai(path = "/api/v2/flux/clusters/:cluster_dns/events", method = "post")]
+    async fn receive(
+        &self,
+        auth: ReportAccess,
+        store: Data<&Store>,
+        /// The cluster's DNS name.
+        cluster_dns: Path<String>,
+        event: SerdeJson<FluxEvent>,
+    ) -> Result<EventResponse, ReadError> {
+        let event = event.0;
+        let received_at = unix_now() as i64;
+        let event_at = check(&event)?.min(received_at + MAX_CLOCK_SKEW_SECONDS);
+        // Unknown clusters are a 404; the feed cache answers without SQL.
+        store.feed(&cluster_dns, Feed::PlatformComponents).await?;
+        let metadata = |key: &str| {
+            event
+                .metadata
+                .as_ref()
+                .and_then(|m| m.get(key))
+                .filter(|v| !v.is_empty())
+                .cloned()
+        };
+        let object = &event.involved_object;
+        let severity = match event.severity {
+            EventSeverity::Info => Severity::Info,
+            EventSeverity::Error => Severity::Error,
+        };
+        let digest = reports::digest(&[
+            &object.kind,
+            &object.namespace,
+            &object.name,
+            severity.as_str(),
+            &event.timestamp,
+            &event.reason,
+            &event.message,
+            metadata("revision").as_deref().unwrap_or(""),
+            metadata("component").as_deref().unwrap_or(""),
+        ]);
+        let pending = store.reports().push(Report {
+            cluster_dns: cluster_dns.0,
+            via: auth.0,
+            received_at,
+            event_at,
+            kind: object.kind.clone(),
+            namespace: object.namespace.clone(),
+            name: object.name.clone(),
+            severity,
+            reason: event.reason.clone(),
+            message: report::truncate(&event.message, reports::MESSAGE_BYTES).to_owned(),
+            revision: metadata("revision"),
+            component: metadata("component"),
+            digest,
+        });
+        if pending > reports::INBOX_CAPACITY {
+            // Back-pressure: the inbox's memory stays bounded.
+            store.flush_reports().await?;
+        }
+        Ok(EventResponse::Accepted(Json(Accepted { accepted: true })))
+    }
+}
