@@ -151,6 +151,140 @@ pub fn audit(config: &Config, filter: crate::store::audit::Filter) -> Result<(),
     Ok(())
 }
 
+/// What `status` shows.
+pub struct StatusQuery {
+    /// One component's clusters instead of the fleet summary.
+    pub component: Option<String>,
+    /// Only (cluster, component) pairs in this state.
+    pub state: Option<crate::domain::report::State>,
+    /// The same JSON as `/status/fleet` (or `/status/components/{id}`'s counts and items).
+    pub json: bool,
+}
+
+/// `status [--component ID] [--state STATE] [--json]`: convergence as the server computes it,
+/// from the file (events a running server received in the last second may not be in it yet).
+pub fn status(config: &Config, query: StatusQuery) -> Result<(), Failure> {
+    use crate::api::status::{StateCounts, fleet_summary};
+    use crate::domain::report::State;
+    use crate::store::reports::{self, Scope};
+
+    let store = open(config, true)?;
+    let conn = store.connection()?;
+    if let Some(component) = &query.component
+        && !reports::component_exists(&conn, component)?
+    {
+        return Err(
+            AppError::NotFound(format!("no platform component with id '{component}'")).into(),
+        );
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let scope = Scope {
+        component: query.component.clone(),
+        ..Scope::default()
+    };
+    let states = reports::convergence(&conn, &scope, store.polls(), now)?;
+    let write = |text: String| {
+        writeln!(std::io::stdout().lock(), "{text}")
+            .map_err(|err| Failure::io(format!("cannot write: {err}")))
+    };
+    let listing = query.component.is_some() || query.state.is_some();
+    if !listing {
+        let clusters = crate::store::clusters::list_headers(&conn, &Default::default())?;
+        let stale: Vec<String> = clusters
+            .iter()
+            .filter(|c| {
+                store
+                    .polls()
+                    .is_stale(&store.polls().get(&c.cluster_dns), now)
+            })
+            .map(|c| c.id.clone())
+            .collect();
+        let summary = fleet_summary(&states, &stale, clusters.len() as u64);
+        if query.json {
+            use poem_openapi::types::ToJSON;
+            return write(summary.to_json().unwrap_or_default().to_string());
+        }
+        let header = |first: &str| {
+            format!(
+                "{first:<28} {:<6} {:>9} {:>11} {:>6} {:>7} {:>8} {:>5}",
+                "ENV", "CONVERGED", "PROGRESSING", "FAILED", "UNKNOWN", "DISABLED", "STALE"
+            )
+        };
+        let line = |name: &str, env: &str, c: &StateCounts| {
+            format!(
+                "{name:<28} {env:<6} {:>9} {:>11} {:>6} {:>7} {:>8} {:>5}",
+                c.converged, c.progressing, c.failed, c.unknown, c.disabled, c.stale
+            )
+        };
+        write(header("COMPONENT"))?;
+        for component in &summary.components {
+            write(line(&component.component, "all", &component.counts))?;
+            for env in &component.environments {
+                write(line("", &env.environment, &env.counts))?;
+            }
+        }
+        let listed = summary.stale_clusters.join(", ");
+        return write(format!(
+            "{} clusters, {} stale{}",
+            summary.clusters,
+            summary.stale_count,
+            if listed.is_empty() {
+                String::new()
+            } else {
+                format!(": {listed}")
+            }
+        ));
+    }
+    let selected = states
+        .iter()
+        .filter(|row| query.state.is_none_or(|wanted| row.state == wanted));
+    if query.json {
+        for row in selected {
+            let line = serde_json::json!({
+                "cluster": row.cluster_id, "cluster_dns": row.cluster_dns,
+                "environment": row.environment, "component": row.component,
+                "state": row.state.as_str(), "desired_version": row.desired,
+                "reported_revision": row.reported_revision, "reason": row.reason,
+                "message": row.message,
+                "event_time": row.event_at.map(crate::domain::report::format_timestamp),
+            });
+            write(line.to_string())?;
+        }
+        return Ok(());
+    }
+    write(format!(
+        "{:<28} {:<24} {:<6} {:<12} {:<16} {:<16} REASON",
+        "CLUSTER", "COMPONENT", "ENV", "STATE", "DESIRED", "REPORTED"
+    ))?;
+    for row in selected {
+        let first_line = row
+            .message
+            .as_deref()
+            .and_then(|m| m.lines().next())
+            .map(|m| crate::domain::report::truncate(m, 100))
+            .unwrap_or("");
+        write(format!(
+            "{:<28} {:<24} {:<6} {:<12} {:<16} {:<16} {}{}",
+            row.cluster_id,
+            row.component,
+            row.environment,
+            row.state.as_str(),
+            row.desired,
+            row.reported_revision.as_deref().unwrap_or("-"),
+            row.reason.as_deref().unwrap_or("-"),
+            if first_line.is_empty() || row.state != State::Failed {
+                String::new()
+            } else {
+                format!(": {first_line}")
+            }
+        ))?;
+    }
+    Ok(())
+}
+
 /// `revert REVISION`: put the resource back to its state before that revision (audited).
 pub fn revert(config: &Config, revision: i64) -> Result<(), Failure> {
     let store = open(config, true)?;

@@ -62,6 +62,18 @@ enum Command {
         #[arg(long)]
         limit: Option<u32>,
     },
+    /// Convergence: per component and environment, clusters per state (from the file).
+    Status {
+        /// One component's clusters: desired and reported version, state, reason.
+        #[arg(long)]
+        component: Option<String>,
+        /// Only clusters in this state: converged, progressing, failed, unknown, disabled, stale.
+        #[arg(long, value_parser = parse_state)]
+        state: Option<flux_inputs::domain::report::State>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Put a resource back to its state before an audit revision (itself audited).
     Revert { revision: i64 },
     /// Named read tokens.
@@ -73,6 +85,12 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Mode::Crud)]
         mode: Mode,
     },
+}
+
+fn parse_state(text: &str) -> Result<flux_inputs::domain::report::State, String> {
+    flux_inputs::domain::report::State::parse(text).ok_or_else(|| {
+        "expected converged, progressing, failed, unknown, disabled or stale".to_owned()
+    })
 }
 
 #[derive(Subcommand)]
@@ -136,6 +154,20 @@ fn main() -> ExitCode {
                 limit,
             };
             cli::audit(c, filter)
+        }),
+        Command::Status {
+            component,
+            state,
+            json,
+        } => offline(cli.config, |c| {
+            cli::status(
+                c,
+                cli::StatusQuery {
+                    component: component.clone(),
+                    state,
+                    json,
+                },
+            )
         }),
         Command::Revert { revision } => offline(cli.config, |c| cli::revert(c, revision)),
         Command::Token(args) => {

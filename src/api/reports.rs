@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::ApiTags;
 use super::auth::ReportAccess;
 use super::body::SerdeJson;
-use super::error::ReadError;
+use super::error::{ErrorBody, ReadError};
 use super::observe::unix_now;
 use crate::domain::report::{self, Severity};
 use crate::error::AppError;
@@ -80,6 +80,47 @@ pub struct FluxEvent {
 pub struct Accepted {
     /// Always `true`: the event is queued and saved within a second.
     pub accepted: bool,
+}
+
+/// Errors of the events route: each refuses one event and nothing else.
+#[derive(ApiResponse, Debug)]
+pub enum EventError {
+    /// Not a notification-controller event: malformed JSON, a missing or mistyped field, a
+    /// timestamp that is not RFC 3339.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// Missing or wrong bearer token.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// Another cluster's scoped token, or a shared token while
+    /// `events_require_cluster_identity` is set.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// No cluster with this DNS name.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The body is over 256 KiB.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// A server fault; details are in the server log.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// The database is not ready; retry.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+impl From<AppError> for EventError {
+    fn from(err: AppError) -> Self {
+        match ReadError::from(err) {
+            ReadError::BadRequest(body) => EventError::BadRequest(body),
+            ReadError::Unauthorized(body, header) => EventError::Unauthorized(body, header),
+            ReadError::Forbidden(body) => EventError::Forbidden(body),
+            ReadError::NotFound(body) => EventError::NotFound(body),
+            ReadError::Internal(body) => EventError::Internal(body),
+            ReadError::Unavailable(body) => EventError::Unavailable(body),
+        }
+    }
 }
 
 #[derive(ApiResponse)]
@@ -147,7 +188,7 @@ impl ReportsApi {
         /// The cluster's DNS name.
         cluster_dns: Path<String>,
         event: SerdeJson<FluxEvent>,
-    ) -> Result<EventResponse, ReadError> {
+    ) -> Result<EventResponse, EventError> {
         let event = event.0;
         let received_at = unix_now() as i64;
         let event_at = check(&event)?.min(received_at + MAX_CLOCK_SKEW_SECONDS);

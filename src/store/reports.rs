@@ -633,7 +633,7 @@ mod tests {
         assert_eq!(state_of(&conn), State::Unknown);
         let failed = report(20, Severity::Error, "UpgradeFailed", "v1.16.0");
         let succeeded = report(30, Severity::Info, "UpgradeSucceeded", "v1.16.0");
-        assert_eq!(apply(&conn, &[succeeded.clone()]).unwrap(), 1);
+        assert_eq!(apply(&conn, std::slice::from_ref(&succeeded)).unwrap(), 1);
         assert_eq!(state_of(&conn), State::Converged);
         // The failure happened before the success; it arrives late and changes nothing.
         assert_eq!(apply(&conn, &[failed]).unwrap(), 1);

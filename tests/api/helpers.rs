@@ -64,6 +64,7 @@ pub fn test_config(dir: &TempDir, mode: ApiMode, seed: SeedSource) -> Config {
         strict_dependencies: false,
         metrics_addr: None,
         poll_stale_after: 1800,
+        events_require_cluster_identity: false,
         tls: None,
         audit_keep_entries: None,
         audit_keep_days: None,

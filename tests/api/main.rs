@@ -20,6 +20,7 @@ mod openapi;
 mod polls;
 mod process;
 mod properties;
+mod reports;
 mod scale;
 mod systemd;
 mod tls;

@@ -64,6 +64,10 @@ fn spec_is_openapi_3_0_with_every_contract_path_and_the_bearer_scheme() {
         ("/openapi.yaml", vec!["get"]),
         ("/metrics", vec!["get"]),
         ("/status/clusters", vec!["get"]),
+        ("/api/v2/flux/clusters/{cluster_dns}/events", vec!["post"]),
+        ("/status/clusters/{id}", vec!["get"]),
+        ("/status/components/{id}", vec!["get"]),
+        ("/status/fleet", vec!["get"]),
         ("/audit", vec!["get"]),
         ("/audit/{revision}/revert", vec!["post"]),
         ("/tokens", vec!["get", "post"]),
@@ -88,7 +92,11 @@ fn spec_is_openapi_3_0_with_every_contract_path_and_the_bearer_scheme() {
                     "{method} {path} documents 401"
                 );
             }
-            if method == "post" && !path.starts_with("/audit") && path != "/tokens" {
+            if path.ends_with("/events") {
+                for status in ["202", "400", "403", "404", "413"] {
+                    assert!(responses.contains_key(status), "{path} documents {status}");
+                }
+            } else if method == "post" && !path.starts_with("/audit") && path != "/tokens" {
                 assert!(
                     responses.contains_key("201") && responses.contains_key("409"),
                     "{method} {path}"
@@ -104,7 +112,7 @@ fn spec_is_openapi_3_0_with_every_contract_path_and_the_bearer_scheme() {
         }
     }
     let schemes = spec["components"]["securitySchemes"].as_mapping().unwrap();
-    for name in ["ReadAccess", "WriteAccess"] {
+    for name in ["ReadAccess", "WriteAccess", "ReportAccess", "StatusAccess"] {
         assert_eq!(schemes[name]["type"].as_str(), Some("http"));
         assert_eq!(schemes[name]["scheme"].as_str(), Some("bearer"));
     }

@@ -13,7 +13,7 @@ use flux_inputs::config::SeedSource;
 
 /// A seed of `clusters` clusters, each with `shared` (on every cluster) and two components of
 /// its own tier, written with the clusters first.
-fn generated_seed(path: &Path, clusters: usize) {
+pub fn generated_seed(path: &Path, clusters: usize) {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     write!(out, r#"{{"clusters":["#).unwrap();
     for c in 0..clusters {
