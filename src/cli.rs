@@ -313,7 +313,7 @@ pub fn token(config: &Config, command: TokenCommand) -> Result<(), Failure> {
             tx.commit().map_err(storage_error)?;
             println!("{token}");
             let scope = cluster.map_or("every read route".to_owned(), |c| {
-                format!("the Flux feeds of cluster '{c}'")
+                format!("the Flux feeds and status of cluster '{c}' and report its events")
             });
             eprintln!("token '{name}' may read {scope}; it is shown only this once");
         }

@@ -122,7 +122,7 @@ async fn check_read(req: &Request, bearer: Bearer) -> poem::Result<()> {
             Ok(())
         }
         Some(Identity::Cluster { name, cluster_dns }) => Err(forbidden(format!(
-            "token '{name}' may read only the Flux feeds of cluster {cluster_dns}"
+            "token '{name}' may read only the Flux feeds and status of cluster {cluster_dns}"
         ))),
     }
 }

@@ -195,3 +195,63 @@ fn the_kubernetes_sidecar_example_parses_and_wires_probes_volume_and_secret() {
     let secret_keys = docs[0]["stringData"].as_mapping().unwrap();
     assert!(secret_keys.contains_key("auth_token"));
 }
+
+#[test]
+fn the_events_example_posts_every_event_to_the_events_route_with_a_bearer_header() {
+    let docs = documents("events.yaml");
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["Secret", "Provider", "Alert"]);
+    let (secret, provider, alert) = (&docs[0], &docs[1], &docs[2]);
+
+    // notification-controller reads the Secret's `headers` key as a YAML map of headers.
+    let headers: Value =
+        serde_yaml::from_str(secret["stringData"]["headers"].as_str().unwrap()).unwrap();
+    assert!(
+        headers["Authorization"]
+            .as_str()
+            .unwrap()
+            .starts_with("Bearer ")
+    );
+    assert_eq!(provider["spec"]["type"].as_str(), Some("generic"));
+    assert_eq!(
+        provider["spec"]["secretRef"]["name"],
+        secret["metadata"]["name"]
+    );
+    let address = provider["spec"]["address"].as_str().unwrap();
+    let path = &address[address.find("/api/").unwrap()..];
+    let spec: Value = serde_yaml::from_str(&api::spec_yaml(ApiMode::ReadOnly)).unwrap();
+    let route = path.replace("${CLUSTER_DNS}", "{cluster_dns}");
+    assert!(
+        spec["paths"][route.as_str()]["post"].is_mapping(),
+        "{route} is served, read-only mode included"
+    );
+
+    assert_eq!(
+        alert["spec"]["providerRef"]["name"],
+        provider["metadata"]["name"]
+    );
+    assert_eq!(
+        alert["spec"]["eventSeverity"].as_str(),
+        Some("info"),
+        "successes settle a component's state too"
+    );
+    let sources: Vec<&str> = alert["spec"]["eventSources"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "HelmRelease",
+        "Kustomization",
+        "ResourceSet",
+        "ResourceSetInputProvider",
+    ] {
+        assert!(sources.contains(&kind), "{kind} events are sent");
+    }
+    assert!(alert["spec"]["eventMetadata"]["cluster"].is_string());
+
+    // Each HelmRelease names its component in its events.
+    let components = template("resourceset-platform-components.yaml");
+    assert!(components.contains("event.toolkit.fluxcd.io/component: << inputs.id | quote >>"));
+}
