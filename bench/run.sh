@@ -7,7 +7,9 @@
 # Defaults: 10,000 clusters for the main table, 1,000 and 100,000 for the p99 scaling check
 # and the import, 10 s per wrk run, wrk -t1 -c64, after a warm-up that loads every cluster
 # into the feed cache once. Also: catalog edits of a component on every cluster with a
-# concurrent writer, and feeds with a token per cluster. A full run takes about 8 minutes.
+# concurrent writer, events from every cluster (as fast as taken, and feeds with events at
+# 200/s against feeds alone), and feeds with a token per cluster. A full run takes about
+# 10 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -124,6 +126,37 @@ writes="$(ID_FILE="$work/ids.txt" TOKEN="$token" wrk -t1 -c1 -d5s -s bench/put.l
 echo "== $size clusters: catalog edits of a component on every cluster" >&2
 read -r edit_p50 edit_p99 edit_status edit_concurrent < <(python3 bench/measure.py edits "$port" "$token" \
     fleet-agent "$(head -1 "$work/ids.txt")" 10)
+
+# events EXTRA_WRK_ARGS... → the events.lua RESULT line
+events() {
+    DNS_FILE="$work/dns-$size.txt" TOKEN="$token" wrk -t1 "$@" -s bench/events.lua "http://127.0.0.1:$port" \
+        | awk '/^RESULT/ {print $2, $3, $4, $5, $6}'
+}
+echo "== $size clusters: events from every cluster" >&2
+events_max="$(events -c"$connections" -d"${duration}s")"
+# Feeds alone and with events arriving at 200/s (4 connections paced by wrk's delay()),
+# alternated three times; medians.
+feeds_alone=() feeds_events=() events_rate=()
+for round in 1 2 3; do
+    feeds_alone+=("$(load platform-components | cut -d' ' -f1)")
+    RATE=200 CONNECTIONS=4 events -c4 -d"$((duration + 2))s" >"$work/events-$round.txt" &
+    background=$!
+    sleep 1
+    feeds_events+=("$(load platform-components | cut -d' ' -f1)")
+    wait "$background"
+    events_rate+=("$(cut -d' ' -f1 "$work/events-$round.txt")")
+done
+median() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
+# The convergence views over the whole fleet, after those events: median of 5, in ms.
+timed() {
+    for _ in 1 2 3 4 5; do
+        curl -s -o /dev/null -w '%{time_total}\n' -H "Authorization: Bearer $token" "http://127.0.0.1:$port$1"
+    done | sort -g | sed -n 3p | python3 -c 'import sys; print(f"{float(sys.stdin.read()) * 1000:.0f}")'
+}
+status_fleet_ms="$(timed /status/fleet)"
+status_component_ms="$(timed '/status/components/fleet-agent?state=failed')"
+events_saved="$(curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:$port/metrics" \
+    | awk '/^flux_inputs_events_received_total/ {n += $2} END {print n}')"
 stop
 
 echo "== $size clusters: every cluster with its own token" >&2
@@ -174,5 +207,14 @@ printf '| %-52s | %14s |\n' \
     "platform-components, $clusters per-cluster tokens" "$(echo "$scoped" | cut -d' ' -f1) req/s" \
     "  ratio per-cluster / shared (target >= 0.9)" "$(python3 -c "print(f'{$(echo "$scoped" | cut -d' ' -f1) / $(echo "$shared" | cut -d' ' -f1):.2f}')")" \
     "peak RSS with $clusters per-cluster tokens (VmHWM)" "$((tokens_kib / 1024)) MiB" \
+    "POST …/events, $clusters clusters posting (-c$connections)" "$(echo "$events_max" | cut -d' ' -f1) events/s" \
+    "  its p50 / p99; non-2xx" "$(echo "$events_max" | cut -d' ' -f2) / $(echo "$events_max" | cut -d' ' -f3) ms; $(($(echo "$events_max" | cut -d' ' -f4) + $(echo "$events_max" | cut -d' ' -f5)))" \
+    "platform-components alone (median of 3)" "$(median "${feeds_alone[@]}") req/s" \
+    "platform-components, events at 200/s (median of 3)" "$(median "${feeds_events[@]}") req/s" \
+    "  events/s sent meanwhile (median)" "$(median "${events_rate[@]}")" \
+    "  ratio with events / alone (target >= 0.9)" "$(python3 -c "print(f'{$(median "${feeds_events[@]}") / $(median "${feeds_alone[@]}"):.2f}')")" \
+    "events accepted by the server in this run" "$events_saved" \
+    "GET /status/fleet, $clusters clusters (median of 5)" "$status_fleet_ms ms" \
+    "GET /status/components/{id}?state=failed (median of 5)" "$status_component_ms ms" \
     "one platform-components feed" "$feed_bytes bytes"
 if [ "$((wnon2xx + werrors))" -ne 0 ]; then echo "warning: $((wnon2xx + werrors)) failed writes" >&2; fi

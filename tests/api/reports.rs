@@ -854,3 +854,21 @@ fn the_status_command_summarises_and_lists_failures() {
     let bad = crate::cli::run(&database, &["status", "--state", "sideways"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn a_read_only_server_receives_events_too() {
+    let app = TestApp::with(
+        flux_inputs::config::ApiMode::ReadOnly,
+        flux_inputs::config::SeedSource::Demo,
+    );
+    poll(&app, DEV).await;
+    let event = helm_event(
+        "podinfo",
+        "info",
+        "InstallSucceeded",
+        "2026-08-20T10:00:00Z",
+        "6.7.1",
+    );
+    accepted(&send(&app, DEV, READ, &event).await);
+    assert_eq!(state(&app, "lab-dev-01", "podinfo").await, "converged");
+}
