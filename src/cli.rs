@@ -185,24 +185,13 @@ pub fn status(config: &Config, query: StatusQuery) -> Result<(), Failure> {
         component: query.component.clone(),
         ..Scope::default()
     };
-    let states = reports::convergence(&conn, &scope, store.polls(), now)?;
     let write = |text: String| {
         writeln!(std::io::stdout().lock(), "{text}")
             .map_err(|err| Failure::io(format!("cannot write: {err}")))
     };
     let listing = query.component.is_some() || query.state.is_some();
     if !listing {
-        let clusters = crate::store::clusters::list_headers(&conn, &Default::default())?;
-        let stale: Vec<String> = clusters
-            .iter()
-            .filter(|c| {
-                store
-                    .polls()
-                    .is_stale(&store.polls().get(&c.cluster_dns), now)
-            })
-            .map(|c| c.id.clone())
-            .collect();
-        let summary = fleet_summary(&states, &stale, clusters.len() as u64);
+        let summary = fleet_summary(&conn, &scope, store.polls(), now)?;
         if query.json {
             use poem_openapi::types::ToJSON;
             return write(summary.to_json().unwrap_or_default().to_string());
@@ -238,11 +227,14 @@ pub fn status(config: &Config, query: StatusQuery) -> Result<(), Failure> {
             }
         ));
     }
-    let selected = states
-        .iter()
-        .filter(|row| query.state.is_none_or(|wanted| row.state == wanted));
+    let mut selected = Vec::new();
+    reports::for_each_component(&conn, &scope, store.polls(), now, |row| {
+        if query.state.is_none_or(|wanted| row.state == wanted) {
+            selected.push(reports::ComponentState::from(row));
+        }
+    })?;
     if query.json {
-        for row in selected {
+        for row in &selected {
             let line = serde_json::json!({
                 "cluster": row.cluster_id, "cluster_dns": row.cluster_dns,
                 "environment": row.environment, "component": row.component,
@@ -259,7 +251,7 @@ pub fn status(config: &Config, query: StatusQuery) -> Result<(), Failure> {
         "{:<28} {:<24} {:<6} {:<12} {:<16} {:<16} REASON",
         "CLUSTER", "COMPONENT", "ENV", "STATE", "DESIRED", "REPORTED"
     ))?;
-    for row in selected {
+    for row in &selected {
         let first_line = row
             .message
             .as_deref()

@@ -1,4 +1,5 @@
-//! Bearer tokens: the read token for reads, the write token for writes (it may also read).
+//! Bearer tokens: the read token for reads, the write token for writes (it may also read),
+//! named tokens for every read route or for one cluster's feeds, status and events.
 //!
 //! Comparison is constant-time over both tokens, so neither timing nor the order of checks
 //! tells a client which token it came close to.
@@ -81,7 +82,7 @@ pub enum Identity {
 pub async fn identify(req: &Request, token: &str) -> poem::Result<Option<Identity>> {
     if let Some(tokens) = req.data::<Tokens>() {
         // Both comparisons always run.
-        let (write, read) = (tokens.allows_write(token), tokens.allows_read(token));
+        let (write, read) = (matches(token, &tokens.write), matches(token, &tokens.read));
         if write {
             return Ok(Some(Identity::Write));
         }

@@ -130,27 +130,21 @@ async fn render_reports(out: &mut String, store: &Store) {
     }
     let polls = store.polls().clone();
     let now = super::observe::unix_now() as u64;
-    let states = store
-        .read(move |conn| {
-            crate::store::reports::convergence(conn, &Default::default(), &polls, now)
-        })
+    let summary = store
+        .read(move |conn| super::status::fleet_summary(conn, &Default::default(), &polls, now))
         .await;
-    let Ok(states) = states else { return };
-    let mut counts: std::collections::BTreeMap<&str, super::status::StateCounts> =
-        Default::default();
-    for row in &states {
-        counts.entry(&row.component).or_default().add(row.state);
-    }
+    let Ok(summary) = summary else { return };
     out.push_str(
         "# HELP flux_inputs_component_clusters Clusters per component and convergence state.\n",
     );
     out.push_str("# TYPE flux_inputs_component_clusters gauge\n");
-    for (component, counts) in counts {
+    for component in &summary.components {
         for state in crate::domain::report::State::ALL {
             let _ = writeln!(
                 out,
-                "flux_inputs_component_clusters{{component=\"{component}\",state=\"{state}\"}} {}",
-                counts.get(state)
+                "flux_inputs_component_clusters{{component=\"{}\",state=\"{state}\"}} {}",
+                component.component,
+                component.counts.get(state)
             );
         }
     }

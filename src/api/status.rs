@@ -380,16 +380,39 @@ fn forbidden(message: String) -> ReadError {
     }))
 }
 
-/// The fleet summary: per component and environment, counts per state.
-pub fn fleet_summary(states: &[ComponentState], stale: &[String], clusters: u64) -> FleetStatus {
-    let mut by_component: BTreeMap<&str, BTreeMap<&str, StateCounts>> = BTreeMap::new();
-    for row in states {
-        by_component
-            .entry(&row.component)
-            .or_default()
-            .entry(&row.environment)
-            .or_default()
+/// The fleet summary of `scope`: per component and environment, counts per state, and the
+/// stale clusters. Streams the rows: memory is per component and environment, not per row.
+pub fn fleet_summary(
+    conn: &rusqlite::Connection,
+    scope: &Scope,
+    polls: &crate::store::polls::PollTracker,
+    now: u64,
+) -> crate::error::Result<FleetStatus> {
+    let mut by_component: BTreeMap<String, BTreeMap<String, StateCounts>> = BTreeMap::new();
+    reports::for_each_component(conn, scope, polls, now, |row| {
+        if !by_component.contains_key(row.component) {
+            by_component.insert(row.component.to_owned(), BTreeMap::new());
+        }
+        let environments = by_component.get_mut(row.component).expect("inserted above");
+        if !environments.contains_key(row.environment) {
+            environments.insert(row.environment.to_owned(), StateCounts::default());
+        }
+        environments
+            .get_mut(row.environment)
+            .expect("inserted above")
             .add(row.state);
+    })?;
+    let mut clusters = 0;
+    let mut stale = Vec::new();
+    let mut stale_count = 0;
+    for (id, dns) in clusters::ids_and_dns(conn, scope.cluster_dns.as_deref())? {
+        clusters += 1;
+        if polls.is_stale(&polls.get(&dns), now) {
+            stale_count += 1;
+            if stale.len() < STALE_LISTED {
+                stale.push(id);
+            }
+        }
     }
     let components = by_component
         .into_iter()
@@ -399,24 +422,24 @@ pub fn fleet_summary(states: &[ComponentState], stale: &[String], clusters: u64)
                 total.merge(counts);
             }
             ComponentSummary {
-                component: component.to_owned(),
+                component,
                 counts: total,
                 environments: environments
                     .into_iter()
                     .map(|(environment, counts)| EnvironmentCounts {
-                        environment: environment.to_owned(),
+                        environment,
                         counts,
                     })
                     .collect(),
             }
         })
         .collect();
-    FleetStatus {
+    Ok(FleetStatus {
         clusters,
         components,
-        stale_count: stale.len() as u64,
-        stale_clusters: stale.iter().take(STALE_LISTED).cloned().collect(),
-    }
+        stale_count,
+        stale_clusters: stale,
+    })
 }
 
 /// Reads the convergence of `scope` (writing pending events first, so an answer includes
@@ -537,40 +560,57 @@ impl StatusApi {
                 AppError::NotFound(format!("no platform component with id '{}'", id.0)).into(),
             );
         }
-        let mut states = convergence(
-            &store,
-            Scope {
-                component: Some(id.0.clone()),
-                cluster_dns: auth.0.as_deref().map(str::to_owned),
-                ..Scope::default()
-            },
-        )
-        .await?;
-        if let Some(environment) = environment.0 {
-            states.retain(|s| s.environment == environment.as_str());
-        }
-        let mut counts = StateCounts::default();
-        let mut revisions = BTreeMap::new();
-        for row in &states {
-            counts.add(row.state);
-            if let Some(revision) = &row.reported_revision {
-                *revisions.entry(revision.clone()).or_default() += 1;
-            }
-        }
-        let clusters = states.len() as u64;
+        let scope = Scope {
+            component: Some(id.0.clone()),
+            cluster_dns: auth.0.as_deref().map(str::to_owned),
+            ..Scope::default()
+        };
         let wanted = state.0.map(State::from);
-        let items = states
-            .iter()
-            .filter(|row| wanted.is_none_or(|w| row.state == w))
-            .skip(offset.0.unwrap_or(0) as usize)
-            .take(limit.0.unwrap_or(100) as usize)
-            .map(|row| ClusterComponentState {
-                cluster: row.cluster_id.clone(),
-                cluster_dns: row.cluster_dns.clone(),
-                environment: row.environment.clone(),
-                convergence: row.into(),
+        let environment = environment.0;
+        let (skip, take) = (
+            offset.0.unwrap_or(0) as usize,
+            limit.0.unwrap_or(100) as usize,
+        );
+        store.flush_reports().await?;
+        let polls = store.polls().clone();
+        let now = unix_now() as u64;
+        // Counted while streaming; only the requested page is kept.
+        let (clusters, counts, revisions, items) = store
+            .read(move |conn| {
+                let mut clusters = 0u64;
+                let mut counts = StateCounts::default();
+                let mut revisions: BTreeMap<String, u64> = BTreeMap::new();
+                let mut matching = 0usize;
+                let mut items = Vec::new();
+                reports::for_each_component(conn, &scope, &polls, now, |row| {
+                    if environment.is_some_and(|e| e.as_str() != row.environment) {
+                        return;
+                    }
+                    clusters += 1;
+                    counts.add(row.state);
+                    if let Some(revision) = row.reported_revision {
+                        match revisions.get_mut(revision) {
+                            Some(n) => *n += 1,
+                            None => {
+                                revisions.insert(revision.to_owned(), 1);
+                            }
+                        }
+                    }
+                    if wanted.is_none_or(|w| row.state == w) {
+                        if matching >= skip && items.len() < take {
+                            items.push(ClusterComponentState {
+                                cluster: row.cluster_id.to_owned(),
+                                cluster_dns: row.cluster_dns.to_owned(),
+                                environment: row.environment.to_owned(),
+                                convergence: (&ComponentState::from(row)).into(),
+                            });
+                        }
+                        matching += 1;
+                    }
+                })?;
+                Ok((clusters, counts, revisions, items))
             })
-            .collect();
+            .await?;
         Ok(ComponentStatusResponse::Ok(Json(ComponentFleetStatus {
             component: id.0,
             clusters,
@@ -594,20 +634,12 @@ impl StatusApi {
             cluster_dns: auth.0.as_deref().map(str::to_owned),
             ..Scope::default()
         };
-        let states = convergence(&store, scope).await?;
-        let mut statuses = cluster_statuses(&store).await?;
-        if let Some(own) = &auth.0 {
-            statuses.retain(|s| *s.cluster_dns == **own);
-        }
-        let stale: Vec<String> = statuses
-            .iter()
-            .filter(|s| s.stale)
-            .map(|s| s.id.clone())
-            .collect();
-        Ok(FleetStatusResponse::Ok(Json(fleet_summary(
-            &states,
-            &stale,
-            statuses.len() as u64,
-        ))))
+        store.flush_reports().await?;
+        let polls = store.polls().clone();
+        let now = unix_now() as u64;
+        let summary = store
+            .read(move |conn| fleet_summary(conn, &scope, &polls, now))
+            .await?;
+        Ok(FleetStatusResponse::Ok(Json(summary)))
     }
 }

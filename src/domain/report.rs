@@ -152,23 +152,23 @@ impl fmt::Display for State {
 }
 
 /// The latest decisive event of a component's HelmRelease, as stored.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Settled {
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Settled<'a> {
     pub outcome: Outcome,
     /// The chart version the event names (metadata `revision`), if any.
-    pub revision: Option<String>,
+    pub revision: Option<&'a str>,
     /// The `oci_tag` the inventory wanted for this cluster when the event was recorded.
-    pub desired_then: Option<String>,
+    pub desired_then: Option<&'a str>,
 }
 
 /// What the cluster reported about the component's HelmRelease.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Reported {
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Reported<'a> {
     /// No event for it at all.
     Nothing,
     /// Events, none of them decisive.
     Undecided,
-    Settled(Settled),
+    Settled(Settled<'a>),
 }
 
 /// The state of an enabled or disabled component whose desired version is `desired`.
@@ -178,7 +178,7 @@ pub enum Reported {
 /// - it is a success: `converged` when its revision is the desired version, else
 ///   `progressing` (the cluster has not applied the new version yet);
 /// - only undecided events: `progressing`; nothing: `unknown`.
-pub fn state(enabled: bool, desired: &str, reported: &Reported) -> State {
+pub fn state(enabled: bool, desired: &str, reported: &Reported<'_>) -> State {
     if !enabled {
         return State::Disabled;
     }
@@ -186,11 +186,11 @@ pub fn state(enabled: bool, desired: &str, reported: &Reported) -> State {
         Reported::Nothing => State::Unknown,
         Reported::Undecided => State::Progressing,
         Reported::Settled(settled) => match settled.outcome {
-            Outcome::Failure => match &settled.desired_then {
+            Outcome::Failure => match settled.desired_then {
                 Some(then) if !versions_match(then, desired) => State::Progressing,
                 _ => State::Failed,
             },
-            Outcome::Success => match &settled.revision {
+            Outcome::Success => match settled.revision {
                 Some(revision) if versions_match(revision, desired) => State::Converged,
                 _ => State::Progressing,
             },
@@ -317,11 +317,15 @@ pub fn truncate(text: &str, max: usize) -> &str {
 mod tests {
     use super::*;
 
-    fn settled(outcome: Outcome, revision: Option<&str>, then: Option<&str>) -> Reported {
+    fn settled<'a>(
+        outcome: Outcome,
+        revision: Option<&'a str>,
+        desired_then: Option<&'a str>,
+    ) -> Reported<'a> {
         Reported::Settled(Settled {
             outcome,
-            revision: revision.map(str::to_owned),
-            desired_then: then.map(str::to_owned),
+            revision,
+            desired_then,
         })
     }
 

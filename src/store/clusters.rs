@@ -141,6 +141,18 @@ pub fn list_headers(conn: &Connection, filter: &ClusterFilter) -> Result<Vec<Clu
     rows.collect::<rusqlite::Result<Vec<_>>>().db()
 }
 
+/// Every cluster's id and DNS name (or only the one with this DNS name), ordered by id.
+pub fn ids_and_dns(conn: &Connection, cluster_dns: Option<&str>) -> Result<Vec<(String, String)>> {
+    conn.prepare_cached(
+        "SELECT id, cluster_dns FROM clusters WHERE ?1 IS NULL OR cluster_dns = ?1 ORDER BY id",
+    )
+    .db()?
+    .query_map([cluster_dns], |row| Ok((row.get(0)?, row.get(1)?)))
+    .db()?
+    .collect::<rusqlite::Result<Vec<_>>>()
+    .db()
+}
+
 pub fn list(conn: &Connection, filter: &ClusterFilter) -> Result<Vec<Cluster>> {
     list_headers(conn, filter)?
         .into_iter()

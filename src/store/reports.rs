@@ -349,7 +349,29 @@ pub struct Scope {
     pub component: Option<String>,
 }
 
-/// One component on one cluster: desired, reported, and the state that follows.
+/// One component on one cluster: desired, reported, and the state that follows. Borrowed
+/// from the row being read, so a fleet-wide view allocates nothing per row.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ComponentRow<'a> {
+    pub cluster_id: &'a str,
+    pub cluster_dns: &'a str,
+    pub environment: &'a str,
+    pub component: &'a str,
+    pub enabled: bool,
+    /// The feed's `source.oci_tag`.
+    pub desired: &'a str,
+    pub state: State,
+    /// The chart version of the latest decisive event.
+    pub reported_revision: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    pub message: Option<&'a str>,
+    /// When the event that decided the state happened (Unix seconds).
+    pub event_at: Option<i64>,
+    /// How that event was authenticated.
+    pub via: Option<Via>,
+}
+
+/// An owned [`ComponentRow`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct ComponentState {
     pub cluster_id: String,
@@ -357,171 +379,253 @@ pub struct ComponentState {
     pub environment: String,
     pub component: String,
     pub enabled: bool,
-    /// The feed's `source.oci_tag`.
     pub desired: String,
     pub state: State,
-    /// The chart version of the latest decisive event.
     pub reported_revision: Option<String>,
     pub reason: Option<String>,
     pub message: Option<String>,
-    /// When the event that decided the state happened (Unix seconds).
     pub event_at: Option<i64>,
-    /// How that event was authenticated.
     pub via: Option<Via>,
 }
 
-/// The stored report of a HelmRelease, as far as convergence needs it.
+impl From<&ComponentRow<'_>> for ComponentState {
+    fn from(row: &ComponentRow<'_>) -> Self {
+        ComponentState {
+            cluster_id: row.cluster_id.to_owned(),
+            cluster_dns: row.cluster_dns.to_owned(),
+            environment: row.environment.to_owned(),
+            component: row.component.to_owned(),
+            enabled: row.enabled,
+            desired: row.desired.to_owned(),
+            state: row.state,
+            reported_revision: row.reported_revision.map(str::to_owned),
+            reason: row.reason.map(str::to_owned),
+            message: row.message.map(str::to_owned),
+            event_at: row.event_at,
+            via: row.via,
+        }
+    }
+}
+
+/// The latest HelmRelease report of one (cluster, component), as convergence needs it.
 struct HelmReport {
     component: Option<String>,
     name: String,
     event_at: i64,
-    settled: Option<(Settled, i64, String, String, Option<Via>)>,
+    outcome: Option<Outcome>,
+    revision: Option<String>,
+    desired_then: Option<String>,
+    outcome_at: Option<i64>,
+    reason: Option<String>,
+    /// Loaded only for views of one cluster or one component.
+    message: Option<String>,
+    via: Option<Via>,
 }
 
-/// The convergence of every (cluster, component) in `scope`, ordered by cluster id and the
-/// component's position in the feed. `polls` decides which clusters are stale at `now`.
+/// The HelmRelease of `component`: the one whose metadata names it, else the one named as
+/// it (without metadata naming another component); the latest if several.
+fn matching<'a>(list: &'a [HelmReport], component: &str) -> Option<&'a HelmReport> {
+    let by_metadata = list
+        .iter()
+        .filter(|r| r.component.as_deref() == Some(component))
+        .max_by_key(|r| r.event_at);
+    by_metadata.or_else(|| {
+        list.iter()
+            .filter(|r| r.component.is_none() && r.name == component)
+            .max_by_key(|r| r.event_at)
+    })
+}
+
+/// `AND …` conditions on `column` for the scope's cluster (by id or DNS name), if any.
+fn cluster_condition(scope: &Scope, by_id: &str, by_dns: &str) -> String {
+    let mut sql = String::new();
+    if scope.cluster.is_some() {
+        sql.push_str(&format!(" AND {by_id}"));
+    }
+    if scope.cluster_dns.is_some() {
+        sql.push_str(&format!(" AND {by_dns}"));
+    }
+    sql
+}
+
+/// Visits every (cluster, component) in `scope` in cluster id order (a single cluster's in
+/// feed order); `polls` decides which clusters are stale at `now`.
+///
+/// One pass at fleet size with memory per cluster, not per fleet: the assignments and the
+/// clusters are both read in cluster id order and merged, and each cluster's HelmRelease
+/// reports are read through the reports' primary key when the pass reaches it.
+pub fn for_each_component(
+    conn: &Connection,
+    scope: &Scope,
+    polls: &PollTracker,
+    now: u64,
+    mut visit: impl FnMut(&ComponentRow<'_>),
+) -> Result<()> {
+    let bind = params![scope.cluster, scope.cluster_dns, scope.component];
+    // ?1 cluster id, ?2 cluster DNS name, ?3 component: every statement names all three
+    // (`?n IS ?n` keeps an unused one bound), so one parameter list serves them all.
+    let unused = " AND ?1 IS ?1 AND ?2 IS ?2 AND ?3 IS ?3";
+    let single = scope.cluster.is_some() || scope.cluster_dns.is_some();
+    let catalog: HashMap<String, String> = conn
+        .prepare_cached("SELECT id, oci_tag FROM platform_components")
+        .db()?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .db()?
+        .collect::<rusqlite::Result<_>>()
+        .db()?;
+
+    let mut clusters_stmt = conn
+        .prepare_cached(&format!(
+            "SELECT id, cluster_dns, environment FROM clusters WHERE 1{}{unused} ORDER BY id",
+            cluster_condition(scope, "id = ?1", "cluster_dns = ?2")
+        ))
+        .db()?;
+    let mut clusters = clusters_stmt.query(bind).db()?;
+    let mut assignments_stmt = conn
+        .prepare_cached(&format!(
+            "SELECT cluster_id, component_id, enabled, oci_tag FROM cluster_components WHERE 1{}{}{unused}{}",
+            cluster_condition(
+                scope,
+                "cluster_id = ?1",
+                "cluster_id = (SELECT id FROM clusters WHERE cluster_dns = ?2)"
+            ),
+            if scope.component.is_some() { " AND component_id = ?3" } else { "" },
+            // Primary-key (and component index) order is cluster id order; one cluster is
+            // shown in feed order.
+            if single { " ORDER BY position" } else { " ORDER BY cluster_id" }
+        ))
+        .db()?;
+    let mut assignments = assignments_stmt.query(bind).db()?;
+    // Messages are up to 2 KiB: read for views of one cluster or one component only.
+    let with_messages = single || scope.component.is_some();
+    let mut reports_stmt = conn
+        .prepare_cached(&format!(
+            "SELECT component, name, event_at, outcome, outcome_revision, desired_then, outcome_at, \
+             outcome_reason, {}, outcome_via FROM reported_objects \
+             WHERE cluster_dns = ?1 AND kind = 'HelmRelease'{}",
+            if with_messages { "outcome_message" } else { "NULL" },
+            if scope.component.is_some() {
+                " AND (component = ?2 OR (component IS NULL AND name = ?2))"
+            } else {
+                " AND ?2 IS ?2"
+            }
+        ))
+        .db()?;
+
+    // The cluster the pass is at: id, DNS name, environment, staleness, its reports.
+    let (mut id, mut dns, mut environment) = (String::new(), String::new(), String::new());
+    let mut stale = false;
+    let mut reports: Vec<HelmReport> = Vec::new();
+    while let Some(row) = assignments.next().db()? {
+        let text = |i: usize| -> Result<&str> {
+            row.get_ref(i)
+                .db()?
+                .as_str()
+                .map_err(|err| crate::store::storage_error(err.into()))
+        };
+        let cluster_id = text(0)?;
+        if cluster_id != id {
+            // Advance the clusters to this one (both are in id order).
+            let mut found = false;
+            while let Some(cluster) = clusters.next().db()? {
+                let next = cluster
+                    .get_ref(0)
+                    .db()?
+                    .as_str()
+                    .map_err(|err| crate::store::storage_error(err.into()))?;
+                if next == cluster_id {
+                    id.clear();
+                    id.push_str(next);
+                    dns = cluster.get(1).db()?;
+                    environment = cluster.get(2).db()?;
+                    found = true;
+                    break;
+                }
+                if next > cluster_id {
+                    break;
+                }
+            }
+            if !found {
+                // Not in scope (the scopes of both statements agree, so this is a race
+                // with nothing: kept as a guard).
+                continue;
+            }
+            stale = polls.is_stale(&polls.get(&dns), now);
+            reports.clear();
+            let mut rows = reports_stmt.query(params![dns, scope.component]).db()?;
+            while let Some(r) = rows.next().db()? {
+                let outcome: Option<String> = r.get(3).db()?;
+                let via: Option<String> = r.get(9).db()?;
+                reports.push(HelmReport {
+                    component: r.get(0).db()?,
+                    name: r.get(1).db()?,
+                    event_at: r.get(2).db()?,
+                    outcome: outcome.as_deref().and_then(Outcome::parse),
+                    revision: r.get(4).db()?,
+                    desired_then: r.get(5).db()?,
+                    outcome_at: r.get(6).db()?,
+                    reason: r.get(7).db()?,
+                    message: r.get(8).db()?,
+                    via: via.as_deref().and_then(Via::parse),
+                });
+            }
+        }
+        let component = text(1)?;
+        let enabled: bool = row.get(2).db()?;
+        let own_tag = row
+            .get_ref(3)
+            .db()?
+            .as_str_or_null()
+            .map_err(|err| crate::store::storage_error(err.into()))?;
+        let Some(desired) = own_tag.or_else(|| catalog.get(component).map(String::as_str)) else {
+            continue;
+        };
+        let found = matching(&reports, component);
+        let settled = found.and_then(|r| {
+            r.outcome.map(|outcome| Settled {
+                outcome,
+                revision: r.revision.as_deref(),
+                desired_then: r.desired_then.as_deref(),
+            })
+        });
+        let reported = match (found, settled) {
+            (None, _) => Reported::Nothing,
+            (Some(_), None) => Reported::Undecided,
+            (Some(_), Some(settled)) => Reported::Settled(settled),
+        };
+        let decided = found.filter(|_| settled.is_some());
+        visit(&ComponentRow {
+            cluster_id,
+            cluster_dns: &dns,
+            environment: &environment,
+            component,
+            enabled,
+            desired,
+            state: if stale && enabled {
+                State::Stale
+            } else {
+                report::state(enabled, desired, &reported)
+            },
+            reported_revision: decided.and_then(|r| r.revision.as_deref()),
+            reason: decided.and_then(|r| r.reason.as_deref()),
+            message: decided.and_then(|r| r.message.as_deref()),
+            event_at: decided.and_then(|r| r.outcome_at),
+            via: decided.and_then(|r| r.via),
+        });
+    }
+    Ok(())
+}
+
+/// [`for_each_component`] collected, for views of one cluster or one component.
 pub fn convergence(
     conn: &Connection,
     scope: &Scope,
     polls: &PollTracker,
     now: u64,
 ) -> Result<Vec<ComponentState>> {
-    let mut desired = conn
-        .prepare_cached(
-            "SELECT c.id, c.cluster_dns, c.environment, cc.component_id, cc.enabled, \
-             coalesce(cc.oci_tag, pc.oci_tag) \
-             FROM clusters c JOIN cluster_components cc ON cc.cluster_id = c.id \
-             JOIN platform_components pc ON pc.id = cc.component_id \
-             WHERE (?1 IS NULL OR c.id = ?1) AND (?2 IS NULL OR c.cluster_dns = ?2) \
-             AND (?3 IS NULL OR cc.component_id = ?3) \
-             ORDER BY c.id, cc.position",
-        )
-        .db()?;
-    let rows = desired
-        .query_map(
-            params![scope.cluster, scope.cluster_dns, scope.component],
-            |row| {
-                Ok(ComponentState {
-                    cluster_id: row.get(0)?,
-                    cluster_dns: row.get(1)?,
-                    environment: row.get(2)?,
-                    component: row.get(3)?,
-                    enabled: row.get(4)?,
-                    desired: row.get(5)?,
-                    state: State::Unknown,
-                    reported_revision: None,
-                    reason: None,
-                    message: None,
-                    event_at: None,
-                    via: None,
-                })
-            },
-        )
-        .db()?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .db()?;
-    let reports = helm_reports(conn, scope)?;
-    let mut stale: HashMap<String, bool> = HashMap::new();
-    Ok(rows
-        .into_iter()
-        .map(|mut row| {
-            let is_stale = *stale
-                .entry(row.cluster_dns.clone())
-                .or_insert_with(|| polls.is_stale(&polls.get(&row.cluster_dns), now));
-            let found = reports
-                .get(row.cluster_dns.as_str())
-                .and_then(|list| matching(list, &row.component));
-            let reported = match found {
-                None => Reported::Nothing,
-                Some(HelmReport { settled: None, .. }) => Reported::Undecided,
-                Some(HelmReport {
-                    settled: Some((settled, at, reason, message, via)),
-                    ..
-                }) => {
-                    row.reported_revision = settled.revision.clone();
-                    row.event_at = Some(*at);
-                    row.reason = Some(reason.clone());
-                    row.message = Some(message.clone());
-                    row.via = *via;
-                    Reported::Settled(settled.clone())
-                }
-            };
-            row.state = if is_stale && row.enabled {
-                State::Stale
-            } else {
-                report::state(row.enabled, &row.desired, &reported)
-            };
-            row
-        })
-        .collect())
-}
-
-/// The HelmRelease of `component`: the one whose metadata names it, else the one named as
-/// it (without metadata naming another component); the latest if several.
-fn matching<'a>(list: &'a [HelmReport], component: &str) -> Option<&'a HelmReport> {
-    let latest =
-        |candidates: Vec<&'a HelmReport>| candidates.into_iter().max_by_key(|r| r.event_at);
-    latest(
-        list.iter()
-            .filter(|r| r.component.as_deref() == Some(component))
-            .collect(),
-    )
-    .or_else(|| {
-        latest(
-            list.iter()
-                .filter(|r| r.component.is_none() && r.name == component)
-                .collect(),
-        )
-    })
-}
-
-/// HelmRelease reports by cluster DNS name.
-fn helm_reports(conn: &Connection, scope: &Scope) -> Result<HashMap<String, Vec<HelmReport>>> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT o.cluster_dns, o.component, o.name, o.event_at, o.outcome, o.outcome_at, \
-             o.outcome_reason, o.outcome_message, o.outcome_revision, o.outcome_via, o.desired_then \
-             FROM reported_objects o \
-             WHERE o.kind = 'HelmRelease' \
-             AND (?1 IS NULL OR o.cluster_dns = (SELECT cluster_dns FROM clusters WHERE id = ?1)) \
-             AND (?2 IS NULL OR o.cluster_dns = ?2) \
-             AND (?3 IS NULL OR o.component = ?3 OR (o.component IS NULL AND o.name = ?3))",
-        )
-        .db()?;
-    let mut rows = stmt
-        .query(params![scope.cluster, scope.cluster_dns, scope.component])
-        .db()?;
-    let mut by_cluster: HashMap<String, Vec<HelmReport>> = HashMap::new();
-    while let Some(row) = rows.next().db()? {
-        let outcome: Option<String> = row.get(4).db()?;
-        let settled = match outcome.as_deref().and_then(Outcome::parse) {
-            None => None,
-            Some(outcome) => {
-                let via: Option<String> = row.get(9).db()?;
-                Some((
-                    Settled {
-                        outcome,
-                        revision: row.get(8).db()?,
-                        desired_then: row.get(10).db()?,
-                    },
-                    row.get::<_, Option<i64>>(5).db()?.unwrap_or_default(),
-                    row.get::<_, Option<String>>(6).db()?.unwrap_or_default(),
-                    row.get::<_, Option<String>>(7).db()?.unwrap_or_default(),
-                    via.as_deref().and_then(Via::parse),
-                ))
-            }
-        };
-        by_cluster
-            .entry(row.get(0).db()?)
-            .or_default()
-            .push(HelmReport {
-                component: row.get(1).db()?,
-                name: row.get(2).db()?,
-                event_at: row.get(3).db()?,
-                settled,
-            });
-    }
-    Ok(by_cluster)
+    let mut all = Vec::new();
+    for_each_component(conn, scope, polls, now, |row| all.push(row.into()))?;
+    Ok(all)
 }
 
 /// One stored event, as listed.
