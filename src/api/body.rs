@@ -71,14 +71,15 @@ impl_apirequest_for_payload!(JsonBody<T>, T: ParseFromJSON);
 
 /// A JSON request body parsed by serde, for bodies another program sends (Flux's events):
 /// unknown fields are ignored (they evolve upstream), errors name the field serde stopped
-/// at. The spec shows `T`'s schema.
+/// at, and the body is read as JSON whatever its `Content-Type` says (a sender's only
+/// answers are 2xx or "this event is bad", never 415). The spec shows `T`'s schema.
 pub struct SerdeJson<T>(pub T);
 
 impl<T: Type> Payload for SerdeJson<T> {
     const CONTENT_TYPE: &'static str = "application/json; charset=utf-8";
 
-    fn check_content_type(content_type: &str) -> bool {
-        JsonBody::<T>::check_content_type(content_type)
+    fn check_content_type(_content_type: &str) -> bool {
+        true
     }
 
     fn schema_ref() -> MetaSchemaRef {
@@ -101,7 +102,35 @@ impl<T: Type + serde::de::DeserializeOwned> ParsePayload for SerdeJson<T> {
     }
 }
 
-impl_apirequest_for_payload!(SerdeJson<T>, T: Type + serde::de::DeserializeOwned);
+impl<'a, T: Type + serde::de::DeserializeOwned> poem_openapi::ApiExtractor<'a> for SerdeJson<T> {
+    const TYPES: &'static [poem_openapi::ApiExtractorType] =
+        &[poem_openapi::ApiExtractorType::RequestObject];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        <Self as Payload>::register(registry);
+    }
+
+    fn request_meta() -> Option<poem_openapi::registry::MetaRequest> {
+        Some(poem_openapi::registry::MetaRequest {
+            description: None,
+            content: vec![poem_openapi::registry::MetaMediaType {
+                content_type: <Self as Payload>::CONTENT_TYPE,
+                schema: <Self as Payload>::schema_ref(),
+            }],
+            required: <Self as ParsePayload>::IS_REQUIRED,
+        })
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        _param_opts: poem_openapi::ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        <Self as ParsePayload>::from_request(request, body).await
+    }
+}
 
 fn bad_request(message: String) -> poem::Error {
     poem::Error::from_string(message, poem::http::StatusCode::BAD_REQUEST)

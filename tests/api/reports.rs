@@ -549,6 +549,20 @@ async fn bad_events_are_refused_alone() {
         .await
         .expect_error(StatusCode::NOT_FOUND, "not_found");
 
+    // The body is read as JSON whatever the Content-Type says: never a 415.
+    for headers in [
+        vec![("authorization", "Bearer read-token")],
+        vec![
+            ("authorization", "Bearer read-token"),
+            ("content-type", "text/plain"),
+        ],
+    ] {
+        let answer = app
+            .raw(Method::POST, &path, &headers, good.to_string().into_bytes())
+            .await;
+        accepted(&answer);
+    }
+
     // New upstream fields are ignored; a long message is kept to 2 KiB.
     let mut future = good.clone();
     future["involvedObject"]["fieldPath"] = json!("spec");
