@@ -31,6 +31,7 @@ impl From<AppError> for Failure {
             | AppError::PreconditionFailed(_)
             | AppError::Validation(_)
             | AppError::Conflict(_)
+            | AppError::BlastRadius(_)
             | AppError::NotFound(_) => 3,
             AppError::Unavailable(_) | AppError::Internal(_) => 1,
         };
@@ -75,6 +76,7 @@ pub fn import(
     file: &Path,
     dry_run: bool,
     changes_offset: usize,
+    confirm: Option<u64>,
 ) -> Result<(), Failure> {
     if !file.is_file() {
         return Err(Failure::io(format!(
@@ -86,6 +88,7 @@ pub fn import(
     let request = WriteRequest {
         dry_run,
         changes_offset,
+        confirm,
         ..WriteRequest::new(crate::store::audit::Change {
             actor: "import".into(),
             method: "IMPORT",
@@ -278,9 +281,9 @@ pub fn status(config: &Config, query: StatusQuery) -> Result<(), Failure> {
 }
 
 /// `revert REVISION`: put the resource back to its state before that revision (audited).
-pub fn revert(config: &Config, revision: i64) -> Result<(), Failure> {
+pub fn revert(config: &Config, revision: i64, confirm: Option<u64>) -> Result<(), Failure> {
     let store = open(config, true)?;
-    let reverted = runtime()?.block_on(store.revert(revision, "cli".into()))?;
+    let reverted = runtime()?.block_on(store.revert(revision, "cli".into(), confirm))?;
     for warning in &reverted.warnings {
         eprintln!("warning: {warning}");
     }

@@ -20,6 +20,7 @@ const ENV_KEYS: &[&str] = &[
     "METRICS_ADDR",
     "POLL_STALE_AFTER",
     "EVENTS_REQUIRE_CLUSTER_IDENTITY",
+    "MAX_CLUSTERS_SHRUNK",
     "AUDIT_KEEP_ENTRIES",
     "AUDIT_KEEP_DAYS",
     "API_MODE",
@@ -106,6 +107,8 @@ struct Layered {
     poll_stale_after: u64,
     /// Accept a cluster's events only with its own scoped token.
     events_require_cluster_identity: bool,
+    /// A write may remove or disable inputs on this many clusters without `?confirm=`.
+    max_clusters_shrunk: u64,
     /// HTTPS: `[tls] cert`, `key` and, for client certificates, `client_ca` (PEM files).
     tls: Option<TlsFiles>,
     /// Keep at most this many audit entries (the newest).
@@ -141,6 +144,7 @@ impl Default for Layered {
             metrics_addr: None,
             poll_stale_after: crate::store::polls::DEFAULT_STALE_AFTER_SECONDS,
             events_require_cluster_identity: false,
+            max_clusters_shrunk: crate::domain::blast::DEFAULT_MAX_CLUSTERS_SHRUNK,
             tls: None,
             audit_keep_entries: None,
             audit_keep_days: None,
@@ -170,6 +174,9 @@ pub struct Config {
     /// Accept a cluster's events only with its own scoped token (the read token would let
     /// any cluster report for any other).
     pub events_require_cluster_identity: bool,
+    /// A write may remove or disable inputs on this many clusters without `?confirm=`
+    /// (emptying a feed always needs it).
+    pub max_clusters_shrunk: u64,
     /// Serve HTTPS with these files (re-read on SIGHUP).
     pub tls: Option<TlsFiles>,
     /// Audit retention: the newest N entries, and/or entries younger than D days.
@@ -314,6 +321,7 @@ impl Config {
             metrics_addr: layered.metrics_addr,
             poll_stale_after: layered.poll_stale_after,
             events_require_cluster_identity: layered.events_require_cluster_identity,
+            max_clusters_shrunk: layered.max_clusters_shrunk,
             tls: layered.tls,
             audit_keep_entries: layered.audit_keep_entries,
             audit_keep_days: layered.audit_keep_days,

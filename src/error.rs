@@ -16,6 +16,10 @@ pub enum AppError {
     /// 422: well-formed but breaks an inventory rule (unknown reference, bad name, cycle).
     #[error("{0}")]
     Validation(String),
+    /// 409 `blast_radius`: the write would empty a feed or shrink feeds on more clusters
+    /// than allowed, and does not carry the matching `?confirm=`.
+    #[error("{0}")]
+    BlastRadius(String),
     /// 412: `If-Match` names a revision that is no longer current.
     #[error("{0}")]
     PreconditionFailed(String),

@@ -37,6 +37,10 @@ enum Command {
         /// With --dry-run: list changed clusters from this offset on (100 per run).
         #[arg(long, default_value_t = 0)]
         changes_offset: usize,
+        /// The number of clusters the import takes inputs from (removed or disabled), when
+        /// that needs confirming: an emptied feed, or more than max_clusters_shrunk clusters.
+        #[arg(long)]
+        confirm: Option<u64>,
     },
     /// Print the inventory in seed format.
     Export,
@@ -75,7 +79,12 @@ enum Command {
         json: bool,
     },
     /// Put a resource back to its state before an audit revision (itself audited).
-    Revert { revision: i64 },
+    Revert {
+        revision: i64,
+        /// The number of clusters the revert takes inputs from, when it needs confirming.
+        #[arg(long)]
+        confirm: Option<u64>,
+    },
     /// Named read tokens.
     #[command(subcommand)]
     Token(TokenArgs),
@@ -135,8 +144,9 @@ fn main() -> ExitCode {
             file,
             dry_run,
             changes_offset,
+            confirm,
         } => offline(cli.config, |c| {
-            cli::import(c, &file, dry_run, changes_offset)
+            cli::import(c, &file, dry_run, changes_offset, confirm)
         }),
         Command::Export => offline(cli.config, cli::export),
         Command::Backup { path } => offline(cli.config, |c| cli::backup(c, &path)),
@@ -169,7 +179,9 @@ fn main() -> ExitCode {
                 },
             )
         }),
-        Command::Revert { revision } => offline(cli.config, |c| cli::revert(c, revision)),
+        Command::Revert { revision, confirm } => {
+            offline(cli.config, |c| cli::revert(c, revision, confirm))
+        }
         Command::Token(args) => {
             let command = match args {
                 TokenArgs::Create { cluster, name, .. } => {

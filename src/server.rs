@@ -40,6 +40,7 @@ pub fn open_store(config: &Config) -> Result<Store, AppError> {
     }
     let store = Store::open(&config.database_path)?
         .with_strict_dependencies(config.strict_dependencies)
+        .with_max_clusters_shrunk(config.max_clusters_shrunk)
         .with_stale_after(config.poll_stale_after);
     let mut conn = store.connection()?;
     // A large seed is one transaction; a bigger page cache keeps its index pages in memory.
@@ -57,7 +58,7 @@ pub fn open_store(config: &Config) -> Result<Store, AppError> {
         pipeline
             .finish(Finish {
                 strict_dependencies: config.strict_dependencies,
-                preview: None,
+                ..Finish::default()
             })
             .map_err(|err| with_origin(&origin, err))?;
         tracing::info!(source = %origin, ?counts, took = ?started.elapsed(), "seeded the new database");

@@ -122,8 +122,11 @@ impl AuditApi {
         store: Data<&Store>,
         /// The revision to undo.
         revision: Path<i64>,
+        /// The number of clusters the revert takes inputs from, when it needs confirming
+        /// (409 `blast_radius` names it).
+        confirm: Query<Option<u64>>,
     ) -> Result<RevertResponse, WriteError> {
-        let reverted = store.revert(revision.0, auth.0.0).await?;
+        let reverted = store.revert(revision.0, auth.0.0, confirm.0).await?;
         let result = RevertResult {
             revision: reverted.revision,
             kind: reverted.kind.to_owned(),

@@ -84,6 +84,8 @@ impl ClustersApi {
     /// Top-level fields present in the body replace the stored ones; omitted fields keep
     /// their values.
     #[oai(path = "/:id", method = "put")]
+    // poem-openapi takes each query parameter and header as an argument of its own.
+    #[allow(clippy::too_many_arguments)]
     async fn update(
         &self,
         auth: WriteAccess,
@@ -97,14 +99,18 @@ impl ClustersApi {
         /// The ETag last read; a stale one is refused with 412.
         #[oai(name = "If-Match")]
         if_match_header: Header<Option<String>>,
+        /// The number of clusters the write takes inputs from (1 here), when it needs
+        /// confirming: an emptied feed (409 `blast_radius` says so).
+        confirm: Query<Option<u64>>,
         body: JsonBody<ClusterUpdate>,
     ) -> Result<Updated<Cluster>, WriteError> {
-        let request = write_request(
+        let mut request = write_request(
             auth,
             "PUT",
             (dry_run.0, changes_offset.0),
             if_match_header.0.as_deref(),
         )?;
+        request.confirm = confirm.0;
         let written = store.update::<Cluster>(id.0, body.0, request).await?;
         Ok(Updated::new(written, dry_run.0))
     }

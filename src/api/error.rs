@@ -39,7 +39,9 @@ pub enum WriteError {
     /// No resource with this id.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
-    /// The id or `cluster_dns` exists already, or the resource is still referenced.
+    /// The id or `cluster_dns` exists already, or the resource is still referenced; or
+    /// (`blast_radius`) the write would empty a feed or shrink feeds on more clusters than
+    /// `max_clusters_shrunk` and carries no matching `?confirm=`.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
     /// `If-Match` names a revision that is no longer current: reload and retry.
@@ -93,6 +95,7 @@ impl From<AppError> for WriteError {
             AppError::BadRequest(m) => WriteError::BadRequest(body("bad_request", m)),
             AppError::NotFound(m) => WriteError::NotFound(body("not_found", m)),
             AppError::Conflict(m) => WriteError::Conflict(body("conflict", m)),
+            AppError::BlastRadius(m) => WriteError::Conflict(body("blast_radius", m)),
             AppError::Validation(m) => WriteError::Unprocessable(body("validation_error", m)),
             AppError::PreconditionFailed(m) => {
                 WriteError::PreconditionFailed(body("precondition_failed", m))
@@ -114,6 +117,7 @@ impl From<AppError> for ReadError {
             AppError::Unavailable(m) => ReadError::Unavailable(body("service_unavailable", m)),
             // A read cannot conflict or fail validation; if one does, the store is at fault.
             AppError::Conflict(m)
+            | AppError::BlastRadius(m)
             | AppError::Validation(m)
             | AppError::PreconditionFailed(m)
             | AppError::Internal(m) => {

@@ -30,6 +30,9 @@ pub struct WritePreview<T: ParseFromJSON + ToJSON> {
     /// The `changes_offset` of the next page.
     #[oai(nullable)]
     pub next_changes_offset: Option<u64>,
+    /// What the write takes away from Flux (inputs removed or disabled, feeds emptied), and
+    /// whether it needs `?confirm=`.
+    pub blast_radius: crate::domain::blast::BlastRadius,
 }
 
 impl<T: ParseFromJSON + ToJSON> WritePreview<T> {
@@ -37,7 +40,12 @@ impl<T: ParseFromJSON + ToJSON> WritePreview<T> {
         let preview = written.preview.unwrap_or_default();
         WritePreview {
             dry_run: true,
-            status,
+            // A write the blast-radius rail refuses would answer 409.
+            status: if preview.blast_radius.refused {
+                409
+            } else {
+                status
+            },
             result: written.value,
             warnings: written.warnings,
             clusters_changed: preview.clusters_changed,
@@ -45,6 +53,7 @@ impl<T: ParseFromJSON + ToJSON> WritePreview<T> {
             changes: preview.changes,
             truncated: preview.truncated,
             next_changes_offset: preview.next_changes_offset,
+            blast_radius: preview.blast_radius,
         }
     }
 }

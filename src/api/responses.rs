@@ -43,6 +43,7 @@ pub fn write_request(
             method,
         },
         if_match: if_match(if_match_header)?,
+        confirm: None,
     })
 }
 

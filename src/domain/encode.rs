@@ -199,6 +199,8 @@ struct ComponentRef {
     path: u32,
     tag: u32,
     patch: u32,
+    /// The patch expanded into typed Helm values.
+    values: u32,
 }
 
 /// One cluster as references into the catalog.
@@ -277,6 +279,7 @@ impl LoadedCluster {
                     enabled: r.enabled,
                     path: fragments.intern(r.path),
                     tag: fragments.intern(r.tag),
+                    values: fragments.intern(super::values::expand_text(r.patch.as_deref())),
                     patch: fragments.intern(r.patch),
                 })
                 .collect(),
@@ -360,6 +363,8 @@ impl ClusterRefs {
         out.extend_from_slice(if r.enabled { b"true" } else { b"false" });
         out.extend_from_slice(br#","patches":"#);
         out.extend_from_slice(fragments.get(r.patch, b"{}"));
+        out.extend_from_slice(br#","values":"#);
+        out.extend_from_slice(fragments.get(r.values, b"{}"));
         out.extend_from_slice(br#","cluster":"#);
         out.extend_from_slice(&self.info);
         out.extend_from_slice(&c.source);
@@ -378,7 +383,10 @@ impl ClusterRefs {
         const ENVELOPE: usize = r#"{"inputs":[]}"#.len();
         let (count, inputs) = match feed {
             Feed::PlatformComponents => {
-                const FIXED: usize = r#","patches":"#.len() + r#","cluster":"#.len() + "}}".len();
+                const FIXED: usize = r#","patches":"#.len()
+                    + r#","values":"#.len()
+                    + r#","cluster":"#.len()
+                    + "}}".len();
                 let bytes: usize = self
                     .components
                     .iter()
@@ -389,6 +397,7 @@ impl ClusterRefs {
                             + c.middle.len()
                             + if r.enabled { 4 } else { 5 }
                             + fragments.get(r.patch, b"{}").len()
+                            + fragments.get(r.values, b"{}").len()
                             + self.info.len()
                             + c.source.len()
                             + fragments.get(r.tag, &c.tag).len()

@@ -47,6 +47,9 @@ pub struct PlatformComponentInput {
     pub enabled: bool,
     /// The cluster's Helm value patches for this component, `{}` when none.
     pub patches: BTreeMap<String, Value>,
+    /// The same patches as the nested object a HelmRelease's `spec.values` takes: dotted
+    /// keys expanded (`\.` is a literal dot), JSON types kept; `{}` when none.
+    pub values: BTreeMap<String, Value>,
     pub cluster: ClusterInfo,
     pub source: ComponentSource,
 }
@@ -125,6 +128,9 @@ pub struct Preview {
     /// The `changes_offset` of the next page, when `truncated`.
     #[oai(nullable)]
     pub next_changes_offset: Option<u64>,
+    /// What the write takes away from Flux; a real write with `needs_confirm` is refused
+    /// with 409 `blast_radius` unless it carries `?confirm=<clusters_shrunk>`.
+    pub blast_radius: crate::domain::blast::BlastRadius,
 }
 
 /// Clusters listed per dry-run answer.

@@ -67,6 +67,11 @@ pub fn platform_components(
                     .get(&reference.id)
                     .cloned()
                     .unwrap_or_default(),
+                values: cluster
+                    .patches
+                    .get(&reference.id)
+                    .map(|patch| super::values::expand(patch).into_iter().collect())
+                    .unwrap_or_default(),
                 cluster: info.clone(),
                 source: ComponentSource {
                     oci_url: entry.oci_url.clone(),

@@ -1,5 +1,6 @@
 //! The inventory model and the rules that turn it into Flux inputs. No I/O here.
 
+pub mod blast;
 pub mod diff;
 pub mod encode;
 pub mod feed;
@@ -8,3 +9,4 @@ pub mod model;
 pub mod names;
 pub mod report;
 pub mod validate;
+pub mod values;

@@ -137,6 +137,14 @@ pub fn cluster(cluster: &Cluster) -> Result<(), AppError> {
             quoted_list(&unreferenced)
         )
     });
+    for (component, patch) in &cluster.patches {
+        for (outer, inner) in super::values::conflicts(patch.keys().map(String::as_str)) {
+            problems.0.push(format!(
+                "patches.{component}: keys '{outer}' and '{inner}' overlap (one is inside the \
+                 other), so the typed `values` could hold only one of them; merge them into one key"
+            ));
+        }
+    }
     problems.into_result()
 }
 

@@ -47,6 +47,8 @@ pub struct Store {
     path: PathBuf,
     /// Refuse (rather than warn about) writes that leave a dependency unassigned.
     pub(super) strict_dependencies: bool,
+    /// Clusters a write may take inputs from without `?confirm=`.
+    pub(super) max_clusters_shrunk: u64,
     /// Encoded Flux feeds; dropped by every committed write.
     pub(super) cache: feed_cache::FeedCache,
     /// When the last API write committed (Unix seconds; 0 = none since start).
@@ -118,6 +120,7 @@ impl Store {
             writer: Arc::new(tokio::sync::Mutex::new(writer)),
             path: path.to_owned(),
             strict_dependencies: false,
+            max_clusters_shrunk: crate::domain::blast::DEFAULT_MAX_CLUSTERS_SHRUNK,
             cache: feed_cache::FeedCache::default(),
             last_write: Arc::default(),
             polls: polls::PollTracker::default(),
@@ -140,6 +143,11 @@ impl Store {
             )));
         }
         Ok(store)
+    }
+
+    pub fn with_max_clusters_shrunk(mut self, max: u64) -> Self {
+        self.max_clusters_shrunk = max;
+        self
     }
 
     pub fn with_strict_dependencies(mut self, strict: bool) -> Self {

@@ -18,6 +18,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 use super::audit::{self, Change};
 use super::feeds::{self, FLUX_DEFAULT_INPUT_LIMIT, FLUX_MAX_BODY_BYTES, Feed};
 use super::{Resource, SqlResultExt, Store, clusters, stored};
+use crate::domain::blast::{self, BlastRadius};
 use crate::domain::diff::{self, FeedDigest};
 use crate::domain::encode::{self, Catalog, Fragments, LoadedCluster};
 use crate::domain::feed::{FeedChange, FeedCount, PREVIEW_PAGE, Preview};
@@ -72,6 +73,10 @@ const MAX_WARNINGS: usize = 20;
 pub struct Finish<'a> {
     /// A missing dependency refuses the write instead of warning.
     pub strict_dependencies: bool,
+    /// Clusters a write may take inputs from without `confirm` (contract §14).
+    pub max_clusters_shrunk: u64,
+    /// `?confirm=`: the number of clusters the client agrees to shrink.
+    pub confirm: Option<u64>,
     /// Compare with the state before the transaction, read from this connection (which
     /// must not see the transaction: another connection), listing changed clusters from
     /// this offset on.
@@ -92,6 +97,8 @@ pub struct Pipeline<'c> {
     change: Option<Change>,
     scope: BTreeMap<String, FeedSet>,
     revision: i64,
+    /// What the recorded cluster writes take away from Flux.
+    blast: BlastRadius,
 }
 
 impl<'c> Pipeline<'c> {
@@ -102,6 +109,7 @@ impl<'c> Pipeline<'c> {
             change,
             scope: BTreeMap::new(),
             revision: 0,
+            blast: BlastRadius::default(),
         }
     }
 
@@ -170,6 +178,10 @@ impl<'c> Pipeline<'c> {
         after: Option<serde_json::Value>,
     ) -> Result<()> {
         self.touch::<R>(id)?;
+        if R::COLLECTION == "clusters" {
+            self.blast
+                .add(id, &blast::shrunk_feeds(before.as_ref(), after.as_ref()));
+        }
         if let Some(change) = &self.change {
             self.revision = audit::append(
                 self.conn,
@@ -207,7 +219,14 @@ impl<'c> Pipeline<'c> {
     }
 
     /// Bumps the inventory revision and checks every feed in scope; see `Finish`.
-    pub fn finish(self, options: Finish<'_>) -> Result<Finished> {
+    pub fn finish(mut self, options: Finish<'_>) -> Result<Finished> {
+        self.blast.limit(options.max_clusters_shrunk);
+        // A dry run reports what a real write would meet; a real write is refused here,
+        // before the checks walk the fleet.
+        let refusal = self.blast.check(options.confirm);
+        if options.preview.is_none() {
+            refusal.map_err(AppError::BlastRadius)?;
+        }
         bump_revision(self.conn)?;
         let after_catalog = feeds::load_catalog(self.conn)?;
         let before_catalog = match options.preview {
@@ -290,7 +309,9 @@ impl<'c> Pipeline<'c> {
             tracing::warn!(%warning, "write accepted with a warning");
         }
         if options.preview.is_some() {
-            finished.preview = Some(tally.into_preview());
+            let mut preview = tally.into_preview();
+            preview.blast_radius = self.blast;
+            finished.preview = Some(preview);
         }
         Ok(finished)
     }
@@ -467,6 +488,7 @@ impl Tally {
             changes: self.changes,
             truncated,
             next_changes_offset: truncated.then_some(end as u64),
+            blast_radius: BlastRadius::default(),
         }
     }
 }
@@ -495,6 +517,8 @@ pub struct WriteRequest {
     pub change: Change,
     /// `If-Match`: the revision the client last saw.
     pub if_match: Option<i64>,
+    /// `?confirm=`: the number of clusters the client agrees to take inputs from.
+    pub confirm: Option<u64>,
 }
 
 impl WriteRequest {
@@ -504,6 +528,7 @@ impl WriteRequest {
             changes_offset: 0,
             change,
             if_match: None,
+            confirm: None,
         }
     }
 }
@@ -616,6 +641,7 @@ impl Store {
         F: FnOnce(&mut Pipeline<'_>) -> Result<T> + Send + 'static,
     {
         let strict_dependencies = self.strict_dependencies;
+        let max_clusters_shrunk = self.max_clusters_shrunk;
         self.on_writer(move |store, conn| {
             // Events received so far are judged against the inventory they were sent under.
             if let Err(err) = store.apply_reports(conn) {
@@ -638,6 +664,8 @@ impl Store {
             };
             let finished = pipeline.finish(Finish {
                 strict_dependencies,
+                max_clusters_shrunk,
+                confirm: request.confirm,
                 preview: reader.as_deref().map(|conn| (conn, request.changes_offset)),
             })?;
             if request.dry_run {
@@ -717,12 +745,20 @@ impl Store {
     /// Puts a resource back to its state before an audit revision: deletes what that
     /// revision created, restores what it changed or deleted. A new, audited write with
     /// every check; returns the kind and id it touched and the revision of the revert.
-    pub async fn revert(&self, revision: i64, actor: String) -> Result<Reverted> {
+    pub async fn revert(
+        &self,
+        revision: i64,
+        actor: String,
+        confirm: Option<u64>,
+    ) -> Result<Reverted> {
         let entry = self.read(move |conn| audit::get(conn, revision)).await?;
-        let request = WriteRequest::new(Change {
-            actor,
-            method: "REVERT",
-        });
+        let request = WriteRequest {
+            confirm,
+            ..WriteRequest::new(Change {
+                actor,
+                method: "REVERT",
+            })
+        };
         match entry.kind.as_str() {
             "clusters" => self.revert_to::<Cluster>(entry, request).await,
             "platform_components" => self.revert_to::<PlatformComponent>(entry, request).await,

@@ -74,7 +74,7 @@ fn templates_use_every_served_field_and_quote_free_text() {
         "inputs.component_version",
         "inputs.cluster_env_enabled",
         "inputs.depends_on",
-        "inputs.patches",
+        "inputs.values",
         "inputs.cluster.name",
         "inputs.cluster.environment",
         "inputs.source.oci_url",
@@ -86,8 +86,8 @@ fn templates_use_every_served_field_and_quote_free_text() {
         );
     }
     assert!(
-        components.contains("toJson $value | quote"),
-        "patch values are quoted"
+        components.contains("toYaml inputs.values"),
+        "patches reach Helm typed, through toYaml"
     );
     let namespaces = template("resourceset-namespaces.yaml");
     for field in [

@@ -59,6 +59,7 @@ async fn platform_components_merge_catalog_overrides_and_patches() {
             "depends_on",
             "enabled",
             "patches",
+            "values",
             "cluster",
             "source"
         ]
@@ -69,6 +70,7 @@ async fn platform_components_merge_catalog_overrides_and_patches() {
         json!({"oci_url": "oci://quay.io/jetstack/charts", "oci_tag": "v1.15.4"})
     );
     assert_eq!(inputs[0]["patches"], json!({}));
+    assert_eq!(inputs[0]["values"], json!({}));
     assert_eq!(inputs[0]["depends_on"], json!([]));
     // traefik: path overridden, catalog tag, JSON-typed patches kept as types.
     let traefik = &inputs[1];

@@ -65,6 +65,7 @@ pub fn test_config(dir: &TempDir, mode: ApiMode, seed: SeedSource) -> Config {
         metrics_addr: None,
         poll_stale_after: 1800,
         events_require_cluster_identity: false,
+        max_clusters_shrunk: 10,
         tls: None,
         audit_keep_entries: None,
         audit_keep_days: None,

@@ -113,8 +113,14 @@ async fn revert_undoes_a_create_an_update_and_a_delete_and_is_audited() {
         .put("/namespaces/apps", &json!({"labels": {"changed": "yes"}}))
         .await;
     let update_rev = rev(&updated);
-    app.put("/clusters/edge-prod-02", &json!({"rolebindings": []}))
+    // Emptying a feed needs confirming (the blast-radius rail).
+    let emptied = app
+        .put(
+            "/clusters/edge-prod-02?confirm=1",
+            &json!({"rolebindings": []}),
+        )
         .await;
+    assert_eq!(emptied.status, StatusCode::OK, "{}", emptied.json);
     app.delete("/rolebindings/platform-admins")
         .await
         .expect_error(StatusCode::CONFLICT, "conflict");

@@ -91,7 +91,13 @@ fn cluster(
             (Just(order), 0..=n)
         }),
         prop::collection::vec(reference, components),
-        prop::collection::vec(prop::collection::btree_map("[a-z.]{1,8}", json_value(), 0..3), components),
+        prop::collection::vec(
+            prop::collection::btree_map("[a-z.]{1,8}", json_value(), 0..3)
+                .prop_filter("no patch key inside another (refused with 422)", |patch| {
+                    !patch.keys().any(|a| patch.keys().any(|b| a != b && inside(a, b)))
+                }),
+            components,
+        ),
         Just((0..namespaces).collect::<Vec<_>>()).prop_shuffle(),
         0..=namespaces,
         prop::sample::subsequence((0..rolebindings).collect::<Vec<_>>(), 0..=rolebindings),
@@ -148,6 +154,31 @@ fn find<'a>(list: &'a [Value], id: &Value) -> &'a Value {
         .expect("generated references exist")
 }
 
+/// Whether patch key `inner` names a value inside `outer` (`a` and `a.b`).
+fn inside(outer: &str, inner: &str) -> bool {
+    let (outer, inner): (Vec<&str>, Vec<&str>) =
+        (outer.split('.').collect(), inner.split('.').collect());
+    inner.len() > outer.len() && inner[..outer.len()] == outer[..]
+}
+
+/// A patch's dotted keys as nested objects (the generated keys have no `\.` escapes).
+fn typed_values(patch: &Value) -> Value {
+    let mut root = json!({});
+    for (key, value) in patch.as_object().unwrap() {
+        let path: Vec<&str> = key.split('.').collect();
+        let mut node = &mut root;
+        for segment in &path[..path.len() - 1] {
+            node = node
+                .as_object_mut()
+                .unwrap()
+                .entry(segment.to_string())
+                .or_insert_with(|| json!({}));
+        }
+        node[path[path.len() - 1]] = value.clone();
+    }
+    root
+}
+
 /// The contract's merge table, written out plainly.
 fn expected_feeds(inv: &Inventory, cluster: &Value) -> [Value; 3] {
     let info = json!({"name": cluster["cluster_name"], "dns": cluster["cluster_dns"], "environment": cluster["environment"]});
@@ -162,6 +193,7 @@ fn expected_feeds(inv: &Inventory, cluster: &Value) -> [Value; 3] {
                    "component_version": c["component_version"], "cluster_env_enabled": c["cluster_env_enabled"],
                    "depends_on": c["depends_on"], "enabled": r["enabled"],
                    "patches": cluster["patches"].get(r["id"].as_str().unwrap()).cloned().unwrap_or(json!({})),
+                   "values": typed_values(cluster["patches"].get(r["id"].as_str().unwrap()).unwrap_or(&json!({}))),
                    "cluster": info, "source": {"oci_url": c["oci_url"], "oci_tag": or(&r["oci_tag"], &c["oci_tag"])}})
         })
         .collect();
