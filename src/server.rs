@@ -203,29 +203,25 @@ pub async fn bind(config: &Config) -> io::Result<BoxAcceptor> {
     let Some(files) = config.tls.clone() else {
         return Ok(tcp.into_acceptor().await?.boxed());
     };
-    let initial = crate::net::tls::load(&files)?;
-    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let reloads = futures_util::stream::unfold(
-        (Some(initial), hangup, files),
-        |(first, mut hangup, files)| async move {
-            if let Some(config) = first {
-                return Some((config, (None, hangup, files)));
-            }
-            loop {
-                hangup.recv().await?;
-                match crate::net::tls::load(&files) {
-                    Ok(config) => {
-                        tracing::info!(cert = %files.cert.display(), "SIGHUP: TLS certificates reloaded");
-                        return Some((config, (None, hangup, files)));
-                    }
-                    Err(err) => {
-                        tracing::error!(error = %err, "SIGHUP: cannot reload TLS certificates; keeping the current ones")
+    let (configs, current) = tokio::sync::watch::channel(crate::net::tls::load(&files)?);
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match crate::net::tls::load(&files) {
+                Ok(config) => {
+                    tracing::info!(cert = %files.cert.display(), "SIGHUP: TLS certificates reloaded");
+                    if configs.send(config).is_err() {
+                        return;
                     }
                 }
+                Err(err) => {
+                    tracing::error!(error = %err, "SIGHUP: cannot reload TLS certificates; keeping the current ones")
+                }
             }
-        },
-    );
-    Ok(tcp.rustls(Box::pin(reloads)).into_acceptor().await?.boxed())
+        }
+    });
+    let tcp = tcp.into_acceptor().await?;
+    Ok(crate::net::tls::TlsAcceptor::new(tcp, current, config.limits.header_timeout).boxed())
 }
 
 /// Writes the poll and token last-used times recorded since the last flush.

@@ -77,9 +77,75 @@ pub enum Identity {
     },
 }
 
+/// A cluster whose verified client certificate names it (set by `certificate_identity`).
+#[derive(Clone, Debug)]
+struct CertifiedCluster(Arc<str>);
+
+/// The bearer token `certificate_identity` gives a request that a client certificate
+/// authenticated: random per process, never sent anywhere, and honoured only together with
+/// the request's `CertifiedCluster`.
+fn certificate_token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| {
+        let mut bytes = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut bytes).expect("the system's random source works");
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    })
+}
+
+/// The cluster DNS name of a route a cluster's certificate may use: its feeds and events.
+fn certificate_route(path: &str) -> Option<&str> {
+    let (dns, route) = path
+        .strip_prefix("/api/v2/flux/clusters/")?
+        .split_once('/')?;
+    [
+        "platform-components",
+        "namespaces",
+        "rolebindings",
+        "events",
+    ]
+    .contains(&route)
+    .then_some(dns)
+}
+
+/// A request with no bearer token, on a connection whose verified client certificate names
+/// the cluster of the route (one of its feeds or its events), acts as that cluster's scoped
+/// token; anything else is left to the bearer rules (contract §14).
+pub async fn certificate_identity<E: poem::Endpoint>(
+    ep: Arc<E>,
+    mut req: Request,
+) -> poem::Result<E::Output> {
+    let has_bearer = req
+        .headers()
+        .contains_key(poem::http::header::AUTHORIZATION);
+    let certified = match certificate_route(req.uri().path()) {
+        Some(dns) if !has_bearer && crate::net::identity::certifies(req.remote_addr(), dns) => {
+            Some(Arc::<str>::from(dns))
+        }
+        _ => None,
+    };
+    if let Some(dns) = certified
+        && let Ok(value) =
+            poem::http::HeaderValue::from_str(&format!("Bearer {}", certificate_token()))
+    {
+        req.extensions_mut().insert(CertifiedCluster(dns));
+        req.headers_mut()
+            .insert(poem::http::header::AUTHORIZATION, value);
+    }
+    ep.call(req).await
+}
+
 /// The static tokens first (constant time), then named tokens (looked up by SHA-256 digest,
 /// which leaks nothing about the token). `None`: no such token.
 pub async fn identify(req: &Request, token: &str) -> poem::Result<Option<Identity>> {
+    if let Some(CertifiedCluster(dns)) = req.extensions().get::<CertifiedCluster>()
+        && token == certificate_token()
+    {
+        return Ok(Some(Identity::Cluster {
+            name: Arc::from("client-certificate"),
+            cluster_dns: dns.clone(),
+        }));
+    }
     if let Some(tokens) = req.data::<Tokens>() {
         // Both comparisons always run.
         let (write, read) = (matches(token, &tokens.write), matches(token, &tokens.read));

@@ -161,6 +161,9 @@ pub fn build_app_with_metrics(
     requests.init(&allow);
     routes
         .around(limit_write_bodies)
+        .around(auth::certificate_identity)
+        // Boxed: the middleware types nest past the compiler's recursion limit otherwise.
+        .boxed()
         .around(error::add_allow_header)
         .around(observe::access_log)
         .data(allow)

@@ -205,7 +205,7 @@ pub async fn access_log<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<R
         (
             req.method().clone(),
             req.uri().path().to_owned(),
-            req.remote_addr().to_string(),
+            crate::net::identity::peer(req.remote_addr()),
         )
     });
     let result = ep.call(req).await;

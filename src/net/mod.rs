@@ -1,4 +1,6 @@
-//! The network edge: TLS files and the limits every connection lives under.
+//! The network edge: TLS (files, acceptor, client certificates as identity) and the limits
+//! every connection lives under.
 
+pub mod identity;
 pub mod limits;
 pub mod tls;

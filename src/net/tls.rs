@@ -1,26 +1,39 @@
-//! TLS files: read, parsed and checked as a pair before poem is handed them.
+//! TLS: the files read, parsed and checked as a pair, and the acceptor that serves them.
 //!
-//! poem parses the PEM files only when it builds the server configuration, and an empty or
-//! garbage certificate parses as an empty chain: every handshake would then fail while the
-//! log says the reload worked. Everything is checked here first, so a bad file stops start-up
-//! and a bad reload keeps the certificates in use.
+//! An empty or garbage certificate would parse as an empty chain and fail every handshake
+//! while the log said the reload worked, so everything is checked first: a bad file stops
+//! start-up and a bad reload keeps the certificates in use.
+//!
+//! The acceptor completes each handshake before handing the connection to poem (which never
+//! shows handlers the peer's certificate): a verified client certificate then travels with
+//! every request of its connection as the remote address (`net::identity`). Handshakes run
+//! concurrently, bounded in number and time, so a slow client holds up no other.
 
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
-use poem::listener::{RustlsCertificate, RustlsConfig};
-use rustls::RootCertStore;
+use poem::http::uri::Scheme;
+use poem::listener::{Acceptor, TcpAcceptor};
+use poem::web::{LocalAddr, RemoteAddr};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::sign::CertifiedKey;
+use rustls::{RootCertStore, ServerConfig};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_rustls::server::TlsStream;
 
 use crate::config::TlsFiles;
 
-/// Reads, parses and checks `files`; the configuration poem builds from the same bytes.
-pub fn load(files: &TlsFiles) -> io::Result<RustlsConfig> {
+/// Reads, parses and checks `files` into the server configuration.
+pub fn load(files: &TlsFiles) -> io::Result<Arc<ServerConfig>> {
     let cert = read(&files.cert, "certificate")?;
     let key = read(&files.key, "key")?;
+    let chain = certificates(&cert)
+        .map_err(|err| invalid(format!("TLS certificate {}: {err}", files.cert.display())))?;
     check_pair(&cert, &key).map_err(|err| {
         invalid(format!(
             "TLS certificate {} and key {}: {err}",
@@ -28,14 +41,113 @@ pub fn load(files: &TlsFiles) -> io::Result<RustlsConfig> {
             files.key.display()
         ))
     })?;
-    let mut config = RustlsConfig::new().fallback(RustlsCertificate::new().cert(cert).key(key));
-    if let Some(path) = &files.client_ca {
-        let ca = read(path, "client CA")?;
-        check_client_ca(&ca)
-            .map_err(|err| invalid(format!("TLS client CA {}: {err}", path.display())))?;
-        config = config.client_auth_required(ca);
+    let key = PrivateKeyDer::from_pem_slice(&key)
+        .map_err(|err| invalid(format!("TLS key {}: {err}", files.key.display())))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|err| invalid(err.to_string()))?;
+    let builder = match &files.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let ca = read(path, "client CA")?;
+            let verifier = client_verifier(&ca)
+                .map_err(|err| invalid(format!("TLS client CA {}: {err}", path.display())))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|err| invalid(format!("TLS certificate {}: {err}", files.cert.display())))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Handshakes in progress at most; further connections wait in the kernel's accept queue.
+const HANDSHAKES: usize = 256;
+
+/// A connection whose handshake completed, with its addresses.
+type Handshaken = (TlsStream<TcpStream>, LocalAddr, RemoteAddr);
+
+/// Serves TLS on a TCP acceptor with the configuration `configs` holds (replaced on reload).
+pub struct TlsAcceptor {
+    local: Vec<LocalAddr>,
+    ready: mpsc::Receiver<Handshaken>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsAcceptor {
+    pub fn new(
+        tcp: TcpAcceptor,
+        configs: watch::Receiver<Arc<ServerConfig>>,
+        handshake_timeout: Duration,
+    ) -> Self {
+        let local = tcp.local_addr();
+        let (sender, ready) = mpsc::channel(HANDSHAKES);
+        let task = tokio::spawn(handshakes(tcp, configs, handshake_timeout, sender));
+        TlsAcceptor { local, ready, task }
     }
-    Ok(config)
+}
+
+impl Drop for TlsAcceptor {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Accepts TCP connections and runs their handshakes, each in its own task.
+async fn handshakes(
+    mut tcp: TcpAcceptor,
+    configs: watch::Receiver<Arc<ServerConfig>>,
+    timeout: Duration,
+    ready: mpsc::Sender<Handshaken>,
+) {
+    let permits = Arc::new(Semaphore::new(HANDSHAKES));
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, local, remote, _) = match tcp.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of file descriptors and the like: wait a little, keep serving.
+                tracing::warn!(error = %err, "cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(configs.borrow().clone());
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => {
+                    let remote = match tls.get_ref().1.peer_certificates() {
+                        Some([leaf, ..]) => super::identity::with_certificate(&remote, leaf),
+                        _ => remote,
+                    };
+                    let _ = ready.send((tls, local, remote)).await;
+                }
+                Ok(Err(err)) => tracing::debug!(error = %err, %remote, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+impl Acceptor for TlsAcceptor {
+    type Io = TlsStream<TcpStream>;
+
+    fn local_addr(&self) -> Vec<LocalAddr> {
+        self.local.clone()
+    }
+
+    async fn accept(&mut self) -> io::Result<(Self::Io, LocalAddr, RemoteAddr, Scheme)> {
+        match self.ready.recv().await {
+            Some((io, local, remote)) => Ok((io, local, remote, Scheme::HTTPS)),
+            None => Err(io::Error::other("the TLS acceptor stopped")),
+        }
+    }
 }
 
 fn read(path: &Path, what: &str) -> io::Result<Vec<u8>> {
@@ -67,8 +179,11 @@ fn check_pair(cert_pem: &[u8], key_pem: &[u8]) -> Result<(), String> {
         })
 }
 
-/// At least one CA certificate, each one usable as a trust anchor.
-fn check_client_ca(pem: &[u8]) -> Result<(), String> {
+/// The verifier of client certificates: at least one CA certificate, each one usable as a
+/// trust anchor. A client must present a certificate it signed.
+fn client_verifier(
+    pem: &[u8],
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
     let mut roots = RootCertStore::empty();
     for cert in certificates(pem)? {
         roots
@@ -78,7 +193,6 @@ fn check_client_ca(pem: &[u8]) -> Result<(), String> {
     let provider = rustls::crypto::aws_lc_rs::default_provider();
     WebPkiClientVerifier::builder_with_provider(roots.into(), provider.into())
         .build()
-        .map(drop)
         .map_err(|err| err.to_string())
 }
 
@@ -109,7 +223,7 @@ mod tests {
     fn a_matching_pair_passes() {
         let (cert, key) = generated("localhost");
         check_pair(cert.as_bytes(), key.as_bytes()).unwrap();
-        check_client_ca(cert.as_bytes()).unwrap();
+        client_verifier(cert.as_bytes()).unwrap();
     }
 
     #[test]
@@ -124,6 +238,6 @@ mod tests {
         assert!(no_key.contains("no usable private key"), "{no_key}");
         let mismatch = check_pair(cert.as_bytes(), other_key.as_bytes()).unwrap_err();
         assert!(mismatch.contains("does not belong"), "{mismatch}");
-        assert!(check_client_ca(b"").is_err());
+        assert!(client_verifier(b"").is_err());
     }
 }
