@@ -28,6 +28,9 @@ impl ClustersApi {
         cluster_dns: Query<Option<String>>,
         /// Only clusters of this environment tier.
         environment: Query<Option<Environment>>,
+        /// Only clusters with this label, as `key=value` (`?label=canary=true`); repeat it
+        /// for several, all of which must match.
+        label: Query<Vec<String>>,
         /// At most this many clusters.
         #[oai(validator(minimum(value = "0"), maximum(value = "4294967295")))]
         limit: Query<Option<u32>>,
@@ -35,9 +38,24 @@ impl ClustersApi {
         #[oai(validator(minimum(value = "0"), maximum(value = "4294967295")))]
         offset: Query<Option<u32>>,
     ) -> Result<Listed<Cluster>, ReadError> {
+        let labels = label
+            .0
+            .iter()
+            .map(|wanted| {
+                wanted
+                    .split_once('=')
+                    .map(|(key, value)| (key.to_owned(), value.to_owned()))
+                    .ok_or_else(|| {
+                        crate::error::AppError::BadRequest(format!(
+                            "label: '{wanted}' is not key=value"
+                        ))
+                    })
+            })
+            .collect::<crate::error::Result<Vec<_>>>()?;
         let filter = ClusterFilter {
             cluster_dns: cluster_dns.0,
             environment: environment.0,
+            labels,
             page: Page {
                 limit: limit.0,
                 offset: offset.0,

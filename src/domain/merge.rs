@@ -179,6 +179,7 @@ mod tests {
             cluster_name: "Edge 01".into(),
             cluster_dns: "edge-01.example.com".into(),
             environment: Environment::Qa,
+            labels: Default::default(),
             platform_components: components,
             namespaces: vec![],
             rolebindings: vec![],

@@ -243,6 +243,10 @@ pub struct Cluster {
     ))]
     pub cluster_dns: String,
     pub environment: Environment,
+    /// Free-form Kubernetes-style labels (`canary: "true"`, `region: eu-west`) that rollouts
+    /// select waves by (`GET /clusters?label=key=value`); not part of any feed.
+    #[oai(default)]
+    pub labels: BTreeMap<String, String>,
     /// Assigned catalog components, in the order Flux receives them.
     pub platform_components: Vec<ComponentRef>,
     /// Assigned namespaces, in order.
@@ -277,6 +281,7 @@ pub struct ClusterUpdate {
     ))]
     pub cluster_dns: Option<String>,
     pub environment: Option<Environment>,
+    pub labels: Option<BTreeMap<String, String>>,
     pub platform_components: Option<Vec<ComponentRef>>,
     pub namespaces: Option<Vec<IdRef>>,
     pub rolebindings: Option<Vec<IdRef>>,
@@ -295,6 +300,7 @@ impl Cluster {
         replace_if_some(&mut self.cluster_name, update.cluster_name);
         replace_if_some(&mut self.cluster_dns, update.cluster_dns);
         replace_if_some(&mut self.environment, update.environment);
+        replace_if_some(&mut self.labels, update.labels);
         replace_if_some(&mut self.platform_components, update.platform_components);
         replace_if_some(&mut self.namespaces, update.namespaces);
         replace_if_some(&mut self.rolebindings, update.rolebindings);

@@ -113,6 +113,7 @@ pub fn cluster(cluster: &Cluster) -> Result<(), AppError> {
     problems.check(cluster.node_count.is_none_or(|n| n >= 0), || {
         "node_count must be at least 0".into()
     });
+    check_metadata(&mut problems, "labels", &cluster.labels, true);
     let component_ids = cluster.platform_components.iter().map(|c| c.id.as_str());
     for id in duplicates(component_ids) {
         problems.push_duplicate("platform_components", id);
@@ -174,6 +175,7 @@ mod tests {
             cluster_name: "c1".into(),
             cluster_dns: "c1.example.com".into(),
             environment: Environment::Dev,
+            labels: Default::default(),
             platform_components: components
                 .iter()
                 .map(|id| ComponentRef {

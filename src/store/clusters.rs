@@ -15,6 +15,8 @@ use crate::error::{AppError, Result};
 pub struct ClusterFilter {
     pub cluster_dns: Option<String>,
     pub environment: Option<Environment>,
+    /// Clusters carrying every one of these labels (key, value).
+    pub labels: Vec<(String, String)>,
     pub page: Page,
 }
 
@@ -29,6 +31,7 @@ fn header_from_row(row: &Row) -> rusqlite::Result<Cluster> {
         cluster_dns: row.get(2)?,
         // The CHECK constraint admits only the four tiers.
         environment: Environment::parse(&environment).unwrap_or(Environment::Dev),
+        labels: Default::default(),
         node_count: row.get(4)?,
         vm_image: row.get(5)?,
         k0s_version: row.get(6)?,
@@ -41,6 +44,13 @@ fn header_from_row(row: &Row) -> rusqlite::Result<Cluster> {
 
 fn with_assignments(conn: &Connection, mut cluster: Cluster) -> Result<Cluster> {
     let id = cluster.id.clone();
+    cluster.labels = conn
+        .prepare_cached("SELECT key, value FROM cluster_labels WHERE cluster_id = ?1")
+        .db()?
+        .query_map([&id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .db()?
+        .collect::<rusqlite::Result<_>>()
+        .db()?;
     cluster.platform_components = conn
         .prepare_cached(
             "SELECT component_id, enabled, oci_tag, component_path FROM cluster_components \
@@ -124,6 +134,9 @@ pub fn list_headers(conn: &Connection, filter: &ClusterFilter) -> Result<Vec<Clu
     let mut stmt = conn
         .prepare_cached(&format!(
             "{SELECT} WHERE (?1 IS NULL OR cluster_dns = ?1) AND (?2 IS NULL OR environment = ?2) \
+             AND (?5 IS NULL OR (SELECT count(*) FROM json_each(?5) wanted \
+                  JOIN cluster_labels l ON l.cluster_id = clusters.id \
+                  AND l.key = wanted.value ->> 0 AND l.value = wanted.value ->> 1) = json_array_length(?5)) \
              ORDER BY id LIMIT ?3 OFFSET ?4"
         ))
         .db()?;
@@ -133,7 +146,9 @@ pub fn list_headers(conn: &Connection, filter: &ClusterFilter) -> Result<Vec<Clu
                 filter.cluster_dns,
                 filter.environment.map(Environment::as_str),
                 filter.page.sql_limit(),
-                filter.page.sql_offset()
+                filter.page.sql_offset(),
+                (!filter.labels.is_empty())
+                    .then(|| serde_json::to_string(&filter.labels).unwrap_or_default())
             ],
             header_from_row,
         )
@@ -207,6 +222,7 @@ pub fn replace(conn: &Connection, cluster: &Cluster) -> Result<()> {
     ])
     .db()?;
     for table in [
+        "cluster_labels",
         "cluster_patches",
         "cluster_components",
         "cluster_namespaces",
@@ -293,6 +309,12 @@ fn check_references(conn: &Connection, cluster: &Cluster) -> Result<()> {
 }
 
 fn write_assignments(conn: &Connection, cluster: &Cluster) -> Result<()> {
+    let mut labels = conn
+        .prepare_cached("INSERT INTO cluster_labels (cluster_id, key, value) VALUES (?1, ?2, ?3)")
+        .db()?;
+    for (key, value) in &cluster.labels {
+        labels.execute(params![cluster.id, key, value]).db()?;
+    }
     let mut insert = conn
         .prepare_cached(
             "INSERT INTO cluster_components (cluster_id, component_id, position, enabled, oci_tag, component_path) \

@@ -8,7 +8,12 @@ use rusqlite::Connection;
 use super::{SqlResultExt, write_transaction};
 use crate::error::{AppError, Result};
 
-const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql"), AUDIT_TOKENS, REPORTS];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../schema.sql"),
+    AUDIT_TOKENS,
+    REPORTS,
+    CLUSTER_LABELS,
+];
 
 /// Version 2: token creation and revocation are audited (kind `tokens`). SQLite cannot alter
 /// a CHECK, so the table is rebuilt, keeping its revisions and its AUTOINCREMENT counter
@@ -82,6 +87,18 @@ CREATE TABLE reported_events (
     UNIQUE (cluster_dns, digest)
 ) STRICT;
 CREATE INDEX reported_events_by_cluster ON reported_events (cluster_dns, id);
+";
+
+/// Version 4: free-form labels on clusters (contract §10), which rollouts select waves by.
+/// Not part of any feed. Keys and values follow Kubernetes label syntax (checked on write).
+const CLUSTER_LABELS: &str = "
+CREATE TABLE cluster_labels (
+    cluster_id TEXT NOT NULL REFERENCES clusters (id) ON DELETE CASCADE,
+    key        TEXT NOT NULL CHECK (length(key) BETWEEN 1 AND 317),
+    value      TEXT NOT NULL CHECK (length(value) <= 63),
+    PRIMARY KEY (cluster_id, key)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX cluster_labels_by_label ON cluster_labels (key, value);
 ";
 
 /// `PRAGMA application_id` of a flux-inputs database: "FLXI".

@@ -304,6 +304,8 @@ struct SeedCluster {
     cluster_name: String,
     cluster_dns: String,
     environment: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
     platform_components: Vec<SeedComponentRef>,
     #[serde(default)]
     namespaces: Vec<SeedRef>,
@@ -345,6 +347,7 @@ impl SeedCluster {
             cluster_name: self.cluster_name,
             cluster_dns: self.cluster_dns,
             environment,
+            labels: self.labels,
             platform_components: self
                 .platform_components
                 .into_iter()

@@ -474,3 +474,92 @@ async fn deleting_a_cluster_then_unused_definitions_succeeds() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// Cluster labels (contract §10): Kubernetes label syntax, the list filter, the audit and
+/// export carry them, and no feed changes because of them.
+#[tokio::test]
+async fn cluster_labels_filter_the_list_and_leave_the_feeds_alone() {
+    let app = TestApp::new();
+    let feeds = app.all_feeds().await;
+    for (id, labels) in [
+        (
+            "edge-prod-01",
+            json!({"canary": "true", "region": "eu-west"}),
+        ),
+        ("edge-prod-02", json!({"region": "eu-west"})),
+        ("lab-dev-01", json!({"example.com/team": "platform"})),
+    ] {
+        let answer = app
+            .put(&format!("/clusters/{id}"), &json!({"labels": labels}))
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.json);
+        assert_eq!(answer.json["labels"], labels);
+    }
+    assert_eq!(
+        app.all_feeds().await,
+        feeds,
+        "labels are not part of any feed"
+    );
+
+    let ids = |answer: &crate::helpers::Answer| -> Vec<String> {
+        answer
+            .json
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let west = app.get("/clusters?label=region=eu-west").await;
+    assert_eq!(ids(&west), ["edge-prod-01", "edge-prod-02"]);
+    let canary = app
+        .get("/clusters?label=region=eu-west&label=canary=true")
+        .await;
+    assert_eq!(ids(&canary), ["edge-prod-01"], "every label must match");
+    let team = app.get("/clusters?label=example.com/team=platform").await;
+    assert_eq!(ids(&team), ["lab-dev-01"]);
+    assert!(ids(&app.get("/clusters?label=region=us-east").await).is_empty());
+    app.get("/clusters?label=region")
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "bad_request");
+
+    for bad in [
+        json!({"Not Valid": "x"}),
+        json!({"canary": "no spaces allowed"}),
+        json!({"canary": "x".repeat(64)}),
+    ] {
+        let message = app
+            .put("/clusters/edge-qa-01", &json!({"labels": bad}))
+            .await
+            .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+        assert!(message.contains("labels"), "{message}");
+    }
+
+    // The audit trail and the export carry them.
+    let audit = app
+        .call(
+            poem::http::Method::GET,
+            "/audit?kind=clusters&id=edge-prod-01",
+            Some(crate::helpers::WRITE),
+            None,
+        )
+        .await
+        .json;
+    assert_eq!(
+        audit.as_array().unwrap().last().unwrap()["after"]["labels"]["canary"],
+        "true"
+    );
+    let export = app
+        .store
+        .read(|conn| flux_inputs::store::seed::export(conn))
+        .await
+        .unwrap();
+    let exported = export["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "edge-prod-02")
+        .unwrap()
+        .clone();
+    assert_eq!(exported["labels"], json!({"region": "eu-west"}));
+}

@@ -123,7 +123,10 @@ fn spec_is_openapi_3_0_with_every_contract_path_and_the_bearer_scheme() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["cluster_dns", "environment", "limit", "offset"]);
+    assert_eq!(
+        names,
+        ["cluster_dns", "environment", "label", "limit", "offset"]
+    );
 }
 
 /// The committed snapshot makes spec changes visible in review.
