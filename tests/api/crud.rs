@@ -551,7 +551,7 @@ async fn cluster_labels_filter_the_list_and_leave_the_feeds_alone() {
     );
     let export = app
         .store
-        .read(|conn| flux_inputs::store::seed::export(conn))
+        .read(flux_inputs::store::seed::export)
         .await
         .unwrap();
     let exported = export["clusters"]
