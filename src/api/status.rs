@@ -8,7 +8,6 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use std::collections::BTreeMap;
 
-use poem_openapi::Enum;
 use poem_openapi::param::Path;
 
 use super::ApiTags;
@@ -114,50 +113,6 @@ fn poll_view(store: &Store, cluster_dns: &str, now: u64) -> (FeedPolls, Option<S
     )
 }
 
-/// A component's convergence state on a cluster (contract §9).
-#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
-#[oai(rename_all = "lowercase")]
-pub enum ConvergenceState {
-    /// The latest decisive report is a success at the desired version.
-    Converged,
-    /// The desired version changed after the last report, with no failure since.
-    Progressing,
-    /// The latest decisive report is a failure (its reason and message are kept).
-    Failed,
-    /// Nothing reported yet.
-    Unknown,
-    /// The input is `enabled: false`.
-    Disabled,
-    /// The cluster has not polled within `poll_stale_after`.
-    Stale,
-}
-
-impl From<State> for ConvergenceState {
-    fn from(state: State) -> Self {
-        match state {
-            State::Converged => ConvergenceState::Converged,
-            State::Progressing => ConvergenceState::Progressing,
-            State::Failed => ConvergenceState::Failed,
-            State::Unknown => ConvergenceState::Unknown,
-            State::Disabled => ConvergenceState::Disabled,
-            State::Stale => ConvergenceState::Stale,
-        }
-    }
-}
-
-impl From<ConvergenceState> for State {
-    fn from(state: ConvergenceState) -> Self {
-        match state {
-            ConvergenceState::Converged => State::Converged,
-            ConvergenceState::Progressing => State::Progressing,
-            ConvergenceState::Failed => State::Failed,
-            ConvergenceState::Unknown => State::Unknown,
-            ConvergenceState::Disabled => State::Disabled,
-            ConvergenceState::Stale => State::Stale,
-        }
-    }
-}
-
 /// Desired against reported for one component of one cluster.
 #[derive(Object, Clone, Debug)]
 pub struct ComponentConvergence {
@@ -168,7 +123,7 @@ pub struct ComponentConvergence {
     /// The chart version of the latest decisive report.
     #[oai(nullable)]
     pub reported_revision: Option<String>,
-    pub state: ConvergenceState,
+    pub state: State,
     /// Reason of the latest decisive report (`UpgradeFailed`, …).
     #[oai(nullable)]
     pub reason: Option<String>,
@@ -189,7 +144,7 @@ impl From<&ComponentState> for ComponentConvergence {
             enabled: c.enabled,
             desired_version: c.desired.clone(),
             reported_revision: c.reported_revision.clone(),
-            state: c.state.into(),
+            state: c.state,
             reason: c.reason.clone(),
             message: c.message.clone(),
             event_time: c.event_at.map(report::format_timestamp),
@@ -541,7 +496,7 @@ impl StatusApi {
         /// The component's id.
         id: Path<String>,
         /// Only clusters in this state.
-        state: Query<Option<ConvergenceState>>,
+        state: Query<Option<State>>,
         /// Only clusters of this environment tier.
         environment: Query<Option<Environment>>,
         /// At most this many clusters in `items` (default 100).
@@ -565,7 +520,7 @@ impl StatusApi {
             cluster_dns: auth.0.as_deref().map(str::to_owned),
             ..Scope::default()
         };
-        let wanted = state.0.map(State::from);
+        let wanted = state.0;
         let environment = environment.0;
         let (skip, take) = (
             offset.0.unwrap_or(0) as usize,

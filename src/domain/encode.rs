@@ -217,6 +217,8 @@ pub struct ClusterRefs {
 pub struct Fragments {
     texts: Vec<Arc<[u8]>>,
     ids: HashMap<Arc<[u8]>, u32>,
+    /// A patch fragment's typed values, expanded once however many clusters share it.
+    values_of: HashMap<u32, u32>,
 }
 
 impl Fragments {
@@ -230,6 +232,20 @@ impl Fragments {
         self.texts.push(shared.clone());
         self.ids.insert(shared, id);
         id
+    }
+
+    /// The typed values of the patch fragment `patch` (see `values::expand_text`).
+    fn values_for(&mut self, patch: u32) -> u32 {
+        if patch == NONE {
+            return NONE;
+        }
+        if let Some(values) = self.values_of.get(&patch) {
+            return *values;
+        }
+        let text = super::values::expand_text(Some(&self.texts[patch as usize]));
+        let values = self.intern(text);
+        self.values_of.insert(patch, values);
+        values
     }
 
     fn get<'a>(&'a self, id: u32, default: &'a [u8]) -> &'a [u8] {
@@ -274,13 +290,16 @@ impl LoadedCluster {
             components: self
                 .components
                 .into_iter()
-                .map(|r| ComponentRef {
-                    component: r.component,
-                    enabled: r.enabled,
-                    path: fragments.intern(r.path),
-                    tag: fragments.intern(r.tag),
-                    values: fragments.intern(super::values::expand_text(r.patch.as_deref())),
-                    patch: fragments.intern(r.patch),
+                .map(|r| {
+                    let patch = fragments.intern(r.patch);
+                    ComponentRef {
+                        component: r.component,
+                        enabled: r.enabled,
+                        path: fragments.intern(r.path),
+                        tag: fragments.intern(r.tag),
+                        values: fragments.values_for(patch),
+                        patch,
+                    }
                 })
                 .collect(),
             namespaces: self.namespaces,

@@ -107,13 +107,19 @@ pub fn versions_match(a: &str, b: &str) -> bool {
     normalize_version(a) == normalize_version(b)
 }
 
-/// A component's state on one cluster.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A component's convergence state on one cluster (contract §9).
+#[derive(poem_openapi::Enum, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[oai(rename = "ConvergenceState", rename_all = "lowercase")]
 pub enum State {
+    /// The latest decisive report is a success at the desired version.
     Converged,
+    /// The desired version changed after the last report, with no failure since.
     Progressing,
+    /// The latest decisive report is a failure (its reason and message are kept).
     Failed,
+    /// Nothing reported yet.
     Unknown,
+    /// The input is `enabled: false`.
     Disabled,
     /// The cluster has not polled within `poll_stale_after`: what it reported may be old.
     Stale,

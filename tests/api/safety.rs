@@ -43,7 +43,10 @@ async fn emptying_a_feed_needs_confirmation_and_a_refusal_changes_nothing() {
     // A dry run answers the same numbers without refusing.
     let preview = app.put("/clusters/lab-dev-01?dry_run=true", &body).await;
     assert_eq!(preview.status, StatusCode::ACCEPTED, "{}", preview.json);
-    assert_eq!(preview.json["status"], 409, "what the real write would answer");
+    assert_eq!(
+        preview.json["status"], 409,
+        "what the real write would answer"
+    );
     let radius = &preview.json["blast_radius"];
     assert_eq!(radius["clusters_shrunk"], 1);
     assert_eq!(radius["clusters_emptied"], 1);
