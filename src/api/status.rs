@@ -19,8 +19,8 @@ use crate::domain::report::{self, State};
 use crate::error::AppError;
 use crate::store::Store;
 use crate::store::clusters;
-use crate::store::polls::{Poll, operator_version};
-use crate::store::reports::{self, ComponentState, Scope, StoredEvent};
+use crate::store::polls::{Poll, PollTracker, operator_version};
+use crate::store::reports::{self, ComponentRow, Scope, StoredEvent};
 
 pub struct StatusApi;
 
@@ -137,18 +137,18 @@ pub struct ComponentConvergence {
     pub authenticated_as: Option<String>,
 }
 
-impl From<&ComponentState> for ComponentConvergence {
-    fn from(c: &ComponentState) -> Self {
+impl From<&ComponentRow<'_>> for ComponentConvergence {
+    fn from(row: &ComponentRow<'_>) -> Self {
         ComponentConvergence {
-            component: c.component.clone(),
-            enabled: c.enabled,
-            desired_version: c.desired.clone(),
-            reported_revision: c.reported_revision.clone(),
-            state: c.state,
-            reason: c.reason.clone(),
-            message: c.message.clone(),
-            event_time: c.event_at.map(report::format_timestamp),
-            authenticated_as: c.via.map(|v| v.as_str().to_owned()),
+            component: row.component.to_owned(),
+            enabled: row.enabled,
+            desired_version: row.desired.to_owned(),
+            reported_revision: row.reported_revision.map(str::to_owned),
+            state: row.state,
+            reason: row.reason.map(str::to_owned),
+            message: row.message.map(str::to_owned),
+            event_time: row.event_at.map(report::format_timestamp),
+            authenticated_as: row.via.map(|v| v.as_str().to_owned()),
         }
     }
 }
@@ -397,14 +397,20 @@ pub fn fleet_summary(
     })
 }
 
-/// Reads the convergence of `scope` (writing pending events first, so an answer includes
-/// every event accepted before it).
-pub async fn convergence(store: &Store, scope: Scope) -> crate::error::Result<Vec<ComponentState>> {
+/// Runs `view` over the convergence rows of `scope` on a pooled connection, after writing
+/// the pending events, so an answer includes every event accepted before it.
+async fn with_convergence<T, F>(store: &Store, scope: Scope, view: F) -> crate::error::Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&rusqlite::Connection, &Scope, &PollTracker, u64) -> crate::error::Result<T>
+        + Send
+        + 'static,
+{
     store.flush_reports().await?;
     let polls = store.polls().clone();
     let now = unix_now() as u64;
     store
-        .read(move |conn| reports::convergence(conn, &scope, &polls, now))
+        .read(move |conn| view(conn, &scope, &polls, now))
         .await
 }
 
@@ -454,13 +460,17 @@ impl StatusApi {
                 "this token may see only the cluster with cluster_dns {own}"
             )));
         }
-        let states = convergence(
-            &store,
-            Scope {
-                cluster: Some(cluster.id.clone()),
-                ..Scope::default()
-            },
-        )
+        let scope = Scope {
+            cluster: Some(cluster.id.clone()),
+            ..Scope::default()
+        };
+        let components = with_convergence(&store, scope, |conn, scope, polls, now| {
+            let mut components = Vec::new();
+            reports::for_each_component(conn, scope, polls, now, |row| {
+                components.push(ComponentConvergence::from(row));
+            })?;
+            Ok(components)
+        })
         .await?;
         let dns = cluster.cluster_dns.clone();
         let events = store
@@ -475,7 +485,7 @@ impl StatusApi {
             stale,
             polls,
             operator_version,
-            components: states.iter().map(ComponentConvergence::from).collect(),
+            components,
             events: events.into_iter().map(ReceivedEvent::from).collect(),
         })))
     }
@@ -526,18 +536,15 @@ impl StatusApi {
             offset.0.unwrap_or(0) as usize,
             limit.0.unwrap_or(100) as usize,
         );
-        store.flush_reports().await?;
-        let polls = store.polls().clone();
-        let now = unix_now() as u64;
         // Counted while streaming; only the requested page is kept.
-        let (clusters, counts, revisions, items) = store
-            .read(move |conn| {
+        let (clusters, counts, revisions, items) =
+            with_convergence(&store, scope, move |conn, scope, polls, now| {
                 let mut clusters = 0u64;
                 let mut counts = StateCounts::default();
                 let mut revisions: BTreeMap<String, u64> = BTreeMap::new();
                 let mut matching = 0usize;
                 let mut items = Vec::new();
-                reports::for_each_component(conn, &scope, &polls, now, |row| {
+                reports::for_each_component(conn, scope, polls, now, |row| {
                     if environment.is_some_and(|e| e.as_str() != row.environment) {
                         return;
                     }
@@ -557,7 +564,7 @@ impl StatusApi {
                                 cluster: row.cluster_id.to_owned(),
                                 cluster_dns: row.cluster_dns.to_owned(),
                                 environment: row.environment.to_owned(),
-                                convergence: (&ComponentState::from(row)).into(),
+                                convergence: row.into(),
                             });
                         }
                         matching += 1;

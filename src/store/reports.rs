@@ -616,18 +616,6 @@ pub fn for_each_component(
     Ok(())
 }
 
-/// [`for_each_component`] collected, for views of one cluster or one component.
-pub fn convergence(
-    conn: &Connection,
-    scope: &Scope,
-    polls: &PollTracker,
-    now: u64,
-) -> Result<Vec<ComponentState>> {
-    let mut all = Vec::new();
-    for_each_component(conn, scope, polls, now, |row| all.push(row.into()))?;
-    Ok(all)
-}
-
 /// One stored event, as listed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredEvent {
@@ -728,7 +716,12 @@ mod tests {
             "t",
             100,
         );
-        convergence(conn, &Scope::default(), &polls, 100).unwrap()[0].state
+        let mut states = Vec::new();
+        for_each_component(conn, &Scope::default(), &polls, 100, |row| {
+            states.push(row.state)
+        })
+        .unwrap();
+        states[0]
     }
 
     #[test]
