@@ -15,10 +15,4 @@ function request()
   return wrk.format("PUT", "/clusters/" .. ids[(i - 1) % #ids + 1], headers, body)
 end
 
-function done(summary, latency, requests)
-  local errors = summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
-  io.write(string.format("RESULT %.1f %.3f %.3f %d %d\n",
-    summary.requests / (summary.duration / 1e6),
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
-    summary.errors.status, errors))
-end
+dofile("bench/result.lua")
