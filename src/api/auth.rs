@@ -115,15 +115,16 @@ pub async fn certificate_identity<E: poem::Endpoint>(
     ep: Arc<E>,
     mut req: Request,
 ) -> poem::Result<E::Output> {
-    let has_bearer = req
+    // A request with a token (every poll of a token-configured fleet) is decided here.
+    if req
         .headers()
-        .contains_key(poem::http::header::AUTHORIZATION);
-    let certified = match certificate_route(req.uri().path()) {
-        Some(dns) if !has_bearer && crate::net::identity::certifies(req.remote_addr(), dns) => {
-            Some(Arc::<str>::from(dns))
-        }
-        _ => None,
-    };
+        .contains_key(poem::http::header::AUTHORIZATION)
+    {
+        return ep.call(req).await;
+    }
+    let certified = certificate_route(req.uri().path())
+        .filter(|dns| crate::net::identity::certifies(req.remote_addr(), dns))
+        .map(Arc::<str>::from);
     if let Some(dns) = certified
         && let Ok(value) =
             poem::http::HeaderValue::from_str(&format!("Bearer {}", certificate_token()))

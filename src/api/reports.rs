@@ -20,8 +20,7 @@ use super::observe::unix_now;
 use crate::domain::report::{self, Severity};
 use crate::error::AppError;
 use crate::store::Store;
-use crate::store::feeds::Feed;
-use crate::store::reports::{self, Report};
+use crate::store::reports::{self, Report, StoredEvent};
 
 pub struct ReportsApi;
 
@@ -193,7 +192,7 @@ impl ReportsApi {
         let received_at = unix_now() as i64;
         let event_at = check(&event)?.min(received_at + MAX_CLOCK_SKEW_SECONDS);
         // Unknown clusters are a 404; the feed cache answers without SQL.
-        store.feed(&cluster_dns, Feed::PlatformComponents).await?;
+        store.require_cluster(&cluster_dns).await?;
         let metadata = |key: &str| {
             event
                 .metadata
@@ -220,17 +219,19 @@ impl ReportsApi {
         ]);
         let pending = store.reports().push(Report {
             cluster_dns: cluster_dns.0,
-            via: auth.0,
-            received_at,
-            event_at,
-            kind: object.kind.clone(),
-            namespace: object.namespace.clone(),
-            name: object.name.clone(),
-            severity,
-            reason: event.reason.clone(),
-            message: report::truncate(&event.message, reports::MESSAGE_BYTES).to_owned(),
-            revision: metadata("revision"),
-            component: metadata("component"),
+            event: StoredEvent {
+                event_at,
+                received_at,
+                via: auth.0,
+                kind: object.kind.clone(),
+                namespace: object.namespace.clone(),
+                name: object.name.clone(),
+                severity,
+                reason: event.reason.clone(),
+                message: report::truncate(&event.message, reports::MESSAGE_BYTES).to_owned(),
+                revision: metadata("revision"),
+                component: metadata("component"),
+            },
             digest,
         });
         if pending > reports::INBOX_CAPACITY {

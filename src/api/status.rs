@@ -464,17 +464,17 @@ impl StatusApi {
             cluster: Some(cluster.id.clone()),
             ..Scope::default()
         };
-        let components = with_convergence(&store, scope, |conn, scope, polls, now| {
-            let mut components = Vec::new();
-            reports::for_each_component(conn, scope, polls, now, |row| {
-                components.push(ComponentConvergence::from(row));
-            })?;
-            Ok(components)
-        })
-        .await?;
+        // One read: the components' convergence and the last events.
         let dns = cluster.cluster_dns.clone();
-        let events = store
-            .read(move |conn| reports::events(conn, &dns, reports::EVENTS_PER_CLUSTER))
+        let (components, events) =
+            with_convergence(&store, scope, move |conn, scope, polls, now| {
+                let mut components = Vec::new();
+                reports::for_each_component(conn, scope, polls, now, |row| {
+                    components.push(ComponentConvergence::from(row));
+                })?;
+                let events = reports::events(conn, &dns, reports::EVENTS_PER_CLUSTER)?;
+                Ok((components, events))
+            })
             .await?;
         let (polls, operator_version, stale) =
             poll_view(&store, &cluster.cluster_dns, unix_now() as u64);

@@ -152,6 +152,23 @@ impl FeedCache {
 
     /// A hit answered from this thread's handle, or `None` (a miss, or no snapshot yet).
     fn try_hit(&self, cluster_dns: &str, feed: Feed) -> Option<Vec<u8>> {
+        self.with_cached(cluster_dns, |snapshot, entries, entry| {
+            self.stats.hit(shard_of(cluster_dns));
+            entry.encode(&snapshot.catalog, &entries.fragments, feed)
+        })
+    }
+
+    /// Whether the cluster with this DNS name is cached now (a known cluster, then).
+    pub fn is_cached(&self, cluster_dns: &str) -> bool {
+        self.with_cached(cluster_dns, |_, _, _| ()).is_some()
+    }
+
+    /// `f` on the cached entry of the cluster, through this thread's handle on the snapshot.
+    fn with_cached<T>(
+        &self,
+        cluster_dns: &str,
+        f: impl FnOnce(&Snapshot, &Entries, &ClusterRefs) -> T,
+    ) -> Option<T> {
         let generation = self.generation.load(Ordering::Acquire);
         LOCAL.with_borrow_mut(|local| {
             let fresh =
@@ -160,13 +177,12 @@ impl FeedCache {
                 *local = Some((self.id, generation, self.snapshot()?));
             }
             let (_, _, snapshot) = local.as_ref()?;
-            let shard = shard_of(cluster_dns);
-            let entries = snapshot.shards[shard]
+            let entries = snapshot
+                .shard(cluster_dns)
                 .read()
                 .unwrap_or_else(|e| e.into_inner());
             let entry = entries.clusters.get(cluster_dns)?;
-            self.stats.hit(shard);
-            Some(entry.encode(&snapshot.catalog, &entries.fragments, feed))
+            Some(f(snapshot, &entries, entry))
         })
     }
 

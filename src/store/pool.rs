@@ -178,6 +178,17 @@ impl Store {
         &self.tokens
     }
 
+    /// `NotFound` unless a cluster has this DNS name; answered from the feed cache (which
+    /// loads the cluster on a miss), without encoding a feed.
+    pub async fn require_cluster(&self, cluster_dns: &str) -> Result<()> {
+        if self.cache.is_cached(cluster_dns) {
+            return Ok(());
+        }
+        self.feed(cluster_dns, super::feeds::Feed::Namespaces)
+            .await
+            .map(drop)
+    }
+
     pub fn reports(&self) -> &reports::ReportInbox {
         &self.reports
     }

@@ -29,24 +29,11 @@ pub const FLUSH_SOON: usize = 2_000;
 /// Pending events beyond which a receiver waits for a flush (bounds the inbox's memory).
 pub const INBOX_CAPACITY: usize = 20_000;
 
-/// One received event, reduced to what is kept.
+/// One received event, reduced to what is kept, for the cluster it came from.
 #[derive(Clone, Debug)]
 pub struct Report {
     pub cluster_dns: String,
-    pub via: Via,
-    pub received_at: i64,
-    pub event_at: i64,
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
-    pub severity: Severity,
-    pub reason: String,
-    /// At most `MESSAGE_BYTES`.
-    pub message: String,
-    /// Metadata `revision`: the chart version for a HelmRelease.
-    pub revision: Option<String>,
-    /// Metadata `component`: the catalog id, when the template sets the annotation.
-    pub component: Option<String>,
+    pub event: StoredEvent,
     /// Identifies the event, so a redelivery is recognised.
     pub digest: [u8; 16],
 }
@@ -114,9 +101,9 @@ impl ReportInbox {
     /// Queues a report; answers how many are pending now.
     pub fn push(&self, report: Report) -> usize {
         let key = (
-            known(&KINDS, &report.kind),
-            known(&REASONS, &report.reason),
-            report.severity,
+            known(&KINDS, &report.event.kind),
+            known(&REASONS, &report.event.reason),
+            report.event.severity,
         );
         *self
             .0
@@ -234,17 +221,17 @@ pub fn apply(tx: &Connection, batch: &[Report]) -> Result<usize> {
             .execute(params![
                 r.cluster_dns,
                 &r.digest[..],
-                r.received_at,
-                r.via.as_str(),
-                r.event_at,
-                r.kind,
-                r.namespace,
-                r.name,
-                r.severity.as_str(),
-                r.reason,
-                r.message,
-                r.revision,
-                r.component
+                r.event.received_at,
+                r.event.via.as_str(),
+                r.event.event_at,
+                r.event.kind,
+                r.event.namespace,
+                r.event.name,
+                r.event.severity.as_str(),
+                r.event.reason,
+                r.event.message,
+                r.event.revision,
+                r.event.component
             ])
             .db()?;
         if inserted == 0 {
@@ -254,34 +241,34 @@ pub fn apply(tx: &Connection, batch: &[Report]) -> Result<usize> {
         latest
             .execute(params![
                 r.cluster_dns,
-                r.kind,
-                r.namespace,
-                r.name,
-                r.component,
-                r.event_at,
-                r.received_at,
-                r.severity.as_str(),
-                r.reason,
-                r.message,
-                r.revision,
-                r.via.as_str()
+                r.event.kind,
+                r.event.namespace,
+                r.event.name,
+                r.event.component,
+                r.event.event_at,
+                r.event.received_at,
+                r.event.severity.as_str(),
+                r.event.reason,
+                r.event.message,
+                r.event.revision,
+                r.event.via.as_str()
             ])
             .db()?;
-        if r.kind == "HelmRelease"
-            && let Some(outcome) = report::decisive(r.severity, &r.reason)
+        if r.event.kind == "HelmRelease"
+            && let Some(outcome) = report::decisive(r.event.severity, &r.event.reason)
         {
             settle
                 .execute(params![
                     r.cluster_dns,
-                    r.kind,
-                    r.namespace,
-                    r.name,
+                    r.event.kind,
+                    r.event.namespace,
+                    r.event.name,
                     outcome.as_str(),
-                    r.event_at,
-                    r.reason,
-                    r.message,
-                    r.revision,
-                    r.via.as_str()
+                    r.event.event_at,
+                    r.event.reason,
+                    r.event.message,
+                    r.event.revision,
+                    r.event.via.as_str()
                 ])
                 .db()?;
         }
@@ -616,19 +603,24 @@ pub fn for_each_component(
     Ok(())
 }
 
-/// One stored event, as listed.
+/// One event as kept and listed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredEvent {
+    /// The event's own time (Unix seconds, capped near the server's clock).
     pub event_at: i64,
     pub received_at: i64,
+    /// How it was authenticated.
     pub via: Via,
     pub kind: String,
     pub namespace: String,
     pub name: String,
     pub severity: Severity,
     pub reason: String,
+    /// At most `MESSAGE_BYTES`.
     pub message: String,
+    /// Metadata `revision`: the chart version for a HelmRelease.
     pub revision: Option<String>,
+    /// Metadata `component`: the catalog id, when the template sets the annotation.
     pub component: Option<String>,
 }
 
@@ -693,17 +685,19 @@ mod tests {
     fn report(at: i64, severity: Severity, reason: &str, revision: &str) -> Report {
         Report {
             cluster_dns: "a.example.com".into(),
-            via: Via::Cluster,
-            received_at: at,
-            event_at: at,
-            kind: "HelmRelease".into(),
-            namespace: "flux-system".into(),
-            name: "cert-manager".into(),
-            severity,
-            reason: reason.into(),
-            message: format!("{reason} {revision}"),
-            revision: Some(revision.into()),
-            component: None,
+            event: StoredEvent {
+                via: Via::Cluster,
+                received_at: at,
+                event_at: at,
+                kind: "HelmRelease".into(),
+                namespace: "flux-system".into(),
+                name: "cert-manager".into(),
+                severity,
+                reason: reason.into(),
+                message: format!("{reason} {revision}"),
+                revision: Some(revision.into()),
+                component: None,
+            },
             digest: digest(&[&at.to_string(), reason, revision]),
         }
     }
@@ -758,7 +752,7 @@ mod tests {
     fn counts_by_bounded_names() {
         let inbox = ReportInbox::default();
         let mut odd = report(1, Severity::Info, "SomethingNew", "v1");
-        odd.kind = "GitRepository".into();
+        odd.event.kind = "GitRepository".into();
         inbox.push(odd);
         inbox.push(report(2, Severity::Error, "UpgradeFailed", "v1"));
         assert_eq!(
