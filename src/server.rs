@@ -41,7 +41,8 @@ pub fn open_store(config: &Config) -> Result<Store, AppError> {
     let store = Store::open(&config.database_path)?
         .with_strict_dependencies(config.strict_dependencies)
         .with_max_clusters_shrunk(config.max_clusters_shrunk)
-        .with_stale_after(config.poll_stale_after);
+        .with_stale_after(config.poll_stale_after)
+        .with_rollout_gate_needs_identity(config.events_require_cluster_identity);
     let mut conn = store.connection()?;
     // A large seed is one transaction; a bigger page cache keeps its index pages in memory.
     conn.pragma_update(None, "cache_size", -8192)
@@ -168,6 +169,10 @@ pub async fn serve<A: Acceptor + 'static>(
     };
     let retention = (config.audit_keep_entries, config.audit_keep_days);
     let watcher = tokio::spawn(background(store.clone(), retention));
+    // Rollouts move only where the inventory is written (crud mode), never on a read-only
+    // server or from the CLI.
+    let controller = (config.api_mode == crate::config::ApiMode::Crud)
+        .then(|| tokio::spawn(run_rollouts(store.clone())));
     let watchdog = tokio::spawn(systemd::watchdog(store.clone()));
     let clusters = store.read(clusters::count).await.unwrap_or_default();
     systemd::ready(&format!("serving {clusters} clusters"));
@@ -185,6 +190,9 @@ pub async fn serve<A: Acceptor + 'static>(
         .await;
     watcher.abort();
     watchdog.abort();
+    if let Some(controller) = controller {
+        controller.abort();
+    }
     if let Some(listener) = metrics_listener {
         listener.abort();
     }
@@ -346,6 +354,28 @@ async fn flush_and_prune(store: Store, retention: (Option<u64>, Option<u64>)) {
             Ok(500) => ticker.reset_immediately(),
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "audit pruning failed"),
+        }
+    }
+}
+
+/// How often the rollout controller looks at running rollouts when nothing wakes it
+/// (deadlines, bake times, polls, and verbs given through the CLI).
+pub const ROLLOUT_TICK: Duration = Duration::from_secs(1);
+
+/// The rollout controller: woken by new events and verbs, and every `ROLLOUT_TICK`. Its
+/// state is in the database, so stopping it at any point loses nothing.
+async fn run_rollouts(store: Store) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(ROLLOUT_TICK) => {}
+            () = store.rollouts_woken() => {}
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default();
+        if let Err(err) = store.advance_rollouts(now).await {
+            tracing::warn!(error = %err, "rollout controller: cannot advance; retrying");
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod preview;
 pub mod reports;
 pub mod responses;
 pub mod rolebindings;
+pub mod rollouts;
 pub mod service;
 pub mod status;
 pub mod tokens;
@@ -57,6 +58,8 @@ pub enum ApiTags {
     Audit,
     /// Named read tokens (crud mode).
     Tokens,
+    /// Progressive rollouts of a component over the fleet, in gated waves (crud mode).
+    Rollouts,
 }
 
 const TITLE: &str = "flux-inputs";
@@ -78,6 +81,7 @@ type CrudApis = (
     components::PlatformComponentsApi,
     namespaces::NamespacesApi,
     rolebindings::RolebindingsApi,
+    rollouts::RolloutsApi,
 );
 
 pub fn read_only_service() -> OpenApiService<ReadOnlyApis, ()> {
@@ -106,6 +110,7 @@ pub fn crud_service() -> OpenApiService<CrudApis, ()> {
             components::PlatformComponentsApi,
             namespaces::NamespacesApi,
             rolebindings::RolebindingsApi,
+            rollouts::RolloutsApi,
         ),
         TITLE,
         env!("CARGO_PKG_VERSION"),

@@ -8,5 +8,6 @@ pub mod merge;
 pub mod model;
 pub mod names;
 pub mod report;
+pub mod rollout;
 pub mod validate;
 pub mod values;

@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     AUDIT_TOKENS,
     REPORTS,
     CLUSTER_LABELS,
+    ROLLOUTS,
 ];
 
 /// Version 2: token creation and revocation are audited (kind `tokens`). SQLite cannot alter
@@ -99,6 +100,74 @@ CREATE TABLE cluster_labels (
     PRIMARY KEY (cluster_id, key)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX cluster_labels_by_label ON cluster_labels (key, value);
+";
+
+/// Version 5: progressive rollouts (contract §10). Every transition of a rollout is one
+/// transaction over these rows, so a restarted server resumes it where it stood. Rows keep
+/// their history when a cluster goes (no reference to `clusters`).
+const ROLLOUTS: &str = "
+CREATE TABLE rollouts (
+    id           TEXT PRIMARY KEY NOT NULL
+                 CHECK (length(id) BETWEEN 1 AND 63 AND id NOT GLOB '*[^a-z0-9-]*'),
+    component    TEXT NOT NULL,
+    -- The request as given (target, waves, gate, times, failure policy).
+    spec         TEXT NOT NULL CHECK (json_valid(spec)),
+    state        TEXT NOT NULL
+                 CHECK (state IN ('planned', 'running', 'paused', 'succeeded', 'aborted', 'rolled_back')),
+    current_step INTEGER,
+    created_at   INTEGER NOT NULL,
+    started_at   INTEGER,
+    finished_at  INTEGER,
+    -- At promotion: the clusters left on their previous values, as JSON.
+    kept         TEXT CHECK (kept IS NULL OR json_valid(kept))
+) STRICT;
+-- One active rollout per component, whatever races.
+CREATE UNIQUE INDEX rollouts_one_active ON rollouts (component)
+    WHERE state IN ('planned', 'running', 'paused');
+
+CREATE TABLE rollout_steps (
+    rollout_id  TEXT NOT NULL REFERENCES rollouts (id) ON DELETE CASCADE,
+    step        INTEGER NOT NULL,
+    wave        INTEGER NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN ('pending', 'waiting', 'baking', 'passed', 'failed')),
+    started_at  INTEGER,
+    deadline_at INTEGER,
+    passed_at   INTEGER,
+    bake_until  INTEGER,
+    PRIMARY KEY (rollout_id, step)
+) STRICT, WITHOUT ROWID;
+
+-- Every cluster that used the component when the rollout was planned. `step` is NULL for
+-- pinned and unselected ones. `planned_*` are its overrides when planned, `previous_*` those
+-- its step replaced (what a rollback restores); `changed` = the rollout gave it the target.
+CREATE TABLE rollout_clusters (
+    rollout_id              TEXT NOT NULL REFERENCES rollouts (id) ON DELETE CASCADE,
+    cluster_id              TEXT NOT NULL,
+    cluster_dns             TEXT NOT NULL,
+    step                    INTEGER,
+    state                   TEXT NOT NULL CHECK (state IN ('pending', 'progressing', 'passed', 'failed',
+                                'skipped', 'pinned', 'unselected', 'rolled_back')),
+    reason                  TEXT,
+    message                 TEXT,
+    changed                 INTEGER NOT NULL DEFAULT 0 CHECK (changed IN (0, 1)),
+    planned_oci_tag         TEXT,
+    planned_component_path  TEXT,
+    previous_oci_tag        TEXT,
+    previous_component_path TEXT,
+    PRIMARY KEY (rollout_id, cluster_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX rollout_clusters_by_step ON rollout_clusters (rollout_id, step);
+
+CREATE TABLE rollout_transitions (
+    rollout_id TEXT NOT NULL REFERENCES rollouts (id) ON DELETE CASCADE,
+    seq        INTEGER NOT NULL,
+    at         INTEGER NOT NULL,
+    state      TEXT NOT NULL,
+    step       INTEGER,
+    actor      TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    PRIMARY KEY (rollout_id, seq)
+) STRICT, WITHOUT ROWID;
 ";
 
 /// `PRAGMA application_id` of a flux-inputs database: "FLXI".

@@ -14,6 +14,7 @@ pub mod pool;
 pub mod reports;
 pub mod resource;
 pub mod rolebindings;
+pub mod rollouts;
 pub mod seed;
 pub mod tokens;
 pub mod watch;

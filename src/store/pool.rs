@@ -59,6 +59,11 @@ pub struct Store {
     pub(super) tokens: tokens::TokenRegistry,
     /// Events received from the clusters, not yet written.
     pub(super) reports: reports::ReportInbox,
+    /// Wakes the rollout controller (new reports, a verb).
+    pub(super) rollouts_wake: Arc<tokio::sync::Notify>,
+    /// Rollout gates count only reports authenticated as the cluster itself
+    /// (`events_require_cluster_identity`).
+    pub(super) rollout_gate_needs_identity: bool,
     /// This process's commits, so the outside-commit watcher can tell them apart.
     pub(super) own_commits: watch::OwnCommits,
     /// The opened file's device and inode: a path that now names another file (or none)
@@ -126,6 +131,8 @@ impl Store {
             polls: polls::PollTracker::default(),
             tokens: tokens::TokenRegistry::default(),
             reports: reports::ReportInbox::default(),
+            rollouts_wake: Arc::default(),
+            rollout_gate_needs_identity: false,
             own_commits: watch::OwnCommits::default(),
             identity: file_identity(path),
             file_gone: Arc::default(),
@@ -147,6 +154,11 @@ impl Store {
 
     pub fn with_max_clusters_shrunk(mut self, max: u64) -> Self {
         self.max_clusters_shrunk = max;
+        self
+    }
+
+    pub fn with_rollout_gate_needs_identity(mut self, needs: bool) -> Self {
+        self.rollout_gate_needs_identity = needs;
         self
     }
 

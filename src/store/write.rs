@@ -178,6 +178,12 @@ impl<'c> Pipeline<'c> {
         after: Option<serde_json::Value>,
     ) -> Result<()> {
         self.touch::<R>(id)?;
+        if let Some(change) = &self.change
+            && R::COLLECTION == "platform_components"
+            && before != after
+        {
+            super::rollouts::check_catalog_write(self.conn, id, &change.actor)?;
+        }
         if R::COLLECTION == "clusters" {
             self.blast
                 .add(id, &blast::shrunk_feeds(before.as_ref(), after.as_ref()));
@@ -564,7 +570,7 @@ fn now() -> u64 {
 
 impl Store {
     /// Runs `f` on the writer connection, after every write queued before it.
-    async fn on_writer<T, F>(&self, f: F) -> Result<T>
+    pub(super) async fn on_writer<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Store, &mut Connection) -> Result<T> + Send + 'static,
@@ -625,8 +631,11 @@ impl Store {
             self.own_commits.note();
             Ok(applied)
         });
-        if applied.is_err() {
-            self.reports.requeue(batch);
+        match &applied {
+            Ok(0) => {}
+            // New reports may pass or fail a rollout's gate.
+            Ok(_) => self.rollouts_wake.notify_one(),
+            Err(_) => self.reports.requeue(batch),
         }
         applied
     }

@@ -72,6 +72,13 @@ fn spec_is_openapi_3_0_with_every_contract_path_and_the_bearer_scheme() {
         ("/audit/{revision}/revert", vec!["post"]),
         ("/tokens", vec!["get", "post"]),
         ("/tokens/{name}", vec!["delete"]),
+        ("/rollouts", vec!["get", "post"]),
+        ("/rollouts/{id}", vec!["get"]),
+        ("/rollouts/{id}/start", vec!["post"]),
+        ("/rollouts/{id}/pause", vec!["post"]),
+        ("/rollouts/{id}/resume", vec!["post"]),
+        ("/rollouts/{id}/abort", vec!["post"]),
+        ("/rollouts/{id}/rollback", vec!["post"]),
     ];
     assert_eq!(paths.len(), expected.len(), "no path more, no path less");
     for (path, methods) in expected {
