@@ -84,6 +84,7 @@ pub async fn render(store: &Store, requests: &RequestMetrics) -> String {
         ),
     }
     render_reports(&mut out, store).await;
+    render_rollouts(&mut out, store).await;
     if let Ok(statuses) = super::status::cluster_statuses(store).await {
         out.push_str("# HELP flux_inputs_cluster_last_poll_timestamp_seconds When a cluster last polled a feed.\n");
         out.push_str("# TYPE flux_inputs_cluster_last_poll_timestamp_seconds gauge\n");
@@ -145,6 +146,46 @@ async fn render_reports(out: &mut String, store: &Store) {
                 "flux_inputs_component_clusters{{component=\"{}\",state=\"{state}\"}} {}",
                 component.component,
                 component.counts.get(state)
+            );
+        }
+    }
+}
+
+/// Rollouts per state, and per active rollout its current step and clusters per state.
+async fn render_rollouts(out: &mut String, store: &Store) {
+    use crate::domain::rollout::ClusterState;
+    let Ok(gauges) = store.read(crate::store::rollouts::gauges).await else {
+        return;
+    };
+    out.push_str(
+        "# HELP flux_inputs_rollouts Rollouts by state.\n# TYPE flux_inputs_rollouts gauge\n",
+    );
+    for (state, n) in &gauges.by_state {
+        let _ = writeln!(
+            out,
+            "flux_inputs_rollouts{{state=\"{}\"}} {n}",
+            state.as_str()
+        );
+    }
+    out.push_str("# HELP flux_inputs_rollout_current_step The step an active rollout is at.\n# TYPE flux_inputs_rollout_current_step gauge\n");
+    for active in &gauges.active {
+        if let Some(step) = active.current_step {
+            let _ = writeln!(
+                out,
+                "flux_inputs_rollout_current_step{{rollout=\"{}\"}} {step}",
+                active.id
+            );
+        }
+    }
+    out.push_str("# HELP flux_inputs_rollout_clusters Clusters of an active rollout by their state in it.\n# TYPE flux_inputs_rollout_clusters gauge\n");
+    for active in &gauges.active {
+        for state in ClusterState::ALL {
+            let _ = writeln!(
+                out,
+                "flux_inputs_rollout_clusters{{rollout=\"{}\",state=\"{}\"}} {}",
+                active.id,
+                state.as_str(),
+                active.clusters.get(state)
             );
         }
     }

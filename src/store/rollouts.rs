@@ -583,6 +583,73 @@ fn view(
 /// The reason of a cluster skipped as stale.
 const STALE: &str = "stale";
 
+/// What `/metrics` shows of rollouts: how many per state, and for each active rollout its
+/// current step and its clusters per state.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    pub by_state: Vec<(RolloutState, u64)>,
+    pub active: Vec<ActiveGauges>,
+}
+
+#[derive(Debug)]
+pub struct ActiveGauges {
+    pub id: String,
+    pub current_step: Option<u32>,
+    pub clusters: ClusterCounts,
+}
+
+pub fn gauges(conn: &Connection) -> Result<Gauges> {
+    let mut by_state: HashMap<String, u64> = conn
+        .prepare_cached("SELECT state, count(*) FROM rollouts GROUP BY state")
+        .db()?
+        .query_map([], |row| {
+            Ok((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64))
+        })
+        .db()?
+        .collect::<rusqlite::Result<_>>()
+        .db()?;
+    let mut gauges = Gauges {
+        by_state: RolloutState::ALL
+            .into_iter()
+            .map(|state| (state, by_state.remove(state.as_str()).unwrap_or(0)))
+            .collect(),
+        active: Vec::new(),
+    };
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT r.id, r.current_step, c.state, count(*) FROM rollouts r \
+             JOIN rollout_clusters c ON c.rollout_id = r.id \
+             WHERE r.state IN {} GROUP BY r.id, c.state ORDER BY r.id",
+            RolloutState::ACTIVE_SQL
+        ))
+        .db()?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, Option<u32>>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, i64>(3)?.max(0) as u64,
+            ))
+        })
+        .db()?;
+    for row in rows {
+        let (id, current_step, state, n) = row.db()?;
+        if gauges.active.last().is_none_or(|a| a.id != id) {
+            gauges.active.push(ActiveGauges {
+                id,
+                current_step,
+                clusters: ClusterCounts::default(),
+            });
+        }
+        if let (Some(active), Some(state)) = (gauges.active.last_mut(), ClusterState::parse(&state))
+        {
+            active.clusters.add_n(state, n);
+        }
+    }
+    Ok(gauges)
+}
+
 // ---------------------------------------------------------------------------------------
 // What the controller sees of a cluster
 

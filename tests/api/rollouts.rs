@@ -477,6 +477,16 @@ async fn a_failure_in_wave_two_pauses_until_resumed_and_a_timeout_counts_as_fail
         ),
         "{last}"
     );
+    let metrics = String::from_utf8(app.get("/metrics").await.bytes).unwrap();
+    for line in [
+        "flux_inputs_rollouts{state=\"paused\"} 1",
+        "flux_inputs_rollouts{state=\"running\"} 0",
+        "flux_inputs_rollout_current_step{rollout=\"cm\"} 1",
+        "flux_inputs_rollout_clusters{rollout=\"cm\",state=\"failed\"} 1",
+        "flux_inputs_rollout_clusters{rollout=\"cm\",state=\"passed\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
     // Paused: nothing moves, however long.
     t += 600;
     tick(&app, &mut t, 1).await;
