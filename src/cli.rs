@@ -5,7 +5,7 @@
 //! inventory is invalid (the message names the record). clap uses 2 for usage errors.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use rusqlite::Connection;
@@ -479,4 +479,190 @@ fn read_transaction<T>(
     let value = f(&tx)?;
     tx.rollback().map_err(storage_error)?;
     Ok(value)
+}
+
+/// The `rollout` subcommands.
+pub enum RolloutCommand {
+    /// Check and plan a rollout file; store nothing.
+    Plan { file: PathBuf },
+    /// Store a rollout file as a planned rollout.
+    Create { file: PathBuf },
+    /// A verb on a stored rollout.
+    Verb {
+        id: String,
+        verb: crate::domain::rollout::Verb,
+    },
+    /// One rollout in detail, or every rollout.
+    Status { id: Option<String>, json: bool },
+}
+
+/// `rollout plan|create|start|pause|resume|abort|rollback|status`: the same operations as
+/// `/rollouts` (actor `cli`), on the file. A running server's controller picks up what is
+/// stored here within a second.
+pub fn rollout(config: &Config, command: RolloutCommand) -> Result<(), Failure> {
+    use crate::domain::rollout::RolloutSpec;
+    use poem_openapi::types::{ParseFromJSON, ToJSON};
+
+    let store = open(config, true)?;
+    let read_spec = |file: &Path| -> Result<RolloutSpec, Failure> {
+        let text = if file == Path::new("-") {
+            std::io::read_to_string(std::io::stdin())
+        } else {
+            std::fs::read_to_string(file)
+        }
+        .map_err(|err| Failure::io(format!("cannot read {}: {err}", file.display())))?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|err| AppError::BadRequest(format!("{}: not JSON: {err}", file.display())))?;
+        RolloutSpec::parse_from_json(Some(value)).map_err(|err| {
+            AppError::BadRequest(format!("{}: {}", file.display(), err.into_message())).into()
+        })
+    };
+    let runtime = runtime()?;
+    let (rollout, json) = match command {
+        RolloutCommand::Plan { file } => (
+            runtime.block_on(store.create_rollout(read_spec(&file)?, "cli".into(), true))?,
+            false,
+        ),
+        RolloutCommand::Create { file } => (
+            runtime.block_on(store.create_rollout(read_spec(&file)?, "cli".into(), false))?,
+            false,
+        ),
+        RolloutCommand::Verb { id, verb } => (
+            runtime.block_on(store.rollout_verb(id, verb, "cli".into()))?,
+            false,
+        ),
+        RolloutCommand::Status { id: Some(id), json } => {
+            (runtime.block_on(store.rollout(id))?, json)
+        }
+        RolloutCommand::Status { id: None, json } => {
+            let all = runtime.block_on(store.rollouts())?;
+            if json {
+                println!("{}", all.to_json().unwrap_or_default());
+                return Ok(());
+            }
+            println!(
+                "{:<28} {:<24} {:<11} {:>4} {:>6} {:>6} {:>6}  TARGET",
+                "ROLLOUT", "COMPONENT", "STATE", "STEP", "PASSED", "FAILED", "TOTAL"
+            );
+            for r in &all {
+                let total: u64 = r.steps.iter().map(|s| s.clusters_total()).sum();
+                println!(
+                    "{:<28} {:<24} {:<11} {:>4} {:>6} {:>6} {:>6}  {}",
+                    r.spec.id,
+                    r.spec.component,
+                    r.state.as_str(),
+                    r.current_step.map_or("-".to_owned(), |s| s.to_string()),
+                    r.counts.passed,
+                    r.counts.failed,
+                    total,
+                    r.spec.target.oci_tag
+                );
+            }
+            return Ok(());
+        }
+    };
+    if json {
+        println!("{}", rollout.to_json().unwrap_or_default());
+    } else {
+        print!("{}", describe(&rollout));
+    }
+    Ok(())
+}
+
+/// A rollout for people: its state, its steps with counts, the clusters that need a look,
+/// and the last transitions.
+fn describe(r: &crate::domain::rollout::Rollout) -> String {
+    use crate::domain::rollout::ClusterState;
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "rollout {}: {} -> oci_tag {} ({}), step {}",
+        r.spec.id,
+        r.spec.component,
+        r.spec.target.oci_tag,
+        r.state.as_str(),
+        r.current_step.map_or("-".to_owned(), |s| s.to_string())
+    );
+    let _ = writeln!(
+        out,
+        "{:>4} {:>4} {:<8} {:>7} {:>11} {:>6} {:>6} {:>7} {:>11}",
+        "STEP",
+        "WAVE",
+        "STATE",
+        "PENDING",
+        "PROGRESSING",
+        "PASSED",
+        "FAILED",
+        "SKIPPED",
+        "ROLLED_BACK"
+    );
+    for s in &r.steps {
+        let c = &s.counts;
+        let _ = writeln!(
+            out,
+            "{:>4} {:>4} {:<8} {:>7} {:>11} {:>6} {:>6} {:>7} {:>11}",
+            s.step,
+            s.wave,
+            s.state.as_str(),
+            c.pending,
+            c.progressing,
+            c.passed,
+            c.failed,
+            c.skipped + c.pinned,
+            c.rolled_back
+        );
+    }
+    for s in r.steps.iter().filter(|s| !s.clusters.is_empty()) {
+        let ids: Vec<&str> = s.clusters.iter().take(8).map(|c| c.id.as_str()).collect();
+        let more = s.clusters.len().saturating_sub(ids.len());
+        let _ = writeln!(
+            out,
+            "  step {}: {}{}",
+            s.step,
+            ids.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        );
+    }
+    if !r.stale.is_empty() {
+        let _ = writeln!(
+            out,
+            "  stale (skipped when their step starts): {}",
+            r.stale.join(", ")
+        );
+    }
+    let notable = r
+        .steps
+        .iter()
+        .flat_map(|s| &s.clusters)
+        .chain(&r.not_in_steps)
+        .filter(|c| {
+            matches!(
+                c.state,
+                ClusterState::Failed
+                    | ClusterState::Skipped
+                    | ClusterState::Pinned
+                    | ClusterState::Unselected
+            )
+        });
+    for c in notable {
+        let _ = writeln!(
+            out,
+            "  {:<11} {} {}",
+            c.state.as_str(),
+            c.id,
+            c.reason.as_deref().unwrap_or_default()
+        );
+    }
+    for k in &r.kept_previous {
+        let _ = writeln!(out, "  kept       {} oci_tag {}", k.cluster, k.oci_tag);
+    }
+    for t in r.transitions.iter().rev().take(5).rev() {
+        let _ = writeln!(out, "  {} {:<8} {}", t.at, t.actor, t.reason);
+    }
+    out
 }

@@ -88,6 +88,9 @@ enum Command {
     /// Named read tokens.
     #[command(subcommand)]
     Token(TokenArgs),
+    /// Progressive rollouts of a component over the fleet (a running server moves them).
+    #[command(subcommand)]
+    Rollout(RolloutArgs),
     /// Print the OpenAPI document.
     Openapi {
         /// The routes to describe.
@@ -120,6 +123,31 @@ enum TokenArgs {
     List,
     /// Revoke a token: it stops working at once (within a second for a running server).
     Revoke { name: String },
+}
+
+#[derive(Subcommand)]
+enum RolloutArgs {
+    /// Check a rollout file (JSON, as POST /rollouts takes; `-` for stdin) and print its plan.
+    Plan { file: PathBuf },
+    /// Store a rollout file as a planned rollout.
+    Create { file: PathBuf },
+    /// Start a planned rollout.
+    Start { id: String },
+    /// Pause a running rollout.
+    Pause { id: String },
+    /// Resume a paused rollout (failed clusters are judged again).
+    Resume { id: String },
+    /// Stop a rollout for good where it stands.
+    Abort { id: String },
+    /// Give every cluster the rollout changed its previous values back.
+    Rollback { id: String },
+    /// One rollout in detail, or a line per rollout.
+    Status {
+        id: Option<String>,
+        /// JSON, as GET /rollouts/{id} answers.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -192,6 +220,35 @@ fn main() -> ExitCode {
                 TokenArgs::Revoke { name } => cli::TokenCommand::Revoke { name },
             };
             offline(cli.config, |c| cli::token(c, command))
+        }
+        Command::Rollout(args) => {
+            use flux_inputs::domain::rollout::Verb;
+            let command = match args {
+                RolloutArgs::Plan { file } => cli::RolloutCommand::Plan { file },
+                RolloutArgs::Create { file } => cli::RolloutCommand::Create { file },
+                RolloutArgs::Start { id } => cli::RolloutCommand::Verb {
+                    id,
+                    verb: Verb::Start,
+                },
+                RolloutArgs::Pause { id } => cli::RolloutCommand::Verb {
+                    id,
+                    verb: Verb::Pause,
+                },
+                RolloutArgs::Resume { id } => cli::RolloutCommand::Verb {
+                    id,
+                    verb: Verb::Resume,
+                },
+                RolloutArgs::Abort { id } => cli::RolloutCommand::Verb {
+                    id,
+                    verb: Verb::Abort,
+                },
+                RolloutArgs::Rollback { id } => cli::RolloutCommand::Verb {
+                    id,
+                    verb: Verb::Rollback,
+                },
+                RolloutArgs::Status { id, json } => cli::RolloutCommand::Status { id, json },
+            };
+            offline(cli.config, |c| cli::rollout(c, command))
         }
         Command::Serve => match serve(cli.config) {
             Ok(()) => ExitCode::SUCCESS,

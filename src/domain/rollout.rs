@@ -404,6 +404,13 @@ pub struct RolloutStep {
     pub clusters: Vec<RolloutCluster>,
 }
 
+impl RolloutStep {
+    /// Clusters in the step, whatever their state.
+    pub fn clusters_total(&self) -> u64 {
+        ClusterState::ALL.iter().map(|s| self.counts.get(*s)).sum()
+    }
+}
+
 /// One cluster in a rollout.
 #[derive(Object, Clone, Debug, PartialEq)]
 pub struct RolloutCluster {
