@@ -22,6 +22,7 @@ mod process;
 mod properties;
 mod render;
 mod reports;
+mod rollout_crash;
 mod rollouts;
 mod safety;
 mod scale;
