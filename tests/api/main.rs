@@ -23,6 +23,7 @@ mod properties;
 mod render;
 mod reports;
 mod rollout_crash;
+mod rollout_model;
 mod rollouts;
 mod safety;
 mod scale;
