@@ -808,3 +808,30 @@ async fn conflicts_and_bad_requests() {
     );
     assert_eq!(listed[0]["steps"][0]["counts"]["pending"], 3);
 }
+
+#[tokio::test]
+async fn the_example_rollout_plans_against_the_demo_fleet() {
+    let app = TestApp::new();
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/rollouts/cert-manager-v1-17.json"
+    ))
+    .unwrap();
+    let example: Value = serde_json::from_str(&example).unwrap();
+    app.put(
+        "/clusters/edge-prod-02",
+        &json!({"labels": {"canary": "true"}}),
+    )
+    .await;
+    let plan = app.post("/rollouts?dry_run=true", &example).await;
+    assert_eq!(plan.status, StatusCode::OK, "{}", plan.json);
+    let steps: Vec<&str> = plan.json["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["clusters"][0]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, vec!["lab-dev-01", "edge-prod-02", "edge-qa-01"]);
+    assert_eq!(plan.json["not_in_steps"][0]["id"], "edge-prod-01");
+    assert_eq!(plan.json["not_in_steps"][0]["state"], "pinned");
+}
