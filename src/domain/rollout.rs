@@ -599,20 +599,21 @@ pub fn judge(
 ) -> Verdict {
     use super::report::State;
     let counted = seen.by_cluster || !only_cluster_reports;
-    match gate {
-        Gate::Reported if counted && seen.state == State::Converged => return Verdict::Passed,
-        Gate::Reported if counted && seen.state == State::Failed => {
-            return Verdict::Failed {
-                reason: seen.reason.unwrap_or("Failed").to_owned(),
-                message: seen.message.unwrap_or_default().to_owned(),
-            };
-        }
+    // A failure counts whatever the gate: a fleet that gates on polls may still report.
+    if counted && seen.state == State::Failed {
+        return Verdict::Failed {
+            reason: seen.reason.unwrap_or("Failed").to_owned(),
+            message: seen.message.unwrap_or_default().to_owned(),
+        };
+    }
+    let passed = match gate {
+        Gate::Reported => counted && seen.state == State::Converged,
         // Poll times have whole seconds: a poll in the second the step started may have
         // come before its write.
-        Gate::Polled if seen.last_poll.is_some_and(|at| at > started_at) => {
-            return Verdict::Passed;
-        }
-        _ => {}
+        Gate::Polled => seen.last_poll.is_some_and(|at| at > started_at),
+    };
+    if passed {
+        return Verdict::Passed;
     }
     if now >= deadline {
         return Verdict::Failed {
@@ -803,6 +804,20 @@ mod tests {
         );
         assert_eq!(polled(Some(101)), Verdict::Passed);
         assert_eq!(polled(None), Verdict::Waiting);
+        assert!(
+            matches!(
+                judge(
+                    Gate::Polled,
+                    &seen(State::Failed, true, Some(150)),
+                    true,
+                    100,
+                    160,
+                    120
+                ),
+                Verdict::Failed { .. }
+            ),
+            "a reported failure counts under the polled gate too"
+        );
     }
 
     #[test]

@@ -830,8 +830,7 @@ fn decide(
                         },
                         // A cluster that passed and then reports a failure is a new failure.
                         ClusterState::Passed
-                            if spec.gate == Gate::Reported
-                                && observation.state == State::Failed
+                            if observation.state == State::Failed
                                 && (observation.by_cluster || !only_cluster_reports) =>
                         {
                             Some((
@@ -954,7 +953,7 @@ fn still(tx: &Connection, loaded: &Loaded) -> Result<()> {
     if same {
         Ok(())
     } else {
-        Err(AppError::Conflict(format!(
+        Err(AppError::PreconditionFailed(format!(
             "rollout '{}' moved on meanwhile",
             loaded.spec.id
         )))
@@ -1427,25 +1426,25 @@ impl Store {
 
     /// `start`, `pause`, `resume`, `abort`, `rollback` by a person (`who`).
     pub async fn rollout_verb(&self, id: String, verb: Verb, who: String) -> Result<Rollout> {
-        let key = id.clone();
-        let loaded = self
-            .read(move |conn| {
-                load(conn, &key, true)?
-                    .ok_or_else(|| AppError::NotFound(format!("rollout '{key}' not found")))
-            })
-            .await?;
-        let to = verb.transition(loaded.state)?;
         let now = now_seconds();
         let reason = format!("{} by {who}", verb.as_str());
+        let key = id.clone();
+        // Read and moved in one transaction: a verb never races the controller.
+        let current = move |tx: &Connection| -> Result<(Loaded, RolloutState)> {
+            let loaded = load(tx, &key, true)?
+                .ok_or_else(|| AppError::NotFound(format!("rollout '{key}' not found")))?;
+            let to = verb.transition(loaded.state)?;
+            Ok((loaded, to))
+        };
         if verb == Verb::Rollback {
             self.inventory_write(rollout_write(&id), move |pipeline| {
-                still(pipeline.conn(), &loaded)?;
+                let (loaded, _) = current(pipeline.conn())?;
                 roll_back(pipeline, &loaded, &who, &reason, now)
             })
             .await?;
         } else {
             self.write(move |tx| {
-                still(tx, &loaded)?;
+                let (loaded, to) = current(tx)?;
                 apply_verb(tx, &loaded, verb, to, &who, &reason, now)
             })
             .await?;
@@ -1480,7 +1479,7 @@ impl Store {
                     Ok(true) => written += 1,
                     Ok(false) => break,
                     // Another writer moved it first: look again next time.
-                    Err(AppError::Conflict(message)) => {
+                    Err(AppError::PreconditionFailed(message)) => {
                         tracing::debug!(rollout = %id, %message, "rollout step deferred");
                         break;
                     }
@@ -1525,56 +1524,117 @@ impl Store {
                 Ok(true)
             }
             Next::StartStep(step) => {
-                self.inventory_write(rollout_write(id), move |pipeline| {
-                    still(pipeline.conn(), &loaded)?;
-                    record_decision(pipeline.conn(), &loaded, &decision, now)?;
-                    start_step(pipeline, &loaded, step, &polls, now)
-                })
-                .await?;
-                Ok(true)
+                let held = loaded.clone();
+                let written = self
+                    .inventory_write(rollout_write(id), move |pipeline| {
+                        still(pipeline.conn(), &loaded)?;
+                        record_decision(pipeline.conn(), &loaded, &decision, now)?;
+                        start_step(pipeline, &loaded, step, &polls, now)
+                    })
+                    .await;
+                self.pause_if_refused(
+                    written.map(drop),
+                    held,
+                    &format!("step {step} cannot start"),
+                    now,
+                )
+                .await
             }
             Next::Promote => {
-                self.inventory_write(rollout_write(id), move |pipeline| {
-                    still(pipeline.conn(), &loaded)?;
-                    record_decision(pipeline.conn(), &loaded, &decision, now)?;
-                    promote(pipeline, &loaded, now)
-                })
-                .await?;
-                Ok(true)
+                let held = loaded.clone();
+                let written = self
+                    .inventory_write(rollout_write(id), move |pipeline| {
+                        still(pipeline.conn(), &loaded)?;
+                        record_decision(pipeline.conn(), &loaded, &decision, now)?;
+                        promote(pipeline, &loaded, now)
+                    })
+                    .await;
+                self.pause_if_refused(
+                    written.map(drop),
+                    held,
+                    "the promotion cannot be written",
+                    now,
+                )
+                .await
             }
-            Next::Fail(reason) => {
-                match loaded.spec.on_failure {
-                    OnFailure::Pause => {
-                        self.write(move |tx| {
-                            still(tx, &loaded)?;
-                            record_decision(tx, &loaded, &decision, now)?;
-                            set_state(tx, &loaded.spec.id, RolloutState::Paused, now)?;
-                            note(
-                                tx,
-                                &loaded.spec.id,
-                                now,
-                                RolloutState::Paused,
-                                loaded.current_step,
-                                CONTROLLER,
-                                &format!("paused: {reason}"),
-                            )
-                        })
-                        .await?;
-                    }
-                    OnFailure::Rollback => {
-                        self.inventory_write(rollout_write(id), move |pipeline| {
+            Next::Fail(reason) => match loaded.spec.on_failure {
+                OnFailure::Pause => {
+                    self.pause(loaded, Some(decision), &reason, now).await?;
+                    Ok(true)
+                }
+                OnFailure::Rollback => {
+                    let held = loaded.clone();
+                    let why = reason.clone();
+                    let written = self
+                        .inventory_write(rollout_write(id), move |pipeline| {
                             still(pipeline.conn(), &loaded)?;
                             record_decision(pipeline.conn(), &loaded, &decision, now)?;
                             // The clusters' states as just decided, for the rollback.
                             let reloaded = load(pipeline.conn(), &loaded.spec.id, true)?
                                 .ok_or_else(|| AppError::Internal("rollout vanished".into()))?;
-                            roll_back(pipeline, &reloaded, CONTROLLER, &reason, now)
+                            roll_back(pipeline, &reloaded, CONTROLLER, &why, now)
                         })
-                        .await?;
-                    }
+                        .await;
+                    self.pause_if_refused(
+                        written.map(drop),
+                        held,
+                        &format!("{reason}; the rollback cannot be written"),
+                        now,
+                    )
+                    .await
                 }
+            },
+        }
+    }
+
+    /// Pauses a running rollout (with the verdicts of `decision`, if any), saying why.
+    async fn pause(
+        &self,
+        loaded: Loaded,
+        decision: Option<Decision>,
+        reason: &str,
+        now: i64,
+    ) -> Result<()> {
+        let reason = format!("paused: {reason}");
+        self.write(move |tx| {
+            still(tx, &loaded)?;
+            if let Some(decision) = &decision {
+                record_decision(tx, &loaded, decision, now)?;
+            }
+            set_state(tx, &loaded.spec.id, RolloutState::Paused, now)?;
+            note(
+                tx,
+                &loaded.spec.id,
+                now,
+                RolloutState::Paused,
+                loaded.current_step,
+                CONTROLLER,
+                &reason,
+            )
+        })
+        .await
+    }
+
+    /// A write of the rollout that the inventory's rules refuse (a feed over Flux's limit, a
+    /// catalog rule) cannot succeed by retrying: the rollout pauses and says why.
+    async fn pause_if_refused(
+        &self,
+        written: Result<()>,
+        loaded: Loaded,
+        what: &str,
+        now: i64,
+    ) -> Result<bool> {
+        match written {
+            Ok(()) => Ok(true),
+            Err(
+                err @ (AppError::Validation(_) | AppError::BlastRadius(_) | AppError::Conflict(_)),
+            ) => {
+                tracing::warn!(rollout = %loaded.spec.id, error = %err, "rollout paused: {what}");
+                self.pause(loaded, None, &format!("{what}: {err}"), now)
+                    .await?;
                 Ok(true)
             }
+            Err(err) => Err(err),
         }
     }
 

@@ -835,3 +835,29 @@ async fn the_example_rollout_plans_against_the_demo_fleet() {
     assert_eq!(plan.json["not_in_steps"][0]["id"], "edge-prod-01");
     assert_eq!(plan.json["not_in_steps"][0]["state"], "pinned");
 }
+
+#[tokio::test]
+async fn a_step_the_inventory_rules_refuse_pauses_the_rollout_and_says_why() {
+    let app = fleet(&[member("a", "dev")]).await;
+    poll(&app, "a").await;
+    // A tag so long the cluster's feed would pass Flux's 900 KiB limit.
+    let mut body = spec("cm", json!([{"environment": "dev"}]));
+    body["target"]["oci_tag"] = json!("v".repeat(950_000));
+    let created = app.post("/rollouts", &body).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    verb(&app, "cm", "start").await;
+    let before = fingerprint(&app).await;
+    app.store.advance_rollouts(now()).await.unwrap();
+    let r = rollout(&app, "cm").await;
+    assert_eq!(r["state"], "paused");
+    let last = r["transitions"].as_array().unwrap().last().unwrap()["reason"]
+        .as_str()
+        .unwrap();
+    assert!(
+        last.starts_with("paused: step 0 cannot start: cluster 'a': GET ")
+            && last.contains("over Flux's limit"),
+        "{last}"
+    );
+    assert_eq!(cluster_of(&r, "a")["state"], "pending");
+    assert!(fingerprint(&app).await == before, "nothing was written");
+}
