@@ -6,6 +6,10 @@
     measure.py edits PORT TOKEN COMPONENT CLUSTER_ID [N]
         N catalog edits of COMPONENT (a new oci_tag each), each with a PUT of CLUSTER_ID sent
         50 ms into it; print "<p50 ms> <p99 ms> <edit statuses> <concurrent statuses>"
+    measure.py rollout PORT TOKEN COMPONENT
+        a rollout of COMPONENT to a new oci_tag, one wave per environment, gate "polled",
+        no bake; every cluster of a step polls once its step started (as Flux would); print
+        "<plan ms> <GET /rollouts/{id} ms> <start to succeeded s> <final state>"
 """
 import hashlib
 import http.client
@@ -71,6 +75,65 @@ def edits(port, token, component, cluster, count):
     print(f"{statistics.median(times):.0f} {p99:.0f} {summary(edit_statuses)} {summary(concurrent_statuses)}")
 
 
+def call(port, token, method, path, body=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    conn.request(method, path, json.dumps(body) if body is not None else None, headers)
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+def poll_feeds(port, token, names):
+    """Each cluster's platform-components feed once, 16 at a time."""
+    names = list(names)
+    def worker(part):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        for dns in part:
+            conn.request("GET", f"/api/v2/flux/clusters/{dns}/platform-components", None,
+                         {"Authorization": f"Bearer {token}"})
+            conn.getresponse().read()
+    threads = [threading.Thread(target=worker, args=(names[i::16],)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def rollout(port, token, component):
+    port = int(port)
+    clusters = json.loads(call(port, token, "GET", "/clusters")[1])
+    poll_feeds(port, token, (c["cluster_dns"] for c in clusters))
+    spec = {"id": f"bench-{int(time.time())}", "component": component,
+            "target": {"oci_tag": f"9.9.{int(time.time())}"},
+            "waves": [{"environment": e} for e in ("dev", "qa", "uat", "prod")],
+            "gate": "polled", "bake_seconds": 0, "wave_timeout_seconds": 3600}
+    started = time.monotonic()
+    status, _ = call(port, token, "POST", "/rollouts?dry_run=true", spec)
+    plan_ms = (time.monotonic() - started) * 1000
+    assert status == 200, status
+    assert call(port, token, "POST", "/rollouts", spec)[0] == 201
+    path = f"/rollouts/{spec['id']}"
+    started = time.monotonic()
+    call(port, token, "GET", path)
+    get_ms = (time.monotonic() - started) * 1000
+    started = time.monotonic()
+    call(port, token, "POST", path + "/start")
+    polled = set()
+    while True:
+        current = json.loads(call(port, token, "GET", path)[1])
+        if current["state"] != "running":
+            break
+        step = current["steps"][current.get("current_step", 0)]
+        if step["state"] == "waiting" and step["step"] not in polled:
+            time.sleep(1.05)  # poll times have whole seconds
+            poll_feeds(port, token, (c["cluster_dns"] for c in step["clusters"]))
+            polled.add(step["step"])
+        time.sleep(0.1)
+    took = time.monotonic() - started
+    print(f"{plan_ms:.0f} {get_ms:.0f} {took:.1f} {current['state']}")
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
-    {"rss": lambda: rss(args), "tokens": lambda: tokens(*args), "edits": lambda: edits(*args)}[command]()
+    {"rss": lambda: rss(args), "tokens": lambda: tokens(*args), "edits": lambda: edits(*args),
+     "rollout": lambda: rollout(*args)}[command]()

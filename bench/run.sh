@@ -49,7 +49,7 @@ start() {
     port="$(free_port)"
     local begin; begin="$(now)"
     AUTH_TOKEN="$token" API_MODE=crud DATABASE_PATH="$1" SEED_FILE="$2" LISTEN_ADDR="127.0.0.1:$port" \
-        RUST_LOG=warn "$binary" >>"$work/server.log" 2>&1 &
+        RUST_LOG="${SERVER_LOG:-warn}" "$binary" >>"$work/server.log" 2>&1 &
     pid=$!
     pids+=("$pid")
     until curl -sf "http://127.0.0.1:$port/ready" >/dev/null 2>&1; do
@@ -168,6 +168,16 @@ scoped="$(PER_CLUSTER=1 load platform-components)"
 tokens_kib="$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")"
 stop
 
+echo "== $size clusters: a rollout of a component used by every cluster, one wave per environment" >&2
+SERVER_LOG="warn,flux_inputs::store::rollouts=debug" start "$work/db-$size.sqlite" none
+read -r rollout_plan_ms rollout_get_ms rollout_s rollout_state < <(python3 bench/measure.py rollout "$port" "$token" fleet-agent)
+sleep 1
+stop
+# The controller logs how long each of its writes held the writer.
+rollout_took() { grep 'rollout moved' "$work/server.log" | grep -o "$1[^ ]* took_ms=[0-9]*" | sed 's/.*=//'; }
+rollout_step_ms="$(rollout_took StartStep | sort -g | sed -n 2p)"
+rollout_promote_ms="$(rollout_took Promote | tail -1)"
+
 health_rps="$(echo "${main[health]}" | cut -d' ' -f1)"
 printf '\nflux-inputs %s — %s, %s cores — wrk -t1 -c%s -d%ss, RUST_LOG=warn\n\n' \
     "$("$binary" --version | cut -d' ' -f2)" "$(uname -m)" "$(nproc)" "$connections" "$duration"
@@ -216,5 +226,10 @@ printf '| %-52s | %14s |\n' \
     "events accepted by the server in this run" "$events_saved" \
     "GET /status/fleet, $clusters clusters (median of 5)" "$status_fleet_ms ms" \
     "GET /status/components/{id}?state=failed (median of 5)" "$status_component_ms ms" \
+    "rollout over $clusters clusters, 4 waves: POST ?dry_run (plan)" "$rollout_plan_ms ms" \
+    "  GET /rollouts/{id} (every cluster listed)" "$rollout_get_ms ms" \
+    "  a step's write, $((clusters / 4)) clusters (2nd of 4)" "$rollout_step_ms ms" \
+    "  the promotion's write, $clusters clusters" "$rollout_promote_ms ms" \
+    "  start to $rollout_state, gate polled, no bake" "$rollout_s s" \
     "one platform-components feed" "$feed_bytes bytes"
 if [ "$((wnon2xx + werrors))" -ne 0 ]; then echo "warning: $((wnon2xx + werrors)) failed writes" >&2; fi

@@ -1067,28 +1067,38 @@ fn assignment(
     .db()
 }
 
-/// Sets a cluster's overrides of the component, audited as a cluster write.
+/// Sets a cluster's overrides of the component, audited as a cluster write. The cluster is
+/// read once and its new state made in memory (a promotion writes every cluster using the
+/// component: a second read per cluster doubled its time).
 fn write_overrides(
     pipeline: &mut Pipeline<'_>,
     cluster: &str,
     component: &str,
     values: &Overrides,
 ) -> Result<()> {
-    pipeline.record::<Cluster, _>(cluster, |tx| {
-        tx.prepare_cached(
+    let Some(mut stored) = super::clusters::get(pipeline.conn(), cluster)? else {
+        return Ok(());
+    };
+    let before = stored.to_json();
+    let Some(entry) = stored
+        .platform_components
+        .iter_mut()
+        .find(|c| c.id == component)
+    else {
+        return Ok(());
+    };
+    entry.oci_tag = values.oci_tag.clone();
+    entry.component_path = values.component_path.clone();
+    pipeline
+        .conn()
+        .prepare_cached(
             "UPDATE cluster_components SET oci_tag = ?3, component_path = ?4 \
              WHERE cluster_id = ?1 AND component_id = ?2",
         )
         .db()?
-        .execute(params![
-            cluster,
-            component,
-            values.oci_tag,
-            values.component_path
-        ])
+        .execute(params![cluster, component, values.oci_tag, values.component_path])
         .db()?;
-        Ok(())
-    })
+    pipeline.recorded_as::<Cluster>(cluster, before, &stored)
 }
 
 /// Gives the clusters of `step` the target (one inventory write), skipping those that are
@@ -1513,7 +1523,27 @@ impl Store {
             return Ok(false);
         };
         let polls = self.polls.clone();
-        match std::mem::take(&mut decision.next) {
+        let started = std::time::Instant::now();
+        let next = std::mem::take(&mut decision.next);
+        let action = format!("{next:?}");
+        let moved = self.act(id, loaded, decision, next, polls, now).await;
+        if moved.as_ref().is_ok_and(|moved| *moved) {
+            tracing::debug!(rollout = id, action, took_ms = started.elapsed().as_millis() as u64, "rollout moved");
+        }
+        moved
+    }
+
+    /// Writes what `decide` found, each kind of move in its own transaction.
+    async fn act(
+        &self,
+        id: &str,
+        loaded: Loaded,
+        decision: Decision,
+        next: Next,
+        polls: PollTracker,
+        now: i64,
+    ) -> Result<bool> {
+        match next {
             Next::Stay if decision.clusters.is_empty() && decision.step.is_none() => Ok(false),
             Next::Stay => {
                 self.write(move |tx| {
