@@ -1096,7 +1096,12 @@ fn write_overrides(
              WHERE cluster_id = ?1 AND component_id = ?2",
         )
         .db()?
-        .execute(params![cluster, component, values.oci_tag, values.component_path])
+        .execute(params![
+            cluster,
+            component,
+            values.oci_tag,
+            values.component_path
+        ])
         .db()?;
     pipeline.recorded_as::<Cluster>(cluster, before, &stored)
 }
@@ -1528,7 +1533,12 @@ impl Store {
         let action = format!("{next:?}");
         let moved = self.act(id, loaded, decision, next, polls, now).await;
         if moved.as_ref().is_ok_and(|moved| *moved) {
-            tracing::debug!(rollout = id, action, took_ms = started.elapsed().as_millis() as u64, "rollout moved");
+            tracing::debug!(
+                rollout = id,
+                action,
+                took_ms = started.elapsed().as_millis() as u64,
+                "rollout moved"
+            );
         }
         moved
     }
