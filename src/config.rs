@@ -33,6 +33,8 @@ const ENV_KEYS: &[&str] = &[
     "IDLE_TIMEOUT_SECONDS",
     "MAX_CONNECTIONS",
     "ACCESS_LOG",
+    "ROLE",
+    "HUB_URL",
 ];
 
 /// Which routes exist.
@@ -45,6 +47,31 @@ pub enum ApiMode {
     /// Everything, including the CRUD API.
     #[serde(rename = "crud")]
     Crud,
+}
+
+/// Where this server stands in an edge topology (contract §12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// One server, one file: the default.
+    #[default]
+    Standalone,
+    /// The inventory's writer, replicated by `litestream replicate`: Litestream alone
+    /// checkpoints the WAL, and a heartbeat row is written every 30 s for the replicas.
+    Hub,
+    /// A read-only copy kept by `litestream restore -f`: opened read-only, reloaded when
+    /// it advances, never migrated; writes answer 405 naming the hub.
+    Replica,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Standalone => "standalone",
+            Role::Hub => "hub",
+            Role::Replica => "replica",
+        }
+    }
 }
 
 /// Where the initial inventory of a new database comes from.
@@ -125,6 +152,10 @@ struct Layered {
     max_connections: usize,
     /// `all`, `errors` or `off`.
     access_log: AccessLog,
+    /// `standalone`, `hub` or `replica`.
+    role: Role,
+    /// A replica's hub, named in its answers to writes.
+    hub_url: Option<String>,
     /// Tokens may sit in a root-only config file; the environment overrides them.
     auth_token: Option<String>,
     crud_auth_token: Option<String>,
@@ -153,6 +184,8 @@ impl Default for Layered {
             idle_timeout_seconds: Limits::default().idle_timeout.as_secs(),
             max_connections: Limits::default().max_connections,
             access_log: AccessLog::All,
+            role: Role::Standalone,
+            hub_url: None,
             auth_token: None,
             crud_auth_token: None,
         }
@@ -186,6 +219,10 @@ pub struct Config {
     pub limits: Limits,
     /// Which requests get an access log line.
     pub access_log: AccessLog,
+    /// Standalone, hub or replica (contract §12).
+    pub role: Role,
+    /// For a replica: the hub writes go to.
+    pub hub_url: Option<String>,
     /// Reads (GET/HEAD).
     pub read_token: Secret,
     /// Writes; `CRUD_AUTH_TOKEN`, else `AUTH_TOKEN`. It may also read.
@@ -307,6 +344,13 @@ impl Config {
         let write_token = token("CRUD_AUTH_TOKEN", layered.crud_auth_token.take())?
             .unwrap_or_else(|| read_token.clone());
 
+        if layered.role == Role::Replica && layered.api_mode == ApiMode::Crud {
+            return Err(ConfigError(
+                "role = \"replica\" serves a read-only copy: api_mode must be read-only \
+                 (writes go to the hub)"
+                    .into(),
+            ));
+        }
         let seed = match layered.seed_file.as_deref().map(str::trim) {
             None | Some("demo") => SeedSource::Demo,
             Some("" | "none") => SeedSource::None,
@@ -327,6 +371,8 @@ impl Config {
             audit_keep_days: layered.audit_keep_days,
             limits,
             access_log: layered.access_log,
+            role: layered.role,
+            hub_url: layered.hub_url.filter(|url| !url.trim().is_empty()),
             read_token,
             write_token,
         })
@@ -346,6 +392,13 @@ impl Config {
                 "crud mode without a distinct write token: CRUD_AUTH_TOKEN is unset or equal to \
                  AUTH_TOKEN, so every cluster holding the read token can change the inventory; \
                  set CRUD_AUTH_TOKEN to a different secret"
+                    .into(),
+            );
+        }
+        if self.role == Role::Replica && self.hub_url.is_none() {
+            warnings.push(
+                "role = \"replica\" without hub_url: answers to writes cannot say where the \
+                 hub is; set HUB_URL"
                     .into(),
             );
         }

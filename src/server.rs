@@ -9,7 +9,7 @@ use poem::listener::{Acceptor, AcceptorExt, BoxAcceptor, Listener, TcpListener};
 use poem::{EndpointExt, Server};
 
 use crate::api::{self, auth::Tokens};
-use crate::config::{Config, SeedSource};
+use crate::config::{Config, Role, SeedSource};
 use crate::error::AppError;
 use crate::net::limits::LimitedAcceptor;
 use crate::store::migrate::{self, Migration};
@@ -24,6 +24,9 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Opens the database, brings its schema up to date and, if it was new, loads the seed,
 /// all in one transaction: a bad seed leaves no half-initialised file behind.
 pub fn open_store(config: &Config) -> Result<Store, AppError> {
+    if config.role == Role::Replica {
+        return Ok(open_replica(config));
+    }
     let (origin, input) = match &config.seed {
         SeedSource::Demo => (
             "built-in demo seed".to_owned(),
@@ -38,7 +41,7 @@ pub fn open_store(config: &Config) -> Result<Store, AppError> {
     if !large {
         integrity_check(&config.database_path)?;
     }
-    let store = Store::open(&config.database_path)?
+    let store = Store::open_as(&config.database_path, config.role)?
         .with_strict_dependencies(config.strict_dependencies)
         .with_max_clusters_shrunk(config.max_clusters_shrunk)
         .with_stale_after(config.poll_stale_after)
@@ -91,6 +94,34 @@ pub fn open_store(config: &Config) -> Result<Store, AppError> {
         Migration::Current => {}
     }
     Ok(store)
+}
+
+/// A replica opens nothing at start: it loads its copy (or waits for Litestream to make one)
+/// and serves from memory.
+fn open_replica(config: &Config) -> Store {
+    let store = Store::open_replica(&config.database_path, config.hub_url.clone())
+        .with_stale_after(config.poll_stale_after);
+    match store.load_copy() {
+        Ok(_) => {
+            let status = store
+                .replica()
+                .map(|copy| copy.status())
+                .unwrap_or_default();
+            tracing::info!(
+                path = %config.database_path.display(),
+                clusters = status.clusters,
+                revision = status.revision,
+                txid = status.txid,
+                "replica: loaded the copy"
+            );
+        }
+        Err(err) => tracing::warn!(
+            path = %config.database_path.display(),
+            error = %err,
+            "replica: no copy to load yet; /ready answers 503 until one is"
+        ),
+    }
+    store
 }
 
 /// Files up to this size are checked before start-up goes on (about 0.15 s for 10,000
@@ -168,13 +199,25 @@ pub async fn serve<A: Acceptor + 'static>(
         None => None,
     };
     let retention = (config.audit_keep_entries, config.audit_keep_days);
-    let watcher = tokio::spawn(background(store.clone(), retention));
+    let watcher = match config.role {
+        Role::Replica => tokio::spawn(follow_copy(store.clone())),
+        Role::Hub => {
+            let (store, beat) = (store.clone(), store.clone());
+            tokio::spawn(async move {
+                tokio::join!(background(store, retention), write_heartbeat(beat));
+            })
+        }
+        Role::Standalone => tokio::spawn(background(store.clone(), retention)),
+    };
     // Rollouts move only where the inventory is written (crud mode), never on a read-only
     // server or from the CLI.
     let controller = (config.api_mode == crate::config::ApiMode::Crud)
         .then(|| tokio::spawn(run_rollouts(store.clone())));
     let watchdog = tokio::spawn(systemd::watchdog(store.clone()));
-    let clusters = store.read(clusters::count).await.unwrap_or_default();
+    let clusters = match store.replica() {
+        Some(copy) => copy.status().clusters as i64,
+        None => store.read(clusters::count).await.unwrap_or_default(),
+    };
     systemd::ready(&format!("serving {clusters} clusters"));
     let shutdown = async {
         shutdown.await;
@@ -197,9 +240,15 @@ pub async fn serve<A: Acceptor + 'static>(
         listener.abort();
     }
     served?;
+    if store.is_replica() {
+        return Ok(());
+    }
     flush_polls(&store).await;
     save_reports(&store).await;
-    checkpoint(&store).await;
+    // Under Litestream (a hub) the WAL is Litestream's to checkpoint.
+    if config.role == Role::Standalone {
+        checkpoint(&store).await;
+    }
     Ok(())
 }
 
@@ -354,6 +403,85 @@ async fn flush_and_prune(store: Store, retention: (Option<u64>, Option<u64>)) {
             Ok(500) => ticker.reset_immediately(),
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "audit pruning failed"),
+        }
+    }
+}
+
+/// How often a hub writes its heartbeat for the replicas.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
+/// How often a replica looks at Litestream's position file and the copy's file.
+pub const COPY_CHECK_EVERY: Duration = Duration::from_millis(250);
+/// A replica reloads at least this often (the heartbeat, tokens), whatever the files say.
+pub const COPY_RELOAD_AT_LEAST: Duration = Duration::from_secs(30);
+
+/// A hub's heartbeat row, so an edge replica knows how old its copy is.
+async fn write_heartbeat(store: Store) {
+    let mut ticker = tokio::time::interval(HEARTBEAT_EVERY);
+    loop {
+        ticker.tick().await;
+        if let Err(err) = store.write(|tx| crate::store::replica::beat(tx)).await {
+            tracing::warn!(error = %err, "cannot write the hub heartbeat");
+        }
+    }
+}
+
+/// A replica follows its copy: whenever Litestream's `<db>-txid` or the file itself changes
+/// (and at least every `COPY_RELOAD_AT_LEAST`), it loads the copy from a fresh read-only
+/// connection. A failed load keeps the last good copy and is retried on the next change
+/// or within a second.
+async fn follow_copy(store: Store) {
+    let Some(txid_path) = store.replica().map(|copy| copy.txid_path()) else {
+        return;
+    };
+    let path = store.path().to_owned();
+    let marker = move || {
+        use std::os::unix::fs::MetadataExt;
+        let file = std::fs::metadata(&path)
+            .ok()
+            .map(|m| (m.ino(), m.len(), m.mtime(), m.mtime_nsec()));
+        (std::fs::read(&txid_path).ok(), file)
+    };
+    let mut loaded = marker();
+    let mut last_try = std::time::Instant::now();
+    let mut failing = store
+        .replica()
+        .is_some_and(|copy| copy.status().loaded_at.is_none());
+    let mut last_error = String::new();
+    loop {
+        tokio::time::sleep(COPY_CHECK_EVERY).await;
+        let now = marker();
+        let due = now != loaded
+            || last_try.elapsed() >= COPY_RELOAD_AT_LEAST
+            || (failing && last_try.elapsed() >= Duration::from_secs(1));
+        if !due {
+            continue;
+        }
+        last_try = std::time::Instant::now();
+        let handle = store.clone();
+        match tokio::task::spawn_blocking(move || handle.load_copy()).await {
+            Ok(Ok(changed)) => {
+                if failing || changed {
+                    let status = store.replica().map(|c| c.status()).unwrap_or_default();
+                    tracing::info!(
+                        revision = status.revision,
+                        txid = status.txid,
+                        clusters = status.clusters,
+                        "replica: loaded the copy"
+                    );
+                }
+                loaded = now;
+                failing = false;
+                last_error.clear();
+            }
+            Ok(Err(err)) => {
+                failing = true;
+                let message = err.to_string();
+                if message != last_error {
+                    tracing::warn!(error = %message, "replica: cannot load the copy; serving the last good one");
+                    last_error = message;
+                }
+            }
+            Err(err) => tracing::error!(error = %err, "replica: the load task failed"),
         }
     }
 }

@@ -45,6 +45,10 @@ pub async fn render(store: &Store, requests: &RequestMetrics) -> String {
         stats.misses.load(Ordering::Relaxed),
         stats.stale.load(Ordering::Relaxed)
     );
+    if let Some(copy) = store.replica() {
+        render_replica(&mut out, &copy.status());
+        return out;
+    }
     let counts = store
         .read(|conn| {
             [
@@ -149,6 +153,39 @@ async fn render_reports(out: &mut String, store: &Store) {
             );
         }
     }
+}
+
+/// A replica's copy: loaded or not, its age by the hub's heartbeat, loads and failures.
+fn render_replica(out: &mut String, status: &crate::store::replica::CopyStatus) {
+    let now = super::observe::unix_now() as i64;
+    gauge(
+        out,
+        "flux_inputs_replica_copy_loaded",
+        "1 while a consistent copy of the inventory is served.",
+        u8::from(status.loaded_at.is_some()),
+    );
+    if let Some(at) = status.heartbeat_at {
+        gauge(
+            out,
+            "flux_inputs_replica_heartbeat_age_seconds",
+            "Seconds since the hub wrote the heartbeat found in the copy served.",
+            (now - at).max(0),
+        );
+    }
+    if let Some(revision) = status.revision {
+        gauge(
+            out,
+            "flux_inputs_replica_copy_revision",
+            "The inventory revision of the copy served.",
+            revision,
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP flux_inputs_replica_loads_total Loads of the copy, by outcome.\n# TYPE flux_inputs_replica_loads_total counter\n\
+         flux_inputs_replica_loads_total{{outcome=\"ok\"}} {}\nflux_inputs_replica_loads_total{{outcome=\"failed\"}} {}",
+        status.loads, status.failures
+    );
 }
 
 /// Rollouts per state, and per active rollout its current step and clusters per state.

@@ -167,6 +167,7 @@ pub fn build_app_with_metrics(
     routes
         .around(limit_write_bodies)
         .around(auth::certificate_identity)
+        .around(refuse_writes_on_a_replica)
         // Boxed: the middleware types nest past the compiler's recursion limit otherwise.
         .boxed()
         .around(error::add_allow_header)
@@ -181,6 +182,36 @@ pub fn build_app_with_metrics(
         .into_endpoint()
         .map_to_response()
         .around(protective_headers)
+}
+
+/// A replica answers every write with 405 naming its hub (contract §12), before any token
+/// or body is looked at.
+async fn refuse_writes_on_a_replica<E: Endpoint>(
+    ep: Arc<E>,
+    req: Request,
+) -> poem::Result<Response> {
+    use poem::IntoResponse;
+    use poem::http::{StatusCode, header};
+    let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let refusal = req
+        .data::<Store>()
+        .and_then(|store| store.replica())
+        .map(|copy| copy.refusal());
+    match refusal {
+        Some(message) if writes => {
+            let mut response = poem_openapi::payload::Json(error::ErrorBody {
+                error: "method_not_allowed".into(),
+                message,
+            })
+            .with_status(StatusCode::METHOD_NOT_ALLOWED)
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+            Ok(response)
+        }
+        _ => ep.call(req).await.map(IntoResponse::into_response),
+    }
 }
 
 /// On every answer, errors included: nothing here may be cached by a proxy or a browser (a

@@ -76,6 +76,18 @@ impl ServiceApi {
     /// Readiness probe: the database answers a query and its schema is current
     #[oai(path = "/ready", method = "get")]
     async fn ready(&self, store: Data<&Store>) -> ReadyResponse {
+        // A replica is ready while it serves a consistent copy, however old (a stale feed is
+        // better for Flux than none); `/status/replica` says how old.
+        if let Some(copy) = store.replica() {
+            let status = copy.status();
+            return match (status.loaded_at, status.last_error) {
+                (Some(_), _) => ReadyResponse::Ok(ok()),
+                (None, error) => unavailable(format!(
+                    "no consistent copy of the inventory loaded yet{}",
+                    error.map(|e| format!(": {e}")).unwrap_or_default()
+                )),
+            };
+        }
         if let Err(err) = store.ensure_file() {
             return unavailable(err.to_string());
         }

@@ -15,6 +15,7 @@ use super::auth::{ReadAccess, StatusAccess};
 use super::error::{ErrorBody, ReadError};
 use super::observe::unix_now;
 use crate::domain::model::Environment;
+use crate::domain::report::format_timestamp;
 use crate::domain::report::{self, State};
 use crate::error::AppError;
 use crate::store::Store;
@@ -604,4 +605,99 @@ impl StatusApi {
             .await?;
         Ok(FleetStatusResponse::Ok(Json(summary)))
     }
+
+    /// Where this server stands in an edge topology
+    ///
+    /// `role`: `standalone`, `hub` (replicated by Litestream; writes a heartbeat every 30 s)
+    /// or `replica` (serves a read-only copy). A replica says which copy it serves and how
+    /// old the hub's heartbeat in it is; a hub, when it last wrote one.
+    #[oai(path = "/status/replica", method = "get")]
+    async fn replica(
+        &self,
+        _auth: ReadAccess,
+        store: Data<&Store>,
+    ) -> Result<ReplicaStatusResponse, ReadError> {
+        let now = unix_now() as i64;
+        let time = |at: Option<i64>| at.map(format_timestamp);
+        let status = match store.replica() {
+            Some(copy) => {
+                let copy_status = copy.status();
+                ReplicaStatus {
+                    role: store.role().as_str().to_owned(),
+                    hub_url: copy.hub_url.clone(),
+                    loaded: copy_status.loaded_at.is_some(),
+                    loaded_at: time(copy_status.loaded_at),
+                    revision: copy_status.revision,
+                    txid: copy_status.txid,
+                    clusters: Some(copy_status.clusters as u64),
+                    heartbeat_at: time(copy_status.heartbeat_at),
+                    heartbeat_age_seconds: copy_status.heartbeat_at.map(|at| (now - at).max(0)),
+                    last_error: copy_status.last_error,
+                }
+            }
+            None => {
+                let (revision, heartbeat_at) = store
+                    .read(|conn| {
+                        Ok((
+                            crate::store::write::revision(conn)?,
+                            crate::store::replica::heartbeat(conn)?,
+                        ))
+                    })
+                    .await?;
+                ReplicaStatus {
+                    role: store.role().as_str().to_owned(),
+                    hub_url: None,
+                    loaded: true,
+                    loaded_at: None,
+                    revision: Some(revision),
+                    txid: None,
+                    clusters: None,
+                    heartbeat_at: time(heartbeat_at),
+                    heartbeat_age_seconds: heartbeat_at.map(|at| (now - at).max(0)),
+                    last_error: None,
+                }
+            }
+        };
+        Ok(ReplicaStatusResponse::Ok(Json(status)))
+    }
+}
+
+/// `GET /status/replica`.
+#[derive(Object, Clone, Debug)]
+pub struct ReplicaStatus {
+    /// `standalone`, `hub` or `replica`.
+    pub role: String,
+    /// A replica: where writes go.
+    #[oai(skip_serializing_if_is_none)]
+    pub hub_url: Option<String>,
+    /// A replica: a consistent copy is loaded and served (`/ready` is 200).
+    pub loaded: bool,
+    /// A replica: when the copy served was loaded.
+    #[oai(skip_serializing_if_is_none)]
+    pub loaded_at: Option<String>,
+    /// The inventory revision served.
+    #[oai(skip_serializing_if_is_none)]
+    pub revision: Option<i64>,
+    /// A replica: Litestream's position (`<db>-txid`) when the copy was loaded.
+    #[oai(skip_serializing_if_is_none)]
+    pub txid: Option<String>,
+    /// A replica: clusters in the copy.
+    #[oai(skip_serializing_if_is_none)]
+    pub clusters: Option<u64>,
+    /// When the hub last wrote its heartbeat (on a replica: the one in its copy).
+    #[oai(skip_serializing_if_is_none)]
+    pub heartbeat_at: Option<String>,
+    /// Seconds since then: how far behind the hub a replica's copy may be.
+    #[oai(skip_serializing_if_is_none)]
+    pub heartbeat_age_seconds: Option<i64>,
+    /// A replica: why the last load failed (the last good copy is still served).
+    #[oai(skip_serializing_if_is_none)]
+    pub last_error: Option<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum ReplicaStatusResponse {
+    /// This server's role and, for a replica, its copy.
+    #[oai(status = 200)]
+    Ok(Json<ReplicaStatus>),
 }

@@ -33,6 +33,20 @@ struct Entries {
 /// The fleet list, pre-encoded entry by entry, ordered by id.
 struct FleetList(Vec<(Environment, Box<[u8]>)>);
 
+/// Every cluster's fleet-list entry, pre-encoded, in id order.
+fn fleet_list(conn: &rusqlite::Connection) -> Result<FleetList> {
+    let entries = clusters::list_headers(conn, &Default::default())?
+        .iter()
+        .map(|c| {
+            (
+                c.environment,
+                json_text(&merge::cluster_list_entry(c).to_json().unwrap_or_default()),
+            )
+        })
+        .collect();
+    Ok(FleetList(entries))
+}
+
 /// Clusters of a snapshot, spread over shards by DNS name: concurrent polls of different
 /// clusters take different locks.
 const SHARDS: usize = 16;
@@ -40,6 +54,8 @@ const SHARDS: usize = 16;
 /// Everything cached for one inventory revision.
 struct Snapshot {
     revision: i64,
+    /// Every cluster is in it (a replica's copy): a miss is a 404, never a database read.
+    complete: bool,
     catalog: Catalog,
     shards: [RwLock<Entries>; SHARDS],
     fleet: RwLock<Option<Arc<FleetList>>>,
@@ -49,6 +65,7 @@ impl Snapshot {
     fn new(revision: i64, catalog: Catalog) -> Self {
         Snapshot {
             revision,
+            complete: false,
             catalog,
             shards: std::array::from_fn(|_| RwLock::default()),
             fleet: RwLock::default(),
@@ -211,6 +228,11 @@ impl FeedCache {
         if let Some(snapshot) = self.snapshot() {
             return Ok(snapshot);
         }
+        if store.is_replica() {
+            return Err(AppError::Unavailable(
+                "this replica has not loaded a consistent copy of the inventory yet".into(),
+            ));
+        }
         // One loader at a time; the others wait and reuse its result.
         let _guard = self.loading.lock().await;
         if let Some(snapshot) = self.snapshot() {
@@ -243,6 +265,11 @@ impl FeedCache {
                 self.stats.hit(shard_of(cluster_dns));
                 return Ok(entry.encode(&snapshot.catalog, &entries.fragments, feed));
             }
+        }
+        if snapshot.complete {
+            return Err(AppError::NotFound(format!(
+                "no cluster with cluster_dns '{cluster_dns}'"
+            )));
         }
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
         let dns = cluster_dns.to_owned();
@@ -293,18 +320,7 @@ impl FeedCache {
 
     async fn load_fleet(&self, store: &Store, snapshot: &Arc<Snapshot>) -> Result<Arc<FleetList>> {
         let (revision_read, list) = store
-            .read(|conn| {
-                let entries = clusters::list_headers(conn, &Default::default())?
-                    .iter()
-                    .map(|c| {
-                        (
-                            c.environment,
-                            json_text(&merge::cluster_list_entry(c).to_json().unwrap_or_default()),
-                        )
-                    })
-                    .collect();
-                Ok((revision(conn)?, Arc::new(FleetList(entries))))
-            })
+            .read(|conn| Ok((revision(conn)?, Arc::new(fleet_list(conn)?))))
             .await?;
         if revision_read == snapshot.revision {
             *snapshot.fleet.write().unwrap_or_else(|e| e.into_inner()) = Some(list.clone());
@@ -312,6 +328,28 @@ impl FeedCache {
             self.retire(snapshot);
         }
         Ok(list)
+    }
+
+    /// Replaces the cache with every cluster of the inventory `conn` reads (a replica's copy,
+    /// loaded in one read transaction); returns the number of clusters.
+    pub fn load_complete(&self, conn: &rusqlite::Connection) -> Result<usize> {
+        let mut snapshot = Snapshot::new(revision(conn)?, feeds::load_catalog(conn)?);
+        snapshot.complete = true;
+        let all = clusters::ids_and_dns(conn, None)?;
+        for (_, dns) in &all {
+            if let Some(cluster) = clusters::load_encodable(conn, &snapshot.catalog, dns)? {
+                let mut entries = snapshot
+                    .shard(dns)
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner());
+                let entry = cluster.intern(&mut entries.fragments);
+                entries.clusters.insert(dns.as_str().into(), entry);
+            }
+        }
+        *snapshot.fleet.write().unwrap_or_else(|e| e.into_inner()) =
+            Some(Arc::new(fleet_list(conn)?));
+        self.set(Some(Arc::new(snapshot)));
+        Ok(all.len())
     }
 
     /// The fleet list (optionally one environment), paged, encoded as `{"inputs": [...]}`.

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     REPORTS,
     CLUSTER_LABELS,
     ROLLOUTS,
+    HUB_HEARTBEAT,
 ];
 
 /// Version 2: token creation and revocation are audited (kind `tokens`). SQLite cannot alter
@@ -168,6 +169,16 @@ CREATE TABLE rollout_transitions (
     reason     TEXT NOT NULL,
     PRIMARY KEY (rollout_id, seq)
 ) STRICT, WITHOUT ROWID;
+";
+
+/// Version 6: the hub's heartbeat (contract §12), rewritten every 30 s by a hub so that an
+/// edge replica can tell how old its copy is. Not inventory: no revision, no audit.
+const HUB_HEARTBEAT: &str = "
+CREATE TABLE hub_heartbeat (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    at INTEGER NOT NULL
+) STRICT;
+INSERT INTO hub_heartbeat (id, at) VALUES (1, 0);
 ";
 
 /// `PRAGMA application_id` of a flux-inputs database: "FLXI".

@@ -11,6 +11,7 @@ pub mod migrate;
 pub mod namespaces;
 pub mod polls;
 pub mod pool;
+pub mod replica;
 pub mod reports;
 pub mod resource;
 pub mod rolebindings;

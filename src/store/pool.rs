@@ -15,7 +15,10 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 use tokio::sync::Semaphore;
 
-use super::{Resource, audit, feed_cache, polls, reports, storage_error, stored, tokens, watch};
+use super::{
+    Resource, audit, feed_cache, polls, replica, reports, storage_error, stored, tokens, watch,
+};
+use crate::config::Role;
 use crate::error::{AppError, Result};
 
 /// How long a connection waits for another writer before the request fails with 503.
@@ -32,9 +35,13 @@ pub const PAGE_CACHE_KIB: i64 = 1024;
 const WRITER_CACHE_KIB: i64 = 8 * 1024;
 
 /// Applied to every pooled connection: these settings are per connection in SQLite.
-fn init_connection(conn: &mut Connection) -> rusqlite::Result<()> {
+/// On a hub, Litestream does the checkpointing (contract §12): SQLite's automatic one is off.
+fn init_connection(conn: &mut Connection, role: Role) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")?;
+    if role == Role::Hub {
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    }
     conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)
 }
 
@@ -42,8 +49,13 @@ fn init_connection(conn: &mut Connection) -> rusqlite::Result<()> {
 pub struct Store {
     pool: Pool<SqliteConnectionManager>,
     permits: Arc<Semaphore>,
-    /// The one connection every write of this process uses, in arrival order.
-    pub(super) writer: Arc<tokio::sync::Mutex<Connection>>,
+    /// The one connection every write of this process uses, in arrival order (none on a
+    /// replica, which never writes).
+    pub(super) writer: Arc<tokio::sync::Mutex<Option<Connection>>>,
+    /// Standalone, hub or replica.
+    role: Role,
+    /// A replica's copy: everything it serves comes from what it last loaded.
+    pub(super) replica: Option<Arc<replica::Copy>>,
     path: PathBuf,
     /// Refuse (rather than warn about) writes that leave a dependency unassigned.
     pub(super) strict_dependencies: bool,
@@ -100,10 +112,16 @@ impl Store {
     /// Opens (creating if needed) the database file and switches it to WAL.
     /// Does not migrate: see [`migrate::migrate`].
     pub fn open(path: &Path) -> Result<Store> {
+        Store::open_as(path, Role::Standalone)
+    }
+
+    /// `open`, for a standalone server or a hub.
+    pub fn open_as(path: &Path, role: Role) -> Result<Store> {
         create_private_file(path).map_err(|err| {
             AppError::Internal(format!("cannot create database {}: {err}", path.display()))
         })?;
-        let manager = SqliteConnectionManager::file(path).with_init(init_connection);
+        let manager =
+            SqliteConnectionManager::file(path).with_init(move |conn| init_connection(conn, role));
         let pool = Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
@@ -115,14 +133,52 @@ impl Store {
         let mut writer = Connection::open(path).map_err(|err| {
             AppError::Internal(format!("cannot open database {}: {err}", path.display()))
         })?;
-        init_connection(&mut writer).map_err(storage_error)?;
+        init_connection(&mut writer, role).map_err(storage_error)?;
         writer
             .pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
             .map_err(storage_error)?;
-        let store = Store {
+        let store = Store::assemble(pool, Some(writer), path, role, None);
+        let conn = store.connection()?;
+        // WAL persists in the file; readers never block the writer and vice versa.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(storage_error)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(AppError::Internal(format!(
+                "database {} cannot use WAL (journal_mode is {mode}); is it on a network filesystem?",
+                path.display()
+            )));
+        }
+        Ok(store)
+    }
+
+    /// A replica (contract §12): the file Litestream follows is opened only by
+    /// `load_copy`, read-only and for the length of one load; nothing here holds it.
+    pub fn open_replica(path: &Path, hub_url: Option<String>) -> Store {
+        let manager = SqliteConnectionManager::file(path)
+            .with_flags(rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY);
+        // Never connected: `connection` refuses on a replica.
+        let pool = Pool::builder()
+            .max_size(1)
+            .min_idle(Some(0))
+            .build_unchecked(manager);
+        let copy = replica::Copy::new(path, hub_url);
+        Store::assemble(pool, None, path, Role::Replica, Some(copy))
+    }
+
+    fn assemble(
+        pool: Pool<SqliteConnectionManager>,
+        writer: Option<Connection>,
+        path: &Path,
+        role: Role,
+        replica: Option<Arc<replica::Copy>>,
+    ) -> Store {
+        Store {
             pool,
             permits: Arc::new(Semaphore::new(POOL_SIZE as usize)),
             writer: Arc::new(tokio::sync::Mutex::new(writer)),
+            role,
+            replica,
             path: path.to_owned(),
             strict_dependencies: false,
             max_clusters_shrunk: crate::domain::blast::DEFAULT_MAX_CLUSTERS_SHRUNK,
@@ -137,19 +193,20 @@ impl Store {
             identity: file_identity(path),
             file_gone: Arc::default(),
             damaged: Arc::default(),
-        };
-        let conn = store.connection()?;
-        // WAL persists in the file; readers never block the writer and vice versa.
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-            .map_err(storage_error)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(AppError::Internal(format!(
-                "database {} cannot use WAL (journal_mode is {mode}); is it on a network filesystem?",
-                path.display()
-            )));
         }
-        Ok(store)
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn is_replica(&self) -> bool {
+        self.replica.is_some()
+    }
+
+    /// A replica's copy and how it stands.
+    pub fn replica(&self) -> Option<&replica::Copy> {
+        self.replica.as_deref()
     }
 
     pub fn with_max_clusters_shrunk(mut self, max: u64) -> Self {
@@ -293,6 +350,12 @@ impl Store {
 
     /// A pooled connection for blocking code (start-up, CLI). Async code uses `read`/`write`.
     pub fn connection(&self) -> Result<PooledConnection<SqliteConnectionManager>> {
+        if let Some(copy) = &self.replica {
+            return Err(AppError::Unavailable(format!(
+                "not served by a replica, which answers from its loaded copy only: {}",
+                copy.refusal().replace("send writes to", "ask")
+            )));
+        }
         self.pool.get().map_err(|err| {
             AppError::Unavailable(format!("no database connection available: {err}"))
         })

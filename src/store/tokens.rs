@@ -316,6 +316,15 @@ impl TokenRegistry {
         Ok(loaded)
     }
 
+    /// Replaces the map with the tokens `conn` reads (a replica's copy).
+    pub fn load_from(&self, conn: &Connection) -> Result<()> {
+        let loaded = Arc::new(load(conn)?);
+        *self.grants.write().unwrap_or_else(|e| e.into_inner()) = Some(loaded);
+        self.stale.store(false, Ordering::Relaxed);
+        self.generation.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
     /// Writes last-used times noted since the last flush, inside the caller's transaction
     /// (the poll times' flush): one commit for all of them.
     pub fn flush_last_used(&self, conn: &Connection) -> Result<()> {

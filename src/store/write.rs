@@ -578,8 +578,14 @@ impl Store {
         let mut writer = self.writer.clone().lock_owned().await;
         let store = self.clone();
         self.blocking(move || {
+            let Some(conn) = writer.as_mut() else {
+                let refusal = store.replica().map(|copy| copy.refusal());
+                return Err(AppError::Unavailable(
+                    refusal.unwrap_or_else(|| "this server does not write".into()),
+                ));
+            };
             store.ensure_file()?;
-            f(&store, &mut writer)
+            f(&store, conn)
         })
         .await
     }

@@ -71,6 +71,8 @@ pub fn test_config(dir: &TempDir, mode: ApiMode, seed: SeedSource) -> Config {
         audit_keep_days: None,
         limits: Default::default(),
         access_log: Default::default(),
+        role: Default::default(),
+        hub_url: None,
         read_token: Secret::new(READ),
         write_token: Secret::new(WRITE),
     }
