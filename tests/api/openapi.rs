@@ -68,6 +68,7 @@ fn spec_is_openapi_3_0_with_every_contract_path_and_the_bearer_scheme() {
         ("/status/clusters/{id}", vec!["get"]),
         ("/status/components/{id}", vec!["get"]),
         ("/status/fleet", vec!["get"]),
+        ("/status/replica", vec!["get"]),
         ("/audit", vec!["get"]),
         ("/audit/{revision}/revert", vec!["post"]),
         ("/tokens", vec!["get", "post"]),
