@@ -550,6 +550,27 @@ mod tests {
     }
 
     #[test]
+    fn a_replica_is_read_only_and_should_name_its_hub() {
+        Jail::expect_with(|jail| {
+            jail.set_env("AUTH_TOKEN", "t");
+            jail.set_env("ROLE", "replica");
+            let config = load(None).unwrap();
+            assert_eq!(config.role, Role::Replica);
+            assert!(config.warnings()[0].contains("without hub_url"));
+            jail.set_env("HUB_URL", "https://hub.example.com");
+            let config = load(None).unwrap();
+            assert_eq!(config.hub_url.as_deref(), Some("https://hub.example.com"));
+            assert!(config.warnings().is_empty());
+            jail.set_env("API_MODE", "crud");
+            let err = load(None).unwrap_err().to_string();
+            assert!(err.contains("api_mode must be read-only"), "{err}");
+            jail.set_env("ROLE", "leader");
+            assert!(load(None).unwrap_err().to_string().contains("leader"));
+            Ok(())
+        });
+    }
+
+    #[test]
     fn bad_values_name_the_key_and_the_source() {
         Jail::expect_with(|jail| {
             jail.set_env("AUTH_TOKEN", "t");

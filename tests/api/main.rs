@@ -21,6 +21,7 @@ mod polls;
 mod process;
 mod properties;
 mod render;
+mod replica;
 mod reports;
 mod rollout_crash;
 mod rollout_model;
