@@ -15,6 +15,7 @@ mod hardening;
 mod helpers;
 mod history;
 mod integrity;
+mod litestream;
 mod observability;
 mod openapi;
 mod polls;

@@ -125,3 +125,74 @@ fn the_unit_file_verifies_and_is_hardened() {
         .expect("an exposure score");
     assert!(score <= 2.0, "exposure {score}");
 }
+
+/// The edge-topology units (contract §12) verify clean and are as hardened as the service;
+/// the hub and replica drop-ins verify on top of it.
+#[test]
+fn the_litestream_units_and_drop_ins_verify_and_are_hardened() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let litestream = std::path::Path::new(repo).join("target/tools/bin/litestream");
+    // verify wants every ExecStart binary to exist: point them at the real ones.
+    let localise = |text: String| {
+        text.replace("/usr/local/bin/litestream", litestream.to_str().unwrap())
+            .replace(
+                "/usr/local/lib/flux-inputs/flux-inputs-follow",
+                &format!("{repo}/systemd/flux-inputs-follow"),
+            )
+            .replace("/usr/local/bin/flux-inputs", crate::process::BINARY)
+    };
+    let analyze = |args: &[&str], unit: &std::path::Path| {
+        std::process::Command::new("systemd-analyze")
+            .args(args)
+            .arg(unit)
+            .output()
+            .expect("systemd-analyze is installed")
+    };
+    for name in [
+        "flux-inputs-litestream.service",
+        "flux-inputs-follow.service",
+    ] {
+        let unit = std::fs::read_to_string(format!("{repo}/systemd/{name}")).unwrap();
+        assert!(unit.contains("User=flux-inputs") && unit.contains("DynamicUser=yes"));
+        let path = dir.path().join(name);
+        std::fs::write(&path, localise(unit)).unwrap();
+        let verify = analyze(&["verify"], &path);
+        assert!(
+            verify.status.success() && verify.stderr.is_empty(),
+            "{name}: {}",
+            String::from_utf8_lossy(&verify.stderr)
+        );
+        let security = analyze(&["security", "--offline=true"], &path);
+        let text = String::from_utf8_lossy(&security.stdout);
+        let score: f64 = text
+            .lines()
+            .find_map(|l| {
+                l.split(&format!("Overall exposure level for {name}: "))
+                    .nth(1)
+            })
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .expect("an exposure score");
+        assert!(score <= 2.0, "{name}: exposure {score}");
+    }
+    for (drop_in, role) in [
+        ("flux-inputs-hub.conf", "ROLE=hub"),
+        ("flux-inputs-replica.conf", "ROLE=replica"),
+    ] {
+        let root = dir.path().join(drop_in.trim_end_matches(".conf"));
+        std::fs::create_dir_all(root.join("flux-inputs.service.d")).unwrap();
+        let unit = std::fs::read_to_string(format!("{repo}/systemd/flux-inputs.service")).unwrap();
+        std::fs::write(root.join("flux-inputs.service"), localise(unit)).unwrap();
+        let text = std::fs::read_to_string(format!("{repo}/systemd/{drop_in}")).unwrap();
+        assert!(text.contains(role) && text.contains("User=flux-inputs"));
+        std::fs::write(root.join("flux-inputs.service.d").join(drop_in), text).unwrap();
+        // verify reads drop-ins beside the unit, and warns about any key it does not know.
+        let verify = analyze(&["verify"], &root.join("flux-inputs.service"));
+        assert!(
+            verify.status.success() && verify.stderr.is_empty(),
+            "{drop_in}: {}",
+            String::from_utf8_lossy(&verify.stderr)
+        );
+    }
+}
