@@ -10,6 +10,9 @@
         a rollout of COMPONENT to a new oci_tag, one wave per environment, gate "polled",
         no bake; every cluster of a step polls once its step started (as Flux would); print
         "<plan ms> <GET /rollouts/{id} ms> <start to succeeded s> <final state>"
+    measure.py lag HUB_PORT REPLICA_PORT TOKEN COMPONENT CLUSTER_DNS [N]
+        N catalog edits of COMPONENT on the hub, one at a time, each followed until the
+        replica's feed of CLUSTER_DNS shows it; print "<median s> <max s>"
 """
 import hashlib
 import http.client
@@ -133,7 +136,28 @@ def rollout(port, token, component):
     print(f"{plan_ms:.0f} {get_ms:.0f} {took:.1f} {current['state']}")
 
 
+def lag(hub_port, replica_port, token, component, cluster_dns, count=20):
+    hub_port, replica_port = int(hub_port), int(replica_port)
+    path = f"/api/v2/flux/clusters/{cluster_dns}/platform-components"
+    lags = []
+    for i in range(int(count)):
+        tag = f"lag-{i}-{int(time.time())}"
+        status, _ = call(hub_port, token, "PUT", f"/platform_components/{component}", {"oci_tag": tag})
+        assert status == 200, status
+        written = time.monotonic()
+        while True:
+            status, body = call(replica_port, token, "GET", path)
+            inputs = json.loads(body)["inputs"] if status == 200 else []
+            if any(i["id"] == component and i["source"]["oci_tag"] == tag for i in inputs):
+                break
+            if time.monotonic() - written > 120:
+                raise SystemExit(f"edit {i} not on the replica after 120 s")
+            time.sleep(0.02)
+        lags.append(time.monotonic() - written)
+    print(f"{statistics.median(lags):.2f} {max(lags):.2f}")
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     {"rss": lambda: rss(args), "tokens": lambda: tokens(*args), "edits": lambda: edits(*args),
-     "rollout": lambda: rollout(*args)}[command]()
+     "rollout": lambda: rollout(*args), "lag": lambda: lag(*args)}[command]()

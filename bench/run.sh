@@ -32,9 +32,10 @@ cargo build --release --quiet
 binary="$PWD/target/release/flux-inputs"
 work="$(mktemp -d)"
 token=bench-token
-pids=()
+pids=() groups=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for group in "${groups[@]}"; do kill -s TERM -- "-$group" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$work"
 }
@@ -48,7 +49,8 @@ elapsed() { python3 -c "print(f'{$2 - $1:.2f}')"; }
 start() {
     port="$(free_port)"
     local begin; begin="$(now)"
-    AUTH_TOKEN="$token" API_MODE=crud DATABASE_PATH="$1" SEED_FILE="$2" LISTEN_ADDR="127.0.0.1:$port" \
+    AUTH_TOKEN="$token" API_MODE="${SERVER_MODE:-crud}" ROLE="${SERVER_ROLE:-standalone}" \
+        DATABASE_PATH="$1" SEED_FILE="$2" LISTEN_ADDR="127.0.0.1:$port" \
         RUST_LOG="${SERVER_LOG:-warn}" "$binary" >>"$work/server.log" 2>&1 &
     pid=$!
     pids+=("$pid")
@@ -178,6 +180,33 @@ rollout_took() { grep 'rollout moved' "$work/server.log" | grep -o "$1[^ ]* took
 rollout_step_ms="$(rollout_took StartStep | sort -g | sed -n 2p)"
 rollout_promote_ms="$(rollout_took Promote | tail -1)"
 
+echo "== $size clusters: an edge replica kept by Litestream (file store)" >&2
+litestream="$PWD/target/tools/bin/litestream"
+[ -x "$litestream" ] || tests/prerequisites.sh
+# bounded waits: N tries of 0.2 s
+await() { for _ in $(seq "$1"); do eval "$2" && return 0; sleep 0.2; done; echo "timed out: $2" >&2; exit 1; }
+SERVER_ROLE=hub start "$work/db-$size.sqlite" none
+hub_port="$port" hub_pid="$pid"
+printf 'dbs:\n  - path: %s\n    replica:\n      url: file://%s\n' "$work/db-$size.sqlite" "$work/replica-store" \
+    >"$work/litestream-hub.yml"
+setsid "$litestream" replicate -config "$work/litestream-hub.yml" >>"$work/litestream.log" 2>&1 &
+groups+=("$!")
+await 600 '[ -d "$work/replica-store/ltx" ]'
+LITESTREAM="$litestream" setsid systemd/flux-inputs-follow "$work/edge.db" "file://$work/replica-store" \
+    >>"$work/litestream.log" 2>&1 &
+groups+=("$!")
+await 600 '[ -e "$work/edge.db-txid" ]'
+SERVER_ROLE=replica SERVER_MODE=read-only start "$work/edge.db" none
+load platform-components 2 >/dev/null  # a replica holds every cluster from its load on
+replica_feeds="$(load platform-components)"
+read -r lag_median lag_max < <(python3 bench/measure.py lag "$hub_port" "$port" "$token" fleet-agent \
+    "$(head -1 "$work/dns-$size.txt")" 20)
+stop
+port="$hub_port" pid="$hub_pid"
+stop
+for group in "${groups[@]}"; do kill -s TERM -- "-$group" 2>/dev/null || true; done
+groups=()
+
 health_rps="$(echo "${main[health]}" | cut -d' ' -f1)"
 printf '\nflux-inputs %s — %s, %s cores — wrk -t1 -c%s -d%ss, RUST_LOG=warn\n\n' \
     "$("$binary" --version | cut -d' ' -f2)" "$(uname -m)" "$(nproc)" "$connections" "$duration"
@@ -231,5 +260,8 @@ printf '| %-52s | %14s |\n' \
     "  a step's write, $((clusters / 4)) clusters (2nd of 4)" "$rollout_step_ms ms" \
     "  the promotion's write, $clusters clusters" "$rollout_promote_ms ms" \
     "  start to $rollout_state, gate polled, no bake" "$rollout_s s" \
+    "replica (Litestream copy): platform-components" "$(echo "$replica_feeds" | cut -d' ' -f1) req/s" \
+    "  its p99" "$(echo "$replica_feeds" | cut -d' ' -f3) ms" \
+    "  hub write to replica feed: median / max of 20" "$lag_median / $lag_max s" \
     "one platform-components feed" "$feed_bytes bytes"
 if [ "$((wnon2xx + werrors))" -ne 0 ]; then echo "warning: $((wnon2xx + werrors)) failed writes" >&2; fi
