@@ -184,18 +184,21 @@ echo "== $size clusters: an edge replica kept by Litestream (file store)" >&2
 litestream="$PWD/target/tools/bin/litestream"
 [ -x "$litestream" ] || tests/prerequisites.sh
 # bounded waits: N tries of 0.2 s
-await() { for _ in $(seq "$1"); do eval "$2" && return 0; sleep 0.2; done; echo "timed out: $2" >&2; exit 1; }
+await() {
+    for _ in $(seq "$1"); do eval "$2" && return 0; sleep 0.2; done
+    echo "timed out: $2" >&2; tail -20 "$work/litestream.log" >&2; exit 1
+}
 SERVER_ROLE=hub start "$work/db-$size.sqlite" none
 hub_port="$port" hub_pid="$pid"
 printf 'dbs:\n  - path: %s\n    replica:\n      url: file://%s\n' "$work/db-$size.sqlite" "$work/replica-store" \
     >"$work/litestream-hub.yml"
 setsid "$litestream" replicate -config "$work/litestream-hub.yml" >>"$work/litestream.log" 2>&1 &
 groups+=("$!")
-await 600 '[ -d "$work/replica-store/ltx" ]'
-LITESTREAM="$litestream" setsid systemd/flux-inputs-follow "$work/edge.db" "file://$work/replica-store" \
-    >>"$work/litestream.log" 2>&1 &
+# The follower restarts until the hub's first snapshot is there, as systemd's Restart= does.
+LITESTREAM="$litestream" setsid bash -c 'while true; do systemd/flux-inputs-follow "$0" "$1"; sleep 1; done' \
+    "$work/edge.db" "file://$work/replica-store" >>"$work/litestream.log" 2>&1 &
 groups+=("$!")
-await 600 '[ -e "$work/edge.db-txid" ]'
+await 3000 '[ -e "$work/edge.db-txid" ]'
 SERVER_ROLE=replica SERVER_MODE=read-only start "$work/edge.db" none
 load platform-components 2 >/dev/null  # a replica holds every cluster from its load on
 replica_feeds="$(load platform-components)"
