@@ -161,7 +161,8 @@ pub fn build_app_with_metrics(
     let routes = match mode {
         ApiMode::ReadOnly => Route::new().nest("/", read_only_service()),
         ApiMode::Crud => Route::new().nest("/", crud_service()),
-    };
+    }
+    .nest("/ui", crate::console::routes());
     let allow = error::AllowedMethods::from_spec(&spec.0);
     requests.init(&allow);
     routes
@@ -177,6 +178,10 @@ pub fn build_app_with_metrics(
         .data(store)
         .data(tokens)
         .data(spec)
+        .data(crate::console::Sessions::default())
+        .data(crate::console::ConsoleSettings {
+            writable: mode == ApiMode::Crud,
+        })
         .with(CatchPanic::new())
         .catch_all_error(error::render)
         .into_endpoint()

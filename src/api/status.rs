@@ -89,6 +89,40 @@ pub async fn cluster_statuses(store: &Store) -> crate::error::Result<Vec<Cluster
         .collect())
 }
 
+/// Desired against reported per component of one cluster, its polls and its last events, in
+/// one read (also the console's cluster page).
+pub async fn cluster_convergence(
+    store: &Store,
+    cluster: crate::domain::model::Cluster,
+) -> crate::error::Result<ClusterConvergence> {
+    let scope = Scope {
+        cluster: Some(cluster.id.clone()),
+        ..Scope::default()
+    };
+    let dns = cluster.cluster_dns.clone();
+    let (components, events) = with_convergence(store, scope, move |conn, scope, polls, now| {
+        let mut components = Vec::new();
+        reports::for_each_component(conn, scope, polls, now, |row| {
+            components.push(ComponentConvergence::from(row));
+        })?;
+        let events = reports::events(conn, &dns, reports::EVENTS_PER_CLUSTER)?;
+        Ok((components, events))
+    })
+    .await?;
+    let (polls, operator_version, stale) =
+        poll_view(store, &cluster.cluster_dns, unix_now() as u64);
+    Ok(ClusterConvergence {
+        id: cluster.id,
+        cluster_dns: cluster.cluster_dns,
+        environment: cluster.environment.as_str().to_owned(),
+        stale,
+        polls,
+        operator_version,
+        components,
+        events: events.into_iter().map(ReceivedEvent::from).collect(),
+    })
+}
+
 /// A cluster's last polls, the Flux Operator version of the latest, and whether it is stale.
 fn poll_view(store: &Store, cluster_dns: &str, now: u64) -> (FeedPolls, Option<String>, bool) {
     let tracker = store.polls();
@@ -461,34 +495,9 @@ impl StatusApi {
                 "this token may see only the cluster with cluster_dns {own}"
             )));
         }
-        let scope = Scope {
-            cluster: Some(cluster.id.clone()),
-            ..Scope::default()
-        };
-        // One read: the components' convergence and the last events.
-        let dns = cluster.cluster_dns.clone();
-        let (components, events) =
-            with_convergence(&store, scope, move |conn, scope, polls, now| {
-                let mut components = Vec::new();
-                reports::for_each_component(conn, scope, polls, now, |row| {
-                    components.push(ComponentConvergence::from(row));
-                })?;
-                let events = reports::events(conn, &dns, reports::EVENTS_PER_CLUSTER)?;
-                Ok((components, events))
-            })
-            .await?;
-        let (polls, operator_version, stale) =
-            poll_view(&store, &cluster.cluster_dns, unix_now() as u64);
-        Ok(ClusterConvergenceResponse::Ok(Json(ClusterConvergence {
-            id: cluster.id,
-            cluster_dns: cluster.cluster_dns,
-            environment: cluster.environment.as_str().to_owned(),
-            stale,
-            polls,
-            operator_version,
-            components,
-            events: events.into_iter().map(ReceivedEvent::from).collect(),
-        })))
+        Ok(ClusterConvergenceResponse::Ok(Json(
+            cluster_convergence(&store, cluster).await?,
+        )))
     }
 
     /// One component across the fleet

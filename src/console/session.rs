@@ -60,6 +60,19 @@ impl Session {
 #[derive(Clone, Default)]
 pub struct Sessions(Arc<Mutex<HashMap<[u8; 32], Session>>>);
 
+/// The session id in a request's `Cookie` headers, if any.
+pub fn cookie_value(headers: &poem::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(poem::http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.trim_matches('"').to_owned())
+        .filter(|value| !value.is_empty())
+}
+
 /// 32 random bytes, hex.
 pub fn random_hex() -> String {
     let mut bytes = [0u8; 32];
@@ -114,10 +127,9 @@ impl Sessions {
 
     /// Ends every session opened with this named token.
     pub fn close_named(&self, digest: &[u8; 32]) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, s| !matches!(&s.credential, Credential::Named { digest: d, .. } if d == digest));
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).retain(
+            |_, s| !matches!(&s.credential, Credential::Named { digest: d, .. } if d == digest),
+        );
     }
 
     pub fn len(&self) -> usize {
@@ -158,6 +170,20 @@ mod tests {
         sessions.close_named(&[7; 32]);
         assert!(sessions.get(&a).is_none() && sessions.get(&b).is_none());
         assert!(sessions.get(&c).is_some());
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut headers = poem::http::HeaderMap::new();
+        headers.insert(
+            poem::http::header::COOKIE,
+            format!("theme=dark; {COOKIE}=abc123; other=1")
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(cookie_value(&headers).as_deref(), Some("abc123"));
+        headers.insert(poem::http::header::COOKIE, "theme=dark".parse().unwrap());
+        assert_eq!(cookie_value(&headers), None);
     }
 
     #[test]

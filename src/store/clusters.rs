@@ -156,6 +156,81 @@ pub fn list_headers(conn: &Connection, filter: &ClusterFilter) -> Result<Vec<Clu
     rows.collect::<rusqlite::Result<Vec<_>>>().db()
 }
 
+/// What the console's fleet page asks for.
+#[derive(Clone, Debug, Default)]
+pub struct Browse {
+    /// Part of the id, name or DNS name, or of a `key=value` label (lowercase).
+    pub search: Option<String>,
+    pub environment: Option<Environment>,
+    /// Only clusters whose latest decisive report of some HelmRelease is a failure.
+    pub failing: bool,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+/// A cluster as the fleet page lists it.
+#[derive(Clone, Debug)]
+pub struct Browsed {
+    pub id: String,
+    pub cluster_name: String,
+    pub cluster_dns: String,
+    pub environment: Environment,
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// One page of the clusters `browse` selects, in id order, and how many it selects.
+pub fn browse(conn: &Connection, browse: &Browse) -> Result<(u64, Vec<Browsed>)> {
+    const WHERE: &str = "WHERE (?1 IS NULL OR instr(c.id, ?1) > 0 OR instr(c.cluster_dns, ?1) > 0 \
+         OR instr(lower(c.cluster_name), ?1) > 0 OR EXISTS (SELECT 1 FROM cluster_labels l \
+         WHERE l.cluster_id = c.id AND instr(l.key || '=' || l.value, ?1) > 0)) \
+         AND (?2 IS NULL OR c.environment = ?2) \
+         AND (?3 = 0 OR c.cluster_dns IN (SELECT cluster_dns FROM reported_objects \
+         WHERE kind = 'HelmRelease' AND outcome = 'failure'))";
+    let filter = params![
+        browse.search,
+        browse.environment.map(Environment::as_str),
+        browse.failing
+    ];
+    let total: i64 = conn
+        .prepare_cached(&format!("SELECT count(*) FROM clusters c {WHERE}"))
+        .db()?
+        .query_row(filter, |row| row.get(0))
+        .db()?;
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT c.id, c.cluster_name, c.cluster_dns, c.environment, \
+             (SELECT json_group_object(l.key, l.value) FROM cluster_labels l WHERE l.cluster_id = c.id) \
+             FROM clusters c {WHERE} ORDER BY c.id LIMIT ?4 OFFSET ?5"
+        ))
+        .db()?;
+    let rows = stmt
+        .query_map(
+            params![
+                browse.search,
+                browse.environment.map(Environment::as_str),
+                browse.failing,
+                browse.limit,
+                browse.offset
+            ],
+            |row| {
+                let environment: String = row.get(3)?;
+                let labels: Option<String> = row.get(4)?;
+                Ok(Browsed {
+                    id: row.get(0)?,
+                    cluster_name: row.get(1)?,
+                    cluster_dns: row.get(2)?,
+                    environment: Environment::parse(&environment).unwrap_or(Environment::Dev),
+                    labels: labels
+                        .and_then(|text| serde_json::from_str(&text).ok())
+                        .unwrap_or_default(),
+                })
+            },
+        )
+        .db()?;
+    let page = rows.collect::<rusqlite::Result<Vec<_>>>().db()?;
+    Ok((total.max(0) as u64, page))
+}
+
 /// Every cluster's id and DNS name (or only the one with this DNS name), ordered by id.
 pub fn ids_and_dns(conn: &Connection, cluster_dns: Option<&str>) -> Result<Vec<(String, String)>> {
     conn.prepare_cached(

@@ -29,7 +29,7 @@ pub struct Grant {
 }
 
 /// The SHA-256 of a token: what is stored (as hex) and what a presented token is looked up by.
-fn raw_digest(token: &str) -> [u8; 32] {
+pub fn raw_digest(token: &str) -> [u8; 32] {
     let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
     let mut raw = [0u8; 32];
     raw.copy_from_slice(hash.as_ref());
@@ -279,6 +279,24 @@ impl TokenRegistry {
         }
         let grants = self.reload(store).await?;
         Ok(grant_of(&grants, token))
+    }
+
+    /// Whether a named token with this SHA-256 still exists (a console session opened with it
+    /// ends when it does not).
+    pub async fn knows(&self, store: &super::Store, digest: &[u8; 32]) -> Result<bool> {
+        let current = if self.stale.load(Ordering::Relaxed) {
+            None
+        } else {
+            self.grants
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        };
+        let grants = match current {
+            Some(grants) => grants,
+            None => self.reload(store).await?,
+        };
+        Ok(grants.contains_key(digest))
     }
 
     /// Loads the map after a change; concurrent callers wait for the one load.

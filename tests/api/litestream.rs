@@ -188,10 +188,13 @@ fn an_edge_replica_follows_the_hub_serves_through_an_outage_and_catches_up() {
     // store yet (Litestream exits "no matching backup files"), as systemd's Restart= does.
     let follow = || {
         Helper::spawn(
-            Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/flux-inputs-follow"))
-                .env("LITESTREAM", litestream())
-                .arg(path("edge.db"))
-                .arg(&url),
+            Command::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/systemd/flux-inputs-follow"
+            ))
+            .env("LITESTREAM", litestream())
+            .arg(path("edge.db"))
+            .arg(&url),
             &path("follow.log"),
         )
     };

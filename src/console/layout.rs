@@ -1,0 +1,91 @@
+//! The frame of every console page: the document head, the navigation, sign-out.
+
+use maud::{DOCTYPE, Markup, html};
+
+use super::Session;
+
+/// A section of the console, for the navigation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Fleet,
+    None,
+}
+
+/// A whole page: `title` is the document's and the page's heading.
+pub fn page(title: &str, section: Section, session: Option<&Session>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · flux-inputs" }
+                link rel="stylesheet" href="/ui/static/console.css";
+            }
+            body {
+                header {
+                    a.brand href="/ui/" { "flux-inputs" }
+                    @if let Some(session) = session {
+                        nav aria-label="Console" {
+                            a href="/ui/" aria-current=[current(section, Section::Fleet)] { "Fleet" }
+                        }
+                        span.muted {
+                            @match session.access {
+                                super::Access::Write => "signed in to write",
+                                super::Access::Read => "signed in to read",
+                            }
+                        }
+                        form method="post" action="/ui/logout" {
+                            input type="hidden" name="csrf" value=(session.csrf);
+                            button.secondary type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main {
+                    h1 { (title) }
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+fn current(section: Section, link: Section) -> Option<&'static str> {
+    (section == link).then_some("page")
+}
+
+/// A convergence state as a coloured, labelled badge.
+pub fn state(state: &str) -> Markup {
+    html! { span class=(format!("state state-{state}")) { (state) } }
+}
+
+/// `12 s ago`, `5 min ago`, `3 h ago`, `2 d ago`.
+pub fn age(seconds: u64) -> String {
+    match seconds {
+        0..60 => format!("{seconds} s ago"),
+        60..3600 => format!("{} min ago", seconds / 60),
+        3600..86400 => format!("{} h ago", seconds / 3600),
+        _ => format!("{} d ago", seconds / 86400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_naturally() {
+        assert_eq!(age(5), "5 s ago");
+        assert_eq!(age(125), "2 min ago");
+        assert_eq!(age(7200), "2 h ago");
+        assert_eq!(age(3 * 86400), "3 d ago");
+    }
+
+    #[test]
+    fn text_is_escaped() {
+        let markup = page("<script>", Section::None, None, html! { p { ("a&b") } });
+        let text = markup.into_string();
+        assert!(text.contains("&lt;script&gt;") && text.contains("a&amp;b"));
+        assert!(!text.contains("<script>"));
+    }
+}

@@ -1,0 +1,481 @@
+//! The console's pages: sign-in and sign-out, the fleet, one cluster.
+
+use maud::{Markup, html};
+use poem::http::{StatusCode, header};
+use poem::web::{Data, Path, Query, Redirect};
+use poem::{Body, IntoResponse, Request, Response, handler};
+use serde::Deserialize;
+
+use super::csrf_refusal;
+use super::layout::{self, Section, page};
+use super::session::{self, Access, Credential, Session, Sessions};
+use crate::api::auth::{self, Identity, Tokens};
+use crate::domain::model::Environment;
+use crate::domain::report::State;
+use crate::store::Store;
+use crate::store::clusters::{Browse, Browsed};
+use crate::store::feeds::Feed;
+use crate::store::reports::{self, Scope};
+
+/// Form bodies are small: a token, a CSRF field.
+const FORM_LIMIT: usize = 16 * 1024;
+/// Clusters per fleet page.
+pub const FLEET_PAGE: u32 = 50;
+
+/// A page for an error, in the console's frame.
+pub fn error_page(status: StatusCode, message: &str) -> Response {
+    let title = status.canonical_reason().unwrap_or("Error");
+    let body = html! { p.notice.error role="alert" { (message) } p { a href="/ui/" { "Back to the fleet" } } };
+    html_response(status, page(title, Section::None, None, body))
+}
+
+fn html_response(status: StatusCode, markup: Markup) -> Response {
+    markup
+        .into_string()
+        .with_content_type("text/html; charset=utf-8")
+        .with_status(status)
+        .into_response()
+}
+
+async fn form<T: for<'de> Deserialize<'de>>(body: Body) -> Result<T, Response> {
+    let bytes = body.into_bytes_limit(FORM_LIMIT).await.map_err(|_| {
+        error_page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the form is larger than 16 KiB",
+        )
+    })?;
+    serde_urlencoded::from_bytes(&bytes)
+        .map_err(|err| error_page(StatusCode::BAD_REQUEST, &format!("unreadable form: {err}")))
+}
+
+fn session_of(req: &Request) -> Option<&Session> {
+    req.extensions().get::<Session>()
+}
+
+// ---------------------------------------------------------------------------------------
+// Sign-in and sign-out
+
+fn login_page(status: StatusCode, problem: Option<&str>) -> Response {
+    let body = html! {
+        div.login {
+            @if let Some(problem) = problem { p.notice.error role="alert" { (problem) } }
+            form method="post" action="/ui/login" {
+                label {
+                    "Token"
+                    input type="password" name="token" autocomplete="current-password" required autofocus;
+                }
+                button type="submit" { "Sign in" }
+            }
+            p.muted {
+                "The read token shows the fleet; the write token also edits it. A cluster's own \
+                 token cannot sign in. The token is checked once and never kept: the session \
+                 lives on the server, its cookie holds a random id."
+            }
+        }
+    };
+    html_response(status, page("Sign in", Section::None, None, body))
+}
+
+#[handler]
+pub fn login_form() -> Response {
+    login_page(StatusCode::OK, None)
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+#[handler]
+pub async fn login(req: &Request, body: Body) -> Response {
+    let form: LoginForm = match form(body).await {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
+    let token = form.token.trim();
+    let identity = match auth::identify(req, token).await {
+        Ok(identity) => identity,
+        Err(err) => return error_page(err.status(), "tokens cannot be checked right now; retry"),
+    };
+    let configured = req.data::<Tokens>().is_some_and(|t| t.allows_read(token));
+    let (access, credential) = match identity {
+        Some(Identity::Write) => (Access::Write, Credential::Configured),
+        Some(Identity::Fleet) if configured => (Access::Read, Credential::Configured),
+        Some(Identity::Fleet) => {
+            let name = match req.data::<Store>() {
+                Some(store) => store.tokens().check(store, token).await.ok().flatten(),
+                None => None,
+            };
+            let Some(grant) = name else {
+                return login_page(StatusCode::UNAUTHORIZED, Some("That token is not valid."));
+            };
+            (
+                Access::Read,
+                Credential::Named {
+                    name: grant.name,
+                    digest: crate::store::tokens::raw_digest(token),
+                },
+            )
+        }
+        Some(Identity::Cluster { .. }) => {
+            return login_page(
+                StatusCode::FORBIDDEN,
+                Some("A cluster's own token reads that cluster's feeds only; it cannot sign in."),
+            );
+        }
+        None => return login_page(StatusCode::UNAUTHORIZED, Some("That token is not valid.")),
+    };
+    let Some(sessions) = req.data::<Sessions>() else {
+        return error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the console has no session store",
+        );
+    };
+    let (id, _) = sessions.open(access, credential);
+    // Under TLS the cookie never travels in clear.
+    let secure = *req.scheme() == poem::http::uri::Scheme::HTTPS;
+    let cookie = format!(
+        "{}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        session::COOKIE,
+        session::IDLE.as_secs(),
+        if secure { "; Secure" } else { "" }
+    );
+    Redirect::see_other("/ui/")
+        .with_header(header::SET_COOKIE, cookie)
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+#[handler]
+pub async fn logout(req: &Request, body: Body) -> Response {
+    let Some(session) = session_of(req) else {
+        return Redirect::see_other("/ui/login").into_response();
+    };
+    let form: CsrfForm = match form(body).await {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
+    if let Some(refused) = csrf_refusal(session, &form.csrf) {
+        return refused;
+    }
+    if let (Some(sessions), Some(id)) =
+        (req.data::<Sessions>(), session::cookie_value(req.headers()))
+    {
+        sessions.close(&id);
+    }
+    let clear = format!(
+        "{}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0",
+        session::COOKIE
+    );
+    Redirect::see_other("/ui/login")
+        .with_header(header::SET_COOKIE, clear)
+        .into_response()
+}
+
+// ---------------------------------------------------------------------------------------
+// The fleet
+
+#[derive(Deserialize, Default)]
+pub struct FleetQuery {
+    /// Part of an id, name, DNS name or `key=value` label.
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    environment: String,
+    /// `failing`: clusters with a reported failure.
+    #[serde(default)]
+    show: String,
+    #[serde(default)]
+    offset: u32,
+}
+
+/// One row of the fleet page: the cluster and its components per state.
+struct FleetRow {
+    cluster: Browsed,
+    counts: Vec<(State, u64)>,
+    worst: Option<State>,
+    last_poll: Option<u64>,
+}
+
+/// Most urgent first: what a person should look at.
+fn urgency(state: State) -> u8 {
+    match state {
+        State::Failed => 0,
+        State::Stale => 1,
+        State::Progressing => 2,
+        State::Unknown => 3,
+        State::Converged => 4,
+        State::Disabled => 5,
+    }
+}
+
+#[handler]
+pub async fn fleet_page(
+    req: &Request,
+    Data(store): Data<&Store>,
+    Query(query): Query<FleetQuery>,
+) -> Response {
+    let Some(session) = session_of(req) else {
+        return Redirect::see_other("/ui/login").into_response();
+    };
+    let browse = Browse {
+        search: Some(query.q.trim().to_ascii_lowercase()).filter(|q| !q.is_empty()),
+        environment: Environment::parse(&query.environment),
+        failing: query.show == "failing",
+        limit: FLEET_PAGE,
+        offset: query.offset,
+    };
+    let polls = store.polls().clone();
+    let now = crate::api::observe::unix_now() as u64;
+    let found = store
+        .read(move |conn| {
+            let (total, clusters) = crate::store::clusters::browse(conn, &browse)?;
+            let mut rows = Vec::with_capacity(clusters.len());
+            for cluster in clusters {
+                let scope = Scope {
+                    cluster: Some(cluster.id.clone()),
+                    ..Scope::default()
+                };
+                let mut counts = std::collections::BTreeMap::new();
+                reports::for_each_component(conn, &scope, &polls, now, |row| {
+                    *counts.entry(row.state).or_insert(0u64) += 1;
+                })?;
+                let worst = counts.keys().copied().min_by_key(|s| urgency(*s));
+                let last_poll = polls
+                    .get(&cluster.cluster_dns)
+                    .iter()
+                    .flatten()
+                    .map(|p| p.at)
+                    .max();
+                let mut counts: Vec<(State, u64)> = counts.into_iter().collect();
+                counts.sort_by_key(|(state, _)| urgency(*state));
+                rows.push(FleetRow {
+                    cluster,
+                    counts,
+                    worst,
+                    last_poll,
+                });
+            }
+            Ok((total, rows))
+        })
+        .await;
+    let (total, rows) = match found {
+        Ok(found) => found,
+        Err(err) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &err.to_string()),
+    };
+    let link = |offset: u32| {
+        let mut params = vec![("offset", offset.to_string())];
+        for (key, value) in [
+            ("q", &query.q),
+            ("environment", &query.environment),
+            ("show", &query.show),
+        ] {
+            if !value.is_empty() {
+                params.push((key, value.clone()));
+            }
+        }
+        format!(
+            "/ui/?{}",
+            serde_urlencoded::to_string(&params).unwrap_or_default()
+        )
+    };
+    let first = u64::from(query.offset) + 1;
+    let last = u64::from(query.offset) + rows.len() as u64;
+    let body = html! {
+        form.filters method="get" action="/ui/" role="search" {
+            label { "Search" input type="search" name="q" value=(query.q) placeholder="id, name, DNS or key=value"; }
+            label {
+                "Environment"
+                select name="environment" {
+                    option value="" { "all" }
+                    @for env in ["dev", "qa", "uat", "prod"] {
+                        option value=(env) selected[query.environment == env] { (env) }
+                    }
+                }
+            }
+            label {
+                "Show"
+                select name="show" {
+                    option value="" { "every cluster" }
+                    option value="failing" selected[query.show == "failing"] { "clusters with a reported failure" }
+                }
+            }
+            button type="submit" { "Filter" }
+        }
+        @if rows.is_empty() {
+            p.notice { "No cluster matches." }
+        } @else {
+            p.muted { "Clusters " (first) "–" (last) " of " (total) }
+            table {
+                thead { tr { th { "Cluster" } th { "Environment" } th { "Labels" } th { "Last poll" } th { "Components" } } }
+                tbody {
+                    @for row in &rows {
+                        tr {
+                            td {
+                                a href=(format!("/ui/clusters/{}", row.cluster.id)) { (row.cluster.id) }
+                                br; span.muted { (row.cluster.cluster_dns) }
+                            }
+                            td { (row.cluster.environment.as_str()) }
+                            td { @for (key, value) in &row.cluster.labels { span.label { (key) "=" (value) } } }
+                            td {
+                                @match row.last_poll {
+                                    Some(at) => (layout::age(now.saturating_sub(at))),
+                                    None => span.muted { "never" },
+                                }
+                            }
+                            td {
+                                @if let Some(worst) = row.worst { (layout::state(worst.as_str())) " " }
+                                span.muted {
+                                    @for (i, (state, n)) in row.counts.iter().enumerate() {
+                                        @if i > 0 { " · " }
+                                        (n) " " (state.as_str())
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        nav.pager aria-label="Pages" {
+            @if query.offset > 0 {
+                a href=(link(query.offset.saturating_sub(FLEET_PAGE))) { "← Previous" }
+            }
+            @if last < total {
+                a href=(link(query.offset + FLEET_PAGE)) { "Next →" }
+            }
+        }
+    };
+    html_response(
+        StatusCode::OK,
+        page("Fleet", Section::Fleet, Some(session), body),
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// One cluster
+
+#[handler]
+pub async fn cluster_page(
+    req: &Request,
+    Data(store): Data<&Store>,
+    Path(id): Path<String>,
+) -> Response {
+    let Some(session) = session_of(req) else {
+        return Redirect::see_other("/ui/login").into_response();
+    };
+    let lookup = id.clone();
+    let cluster = match store
+        .read(move |conn| crate::store::clusters::get(conn, &lookup))
+        .await
+    {
+        Ok(Some(cluster)) => cluster,
+        Ok(None) => {
+            return error_page(StatusCode::NOT_FOUND, &format!("no cluster with id '{id}'"));
+        }
+        Err(err) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &err.to_string()),
+    };
+    let convergence = match crate::api::status::cluster_convergence(store, cluster.clone()).await {
+        Ok(view) => view,
+        Err(err) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &err.to_string()),
+    };
+    let mut feeds = Vec::new();
+    for feed in Feed::ALL {
+        let text = match store.feed(&cluster.cluster_dns, feed).await {
+            Ok(bytes) => pretty(&bytes),
+            Err(err) => format!("({err})"),
+        };
+        feeds.push((feed.segment(), text));
+    }
+    let now = crate::api::observe::unix_now() as u64;
+    let body = html! {
+        dl.facts {
+            dt { "DNS name" } dd { code { (cluster.cluster_dns) } }
+            dt { "Name" } dd { (cluster.cluster_name) }
+            dt { "Environment" } dd { (cluster.environment.as_str()) }
+            dt { "Labels" } dd { @for (key, value) in &cluster.labels { span.label { (key) "=" (value) } } }
+            dt { "Polls" } dd {
+                @if convergence.stale { (layout::state("stale")) " " }
+                @for (feed, poll) in [("platform-components", &convergence.polls.platform_components), ("namespaces", &convergence.polls.namespaces), ("rolebindings", &convergence.polls.rolebindings)] {
+                    span.label { (feed) ": " @match poll { Some(p) => (layout::age(now.saturating_sub(p.at))), None => "never" } }
+                }
+            }
+            @if let Some(version) = &convergence.operator_version { dt { "Flux Operator" } dd { (version) } }
+        }
+        h2 { "Components: desired and reported" }
+        table {
+            thead { tr { th { "Component" } th { "Desired" } th { "Reported" } th { "State" } th { "Reason" } th { "Event" } } }
+            tbody {
+                @for c in &convergence.components {
+                    tr {
+                        td { (c.component) @if !c.enabled { " " span.muted { "(disabled)" } } }
+                        td { code { (c.desired_version) } }
+                        td { @if let Some(r) = &c.reported_revision { code { (r) } } }
+                        td { (layout::state(c.state.as_str())) }
+                        td {
+                            @if let Some(reason) = &c.reason { (reason) }
+                            @if let Some(message) = &c.message { br; span.muted { (message) } }
+                        }
+                        td { @if let Some(at) = &c.event_time { (at) } }
+                    }
+                }
+            }
+        }
+        @if !cluster.patches.is_empty() {
+            h2 { "Helm value patches" }
+            table {
+                thead { tr { th { "Component" } th { "Key" } th { "Value" } } }
+                tbody {
+                    @for (component, patch) in &cluster.patches {
+                        @for (key, value) in patch {
+                            tr { td { (component) } td { code { (key) } } td { code { (value.to_string()) } } }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Feeds, as Flux receives them" }
+        @for (feed, text) in &feeds {
+            details {
+                summary { (feed) }
+                pre { (text) }
+            }
+        }
+        h2 { "Last events" }
+        @if convergence.events.is_empty() {
+            p.muted { "No event received from this cluster." }
+        } @else {
+            table {
+                thead { tr { th { "Time" } th { "Object" } th { "Reason" } th { "Message" } } }
+                tbody {
+                    @for e in convergence.events.iter().take(20) {
+                        tr {
+                            td { (e.time) }
+                            td { (e.kind) " " (e.namespace) "/" (e.name) }
+                            td { @if e.severity == "error" { strong { (e.reason) } } @else { (e.reason) } }
+                            td { (e.message) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let title = format!("Cluster {}", cluster.id);
+    html_response(
+        StatusCode::OK,
+        page(&title, Section::Fleet, Some(session), body),
+    )
+}
+
+/// A feed's bytes, indented for reading (same content and key order).
+fn pretty(bytes: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(|value| serde_json::to_string_pretty(&value).ok())
+        .unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned())
+}

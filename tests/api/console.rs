@@ -1,0 +1,291 @@
+//! The web console over HTTP (contract §11): sign-in into a server-side session, the cookie
+//! and header rules, CSRF on every form, sessions of a revoked token ending, and the fleet
+//! and cluster pages over the demo inventory.
+
+use poem::http::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{READ, TestApp, WRITE, answer};
+
+/// Signs in with `token`; returns the answer (a redirect with the cookie, or the page).
+async fn sign_in(app: &TestApp, token: &str) -> crate::helpers::Answer {
+    answer(
+        app.client
+            .post("/ui/login")
+            .content_type("application/x-www-form-urlencoded")
+            .body(format!("token={token}"))
+            .send()
+            .await
+            .0,
+    )
+    .await
+}
+
+/// The `name=value` part of the session cookie a sign-in set.
+fn cookie_of(signed_in: &crate::helpers::Answer) -> String {
+    let set = signed_in.header("Set-Cookie").expect("a session cookie");
+    set.split(';').next().unwrap().to_owned()
+}
+
+async fn page(app: &TestApp, cookie: &str, path: &str) -> crate::helpers::Answer {
+    answer(app.client.get(path).header("Cookie", cookie).send().await.0).await
+}
+
+fn text(answer: &crate::helpers::Answer) -> String {
+    String::from_utf8_lossy(&answer.bytes).into_owned()
+}
+
+/// The CSRF token in a page's forms.
+fn csrf_in(html: &str) -> String {
+    let start = html.find(r#"name="csrf" value=""#).expect("a CSRF field") + 19;
+    html[start..start + 64].to_owned()
+}
+
+#[tokio::test]
+async fn signing_in_opens_a_server_side_session_with_a_strict_cookie() {
+    let app = TestApp::new();
+    // Without a session every page leads to the sign-in page.
+    let anonymous = answer(app.client.get("/ui/").send().await.0).await;
+    assert_eq!(anonymous.status, StatusCode::SEE_OTHER);
+    assert_eq!(anonymous.header("Location"), Some("/ui/login"));
+    let form = answer(app.client.get("/ui/login").send().await.0).await;
+    assert_eq!(form.status, StatusCode::OK);
+    assert!(text(&form).contains(r#"type="password" name="token""#));
+
+    let refused = sign_in(&app, "not-a-token").await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert!(refused.header("Set-Cookie").is_none());
+
+    let signed_in = sign_in(&app, READ).await;
+    assert_eq!(
+        signed_in.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        text(&signed_in)
+    );
+    assert_eq!(signed_in.header("Location"), Some("/ui/"));
+    let set = signed_in.header("Set-Cookie").unwrap();
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/ui", "Max-Age=43200"] {
+        assert!(set.contains(flag), "{flag} in {set}");
+    }
+    assert!(
+        !set.contains("Secure"),
+        "plain HTTP here; Secure is set under TLS"
+    );
+    let cookie = cookie_of(&signed_in);
+    assert!(
+        !cookie.contains(READ),
+        "the cookie holds a random id, not the token"
+    );
+
+    let fleet = page(&app, &cookie, "/ui/").await;
+    assert_eq!(fleet.status, StatusCode::OK);
+    let html = text(&fleet);
+    assert!(
+        !html.contains(READ) && !html.contains(WRITE),
+        "no token in a page"
+    );
+    for cluster in ["lab-dev-01", "edge-qa-01", "edge-prod-01", "edge-prod-02"] {
+        assert!(
+            html.contains(&format!("/ui/clusters/{cluster}")),
+            "{cluster}"
+        );
+    }
+    assert!(html.contains("signed in to read"));
+
+    // Signing out needs the form's CSRF token, and ends the session.
+    let forged = answer(
+        app.client
+            .post("/ui/logout")
+            .header("Cookie", &cookie)
+            .content_type("application/x-www-form-urlencoded")
+            .body("csrf=0000")
+            .send()
+            .await
+            .0,
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(text(&forged).contains("CSRF"));
+    assert_eq!(
+        page(&app, &cookie, "/ui/").await.status,
+        StatusCode::OK,
+        "still signed in"
+    );
+    let out = answer(
+        app.client
+            .post("/ui/logout")
+            .header("Cookie", &cookie)
+            .content_type("application/x-www-form-urlencoded")
+            .body(format!("csrf={}", csrf_in(&html)))
+            .send()
+            .await
+            .0,
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert!(out.header("Set-Cookie").unwrap().contains("Max-Age=0"));
+    assert_eq!(
+        page(&app, &cookie, "/ui/").await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn every_page_carries_the_security_headers() {
+    let app = TestApp::new();
+    let cookie = cookie_of(&sign_in(&app, WRITE).await);
+    for path in [
+        "/ui/login",
+        "/ui/",
+        "/ui/clusters/lab-dev-01",
+        "/ui/clusters/nope",
+        "/ui/static/console.css",
+    ] {
+        let answer = page(&app, &cookie, path).await;
+        let csp = answer.header("Content-Security-Policy").unwrap_or_default();
+        assert!(
+            csp.contains("default-src 'none'")
+                && !csp.contains("unsafe-inline")
+                && csp.contains("frame-ancestors 'none'"),
+            "{path}: {csp}"
+        );
+        assert_eq!(answer.header("X-Frame-Options"), Some("DENY"), "{path}");
+        assert_eq!(
+            answer.header("Referrer-Policy"),
+            Some("no-referrer"),
+            "{path}"
+        );
+    }
+    let missing = page(&app, &cookie, "/ui/clusters/nope").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(text(&missing).contains("no cluster with id"));
+    let html = text(&page(&app, &cookie, "/ui/").await);
+    assert!(!html.contains("<script"), "no script at all");
+    assert!(html.contains("signed in to write"));
+}
+
+#[tokio::test]
+async fn a_clusters_own_token_cannot_sign_in_and_a_revoked_token_ends_its_sessions() {
+    let app = TestApp::new();
+    let scoped = app
+        .post("/tokens", &json!({"name": "lab", "cluster": "lab-dev-01"}))
+        .await;
+    assert_eq!(scoped.status, StatusCode::CREATED, "{}", scoped.json);
+    let refused = sign_in(&app, scoped.json["token"].as_str().unwrap()).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(text(&refused).contains("cannot sign in"));
+
+    let fleet_token = app.post("/tokens", &json!({"name": "ops"})).await;
+    assert_eq!(
+        fleet_token.status,
+        StatusCode::CREATED,
+        "{}",
+        fleet_token.json
+    );
+    let cookie = cookie_of(&sign_in(&app, fleet_token.json["token"].as_str().unwrap()).await);
+    assert_eq!(page(&app, &cookie, "/ui/").await.status, StatusCode::OK);
+    let revoked = app.delete("/tokens/ops").await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.json);
+    let after = page(&app, &cookie, "/ui/").await;
+    assert_eq!(
+        after.status,
+        StatusCode::SEE_OTHER,
+        "the session ended with its token"
+    );
+    assert_eq!(after.header("Location"), Some("/ui/login"));
+}
+
+#[tokio::test]
+async fn the_fleet_page_searches_filters_and_pages() {
+    let app = TestApp::new();
+    for i in 0..60 {
+        let body = json!({"id": format!("store-{i:03}"), "cluster_name": format!("Store {i}"),
+            "cluster_dns": format!("store-{i:03}.shops.example.com"), "environment": "prod",
+            "labels": {"region": if i % 2 == 0 { "eu" } else { "us" }},
+            "platform_components": [{"id": "cert-manager", "enabled": true, "oci_tag": null, "component_path": null}]});
+        assert_eq!(
+            app.post("/clusters", &body).await.status,
+            StatusCode::CREATED
+        );
+    }
+    let cookie = cookie_of(&sign_in(&app, READ).await);
+    let first = text(&page(&app, &cookie, "/ui/").await);
+    assert!(first.contains("Clusters 1–50 of 64"), "{first}");
+    assert!(first.contains("Next →"));
+    let second = text(&page(&app, &cookie, "/ui/?offset=50").await);
+    assert!(second.contains("Clusters 51–64 of 64"));
+    assert!(second.contains("← Previous") && !second.contains("Next →"));
+    let eu = text(&page(&app, &cookie, "/ui/?q=region%3Deu").await);
+    assert!(eu.contains("of 30") && eu.contains("store-000") && !eu.contains("store-001"));
+    let dev = text(&page(&app, &cookie, "/ui/?environment=dev").await);
+    assert!(dev.contains("lab-dev-01") && dev.contains("of 1"));
+    let none = text(&page(&app, &cookie, "/ui/?q=nothing-like-this").await);
+    assert!(none.contains("No cluster matches."));
+
+    // A failing cluster is one filter away, with its state on the page (it polls, so it is
+    // not stale).
+    let polled = app
+        .get("/api/v2/flux/clusters/store-007.shops.example.com/platform-components")
+        .await;
+    assert_eq!(polled.status, StatusCode::OK);
+    let event = json!({
+        "involvedObject": {"kind": "HelmRelease", "namespace": "flux-system", "name": "cert-manager"},
+        "severity": "error", "timestamp": "2026-11-27T10:00:00Z", "reason": "UpgradeFailed",
+        "message": "timed out waiting for the condition",
+        "metadata": {"component": "cert-manager", "revision": "v1.16.2"}
+    });
+    let sent = app
+        .call(
+            poem::http::Method::POST,
+            "/api/v2/flux/clusters/store-007.shops.example.com/events",
+            Some(READ),
+            Some(&event),
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::ACCEPTED);
+    app.store.flush_reports().await.unwrap();
+    let failing = text(&page(&app, &cookie, "/ui/?show=failing").await);
+    assert!(
+        failing.contains("store-007") && failing.contains("of 1"),
+        "{failing}"
+    );
+    assert!(failing.contains("state-failed"));
+    let cluster = text(&page(&app, &cookie, "/ui/clusters/store-007").await);
+    assert!(
+        cluster.contains("UpgradeFailed")
+            && cluster.contains("timed out waiting for the condition")
+    );
+    assert!(
+        cluster.contains("platform-components") && cluster.contains("&quot;oci_url&quot;")
+            || cluster.contains("\"oci_url\"")
+    );
+}
+
+#[tokio::test]
+async fn the_cluster_page_shows_its_feeds_patches_and_components() {
+    let app = TestApp::new();
+    let cookie = cookie_of(&sign_in(&app, READ).await);
+    let html = text(&page(&app, &cookie, "/ui/clusters/edge-qa-01").await);
+    assert!(html.contains("edge-qa-01.k8s.example.com"));
+    for component in [
+        "cert-manager",
+        "traefik",
+        "kube-prometheus-stack",
+        "loki",
+        "podinfo",
+    ] {
+        assert!(html.contains(component), "{component}");
+    }
+    assert!(
+        html.contains("(disabled)"),
+        "loki is disabled on edge-qa-01"
+    );
+    for feed in ["platform-components", "namespaces", "rolebindings"] {
+        assert!(
+            html.contains(&format!("<summary>{feed}</summary>")),
+            "{feed}"
+        );
+    }
+    assert!(html.contains("Helm value patches"));
+}
