@@ -8,6 +8,10 @@ use super::Session;
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Section {
     Fleet,
+    Catalog,
+    Rollouts,
+    Audit,
+    Tokens,
     None,
 }
 
@@ -28,6 +32,12 @@ pub fn page(title: &str, section: Section, session: Option<&Session>, body: Mark
                     @if let Some(session) = session {
                         nav aria-label="Console" {
                             a href="/ui/" aria-current=[current(section, Section::Fleet)] { "Fleet" }
+                            a href="/ui/catalog" aria-current=[current(section, Section::Catalog)] { "Catalog" }
+                            a href="/ui/rollouts" aria-current=[current(section, Section::Rollouts)] { "Rollouts" }
+                            a href="/ui/audit" aria-current=[current(section, Section::Audit)] { "Audit" }
+                            @if session.access == super::Access::Write {
+                                a href="/ui/tokens" aria-current=[current(section, Section::Tokens)] { "Tokens" }
+                            }
                         }
                         span.muted {
                             @match session.access {

@@ -5,9 +5,13 @@
 //! Reading order: `routes` (below), `session.rs` (sign-in, cookies, CSRF), `layout.rs` (the
 //! frame of every page), `pages.rs`.
 
+pub mod audit;
+pub mod catalog;
 pub mod layout;
 pub mod pages;
+pub mod rollouts;
 pub mod session;
+pub mod tokens;
 
 use std::sync::Arc;
 
@@ -33,6 +37,21 @@ pub fn routes() -> impl Endpoint<Output = Response> {
         .at("/login", get(pages::login_form).post(pages::login))
         .at("/logout", post(pages::logout))
         .at("/clusters/:id", get(pages::cluster_page))
+        .at("/clusters/:id/preview", post(pages::preview_edit))
+        .at("/clusters/:id/save", post(pages::save_edit))
+        .at("/catalog", get(catalog::catalog_page))
+        .at("/rollouts", get(rollouts::rollouts_page))
+        .at("/rollouts/plan", post(rollouts::plan))
+        .at("/rollouts/create", post(rollouts::create))
+        .at("/rollouts/:id", get(rollouts::rollout_page))
+        .at("/rollouts/:id/:verb", post(rollouts::act))
+        .at("/audit", get(audit::audit_page))
+        .at(
+            "/audit/:revision/revert",
+            get(audit::revert_form).post(audit::revert),
+        )
+        .at("/tokens", get(tokens::tokens_page).post(tokens::create))
+        .at("/tokens/:name/revoke", post(tokens::revoke))
         .at("/static/console.css", get(stylesheet))
         .around(signed_in)
         .around(page_headers)

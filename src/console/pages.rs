@@ -29,7 +29,7 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
     html_response(status, page(title, Section::None, None, body))
 }
 
-fn html_response(status: StatusCode, markup: Markup) -> Response {
+pub(super) fn html_response(status: StatusCode, markup: Markup) -> Response {
     markup
         .into_string()
         .with_content_type("text/html; charset=utf-8")
@@ -37,7 +37,7 @@ fn html_response(status: StatusCode, markup: Markup) -> Response {
         .into_response()
 }
 
-async fn form<T: for<'de> Deserialize<'de>>(body: Body) -> Result<T, Response> {
+pub(super) async fn form<T: for<'de> Deserialize<'de>>(body: Body) -> Result<T, Response> {
     let bytes = body.into_bytes_limit(FORM_LIMIT).await.map_err(|_| {
         error_page(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -48,7 +48,7 @@ async fn form<T: for<'de> Deserialize<'de>>(body: Body) -> Result<T, Response> {
         .map_err(|err| error_page(StatusCode::BAD_REQUEST, &format!("unreadable form: {err}")))
 }
 
-fn session_of(req: &Request) -> Option<&Session> {
+pub(super) fn session_of(req: &Request) -> Option<&Session> {
     req.extensions().get::<Session>()
 }
 
@@ -146,9 +146,65 @@ pub async fn login(req: &Request, body: Body) -> Response {
 }
 
 #[derive(Deserialize)]
-struct CsrfForm {
+pub(super) struct CsrfForm {
     #[serde(default)]
-    csrf: String,
+    pub csrf: String,
+}
+
+/// The session of a form post that writes: a write-token session on a crud-mode server,
+/// with the form's CSRF token; else the page that says why not.
+pub(super) fn writer<'r>(req: &'r Request, csrf: &str) -> Result<&'r Session, Box<Response>> {
+    let Some(session) = session_of(req) else {
+        return Err(Box::new(Redirect::see_other("/ui/login").into_response()));
+    };
+    if let Some(refused) = super::csrf_refusal(session, csrf) {
+        return Err(Box::new(refused));
+    }
+    let writable = req
+        .data::<super::ConsoleSettings>()
+        .is_some_and(|settings| settings.writable);
+    if !writable {
+        return Err(Box::new(error_page(
+            StatusCode::FORBIDDEN,
+            "this server runs read-only (api_mode = read-only): the console cannot change anything here",
+        )));
+    }
+    if session.access != Access::Write {
+        return Err(Box::new(error_page(
+            StatusCode::FORBIDDEN,
+            "this session reads only: sign in with the write token to change the inventory",
+        )));
+    }
+    Ok(session)
+}
+
+/// Whether this session may see write forms.
+pub(super) fn can_write(req: &Request, session: &Session) -> bool {
+    session.access == Access::Write
+        && req
+            .data::<super::ConsoleSettings>()
+            .is_some_and(|settings| settings.writable)
+}
+
+/// An error of the store as a page.
+pub(super) fn failure(err: crate::error::AppError) -> Response {
+    use crate::error::AppError;
+    let status = match &err {
+        AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        AppError::NotFound(_) => StatusCode::NOT_FOUND,
+        AppError::Conflict(_) | AppError::BlastRadius(_) => StatusCode::CONFLICT,
+        AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        AppError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+        AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        AppError::Internal(message) => {
+            tracing::error!(error = %message, "console request failed");
+            return error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; see the server log",
+            );
+        }
+    };
+    error_page(status, &err.to_string())
 }
 
 #[handler]
@@ -360,11 +416,18 @@ pub async fn fleet_page(
 // ---------------------------------------------------------------------------------------
 // One cluster
 
+#[derive(Deserialize, Default)]
+pub struct ClusterQuery {
+    /// The revision of an edit just saved.
+    saved: Option<i64>,
+}
+
 #[handler]
 pub async fn cluster_page(
     req: &Request,
     Data(store): Data<&Store>,
     Path(id): Path<String>,
+    Query(query): Query<ClusterQuery>,
 ) -> Response {
     let Some(session) = session_of(req) else {
         return Redirect::see_other("/ui/login").into_response();
@@ -394,6 +457,9 @@ pub async fn cluster_page(
     }
     let now = crate::api::observe::unix_now() as u64;
     let body = html! {
+        @if let Some(revision) = query.saved {
+            p.notice role="status" { "Saved as audit revision " (revision) ". " a href="/ui/audit" { "See it in the audit trail" } }
+        }
         dl.facts {
             dt { "DNS name" } dd { code { (cluster.cluster_dns) } }
             dt { "Name" } dd { (cluster.cluster_name) }
@@ -446,6 +512,17 @@ pub async fn cluster_page(
                 pre { (text) }
             }
         }
+        @if can_write(req, session) {
+            h2 { "Edit" }
+            form method="post" action=(format!("/ui/clusters/{}/preview", cluster.id)) {
+                input type="hidden" name="csrf" value=(session.csrf);
+                label {
+                    "The cluster as JSON (fields present replace the stored ones). Save shows what changes for Flux first."
+                    textarea name="document" rows="18" cols="90" { (document_of(&cluster)) }
+                }
+                p { button type="submit" { "Preview the change" } }
+            }
+        }
         h2 { "Last events" }
         @if convergence.events.is_empty() {
             p.muted { "No event received from this cluster." }
@@ -478,4 +555,172 @@ fn pretty(bytes: &[u8]) -> String {
         .ok()
         .and_then(|value| serde_json::to_string_pretty(&value).ok())
         .unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned())
+}
+
+/// A cluster as the edit form shows it.
+fn document_of(cluster: &crate::domain::model::Cluster) -> String {
+    use poem_openapi::types::ToJSON;
+    cluster
+        .to_json()
+        .and_then(|value| serde_json::to_string_pretty(&value).ok())
+        .unwrap_or_default()
+}
+
+#[derive(Deserialize)]
+struct EditForm {
+    #[serde(default)]
+    csrf: String,
+    document: String,
+    /// The revision the preview was made at (`If-Match` of the save).
+    #[serde(default)]
+    revision: String,
+    /// Clusters the write may take inputs from (blast radius).
+    #[serde(default)]
+    confirm: String,
+}
+
+fn parse_update(text: &str) -> Result<crate::domain::model::ClusterUpdate, Box<Response>> {
+    use poem_openapi::types::ParseFromJSON;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|err| {
+        Box::new(error_page(
+            StatusCode::BAD_REQUEST,
+            &format!("the document is not JSON: {err}"),
+        ))
+    })?;
+    crate::domain::model::ClusterUpdate::parse_from_json(Some(value)).map_err(|err| {
+        Box::new(error_page(
+            StatusCode::BAD_REQUEST,
+            &format!("the document: {}", err.into_message()),
+        ))
+    })
+}
+
+fn edit_request(session: &Session, dry_run: bool, form: &EditForm) -> crate::store::WriteRequest {
+    crate::store::WriteRequest {
+        dry_run,
+        changes_offset: 0,
+        change: crate::store::audit::Change {
+            actor: session.actor(),
+            method: "PUT",
+        },
+        if_match: form.revision.trim().parse().ok(),
+        confirm: form.confirm.trim().parse().ok(),
+    }
+}
+
+/// What an edit would change for Flux, before it is saved (a dry run of the same write).
+#[handler]
+pub async fn preview_edit(
+    req: &Request,
+    Data(store): Data<&Store>,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    let form: EditForm = match form(body).await {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
+    let session = match writer(req, &form.csrf) {
+        Ok(session) => session,
+        Err(response) => return *response,
+    };
+    let update = match parse_update(&form.document) {
+        Ok(update) => update,
+        Err(response) => return *response,
+    };
+    let revision = match store
+        .fetch_with_revision::<crate::domain::model::Cluster>(id.clone())
+        .await
+    {
+        Ok((_, revision)) => revision,
+        Err(err) => return failure(err),
+    };
+    let request = edit_request(session, true, &form);
+    let preview = match store
+        .update::<crate::domain::model::Cluster>(id.clone(), update, request)
+        .await
+    {
+        Ok(written) => written.preview.unwrap_or_default(),
+        Err(err) => return failure(err),
+    };
+    let radius = &preview.blast_radius;
+    let body = html! {
+        p.notice role="status" {
+            "Nothing is saved yet. The change alters the feeds of " (preview.clusters_changed) " cluster(s)."
+        }
+        @if radius.clusters_shrunk > 0 {
+            p.notice.error role="alert" {
+                "It takes inputs away from " (radius.clusters_shrunk) " cluster(s) ("
+                (radius.clusters_emptied) " emptied): Flux deletes what they rendered."
+                @if radius.needs_confirm { " Saving needs the confirmation below." }
+            }
+        }
+        @if preview.changes.is_empty() {
+            p.muted { "No feed changes (the edit touches fields Flux does not see, or nothing)." }
+        } @else {
+            table {
+                thead { tr { th { "Cluster" } th { "Feed" } th { "Added" } th { "Removed" } th { "Changed" } th { "Disabled" } } }
+                tbody {
+                    @for change in &preview.changes {
+                        tr {
+                            td { (change.cluster_dns) }
+                            td { (change.feed) }
+                            td { (change.added.join(", ")) }
+                            td { (change.removed.join(", ")) }
+                            td { (change.changed.join(", ")) }
+                            td { (change.disabled.join(", ")) }
+                        }
+                    }
+                }
+            }
+        }
+        form method="post" action=(format!("/ui/clusters/{id}/save")) {
+            input type="hidden" name="csrf" value=(session.csrf);
+            input type="hidden" name="document" value=(form.document);
+            input type="hidden" name="revision" value=(revision);
+            @if radius.needs_confirm {
+                label { "Confirm the number of clusters that lose inputs" input type="number" name="confirm" min="0" required; }
+            }
+            p { button type="submit" { "Save" } " " a href=(format!("/ui/clusters/{id}")) { "Cancel" } }
+        }
+    };
+    html_response(
+        StatusCode::OK,
+        page(
+            &format!("Preview: {id}"),
+            Section::Fleet,
+            Some(session),
+            body,
+        ),
+    )
+}
+
+#[handler]
+pub async fn save_edit(
+    req: &Request,
+    Data(store): Data<&Store>,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    let form: EditForm = match form(body).await {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
+    let session = match writer(req, &form.csrf) {
+        Ok(session) => session,
+        Err(response) => return *response,
+    };
+    let update = match parse_update(&form.document) {
+        Ok(update) => update,
+        Err(response) => return *response,
+    };
+    let request = edit_request(session, false, &form);
+    match store
+        .update::<crate::domain::model::Cluster>(id.clone(), update, request)
+        .await
+    {
+        Ok(written) => Redirect::see_other(format!("/ui/clusters/{id}?saved={}", written.revision))
+            .into_response(),
+        Err(err) => failure(err),
+    }
 }

@@ -121,6 +121,18 @@ pub fn list(conn: &Connection, filter: &Filter) -> Result<Vec<Entry>> {
     rows.collect::<rusqlite::Result<Vec<_>>>().db()
 }
 
+/// The newest `limit` entries before `before` (all when `None`), newest first: the console's
+/// audit page.
+pub fn recent(conn: &Connection, before: Option<i64>, limit: u32) -> Result<Vec<Entry>> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "{SELECT} WHERE revision < coalesce(?1, 9223372036854775807) ORDER BY revision DESC LIMIT ?2"
+        ))
+        .db()?;
+    let rows = stmt.query_map(params![before, limit], from_row).db()?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().db()
+}
+
 /// Deletes entries beyond the retention (the oldest first), at most `batch` per call, so a
 /// large prune never holds the write lock for long. Returns how many were deleted.
 pub fn prune(

@@ -289,3 +289,302 @@ async fn the_cluster_page_shows_its_feeds_patches_and_components() {
     }
     assert!(html.contains("Helm value patches"));
 }
+
+async fn post_form(
+    app: &TestApp,
+    cookie: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> crate::helpers::Answer {
+    answer(
+        app.client
+            .post(path)
+            .header("Cookie", cookie)
+            .content_type("application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(fields).unwrap())
+            .send()
+            .await
+            .0,
+    )
+    .await
+}
+
+/// The value of a hidden or textarea field `name` in a page.
+fn field(html: &str, name: &str) -> String {
+    let marker = format!(r#"name="{name}" value=""#);
+    let start = html.find(&marker).unwrap_or_else(|| panic!("field {name}")) + marker.len();
+    let end = start + html[start..].find('"').unwrap();
+    html[start..end]
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+#[tokio::test]
+async fn an_edit_is_previewed_saved_audited_and_reverted() {
+    let app = TestApp::new();
+    let cookie = cookie_of(&sign_in(&app, WRITE).await);
+    let page_html = text(&page(&app, &cookie, "/ui/clusters/lab-dev-01").await);
+    assert!(page_html.contains("Preview the change"));
+    let csrf = csrf_in(&page_html);
+    let document = r#"{"platform_components": [
+        {"id": "cert-manager", "enabled": true, "oci_tag": "v1.17.0", "component_path": null},
+        {"id": "external-secrets", "enabled": true, "oci_tag": null, "component_path": null},
+        {"id": "traefik", "enabled": true, "oci_tag": "34.0.0-rc.1", "component_path": null},
+        {"id": "podinfo", "enabled": true, "oci_tag": null, "component_path": null}]}"#;
+    let before = app.all_feeds().await;
+    // Without the form's CSRF token: refused, nothing previewed.
+    let forged = post_form(
+        &app,
+        &cookie,
+        "/ui/clusters/lab-dev-01/preview",
+        &[("csrf", "x"), ("document", document)],
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let preview = post_form(
+        &app,
+        &cookie,
+        "/ui/clusters/lab-dev-01/preview",
+        &[("csrf", &csrf), ("document", document)],
+    )
+    .await;
+    assert_eq!(preview.status, StatusCode::OK, "{}", text(&preview));
+    let preview_html = text(&preview);
+    assert!(preview_html.contains("Nothing is saved yet") && preview_html.contains("1 cluster(s)"));
+    assert!(
+        preview_html.contains("<td>cert-manager</td>"),
+        "the changed input is listed"
+    );
+    assert!(app.all_feeds().await == before, "a preview stores nothing");
+
+    let saved = post_form(
+        &app,
+        &cookie,
+        "/ui/clusters/lab-dev-01/save",
+        &[
+            ("csrf", &csrf),
+            ("document", &field(&preview_html, "document")),
+            ("revision", &field(&preview_html, "revision")),
+        ],
+    )
+    .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", text(&saved));
+    let location = saved.header("Location").unwrap().to_owned();
+    assert!(location.starts_with("/ui/clusters/lab-dev-01?saved="));
+    let revision: i64 = location.rsplit('=').next().unwrap().parse().unwrap();
+    assert!(
+        text(&page(&app, &cookie, &location).await)
+            .contains(&format!("Saved as audit revision {revision}"))
+    );
+    let cluster = app.get("/clusters/lab-dev-01").await.json;
+    assert_eq!(cluster["platform_components"][0]["oci_tag"], "v1.17.0");
+
+    // The audit page shows who did it and what changed; revert asks first, then undoes it.
+    let audit_html = text(&page(&app, &cookie, "/ui/audit").await);
+    assert!(audit_html.contains(&format!("revision-{revision}")) && audit_html.contains("console"));
+    assert!(
+        audit_html.contains("platform_components"),
+        "the changed field"
+    );
+    let ask = text(&page(&app, &cookie, &format!("/ui/audit/{revision}/revert")).await);
+    assert!(ask.contains(&format!("Revert revision {revision}")));
+    let reverted = post_form(
+        &app,
+        &cookie,
+        &format!("/ui/audit/{revision}/revert"),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(
+        reverted.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        text(&reverted)
+    );
+    assert!(
+        app.all_feeds().await == before,
+        "back to every feed as before"
+    );
+}
+
+#[tokio::test]
+async fn a_read_session_sees_no_forms_and_cannot_write() {
+    let app = TestApp::new();
+    let cookie = cookie_of(&sign_in(&app, READ).await);
+    let html = text(&page(&app, &cookie, "/ui/clusters/lab-dev-01").await);
+    assert!(!html.contains("Preview the change") && !html.contains("/ui/tokens"));
+    let csrf = csrf_in(&html);
+    let refused = post_form(
+        &app,
+        &cookie,
+        "/ui/clusters/lab-dev-01/preview",
+        &[("csrf", &csrf), ("document", "{}")],
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(text(&refused).contains("reads only"));
+    assert_eq!(
+        page(&app, &cookie, "/ui/tokens").await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert!(!text(&page(&app, &cookie, "/ui/audit").await).contains("Revert…"));
+
+    // A read-only server: even the write token's session cannot write.
+    let read_only = TestApp::with(
+        flux_inputs::config::ApiMode::ReadOnly,
+        flux_inputs::config::SeedSource::Demo,
+    );
+    let cookie = cookie_of(&sign_in(&read_only, WRITE).await);
+    let html = text(&page(&read_only, &cookie, "/ui/clusters/lab-dev-01").await);
+    assert!(!html.contains("Preview the change"));
+    let refused = post_form(
+        &read_only,
+        &cookie,
+        "/ui/clusters/lab-dev-01/save",
+        &[("csrf", &csrf_in(&html)), ("document", "{}")],
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(text(&refused).contains("read-only"));
+}
+
+#[tokio::test]
+async fn tokens_are_created_once_shown_and_revoked() {
+    let app = TestApp::new();
+    let cookie = cookie_of(&sign_in(&app, WRITE).await);
+    let html = text(&page(&app, &cookie, "/ui/tokens").await);
+    let csrf = csrf_in(&html);
+    let created = post_form(
+        &app,
+        &cookie,
+        "/ui/tokens",
+        &[("csrf", &csrf), ("name", "edge-site-7"), ("cluster", "")],
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", text(&created));
+    let created_html = text(&created);
+    let start = created_html.find("<pre>").unwrap() + 5;
+    let token = &created_html[start..start + created_html[start..].find("</pre>").unwrap()];
+    assert_eq!(
+        app.call(
+            poem::http::Method::GET,
+            "/api/v2/flux/clusters",
+            Some(token),
+            None
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    let listed = text(&page(&app, &cookie, "/ui/tokens").await);
+    assert!(
+        listed.contains("edge-site-7") && !listed.contains(token),
+        "listed, never shown again"
+    );
+    let revoked = post_form(
+        &app,
+        &cookie,
+        "/ui/tokens/edge-site-7/revoke",
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.call(
+            poem::http::Method::GET,
+            "/api/v2/flux/clusters",
+            Some(token),
+            None
+        )
+        .await
+        .status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_rollout_is_planned_created_and_controlled_from_the_console() {
+    let app = TestApp::new();
+    let cookie = cookie_of(&sign_in(&app, WRITE).await);
+    let html = text(&page(&app, &cookie, "/ui/rollouts").await);
+    let csrf = csrf_in(&html);
+    assert!(
+        html.contains("cert-manager-v1-17"),
+        "the form starts with the example"
+    );
+    let spec = r#"{"id": "cm", "component": "cert-manager", "target": {"oci_tag": "v1.17.0"},
+                   "waves": [{"environment": "dev"}, {"environment": "qa"}], "bake_seconds": 5}"#;
+    let plan = post_form(
+        &app,
+        &cookie,
+        "/ui/rollouts/plan",
+        &[("csrf", &csrf), ("spec", spec)],
+    )
+    .await;
+    assert_eq!(plan.status, StatusCode::OK, "{}", text(&plan));
+    let plan_html = text(&plan);
+    assert!(plan_html.contains("Nothing is stored yet") && plan_html.contains("lab-dev-01"));
+    assert!(
+        app.get("/rollouts").await.json == json!([]),
+        "planning stores nothing"
+    );
+    let created = post_form(
+        &app,
+        &cookie,
+        "/ui/rollouts/create",
+        &[("csrf", &csrf), ("spec", &field(&plan_html, "spec"))],
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", text(&created));
+    assert_eq!(created.header("Location"), Some("/ui/rollouts/cm"));
+    for (verb, state) in [
+        ("start", "running"),
+        ("pause", "paused"),
+        ("resume", "running"),
+    ] {
+        let acted = post_form(
+            &app,
+            &cookie,
+            &format!("/ui/rollouts/cm/{verb}"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+        assert_eq!(
+            acted.status,
+            StatusCode::SEE_OTHER,
+            "{verb}: {}",
+            text(&acted)
+        );
+        assert_eq!(app.get("/rollouts/cm").await.json["state"], state, "{verb}");
+    }
+    let shown = text(&page(&app, &cookie, "/ui/rollouts/cm").await);
+    assert!(
+        shown.contains("<strong>running</strong>")
+            && shown.contains("Pause")
+            && shown.contains("Roll back")
+    );
+    assert!(
+        shown.contains("resume by console"),
+        "the transitions with who moved it"
+    );
+    let wrong = post_form(&app, &cookie, "/ui/rollouts/cm/start", &[("csrf", &csrf)]).await;
+    assert_eq!(wrong.status, StatusCode::CONFLICT);
+    let listed = text(&page(&app, &cookie, "/ui/rollouts").await);
+    assert!(listed.contains("/ui/rollouts/cm"));
+}
+
+#[tokio::test]
+async fn the_catalog_shows_a_version_matrix() {
+    let app = TestApp::new();
+    let cookie = cookie_of(&sign_in(&app, READ).await);
+    let html = text(&page(&app, &cookie, "/ui/catalog").await);
+    for component in ["cert-manager", "traefik", "podinfo"] {
+        assert!(html.contains(component), "{component}");
+    }
+    assert!(
+        html.contains("<th>prod</th>") && html.contains("×"),
+        "per environment, clusters per revision"
+    );
+}

@@ -1,0 +1,306 @@
+//! The rollouts pages: the list, a new rollout planned before it is created, one rollout's
+//! steps with its controls (start, pause, resume, abort, roll back).
+
+use maud::{Markup, html};
+use poem::http::StatusCode;
+use poem::web::{Data, Path, Redirect};
+use poem::{Body, IntoResponse, Request, Response, handler};
+use poem_openapi::types::ParseFromJSON;
+use serde::Deserialize;
+
+use super::layout::{self, Section, page};
+use super::pages::{can_write, error_page, failure, form, html_response, session_of, writer};
+use crate::domain::rollout::{ClusterState, Rollout, RolloutSpec, Verb};
+use crate::store::Store;
+
+/// What the new-rollout form starts with.
+const EXAMPLE: &str = include_str!("../../examples/rollouts/cert-manager-v1-17.json");
+
+fn step_rows(rollout: &Rollout) -> Markup {
+    html! {
+        table {
+            thead { tr { th { "Step" } th { "Wave" } th { "State" } th { "Clusters" } th { "Passed" } th { "Failed" } th { "Skipped" } th { "Since" } } }
+            tbody {
+                @for step in &rollout.steps {
+                    tr aria-current=[(rollout.current_step == Some(step.step) && rollout.state.is_active()).then_some("step")] {
+                        td { (step.step) }
+                        td { (step.wave) }
+                        td { (step.state.as_str()) }
+                        td {
+                            @let total = step.clusters_total();
+                            (total)
+                            @if !step.clusters.is_empty() && step.clusters.len() <= 12 {
+                                br;
+                                span.muted { @for (i, c) in step.clusters.iter().enumerate() { @if i > 0 { ", " } (c.id) } }
+                            }
+                        }
+                        td { (step.counts.passed) }
+                        td { (step.counts.failed) }
+                        td { (step.counts.skipped + step.counts.pinned) }
+                        td { @if let Some(at) = &step.started_at { (at) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[handler]
+pub async fn rollouts_page(req: &Request, Data(store): Data<&Store>) -> Response {
+    let Some(session) = session_of(req) else {
+        return Redirect::see_other("/ui/login").into_response();
+    };
+    let listed = match store.rollouts().await {
+        Ok(listed) => listed,
+        Err(err) => return failure(err),
+    };
+    let writes = can_write(req, session);
+    let body = html! {
+        @if listed.is_empty() { p.muted { "No rollout yet." } }
+        table {
+            thead { tr { th { "Rollout" } th { "Component" } th { "Target" } th { "State" } th { "Step" } th { "Passed" } th { "Failed" } } }
+            tbody {
+                @for r in &listed {
+                    tr {
+                        td { a href=(format!("/ui/rollouts/{}", r.spec.id)) { (r.spec.id) } }
+                        td { (r.spec.component) }
+                        td { code { (r.spec.target.oci_tag) } }
+                        td { (r.state.as_str()) }
+                        td { @if let Some(step) = r.current_step { (step + 1) " of " (r.steps.len()) } }
+                        td { (r.counts.passed) }
+                        td { (r.counts.failed) }
+                    }
+                }
+            }
+        }
+        @if writes {
+            h2 { "New rollout" }
+            form method="post" action="/ui/rollouts/plan" {
+                input type="hidden" name="csrf" value=(session.csrf);
+                label { "Rollout (JSON, as POST /rollouts takes it)" textarea name="spec" rows="16" cols="90" { (EXAMPLE) } }
+                p { button type="submit" { "Plan it" } }
+            }
+        }
+    };
+    html_response(
+        StatusCode::OK,
+        page("Rollouts", Section::Rollouts, Some(session), body),
+    )
+}
+
+#[derive(Deserialize)]
+struct SpecForm {
+    #[serde(default)]
+    csrf: String,
+    spec: String,
+}
+
+fn parse_spec(text: &str) -> Result<RolloutSpec, Box<Response>> {
+    let refuse = |message: String| Box::new(error_page(StatusCode::BAD_REQUEST, &message));
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|err| refuse(format!("the rollout is not JSON: {err}")))?;
+    RolloutSpec::parse_from_json(Some(value))
+        .map_err(|err| refuse(format!("the rollout: {}", err.into_message())))
+}
+
+/// The plan first: what the rollout would do, and the button that creates it.
+#[handler]
+pub async fn plan(req: &Request, Data(store): Data<&Store>, body: Body) -> Response {
+    let form: SpecForm = match form(body).await {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
+    let session = match writer(req, &form.csrf) {
+        Ok(session) => session,
+        Err(response) => return *response,
+    };
+    let spec = match parse_spec(&form.spec) {
+        Ok(spec) => spec,
+        Err(response) => return *response,
+    };
+    let plan = match store.create_rollout(spec, session.actor(), true).await {
+        Ok(plan) => plan,
+        Err(err) => return failure(err),
+    };
+    let body = html! {
+        p.notice role="status" {
+            "Nothing is stored yet. " (plan.steps.len()) " step(s) would move "
+            (plan.counts.pending) " cluster(s) to " code { (plan.spec.target.oci_tag) } "."
+        }
+        (step_rows(&plan))
+        @if !plan.not_in_steps.is_empty() {
+            h2 { "Not moved" }
+            ul { @for c in &plan.not_in_steps { li { (c.id) " — " (c.state.as_str()) } } }
+        }
+        @if !plan.stale.is_empty() {
+            h2 { "Stale now (skipped if still stale when their step starts)" }
+            p { (plan.stale.join(", ")) }
+        }
+        form method="post" action="/ui/rollouts/create" {
+            input type="hidden" name="csrf" value=(session.csrf);
+            input type="hidden" name="spec" value=(form.spec);
+            p { button type="submit" { "Create rollout " (plan.spec.id) } " " a href="/ui/rollouts" { "Cancel" } }
+        }
+    };
+    html_response(
+        StatusCode::OK,
+        page("Rollout plan", Section::Rollouts, Some(session), body),
+    )
+}
+
+#[handler]
+pub async fn create(req: &Request, Data(store): Data<&Store>, body: Body) -> Response {
+    let form: SpecForm = match form(body).await {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
+    let session = match writer(req, &form.csrf) {
+        Ok(session) => session,
+        Err(response) => return *response,
+    };
+    let spec = match parse_spec(&form.spec) {
+        Ok(spec) => spec,
+        Err(response) => return *response,
+    };
+    match store.create_rollout(spec, session.actor(), false).await {
+        Ok(created) => {
+            Redirect::see_other(format!("/ui/rollouts/{}", created.spec.id)).into_response()
+        }
+        Err(err) => failure(err),
+    }
+}
+
+#[handler]
+pub async fn rollout_page(
+    req: &Request,
+    Data(store): Data<&Store>,
+    Path(id): Path<String>,
+) -> Response {
+    let Some(session) = session_of(req) else {
+        return Redirect::see_other("/ui/login").into_response();
+    };
+    let rollout = match store.rollout(id).await {
+        Ok(rollout) => rollout,
+        Err(err) => return failure(err),
+    };
+    let writes = can_write(req, session);
+    let verbs: Vec<Verb> = [
+        Verb::Start,
+        Verb::Pause,
+        Verb::Resume,
+        Verb::Abort,
+        Verb::Rollback,
+    ]
+    .into_iter()
+    .filter(|verb| verb.transition(rollout.state).is_ok())
+    .collect();
+    let attention: Vec<_> = rollout
+        .steps
+        .iter()
+        .flat_map(|s| &s.clusters)
+        .filter(|c| {
+            matches!(
+                c.state,
+                ClusterState::Failed | ClusterState::Skipped | ClusterState::Pinned
+            )
+        })
+        .collect();
+    let body = html! {
+        dl.facts {
+            dt { "Component" } dd { (rollout.spec.component) }
+            dt { "Target" } dd { code { (rollout.spec.target.oci_tag) } }
+            dt { "State" } dd { strong { (rollout.state.as_str()) } @if let Some(step) = rollout.current_step { " — step " (step) } }
+            dt { "Gate" } dd { (format!("{:?}", rollout.spec.gate).to_lowercase()) ", bake " (rollout.spec.bake_seconds) " s, timeout " (rollout.spec.wave_timeout_seconds) " s" }
+            dt { "Clusters" } dd {
+                (rollout.counts.passed) " passed · " (rollout.counts.progressing) " progressing · "
+                (rollout.counts.pending) " pending · " (rollout.counts.failed) " failed"
+            }
+        }
+        @if writes && !verbs.is_empty() {
+            div.filters {
+                @for verb in &verbs {
+                    form method="post" action=(format!("/ui/rollouts/{}/{}", rollout.spec.id, verb.as_str())) {
+                        input type="hidden" name="csrf" value=(session.csrf);
+                        button.secondary[matches!(verb, Verb::Abort | Verb::Rollback)] type="submit" { (label(*verb)) }
+                    }
+                }
+            }
+        }
+        h2 { "Steps" }
+        (step_rows(&rollout))
+        @if !attention.is_empty() {
+            h2 { "Clusters that need a look" }
+            table {
+                thead { tr { th { "Cluster" } th { "State" } th { "Reason" } } }
+                tbody {
+                    @for c in attention {
+                        tr {
+                            td { a href=(format!("/ui/clusters/{}", c.id)) { (c.id) } }
+                            td { (layout::state(match c.state { ClusterState::Failed => "failed", _ => "stale" })) " " (c.state.as_str()) }
+                            td { @if let Some(r) = &c.reason { (r) } @if let Some(m) = &c.message { br; span.muted { (m) } } }
+                        }
+                    }
+                }
+            }
+        }
+        @if !rollout.kept_previous.is_empty() {
+            h2 { "Kept on their previous values at promotion" }
+            ul { @for k in &rollout.kept_previous { li { (k.cluster) " — " code { (k.oci_tag) } } } }
+        }
+        h2 { "Transitions" }
+        ol {
+            @for t in &rollout.transitions {
+                li { (t.at) " · " (t.actor) " · " (t.reason) }
+            }
+        }
+    };
+    let title = format!("Rollout {}", rollout.spec.id);
+    html_response(
+        StatusCode::OK,
+        page(&title, Section::Rollouts, Some(session), body),
+    )
+}
+
+fn label(verb: Verb) -> &'static str {
+    match verb {
+        Verb::Start => "Start",
+        Verb::Pause => "Pause",
+        Verb::Resume => "Resume",
+        Verb::Abort => "Abort",
+        Verb::Rollback => "Roll back",
+    }
+}
+
+#[handler]
+pub async fn act(
+    req: &Request,
+    Data(store): Data<&Store>,
+    Path((id, verb)): Path<(String, String)>,
+    body: Body,
+) -> Response {
+    let form: super::pages::CsrfForm = match form(body).await {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
+    let session = match writer(req, &form.csrf) {
+        Ok(session) => session,
+        Err(response) => return *response,
+    };
+    let verb = match verb.as_str() {
+        "start" => Verb::Start,
+        "pause" => Verb::Pause,
+        "resume" => Verb::Resume,
+        "abort" => Verb::Abort,
+        "rollback" => Verb::Rollback,
+        other => {
+            return error_page(
+                StatusCode::NOT_FOUND,
+                &format!("no rollout action '{other}'"),
+            );
+        }
+    };
+    match store.rollout_verb(id.clone(), verb, session.actor()).await {
+        Ok(_) => Redirect::see_other(format!("/ui/rollouts/{id}")).into_response(),
+        Err(err) => failure(err),
+    }
+}
