@@ -25,6 +25,7 @@ pub fn page(title: &str, section: Section, session: Option<&Session>, body: Mark
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · flux-inputs" }
                 link rel="stylesheet" href="/ui/static/console.css";
+                link rel="icon" href="/ui/static/favicon.svg" type="image/svg+xml";
             }
             body {
                 header {

@@ -1,0 +1,124 @@
+// The console in a real browser (contract §11): Debian's chromium driven by playwright-core.
+// Signs in, visits every page (a screenshot of each into $SCREENSHOTS), edits a cluster through
+// its preview, reverts that edit from the audit page, plans, creates, starts, pauses and
+// resumes a rollout. Fails on any console error, failed request, or request to another host.
+//
+//   BASE=http://127.0.0.1:PORT WRITE_TOKEN=… SCREENSHOTS=dir node tests/browser/console.mjs
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+
+const base = process.env.BASE;
+const token = process.env.WRITE_TOKEN;
+const shots = process.env.SCREENSHOTS ?? "target/screenshots";
+mkdirSync(shots, { recursive: true });
+
+const problems = [];
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+});
+const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+page.on("console", (message) => {
+  if (message.type() === "error") problems.push(`console error: ${message.text()}`);
+});
+page.on("pageerror", (error) => problems.push(`page error: ${error}`));
+page.on("request", (request) => {
+  if (!request.url().startsWith(base)) problems.push(`request to another host: ${request.url()}`);
+});
+page.on("requestfailed", (request) => {
+  // A navigation cancels what the page it leaves still loads (the tab icon): not a failure.
+  if (request.failure()?.errorText !== "net::ERR_ABORTED") {
+    problems.push(`failed: ${request.url()} (${request.failure()?.errorText})`);
+  }
+});
+page.on("response", (response) => {
+  if (response.status() >= 500) problems.push(`${response.status()} for ${response.url()}`);
+});
+
+async function visit(path, shot, expect) {
+  const response = await page.goto(base + path);
+  if (!response.ok()) problems.push(`${path}: ${response.status()}`);
+  for (const text of expect) {
+    if (!(await page.content()).includes(text)) problems.push(`${path}: no "${text}"`);
+  }
+  if (shot) await page.screenshot({ path: `${shots}/${shot}.png`, fullPage: true });
+}
+
+function check(condition, message) {
+  if (!condition) problems.push(message);
+}
+
+// Sign in: the form, then the fleet.
+await visit("/ui/login", "login", ["Sign in"]);
+await page.fill('input[name="token"]', token);
+await page.click('button[type="submit"]');
+await page.waitForURL(base + "/ui/");
+check((await page.context().cookies()).some((c) => c.name === "flux_inputs_session" && c.httpOnly && c.sameSite === "Strict"),
+  "an HttpOnly, SameSite=Strict session cookie");
+
+await visit("/ui/", "fleet", ["Fleet", "lab-dev-01", "edge-prod-02"]);
+await visit("/ui/?environment=prod", null, ["edge-prod-01"]);
+await visit("/ui/clusters/edge-qa-01", "cluster", ["Components: desired and reported", "Feeds, as Flux receives them"]);
+await visit("/ui/catalog", "catalog", ["Catalog", "cert-manager"]);
+await visit("/ui/rollouts", "rollouts", ["New rollout"]);
+await visit("/ui/audit", "audit", ["Audit"]);
+await visit("/ui/tokens", "tokens", ["New token"]);
+
+// An edit through its preview: pin cert-manager on lab-dev-01.
+await visit("/ui/clusters/lab-dev-01", null, ["Preview the change"]);
+const document = JSON.parse(await page.inputValue('textarea[name="document"]'));
+document.platform_components[0].oci_tag = "v1.17.0";
+await page.fill('textarea[name="document"]', JSON.stringify(document, null, 2));
+await page.click('text=Preview the change');
+await page.waitForSelector("text=Nothing is saved yet");
+await page.screenshot({ path: `${shots}/cluster-preview.png`, fullPage: true });
+check((await page.content()).includes("<td>cert-manager</td>"), "the preview lists cert-manager as changed");
+await page.click('button:has-text("Save")');
+await page.waitForSelector("text=Saved as audit revision");
+const saved = Number(new URL(page.url()).searchParams.get("saved"));
+check(saved > 0, "the saved revision is in the URL");
+
+// Revert it from the audit page: it asks first.
+await visit("/ui/audit", null, [`revision-${saved}`]);
+await page.click(`#revision-${saved} a:has-text("Revert")`);
+await page.waitForSelector(`text=Revert revision ${saved}`);
+await page.screenshot({ path: `${shots}/audit-revert.png`, fullPage: true });
+await page.click(`button:has-text("Revert revision ${saved}")`);
+await page.waitForURL(/\/ui\/audit/);
+await visit("/ui/clusters/lab-dev-01", null, []);
+check(JSON.parse(await page.inputValue('textarea[name="document"]')).platform_components[0].oci_tag === null,
+  "the revert put cert-manager back on the catalog tag");
+
+// A rollout: planned first, created, started, paused, resumed.
+await visit("/ui/rollouts", null, ["New rollout"]);
+await page.fill('textarea[name="spec"]', JSON.stringify({
+  id: "cm-browser", component: "cert-manager", target: { oci_tag: "v1.17.0" },
+  waves: [{ environment: "dev" }, { environment: "qa" }, { environment: "prod" }], bake_seconds: 30,
+}));
+await page.click('button:has-text("Plan it")');
+await page.waitForSelector("text=Nothing is stored yet");
+await page.screenshot({ path: `${shots}/rollout-plan.png`, fullPage: true });
+await page.click('button:has-text("Create rollout cm-browser")');
+await page.waitForURL(base + "/ui/rollouts/cm-browser");
+for (const [button, state] of [["Start", "running"], ["Pause", "paused"], ["Resume", "running"]]) {
+  await page.click(`button:has-text("${button}")`);
+  await page.waitForSelector(`strong:has-text("${state}")`);
+}
+await page.screenshot({ path: `${shots}/rollout.png`, fullPage: true });
+
+// Keyboard: the sign-out button is reachable with Tab.
+let reached = false;
+for (let i = 0; i < 20 && !reached; i++) {
+  await page.keyboard.press("Tab");
+  reached = await page.evaluate(() => document.activeElement?.textContent?.trim() === "Sign out");
+}
+check(reached, "sign-out is reachable with the keyboard");
+await page.keyboard.press("Enter");
+await page.waitForURL(base + "/ui/login");
+
+await browser.close();
+if (problems.length > 0) {
+  console.error(problems.join("\n"));
+  process.exit(1);
+}
+console.log(`console: every page, an edit, a revert and a rollout's controls; screenshots in ${shots}`);
