@@ -156,6 +156,14 @@ timed() {
     done | sort -g | sed -n 3p | python3 -c 'import sys; print(f"{float(sys.stdin.read()) * 1000:.0f}")'
 }
 status_fleet_ms="$(timed /status/fleet)"
+# The console's pages, signed in with the write token (median of 5, in ms).
+curl -s -c "$work/console.jar" -o /dev/null -d "token=$token" "http://127.0.0.1:$port/ui/login"
+page_ms() {
+    for _ in 1 2 3 4 5; do
+        curl -s -b "$work/console.jar" -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:$port$1"
+    done | sort -g | sed -n 3p | python3 -c 'import sys; print(f"{float(sys.stdin.read()) * 1000:.0f}")'
+}
+console_ms="$(page_ms /ui/) / $(page_ms '/ui/?q=cluster-00042') / $(page_ms "/ui/clusters/$(head -1 "$work/ids.txt")") / $(page_ms /ui/catalog) / $(page_ms /ui/audit)"
 status_component_ms="$(timed '/status/components/fleet-agent?state=failed')"
 events_saved="$(curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:$port/metrics" \
     | awk '/^flux_inputs_events_received_total/ {n += $2} END {print n}')"
@@ -258,6 +266,7 @@ printf '| %-52s | %14s |\n' \
     "events accepted by the server in this run" "$events_saved" \
     "GET /status/fleet, $clusters clusters (median of 5)" "$status_fleet_ms ms" \
     "GET /status/components/{id}?state=failed (median of 5)" "$status_component_ms ms" \
+    "console: fleet / search / cluster / catalog / audit" "$console_ms ms" \
     "rollout over $clusters clusters, 4 waves: POST ?dry_run (plan)" "$rollout_plan_ms ms" \
     "  GET /rollouts/{id} (every cluster listed)" "$rollout_get_ms ms" \
     "  a step's write, $((clusters / 4)) clusters (2nd of 4)" "$rollout_step_ms ms" \

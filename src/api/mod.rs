@@ -179,6 +179,7 @@ pub fn build_app_with_metrics(
         .data(tokens)
         .data(spec)
         .data(crate::console::Sessions::default())
+        .data(crate::console::catalog::MatrixCache::default())
         .data(crate::console::ConsoleSettings {
             writable: mode == ApiMode::Crud,
         })
@@ -197,7 +198,9 @@ async fn refuse_writes_on_a_replica<E: Endpoint>(
 ) -> poem::Result<Response> {
     use poem::IntoResponse;
     use poem::http::{StatusCode, header};
-    let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    // Signing in and out of the console changes no inventory.
+    let session = matches!(req.uri().path(), "/ui/login" | "/ui/logout");
+    let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) && !session;
     let refusal = req
         .data::<Store>()
         .and_then(|store| store.replica())

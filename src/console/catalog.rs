@@ -2,6 +2,8 @@
 //! clusters report which revision, and how many fail.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use maud::html;
 use poem::http::StatusCode;
@@ -24,18 +26,54 @@ struct Cell {
     stale: u64,
 }
 
+/// component → environment → cell.
+type Matrix = BTreeMap<String, BTreeMap<String, Cell>>;
+
+/// How long a computed matrix is shown before it is computed again: one pass over every
+/// (cluster, component) costs about 0.2 s at 10,000 clusters × 31 components.
+const MATRIX_FRESH: Duration = Duration::from_secs(10);
+
+/// A matrix and when it was counted.
+type Counted = (Instant, Arc<Matrix>);
+
+/// The last matrix computed (shared by every request).
+#[derive(Clone, Default)]
+pub struct MatrixCache(Arc<Mutex<Option<Counted>>>);
+
+impl MatrixCache {
+    fn fresh(&self) -> Option<Arc<Matrix>> {
+        let cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        cached
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < MATRIX_FRESH)
+            .map(|(_, matrix)| matrix.clone())
+    }
+
+    fn keep(&self, matrix: Arc<Matrix>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), matrix));
+    }
+}
+
 #[handler]
-pub async fn catalog_page(req: &Request, Data(store): Data<&Store>) -> Response {
+pub async fn catalog_page(
+    req: &Request,
+    Data(store): Data<&Store>,
+    Data(cache): Data<&MatrixCache>,
+) -> Response {
     let Some(session) = session_of(req) else {
         return Redirect::see_other("/ui/login").into_response();
     };
     let polls = store.polls().clone();
     let now = crate::api::observe::unix_now() as u64;
+    let cached = cache.fresh();
     let loaded = store
         .read(move |conn| {
             let catalog = components::list(conn, None, Page::default())?;
+            if let Some(matrix) = cached {
+                return Ok((catalog, matrix, true));
+            }
             // component → environment → cell, in one pass over the fleet.
-            let mut matrix: BTreeMap<String, BTreeMap<String, Cell>> = BTreeMap::new();
+            let mut matrix = Matrix::new();
             reports::for_each_component(conn, &Scope::default(), &polls, now, |row| {
                 if !row.enabled {
                     return;
@@ -55,16 +93,22 @@ pub async fn catalog_page(req: &Request, Data(store): Data<&Store>) -> Response 
                     _ => {}
                 }
             })?;
-            Ok((catalog, matrix))
+            Ok((catalog, Arc::new(matrix), false))
         })
         .await;
-    let (catalog, matrix): (Vec<PlatformComponent>, _) = match loaded {
+    let (catalog, matrix, reused): (Vec<PlatformComponent>, Arc<Matrix>, bool) = match loaded {
         Ok(loaded) => loaded,
         Err(err) => return failure(err),
     };
+    if !reused {
+        cache.keep(matrix.clone());
+    }
     let environments = ["dev", "qa", "uat", "prod"];
     let body = html! {
-        p.muted { "Per environment: clusters per reported chart revision (— : nothing decisive reported yet), and how many fail or are stale." }
+        p.muted {
+            "Per environment: clusters per reported chart revision (— : nothing decisive reported yet), and how many fail or are stale. "
+            "Counted at most " (MATRIX_FRESH.as_secs()) " s ago."
+        }
         table {
             thead {
                 tr {
