@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::layout::{Section, page};
-use super::pages::{can_write, error_page, failure, form, html_response, session_of, writer};
+use super::pages::{can_write, error_page, failure, html_response, session_of, write_form};
 use crate::domain::report::format_timestamp;
 use crate::store::Store;
 use crate::store::audit::{self, Entry};
@@ -167,8 +167,6 @@ pub async fn revert_form(
 #[derive(Deserialize)]
 struct RevertForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     confirm: String,
 }
 
@@ -179,12 +177,8 @@ pub async fn revert(
     Path(revision): Path<i64>,
     body: Body,
 ) -> Response {
-    let form: RevertForm = match form(body).await {
-        Ok(form) => form,
-        Err(response) => return response,
-    };
-    let session = match writer(req, &form.csrf) {
-        Ok(session) => session,
+    let (form, session) = match write_form::<RevertForm>(req, body).await {
+        Ok(posted) => posted,
         Err(response) => return *response,
     };
     let confirm = form.confirm.trim().parse().ok();

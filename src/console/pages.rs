@@ -178,6 +178,31 @@ pub(super) fn writer<'r>(req: &'r Request, csrf: &str) -> Result<&'r Session, Bo
     Ok(session)
 }
 
+/// A form that writes: the session allowed to post it (CSRF token, write session, crud
+/// server — checked before anything else is read from it) and its fields; else the page
+/// that says why not.
+pub(super) async fn write_form<T: serde::de::DeserializeOwned>(
+    req: &Request,
+    body: Body,
+) -> Result<(T, &Session), Box<Response>> {
+    let bytes = body.into_bytes_limit(FORM_LIMIT).await.map_err(|_| {
+        Box::new(error_page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the form is larger than 16 KiB",
+        ))
+    })?;
+    let unreadable = |err: serde_urlencoded::de::Error| {
+        Box::new(error_page(
+            StatusCode::BAD_REQUEST,
+            &format!("unreadable form: {err}"),
+        ))
+    };
+    let csrf: CsrfForm = serde_urlencoded::from_bytes(&bytes).map_err(unreadable)?;
+    let session = writer(req, &csrf.csrf)?;
+    let fields = serde_urlencoded::from_bytes(&bytes).map_err(unreadable)?;
+    Ok((fields, session))
+}
+
 /// Whether this session may see write forms.
 pub(super) fn can_write(req: &Request, session: &Session) -> bool {
     session.access == Access::Write
@@ -568,8 +593,6 @@ fn document_of(cluster: &crate::domain::model::Cluster) -> String {
 
 #[derive(Deserialize)]
 struct EditForm {
-    #[serde(default)]
-    csrf: String,
     document: String,
     /// The revision the preview was made at (`If-Match` of the save).
     #[serde(default)]
@@ -616,12 +639,8 @@ pub async fn preview_edit(
     Path(id): Path<String>,
     body: Body,
 ) -> Response {
-    let form: EditForm = match form(body).await {
-        Ok(form) => form,
-        Err(response) => return response,
-    };
-    let session = match writer(req, &form.csrf) {
-        Ok(session) => session,
+    let (form, session) = match write_form::<EditForm>(req, body).await {
+        Ok(posted) => posted,
         Err(response) => return *response,
     };
     let update = match parse_update(&form.document) {
@@ -702,12 +721,8 @@ pub async fn save_edit(
     Path(id): Path<String>,
     body: Body,
 ) -> Response {
-    let form: EditForm = match form(body).await {
-        Ok(form) => form,
-        Err(response) => return response,
-    };
-    let session = match writer(req, &form.csrf) {
-        Ok(session) => session,
+    let (form, session) = match write_form::<EditForm>(req, body).await {
+        Ok(posted) => posted,
         Err(response) => return *response,
     };
     let update = match parse_update(&form.document) {

@@ -9,7 +9,7 @@ use poem_openapi::types::ParseFromJSON;
 use serde::Deserialize;
 
 use super::layout::{self, Section, page};
-use super::pages::{can_write, error_page, failure, form, html_response, session_of, writer};
+use super::pages::{can_write, error_page, failure, html_response, session_of, write_form};
 use crate::domain::rollout::{ClusterState, Rollout, RolloutSpec, Verb};
 use crate::store::Store;
 
@@ -90,8 +90,6 @@ pub async fn rollouts_page(req: &Request, Data(store): Data<&Store>) -> Response
 
 #[derive(Deserialize)]
 struct SpecForm {
-    #[serde(default)]
-    csrf: String,
     spec: String,
 }
 
@@ -106,12 +104,8 @@ fn parse_spec(text: &str) -> Result<RolloutSpec, Box<Response>> {
 /// The plan first: what the rollout would do, and the button that creates it.
 #[handler]
 pub async fn plan(req: &Request, Data(store): Data<&Store>, body: Body) -> Response {
-    let form: SpecForm = match form(body).await {
-        Ok(form) => form,
-        Err(response) => return response,
-    };
-    let session = match writer(req, &form.csrf) {
-        Ok(session) => session,
+    let (form, session) = match write_form::<SpecForm>(req, body).await {
+        Ok(posted) => posted,
         Err(response) => return *response,
     };
     let spec = match parse_spec(&form.spec) {
@@ -150,12 +144,8 @@ pub async fn plan(req: &Request, Data(store): Data<&Store>, body: Body) -> Respo
 
 #[handler]
 pub async fn create(req: &Request, Data(store): Data<&Store>, body: Body) -> Response {
-    let form: SpecForm = match form(body).await {
-        Ok(form) => form,
-        Err(response) => return response,
-    };
-    let session = match writer(req, &form.csrf) {
-        Ok(session) => session,
+    let (form, session) = match write_form::<SpecForm>(req, body).await {
+        Ok(posted) => posted,
         Err(response) => return *response,
     };
     let spec = match parse_spec(&form.spec) {
@@ -278,12 +268,8 @@ pub async fn act(
     Path((id, verb)): Path<(String, String)>,
     body: Body,
 ) -> Response {
-    let form: super::pages::CsrfForm = match form(body).await {
-        Ok(form) => form,
-        Err(response) => return response,
-    };
-    let session = match writer(req, &form.csrf) {
-        Ok(session) => session,
+    let (_, session) = match write_form::<super::pages::CsrfForm>(req, body).await {
+        Ok(posted) => posted,
         Err(response) => return *response,
     };
     let verb = match verb.as_str() {

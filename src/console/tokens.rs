@@ -8,7 +8,7 @@ use poem::{Body, IntoResponse, Request, Response, handler};
 use serde::Deserialize;
 
 use super::layout::{Section, page};
-use super::pages::{can_write, error_page, failure, form, html_response, session_of, writer};
+use super::pages::{can_write, error_page, failure, html_response, session_of, write_form};
 use crate::domain::report::format_timestamp;
 use crate::store::Store;
 use crate::store::audit::Change;
@@ -66,8 +66,6 @@ pub async fn tokens_page(req: &Request, Data(store): Data<&Store>) -> Response {
 
 #[derive(Deserialize)]
 struct NewTokenForm {
-    #[serde(default)]
-    csrf: String,
     name: String,
     #[serde(default)]
     cluster: String,
@@ -75,12 +73,8 @@ struct NewTokenForm {
 
 #[handler]
 pub async fn create(req: &Request, Data(store): Data<&Store>, body: Body) -> Response {
-    let form: NewTokenForm = match form(body).await {
-        Ok(form) => form,
-        Err(response) => return response,
-    };
-    let session = match writer(req, &form.csrf) {
-        Ok(session) => session,
+    let (form, session) = match write_form::<NewTokenForm>(req, body).await {
+        Ok(posted) => posted,
         Err(response) => return *response,
     };
     let change = Change {
@@ -118,12 +112,8 @@ pub async fn revoke(
     Path(name): Path<String>,
     body: Body,
 ) -> Response {
-    let form: super::pages::CsrfForm = match form(body).await {
-        Ok(form) => form,
-        Err(response) => return response,
-    };
-    let session = match writer(req, &form.csrf) {
-        Ok(session) => session,
+    let (_, session) = match write_form::<super::pages::CsrfForm>(req, body).await {
+        Ok(posted) => posted,
         Err(response) => return *response,
     };
     let change = Change {
