@@ -93,12 +93,9 @@ impl TokensApi {
         body: JsonBody<NewToken>,
     ) -> Result<TokenCreated, WriteError> {
         let NewToken { name, cluster } = body.0;
-        let (key, scope) = (name.clone(), cluster.clone());
-        let change = change(auth, "POST");
         let token = store
-            .write(move |tx| tokens::create(tx, &change, &key, scope.as_deref()))
+            .create_token(change(auth, "POST"), name.clone(), cluster.clone())
             .await?;
-        store.tokens().invalidate();
         let location = format!("/tokens/{name}");
         Ok(TokenCreated::Created(
             Json(CreatedToken {
@@ -127,11 +124,7 @@ impl TokensApi {
         store: Data<&Store>,
         name: Path<String>,
     ) -> Result<TokenRevoked, WriteError> {
-        let change = change(auth, "DELETE");
-        let revoked = store
-            .write(move |tx| tokens::revoke(tx, &change, &name.0))
-            .await?;
-        store.tokens().invalidate();
+        let revoked = store.revoke_token(change(auth, "DELETE"), name.0).await?;
         Ok(TokenRevoked::Ok(Json(revoked.into())))
     }
 }

@@ -82,7 +82,7 @@ fn is_public(path: &str) -> bool {
 }
 
 /// The session of the request's cookie, if it is open and its token still valid.
-pub async fn session_of(req: &Request) -> Option<(String, Session)> {
+pub async fn session_from_cookie(req: &Request) -> Option<(String, Session)> {
     let id = session::cookie_value(req.headers())?;
     let sessions = req.data::<Sessions>()?;
     let session = sessions.get(&id)?;
@@ -102,7 +102,7 @@ async fn signed_in<E: Endpoint>(ep: Arc<E>, mut req: Request) -> poem::Result<Re
     if is_public(req.uri().path()) {
         return ep.call(req).await.map(IntoResponse::into_response);
     }
-    match session_of(&req).await {
+    match session_from_cookie(&req).await {
         Some((_, session)) => {
             req.extensions_mut().insert(session);
             ep.call(req).await.map(IntoResponse::into_response)

@@ -631,6 +631,16 @@ fn edit_request(session: &Session, dry_run: bool, form: &EditForm) -> crate::sto
     }
 }
 
+/// An edit form as posted: its fields, the session allowed to post it, the update it asks for.
+async fn posted_edit(
+    req: &Request,
+    body: Body,
+) -> Result<(EditForm, &Session, crate::domain::model::ClusterUpdate), Box<Response>> {
+    let (form, session) = write_form::<EditForm>(req, body).await?;
+    let update = parse_update(&form.document)?;
+    Ok((form, session, update))
+}
+
 /// What an edit would change for Flux, before it is saved (a dry run of the same write).
 #[handler]
 pub async fn preview_edit(
@@ -639,12 +649,8 @@ pub async fn preview_edit(
     Path(id): Path<String>,
     body: Body,
 ) -> Response {
-    let (form, session) = match write_form::<EditForm>(req, body).await {
+    let (form, session, update) = match posted_edit(req, body).await {
         Ok(posted) => posted,
-        Err(response) => return *response,
-    };
-    let update = match parse_update(&form.document) {
-        Ok(update) => update,
         Err(response) => return *response,
     };
     let revision = match store
@@ -721,12 +727,8 @@ pub async fn save_edit(
     Path(id): Path<String>,
     body: Body,
 ) -> Response {
-    let (form, session) = match write_form::<EditForm>(req, body).await {
+    let (form, session, update) = match posted_edit(req, body).await {
         Ok(posted) => posted,
-        Err(response) => return *response,
-    };
-    let update = match parse_update(&form.document) {
-        Ok(update) => update,
         Err(response) => return *response,
     };
     let request = edit_request(session, false, &form);

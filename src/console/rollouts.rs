@@ -207,7 +207,7 @@ pub async fn rollout_page(
             }
         }
         @if writes && !verbs.is_empty() {
-            div.filters {
+            div.actions {
                 @for verb in &verbs {
                     form method="post" action=(format!("/ui/rollouts/{}/{}", rollout.spec.id, verb.as_str())) {
                         input type="hidden" name="csrf" value=(session.csrf);
@@ -226,7 +226,10 @@ pub async fn rollout_page(
                     @for c in attention {
                         tr {
                             td { a href=(format!("/ui/clusters/{}", c.id)) { (c.id) } }
-                            td { (layout::state(match c.state { ClusterState::Failed => "failed", _ => "stale" })) " " (c.state.as_str()) }
+                            td {
+                                @if c.state == ClusterState::Failed { (layout::state("failed")) }
+                                @else { (c.state.as_str()) }
+                            }
                             td { @if let Some(r) = &c.reason { (r) } @if let Some(m) = &c.message { br; span.muted { (m) } } }
                         }
                     }

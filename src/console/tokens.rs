@@ -83,15 +83,10 @@ pub async fn create(req: &Request, Data(store): Data<&Store>, body: Body) -> Res
     };
     let name = form.name.trim().to_owned();
     let cluster = Some(form.cluster.trim().to_owned()).filter(|c| !c.is_empty());
-    let (key, scope) = (name.clone(), cluster.clone());
-    let token = match store
-        .write(move |tx| tokens::create(tx, &change, &key, scope.as_deref()))
-        .await
-    {
+    let token = match store.create_token(change, name.clone(), cluster).await {
         Ok(token) => token,
         Err(err) => return failure(err),
     };
-    store.tokens().invalidate();
     let body = html! {
         p.notice role="status" {
             "Token " code { (name) } " created. Copy it now: it is shown this once and only its SHA-256 is kept."
@@ -120,12 +115,8 @@ pub async fn revoke(
         actor: session.actor(),
         method: "DELETE",
     };
-    if let Err(err) = store
-        .write(move |tx| tokens::revoke(tx, &change, &name))
-        .await
-    {
+    if let Err(err) = store.revoke_token(change, name).await {
         return failure(err);
     }
-    store.tokens().invalidate();
     Redirect::see_other("/ui/tokens").into_response()
 }

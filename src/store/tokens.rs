@@ -366,3 +366,31 @@ impl TokenRegistry {
         Ok(())
     }
 }
+
+impl super::Store {
+    /// Creates a named token (audited) and returns its value; the process's token map is
+    /// reloaded before the next check, so it works at once.
+    pub async fn create_token(
+        &self,
+        change: super::audit::Change,
+        name: String,
+        cluster: Option<String>,
+    ) -> Result<String> {
+        let token = self
+            .write(move |tx| create(tx, &change, &name, cluster.as_deref()))
+            .await?;
+        self.tokens.invalidate();
+        Ok(token)
+    }
+
+    /// Revokes a named token (audited); it stops working at once in this process.
+    pub async fn revoke_token(
+        &self,
+        change: super::audit::Change,
+        name: String,
+    ) -> Result<TokenInfo> {
+        let revoked = self.write(move |tx| revoke(tx, &change, &name)).await?;
+        self.tokens.invalidate();
+        Ok(revoked)
+    }
+}
