@@ -244,7 +244,6 @@ pub async fn serve<A: Acceptor + 'static>(
         return Ok(());
     }
     flush_polls(&store).await;
-    save_reports(&store).await;
     // Under Litestream (a hub) the WAL is Litestream's to checkpoint.
     if config.role == Role::Standalone {
         checkpoint(&store).await;
@@ -298,8 +297,6 @@ async fn checkpoint(store: &Store) {
 /// How often the background task looks for commits made by other processes (the CLI, sqlite3)
 /// and checks that the database file is still the one opened.
 pub const EXTERNAL_WRITE_POLL: Duration = Duration::from_secs(1);
-/// How often received events are written to the database.
-pub const REPORT_FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// How often recorded poll times are written to the database.
 pub const POLL_FLUSH_EVERY: Duration = Duration::from_secs(30);
 
@@ -308,31 +305,8 @@ pub const POLL_FLUSH_EVERY: Duration = Duration::from_secs(30);
 /// waiting for a lock never delays noticing a revoked token.
 async fn background(store: Store, retention: (Option<u64>, Option<u64>)) {
     let flusher = tokio::spawn(flush_and_prune(store.clone(), retention));
-    let reports = tokio::spawn(save_reports_continually(store.clone()));
     watch_outside_commits(store).await;
     flusher.abort();
-    reports.abort();
-}
-
-/// Writes the events received since the last flush.
-async fn save_reports(store: &Store) {
-    if let Err(err) = store.flush_reports().await {
-        tracing::warn!(error = %err, "cannot save received events; kept for the next flush");
-    }
-}
-
-/// Every second, or at once when many events are waiting.
-async fn save_reports_continually(store: Store) {
-    let mut ticker = tokio::time::interval(REPORT_FLUSH_EVERY);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            () = store.reports().wanted() => {}
-        }
-        if !store.reports().is_empty() {
-            save_reports(&store).await;
-        }
-    }
 }
 
 async fn watch_outside_commits(store: Store) {

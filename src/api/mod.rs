@@ -224,6 +224,7 @@ async fn refuse_writes_on_a_replica<E: Endpoint>(
 
 /// On every answer, errors included: nothing here may be cached by a proxy or a browser (a
 /// new token's value, a cluster's inventory), and no body is ever sniffed as another type.
+/// A `503` says when to retry.
 async fn protective_headers<E: Endpoint<Output = Response>>(
     ep: Arc<E>,
     req: Request,
@@ -238,6 +239,12 @@ async fn protective_headers<E: Endpoint<Output = Response>>(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    if response.status() == poem::http::StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .entry(header::RETRY_AFTER)
+            .or_insert(HeaderValue::from_static("1"));
+    }
     Ok(response)
 }
 

@@ -77,7 +77,7 @@ pub struct FluxEvent {
 /// The answer to an accepted event.
 #[derive(Object, Clone, Debug)]
 pub struct Accepted {
-    /// Always `true`: the event is queued and saved within a second.
+    /// Always `true`: the event is saved (committed to the database).
     pub accepted: bool,
 }
 
@@ -104,7 +104,8 @@ pub enum EventError {
     /// A server fault; details are in the server log.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
-    /// The database is not ready; retry.
+    /// The database is not ready, the event could not be saved, or too many events are
+    /// waiting to be saved: retry (`Retry-After`).
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
 }
@@ -124,7 +125,8 @@ impl From<AppError> for EventError {
 
 #[derive(ApiResponse)]
 pub enum EventResponse {
-    /// Accepted (stored within a second; an older or repeated event changes nothing).
+    /// Saved: the answer comes after the transaction holding the event committed (an older
+    /// or repeated event changes nothing).
     #[oai(status = 202)]
     Accepted(Json<Accepted>),
 }
@@ -217,27 +219,25 @@ impl ReportsApi {
             metadata("revision").as_deref().unwrap_or(""),
             metadata("component").as_deref().unwrap_or(""),
         ]);
-        let pending = store.reports().push(Report {
-            cluster_dns: cluster_dns.0,
-            event: StoredEvent {
-                event_at,
-                received_at,
-                via: auth.0,
-                kind: object.kind.clone(),
-                namespace: object.namespace.clone(),
-                name: object.name.clone(),
-                severity,
-                reason: event.reason.clone(),
-                message: report::truncate(&event.message, reports::MESSAGE_BYTES).to_owned(),
-                revision: metadata("revision"),
-                component: metadata("component"),
-            },
-            digest,
-        });
-        if pending > reports::INBOX_CAPACITY {
-            // Back-pressure: the inbox's memory stays bounded.
-            store.flush_reports().await?;
-        }
+        store
+            .record_report(Report {
+                cluster_dns: cluster_dns.0,
+                event: StoredEvent {
+                    event_at,
+                    received_at,
+                    via: auth.0,
+                    kind: object.kind.clone(),
+                    namespace: object.namespace.clone(),
+                    name: object.name.clone(),
+                    severity,
+                    reason: event.reason.clone(),
+                    message: report::truncate(&event.message, reports::MESSAGE_BYTES).to_owned(),
+                    revision: metadata("revision"),
+                    component: metadata("component"),
+                },
+                digest,
+            })
+            .await?;
         Ok(EventResponse::Accepted(Json(Accepted { accepted: true })))
     }
 }

@@ -432,8 +432,8 @@ pub fn fleet_summary(
     })
 }
 
-/// Runs `view` over the convergence rows of `scope` on a pooled connection, after writing
-/// the pending events, so an answer includes every event accepted before it.
+/// Runs `view` over the convergence rows of `scope` on a pooled connection. Every event
+/// answered `202` before is committed, so the answer includes it.
 async fn with_convergence<T, F>(store: &Store, scope: Scope, view: F) -> crate::error::Result<T>
 where
     T: Send + 'static,
@@ -441,7 +441,6 @@ where
         + Send
         + 'static,
 {
-    store.flush_reports().await?;
     let polls = store.polls().clone();
     let now = unix_now() as u64;
     store
@@ -606,7 +605,6 @@ impl StatusApi {
             cluster_dns: auth.0.as_deref().map(str::to_owned),
             ..Scope::default()
         };
-        store.flush_reports().await?;
         let polls = store.polls().clone();
         let now = unix_now() as u64;
         let summary = store

@@ -1,21 +1,24 @@
 //! Reports from the clusters' Flux (notification-controller events) and the convergence view
-//! built from them (contract §9).
+//! built from them (contract §9, §17).
 //!
-//! Receiving an event is a push onto an in-memory inbox; the server flushes the inbox in one
-//! transaction every second (and before every inventory write, so an event is always judged
-//! against the inventory of its moment). Nothing is fsynced per event, and a crash loses at
-//! most the last second of status, which the cluster's next event repairs.
+//! Receiving an event queues it in an in-memory inbox and waits: a committer drains the inbox
+//! in one transaction (group commit: every event that arrived while the previous batch was
+//! being written shares the next transaction and its fsync) and answers each waiting request
+//! after its batch committed. So an event answered `202` survives a crash, and the inbox holds
+//! only events whose requests are still waiting: bounded by count and bytes, beyond which a
+//! request is refused with `503` at once.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
 
 use super::SqlResultExt;
 use super::polls::PollTracker;
 use crate::domain::report::{self, Outcome, Reported, Settled, Severity, State, Via};
-use crate::error::Result;
+use crate::error::{AppError, Result};
 
 /// Events kept per cluster (the newest).
 pub const EVENTS_PER_CLUSTER: i64 = 100;
@@ -24,10 +27,10 @@ pub const EVENTS_PER_CLUSTER: i64 = 100;
 pub const OBJECTS_PER_CLUSTER: i64 = 1000;
 /// Bytes of an event message kept (notification-controller sends up to 39,000).
 pub const MESSAGE_BYTES: usize = 2048;
-/// Pending events that make the flusher run at once instead of at its next tick.
-pub const FLUSH_SOON: usize = 2_000;
-/// Pending events beyond which a receiver waits for a flush (bounds the inbox's memory).
-pub const INBOX_CAPACITY: usize = 20_000;
+/// Events waiting for their commit beyond which a new one is refused (`503`, retry).
+pub const INBOX_MAX_EVENTS: usize = 10_000;
+/// Bytes of events waiting for their commit beyond which a new one is refused.
+pub const INBOX_MAX_BYTES: usize = 8 * 1024 * 1024;
 
 /// One received event, reduced to what is kept, for the cluster it came from.
 #[derive(Clone, Debug)]
@@ -36,6 +39,22 @@ pub struct Report {
     pub event: StoredEvent,
     /// Identifies the event, so a redelivery is recognised.
     pub digest: [u8; 16],
+}
+
+impl Report {
+    /// What the report holds in memory while it waits, roughly: its strings and a fixed part.
+    fn footprint(&self) -> usize {
+        let e = &self.event;
+        std::mem::size_of::<Report>()
+            + self.cluster_dns.len()
+            + e.kind.len()
+            + e.namespace.len()
+            + e.name.len()
+            + e.reason.len()
+            + e.message.len()
+            + e.revision.as_ref().map_or(0, String::len)
+            + e.component.as_ref().map_or(0, String::len)
+    }
 }
 
 /// The object kinds counted by name in metrics; anything else counts as `other`.
@@ -85,10 +104,30 @@ fn known(list: &'static [&'static str], value: &str) -> &'static str {
 /// Received events by (kind, reason, severity), names from the bounded lists above.
 pub type EventCounts = Vec<((&'static str, &'static str, &'static str), u64)>;
 
+/// A report waiting for its commit, and the request waiting for the outcome.
+pub struct Queued {
+    pub report: Report,
+    answer: oneshot::Sender<Result<()>>,
+}
+
+impl Queued {
+    /// Tells the waiting request how its batch ended.
+    pub fn answer(self, outcome: Result<()>) {
+        let _ = self.answer.send(outcome);
+    }
+}
+
+#[derive(Default)]
+struct Waiting {
+    queue: Vec<Queued>,
+    bytes: usize,
+    /// A committer is draining the queue; a new report need not start one.
+    committing: bool,
+}
+
 #[derive(Default)]
 struct Inbox {
-    pending: Mutex<Vec<Report>>,
-    wake: tokio::sync::Notify,
+    waiting: Mutex<Waiting>,
     counts: Mutex<HashMap<(&'static str, &'static str, Severity), u64>>,
     accepted: AtomicU64,
 }
@@ -97,58 +136,77 @@ struct Inbox {
 #[derive(Clone, Default)]
 pub struct ReportInbox(Arc<Inbox>);
 
+/// A queued report: the outcome of its commit, and whether the caller must start a committer.
+pub struct Ticket {
+    pub outcome: oneshot::Receiver<Result<()>>,
+    pub start_committer: bool,
+}
+
 impl ReportInbox {
-    /// Queues a report; answers how many are pending now.
-    pub fn push(&self, report: Report) -> usize {
-        let key = (
-            known(&KINDS, &report.event.kind),
-            known(&REASONS, &report.event.reason),
-            report.event.severity,
-        );
-        *self
-            .0
-            .counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key)
-            .or_default() += 1;
-        self.0.accepted.fetch_add(1, Ordering::Relaxed);
-        let pending = {
-            let mut pending = self.0.pending.lock().unwrap_or_else(|e| e.into_inner());
-            pending.push(report);
-            pending.len()
-        };
-        if pending >= FLUSH_SOON {
-            self.0.wake.notify_one();
+    /// Queues a report for the next group commit. Refused (`503`) when the reports already
+    /// waiting pass the inbox's bounds, whatever the state of the committer.
+    pub fn push(&self, report: Report) -> Result<Ticket> {
+        let footprint = report.footprint();
+        let (answer, outcome) = oneshot::channel();
+        let mut waiting = self.lock();
+        if waiting.queue.len() >= INBOX_MAX_EVENTS || waiting.bytes + footprint > INBOX_MAX_BYTES {
+            return Err(AppError::Unavailable(format!(
+                "{} events ({} KiB) are waiting to be saved; retry shortly",
+                waiting.queue.len(),
+                waiting.bytes / 1024
+            )));
         }
-        pending
+        waiting.bytes += footprint;
+        waiting.queue.push(Queued { report, answer });
+        let start_committer = !std::mem::replace(&mut waiting.committing, true);
+        Ok(Ticket {
+            outcome,
+            start_committer,
+        })
     }
 
-    pub fn is_empty(&self) -> bool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        self.0.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Everything waiting, in arrival order.
+    pub fn take(&self) -> Vec<Queued> {
+        let mut waiting = self.lock();
+        waiting.bytes = 0;
+        std::mem::take(&mut waiting.queue)
+    }
+
+    /// Whether the committer has more to do; when not, it ends (and the next report starts
+    /// a new one): decided under the lock, so no report is left without a committer.
+    pub fn keep_committing(&self) -> bool {
+        let mut waiting = self.lock();
+        waiting.committing = !waiting.queue.is_empty();
+        waiting.committing
+    }
+
+    /// Events waiting for their commit.
+    pub fn waiting(&self) -> usize {
+        self.lock().queue.len()
+    }
+
+    /// Counts a committed batch in the metrics.
+    pub fn count(&self, batch: &[Queued]) {
+        let mut counts = self.0.counts.lock().unwrap_or_else(|e| e.into_inner());
+        for queued in batch {
+            let event = &queued.report.event;
+            let key = (
+                known(&KINDS, &event.kind),
+                known(&REASONS, &event.reason),
+                event.severity,
+            );
+            *counts.entry(key).or_default() += 1;
+        }
         self.0
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
+            .accepted
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
     }
 
-    /// Everything pending, in arrival order.
-    pub fn take(&self) -> Vec<Report> {
-        std::mem::take(&mut *self.0.pending.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// Puts back a batch whose flush failed, ahead of what arrived meanwhile.
-    pub fn requeue(&self, mut batch: Vec<Report>) {
-        let mut pending = self.0.pending.lock().unwrap_or_else(|e| e.into_inner());
-        batch.append(&mut pending);
-        *pending = batch;
-    }
-
-    /// Resolves when enough is pending that the flusher should not wait for its tick.
-    pub async fn wanted(&self) {
-        self.0.wake.notified().await;
-    }
-
+    /// Events committed since start.
     pub fn accepted(&self) -> u64 {
         self.0.accepted.load(Ordering::Relaxed)
     }
@@ -179,7 +237,7 @@ pub fn digest(parts: &[&str]) -> [u8; 16] {
 
 /// Applies a batch in arrival order, inside the caller's transaction. Redelivered events are
 /// skipped; an event older than what is stored for its object updates only the event list.
-pub fn apply(tx: &Connection, batch: &[Report]) -> Result<usize> {
+pub fn apply<'a>(tx: &Connection, batch: impl IntoIterator<Item = &'a Report>) -> Result<usize> {
     let mut record = tx
         .prepare_cached(
             "INSERT INTO reported_events (cluster_dns, digest, received_at, via, event_at, kind, namespace, \
@@ -749,12 +807,24 @@ mod tests {
     }
 
     #[test]
-    fn counts_by_bounded_names() {
+    fn counts_committed_events_by_bounded_names() {
         let inbox = ReportInbox::default();
         let mut odd = report(1, Severity::Info, "SomethingNew", "v1");
         odd.event.kind = "GitRepository".into();
-        inbox.push(odd);
-        inbox.push(report(2, Severity::Error, "UpgradeFailed", "v1"));
+        assert!(inbox.push(odd).unwrap().start_committer);
+        assert!(
+            !inbox
+                .push(report(2, Severity::Error, "UpgradeFailed", "v1"))
+                .unwrap()
+                .start_committer,
+            "one committer at a time"
+        );
+        assert!(
+            inbox.counts().is_empty(),
+            "nothing counted before its commit"
+        );
+        let batch = inbox.take();
+        inbox.count(&batch);
         assert_eq!(
             inbox.counts(),
             vec![
@@ -762,7 +832,39 @@ mod tests {
                 (("other", "other", "info"), 1)
             ]
         );
-        assert_eq!(inbox.take().len(), 2);
-        assert!(inbox.is_empty());
+        assert_eq!(inbox.accepted(), 2);
+        assert!(
+            !inbox.keep_committing(),
+            "the committer ends on an empty inbox"
+        );
+        assert!(
+            inbox
+                .push(report(3, Severity::Info, "x", "v1"))
+                .unwrap()
+                .start_committer
+        );
+    }
+
+    #[test]
+    fn the_inbox_refuses_beyond_its_bounds_and_takes_again_once_drained() {
+        let inbox = ReportInbox::default();
+        let mut tickets = Vec::new();
+        for at in 0..INBOX_MAX_EVENTS as i64 {
+            tickets.push(inbox.push(report(at, Severity::Info, "x", "v1")).unwrap());
+        }
+        let refused = inbox.push(report(-1, Severity::Info, "x", "v1"));
+        assert!(matches!(refused, Err(AppError::Unavailable(_))));
+        drop(inbox.take());
+        let mut big = report(0, Severity::Info, "x", "v1");
+        big.event.message = "m".repeat(MESSAGE_BYTES);
+        let mut taken = 0;
+        while inbox.push(big.clone()).is_ok() {
+            taken += 1;
+        }
+        assert!(
+            taken < INBOX_MAX_BYTES / MESSAGE_BYTES,
+            "bounded by bytes: {taken}"
+        );
+        assert!(taken > INBOX_MAX_BYTES / (4 * MESSAGE_BYTES), "{taken}");
     }
 }

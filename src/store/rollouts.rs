@@ -1472,10 +1472,6 @@ impl Store {
     /// a rollback or the promotion, each in its own transaction. Returns the number of
     /// transactions written.
     pub async fn advance_rollouts(&self, now: i64) -> Result<usize> {
-        // Gates are judged on every event received so far.
-        if !self.reports.is_empty() {
-            self.flush_reports().await?;
-        }
         let running: Vec<String> = self
             .read(|conn| {
                 conn.prepare_cached("SELECT id FROM rollouts WHERE state = 'running' ORDER BY id")

@@ -620,30 +620,69 @@ impl Store {
         .await
     }
 
-    /// Writes the events received since the last flush, in one transaction.
-    pub async fn flush_reports(&self) -> Result<usize> {
-        self.on_writer(|store, conn| store.apply_reports(conn))
-            .await
+    /// Saves one received event; resolves once the transaction holding it has committed
+    /// (group commit: events arriving together share a transaction and its fsync).
+    pub async fn record_report(&self, report: super::reports::Report) -> Result<()> {
+        let ticket = self.reports.push(report)?;
+        if ticket.start_committer {
+            tokio::spawn(self.clone().commit_reports());
+        }
+        ticket.outcome.await.unwrap_or_else(|_| {
+            Err(AppError::Unavailable(
+                "the server stopped before the event was saved; retry".into(),
+            ))
+        })
     }
 
-    /// Applies the pending events on the writer; a batch that fails goes back to the inbox.
-    fn apply_reports(&self, conn: &mut Connection) -> Result<usize> {
-        let batch = self.reports.take();
-        if batch.is_empty() {
-            return Ok(0);
+    /// Drains the inbox, a batch per transaction, until nothing waits. A batch that fails is
+    /// answered with the failure (the clients retry); nothing is kept for a later attempt.
+    async fn commit_reports(self) {
+        loop {
+            let committed = self
+                .on_writer(|store, conn| {
+                    let batch = store.reports.take();
+                    if batch.is_empty() {
+                        return Ok(());
+                    }
+                    let outcome = write_transaction(conn, |tx| {
+                        let applied = super::reports::apply(tx, batch.iter().map(|q| &q.report))?;
+                        store.own_commits.note();
+                        Ok(applied)
+                    });
+                    match outcome {
+                        Ok(applied) => {
+                            store.reports.count(&batch);
+                            batch.into_iter().for_each(|q| q.answer(Ok(())));
+                            // New reports may pass or fail a rollout's gate.
+                            if applied > 0 {
+                                store.rollouts_wake.notify_one();
+                            }
+                        }
+                        Err(err) => {
+                            tracing::warn!(error = %err, events = batch.len(), "cannot save received events");
+                            let message = match err {
+                                AppError::Unavailable(message) => message,
+                                _ => "the event could not be saved; retry".to_owned(),
+                            };
+                            batch.into_iter().for_each(|q| {
+                                q.answer(Err(AppError::Unavailable(message.clone())))
+                            });
+                        }
+                    }
+                    Ok(())
+                })
+                .await;
+            if let Err(err) = committed {
+                // The writer could not be reached at all (a replica, the file replaced).
+                let message = err.to_string();
+                for queued in self.reports.take() {
+                    queued.answer(Err(AppError::Unavailable(message.clone())));
+                }
+            }
+            if !self.reports.keep_committing() {
+                return;
+            }
         }
-        let applied = write_transaction(conn, |tx| {
-            let applied = super::reports::apply(tx, &batch)?;
-            self.own_commits.note();
-            Ok(applied)
-        });
-        match &applied {
-            Ok(0) => {}
-            // New reports may pass or fail a rollout's gate.
-            Ok(_) => self.rollouts_wake.notify_one(),
-            Err(_) => self.reports.requeue(batch),
-        }
-        applied
     }
 
     /// Runs `op` as one inventory write through the pipeline: a write transaction on the
@@ -658,10 +697,6 @@ impl Store {
         let strict_dependencies = self.strict_dependencies;
         let max_clusters_shrunk = self.max_clusters_shrunk;
         self.on_writer(move |store, conn| {
-            // Events received so far are judged against the inventory they were sent under.
-            if let Err(err) = store.apply_reports(conn) {
-                tracing::warn!(error = %err, "cannot save received events; kept for the next flush");
-            }
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .db()?;

@@ -244,7 +244,6 @@ async fn the_fleet_page_searches_filters_and_pages() {
         )
         .await;
     assert_eq!(sent.status, StatusCode::ACCEPTED);
-    app.store.flush_reports().await.unwrap();
     let failing = text(&page(&app, &cookie, "/ui/?show=failing").await);
     assert!(
         failing.contains("store-007") && failing.contains("of 1"),

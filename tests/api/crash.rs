@@ -131,3 +131,84 @@ fn acknowledged_writes_survive_sigkill() {
         }
     }
 }
+
+/// An event answered `202` is in the database: posters run against the real binary, which is
+/// SIGKILLed right after a burst of answers; after restart, the newest acknowledged events of
+/// every cluster are stored (a cluster keeps its newest 100).
+#[test]
+fn acknowledged_events_survive_sigkill() {
+    const CLUSTERS: [&str; 4] = [
+        "lab-dev-01.k8s.example.com",
+        "edge-qa-01.k8s.example.com",
+        "edge-prod-01.k8s.example.com",
+        "edge-prod-02.k8s.example.com",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("inventory.db");
+    // Per poster (one cluster each), the messages answered 202, in the order answered.
+    let acknowledged: Arc<Mutex<Vec<Vec<String>>>> =
+        Arc::new(Mutex::new(vec![Vec::new(); CLUSTERS.len()]));
+    let total = |acknowledged: &Mutex<Vec<Vec<String>>>| -> usize {
+        acknowledged.lock().unwrap().iter().map(Vec::len).sum()
+    };
+    for round in 0..3 {
+        let server = Server::ready(&database, &ENVS);
+        let stop = Arc::new(AtomicBool::new(false));
+        let posters: Vec<_> = CLUSTERS
+            .iter()
+            .enumerate()
+            .map(|(poster, dns)| {
+                let (acknowledged, stop, port) = (acknowledged.clone(), stop.clone(), server.port);
+                std::thread::spawn(move || {
+                    for n in 0.. {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        // Distinct messages: each event is its own row (no redelivery).
+                        let message = format!("r{round}-p{poster}-{n}");
+                        let event = serde_json::json!({
+                            "involvedObject": {"kind": "Kustomization", "namespace": "flux-system", "name": "apps"},
+                            "severity": "info", "timestamp": "2026-12-01T10:00:00Z",
+                            "message": message, "reason": "ReconciliationSucceeded",
+                        });
+                        let path = format!("/api/v2/flux/clusters/{dns}/events");
+                        match request(port, "POST", &path, Some("t"), Some(&event.to_string())) {
+                            Ok((202, _)) => acknowledged.lock().unwrap()[poster].push(message),
+                            Ok((status, body)) => assert_eq!(status, 503, "{body}"),
+                            Err(_) => break,
+                        }
+                    }
+                })
+            })
+            .collect();
+        // Kill as soon as the posters have had a burst of answers: no pause for a flush.
+        while total(&acknowledged) < (round + 1) * 200 {
+            std::thread::yield_now();
+        }
+        server.signal("-KILL");
+        stop.store(true, Ordering::Relaxed);
+        for poster in posters {
+            poster.join().unwrap();
+        }
+        drop(server);
+        let conn = rusqlite::Connection::open(&database).unwrap();
+        for (poster, messages) in acknowledged.lock().unwrap().iter().enumerate() {
+            // The newest 100 rows are kept; at most one unanswered event per round (the one
+            // in flight at the kill) may be among them, so the last 97 answered must be.
+            for message in messages.iter().rev().take(97) {
+                let stored: i64 = conn
+                    .query_row(
+                        "SELECT count(*) FROM reported_events WHERE cluster_dns = ?1 AND message = ?2",
+                        [CLUSTERS[poster], message.as_str()],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                assert_eq!(
+                    stored, 1,
+                    "round {round}: the acknowledged event {message} was lost"
+                );
+            }
+        }
+    }
+    eprintln!("{} events acknowledged over 3 kills", total(&acknowledged));
+}

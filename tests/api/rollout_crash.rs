@@ -152,7 +152,7 @@ fn a_rollout_resumes_after_sigkill_and_applies_every_step_once() {
         "id": "app-v2", "component": "app", "target": {"oci_tag": NEW},
         "waves": [{"environment": "dev"}, {"labels": {"canary": "true"}}, {"environment": "qa"},
                   {"environment": "prod", "batch": 4}],
-        "gate": "reported", "bake_seconds": 1, "wave_timeout_seconds": 600
+        "gate": "reported", "bake_seconds": 3, "wave_timeout_seconds": 600
     });
     let (status, body) = request(
         server.port,
