@@ -277,7 +277,7 @@ pub async fn bind(config: &Config) -> io::Result<BoxAcceptor> {
         }
     });
     let tcp = tcp.into_acceptor().await?;
-    Ok(crate::net::tls::TlsAcceptor::new(tcp, current, config.limits.header_timeout).boxed())
+    Ok(crate::net::tls::TlsAcceptor::new(tcp, current, &config.limits).boxed())
 }
 
 /// Writes the poll and token last-used times recorded since the last flush.

@@ -1,13 +1,21 @@
 //! Limits every connection lives under, applied by wrapping the acceptor (plain or TLS):
 //!
 //! - at most `max_connections` served at once; the rest wait in the kernel's accept queue;
-//! - a request's headers must arrive within `header_timeout` of its first byte, so a client
-//!   that trickles or stalls its headers cannot hold a connection (poem has no such timeout);
+//! - a connection's first request must be complete (its headers) within `header_timeout` of
+//!   the accept, and every later request within `header_timeout` of its first byte, so a
+//!   client that connects and says nothing, trickles or stalls its headers cannot hold a
+//!   slot (poem has no such timeout);
+//! - between requests a connection is closed after `idle_timeout` without a byte either way
+//!   (poem's idle timeout: hyper does not read an idle connection, so only a timer of its
+//!   own can end it);
+//! - HTTP/1.1 only: a connection opening with the HTTP/2 preface (h2c, or h2 by prior
+//!   knowledge over TLS, where ALPN offers only `http/1.1`) is told `HTTP_1_1_REQUIRED` and
+//!   closed. Flux and notification-controller speak HTTP/1.1; HTTP/2 would bring streams
+//!   and frames these deadlines cannot see;
 //! - hyper answers unparseable requests (400, 414, 431) on its own with an empty body: those
 //!   answers are replaced by the service's JSON error body.
 //!
-//! Idle connections are closed by poem's `idle_timeout`, bodies are bounded in size and time by
-//! the HTTP layer (`api::limit_write_bodies`).
+//! Bodies are bounded in size and time by the HTTP layer (`api::limit_write_bodies`).
 
 use std::io;
 use std::pin::Pin;
@@ -20,7 +28,7 @@ use poem::listener::Acceptor;
 use poem::web::{LocalAddr, RemoteAddr};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use crate::config::Limits;
 
@@ -28,7 +36,13 @@ use crate::config::Limits;
 pub struct LimitedAcceptor<A> {
     inner: A,
     permits: Arc<Semaphore>,
-    header_timeout: Duration,
+    deadlines: Deadlines,
+}
+
+/// How long a connection may take over each part of its life.
+#[derive(Clone, Copy, Debug)]
+struct Deadlines {
+    header: Duration,
 }
 
 impl<A: Acceptor> LimitedAcceptor<A> {
@@ -36,7 +50,9 @@ impl<A: Acceptor> LimitedAcceptor<A> {
         LimitedAcceptor {
             inner,
             permits: Arc::new(Semaphore::new(limits.max_connections)),
-            header_timeout: limits.header_timeout,
+            deadlines: Deadlines {
+                header: limits.header_timeout,
+            },
         }
     }
 }
@@ -58,7 +74,7 @@ impl<A: Acceptor> Acceptor for LimitedAcceptor<A> {
             .map_err(io::Error::other)?;
         let (io, local, remote, scheme) = self.inner.accept().await?;
         Ok((
-            LimitedIo::new(io, permit, self.header_timeout),
+            LimitedIo::new(io, permit, self.deadlines),
             local,
             remote,
             scheme,
@@ -69,55 +85,92 @@ impl<A: Acceptor> Acceptor for LimitedAcceptor<A> {
 /// Where a connection stands, as far as its bytes tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// Accepted, nothing received: the first request's deadline runs from the accept.
+    Opened,
     /// No request in progress: idle keep-alive (poem's idle timeout applies).
     Between,
     /// A request's first bytes arrived; its headers are not complete yet.
     Headers,
-    /// Headers complete (or HTTP/2): the request is the HTTP layer's business now.
+    /// Headers complete: the request is the HTTP layer's business now.
     Request,
 }
 
 const END_OF_HEADERS: u32 = u32::from_be_bytes(*b"\r\n\r\n");
 
-/// A connection's stream with the header deadline and the JSON rewrite of hyper's own errors.
+/// The start of the HTTP/2 connection preface (RFC 9113 §3.4); no HTTP/1 method looks so.
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
+
+/// An HTTP/2 server preface (an empty SETTINGS frame) and a GOAWAY frame with error code
+/// `HTTP_1_1_REQUIRED` (0xd), last stream 0: an HTTP/2 client learns to use HTTP/1.1.
+const HTTP2_REFUSAL: [u8; 26] = [
+    0, 0, 0, 0x4, 0, 0, 0, 0, 0, // SETTINGS, empty
+    0, 0, 8, 0x7, 0, 0, 0, 0, 0, // GOAWAY, 8 bytes
+    0, 0, 0, 0, 0, 0, 0, 0xd, // last stream id 0, HTTP_1_1_REQUIRED
+];
+
+/// A connection's stream with its deadlines and the JSON rewrite of hyper's own errors.
 pub struct LimitedIo<T> {
     inner: T,
     _permit: OwnedSemaphorePermit,
-    header_timeout: Duration,
+    deadlines: Deadlines,
     phase: Phase,
+    /// Bytes of the connection's start matched against the HTTP/2 preface so far; `None`
+    /// once a byte did not match (the connection is HTTP/1).
+    preface: Option<usize>,
     /// The last four bytes read while in `Headers`.
     window: u32,
-    deadline: Option<Pin<Box<Sleep>>>,
+    /// The deadline of the request head being read (`Opened`, `Headers`).
+    deadline: Pin<Box<Sleep>>,
     /// Bytes still to send in place of what hyper asked to write.
     pending: Vec<u8>,
 }
 
 impl<T> LimitedIo<T> {
-    fn new(inner: T, permit: OwnedSemaphorePermit, header_timeout: Duration) -> Self {
+    fn new(inner: T, permit: OwnedSemaphorePermit, deadlines: Deadlines) -> Self {
         LimitedIo {
             inner,
             _permit: permit,
-            header_timeout,
-            phase: Phase::Between,
+            deadlines,
+            phase: Phase::Opened,
+            preface: Some(0),
             window: 0,
-            deadline: None,
+            deadline: Box::pin(tokio::time::sleep(deadlines.header)),
             pending: Vec::new(),
         }
     }
 
-    /// Follows the bytes of a request head until the blank line that ends it.
-    fn scan(&mut self, bytes: &[u8]) {
+    /// Follows the bytes of a request head until the blank line that ends it. Answers
+    /// whether the bytes open an HTTP/2 connection.
+    fn scan(&mut self, bytes: &[u8]) -> bool {
         if bytes.is_empty() {
-            return;
+            return false;
         }
-        if self.phase == Phase::Between {
-            self.phase = Phase::Headers;
-            self.window = 0;
-            let deadline = tokio::time::Instant::now() + self.header_timeout;
-            match &mut self.deadline {
-                Some(sleep) => sleep.as_mut().reset(deadline),
-                None => self.deadline = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        if let Some(matched) = self.preface {
+            let wanted = &HTTP2_PREFACE[matched..];
+            let n = wanted.len().min(bytes.len());
+            if bytes[..n] == wanted[..n] {
+                if matched + n == HTTP2_PREFACE.len() {
+                    return true;
+                }
+                self.preface = Some(matched + n);
+            } else {
+                self.preface = None;
             }
+        }
+        match self.phase {
+            // The first request keeps the deadline set at the accept.
+            Phase::Opened => {
+                self.phase = Phase::Headers;
+                self.window = 0;
+            }
+            Phase::Between => {
+                self.phase = Phase::Headers;
+                self.window = 0;
+                self.deadline
+                    .as_mut()
+                    .reset(Instant::now() + self.deadlines.header);
+            }
+            Phase::Headers | Phase::Request => {}
         }
         if self.phase == Phase::Headers {
             for &byte in bytes {
@@ -128,6 +181,13 @@ impl<T> LimitedIo<T> {
                 }
             }
         }
+        false
+    }
+
+    /// Whether the request head being read is past its deadline.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        matches!(self.phase, Phase::Opened | Phase::Headers)
+            && self.deadline.as_mut().poll(cx).is_ready()
     }
 }
 
@@ -141,29 +201,33 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for LimitedIo<T> {
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                this.scan(&buf.filled()[before..]);
+                if this.scan(&buf.filled()[before..]) {
+                    // Best effort, as the connection closes either way.
+                    let _ = Pin::new(&mut this.inner).poll_write(cx, &HTTP2_REFUSAL);
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "HTTP/2 is not served; use HTTP/1.1",
+                    )));
+                }
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
             Poll::Pending => {
-                if this.phase == Phase::Headers
-                    && let Some(deadline) = &mut this.deadline
-                    && deadline.as_mut().poll(cx).is_ready()
-                {
-                    // Best effort: tell the client why before closing.
-                    let answer = json_response(
-                        408,
-                        "Request Timeout",
-                        "request_timeout",
-                        "the request headers did not arrive in time",
-                    );
-                    let _ = Pin::new(&mut this.inner).poll_write(cx, &answer);
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "request headers not received in time",
-                    )));
+                if !this.expired(cx) {
+                    return Poll::Pending;
                 }
-                Poll::Pending
+                // Best effort: tell the client why before closing.
+                let answer = json_response(
+                    408,
+                    "Request Timeout",
+                    "request_timeout",
+                    "the request headers did not arrive in time",
+                );
+                let _ = Pin::new(&mut this.inner).poll_write(cx, &answer);
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "request headers not received in time",
+                )))
             }
         }
     }

@@ -59,12 +59,13 @@ pub fn load(files: &TlsFiles) -> io::Result<Arc<ServerConfig>> {
     let mut config = builder
         .with_single_cert(chain, key)
         .map_err(|err| invalid(format!("TLS certificate {}: {err}", files.cert.display())))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // HTTP/1.1 only (see `net::limits`): Flux and notification-controller speak it.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
-/// Handshakes in progress at most; further connections wait in the kernel's accept queue.
-const HANDSHAKES: usize = 256;
+/// Handshaken connections waiting for a connection slot (`net::limits`).
+const READY_QUEUE: usize = 256;
 
 /// A connection whose handshake completed, with its addresses.
 type Handshaken = (TlsStream<TcpStream>, LocalAddr, RemoteAddr);
@@ -77,14 +78,23 @@ pub struct TlsAcceptor {
 }
 
 impl TlsAcceptor {
+    /// Handshakes run at most `limits.max_connections` at once (further connections wait in
+    /// the kernel's accept queue), each within `limits.header_timeout`: a socket that says
+    /// nothing holds a handshake slot no longer than a plain one holds a connection slot.
     pub fn new(
         tcp: TcpAcceptor,
         configs: watch::Receiver<Arc<ServerConfig>>,
-        handshake_timeout: Duration,
+        limits: &crate::config::Limits,
     ) -> Self {
         let local = tcp.local_addr();
-        let (sender, ready) = mpsc::channel(HANDSHAKES);
-        let task = tokio::spawn(handshakes(tcp, configs, handshake_timeout, sender));
+        let (sender, ready) = mpsc::channel(READY_QUEUE);
+        let task = tokio::spawn(handshakes(
+            tcp,
+            configs,
+            limits.max_connections,
+            limits.header_timeout,
+            sender,
+        ));
         TlsAcceptor { local, ready, task }
     }
 }
@@ -99,10 +109,11 @@ impl Drop for TlsAcceptor {
 async fn handshakes(
     mut tcp: TcpAcceptor,
     configs: watch::Receiver<Arc<ServerConfig>>,
+    slots: usize,
     timeout: Duration,
     ready: mpsc::Sender<Handshaken>,
 ) {
-    let permits = Arc::new(Semaphore::new(HANDSHAKES));
+    let permits = Arc::new(Semaphore::new(slots));
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;

@@ -7,6 +7,7 @@ mod browser;
 mod cache;
 mod cli;
 mod concurrency;
+mod connections;
 mod console;
 mod crash;
 mod crud;

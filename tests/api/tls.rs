@@ -426,3 +426,59 @@ fn a_client_certificate_naming_a_cluster_acts_as_its_scoped_token_and_nothing_mo
         );
     }
 }
+
+/// Sockets that never start a handshake do not keep TLS clients out, and HTTPS is HTTP/1.1
+/// (ALPN offers nothing else, so an HTTP/2 client falls back).
+#[test]
+fn idle_sockets_do_not_delay_a_tls_client_and_alpn_offers_http1_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let authority = ca("flux-inputs test CA");
+    let (cert, key) = leaf(&authority, "localhost", false);
+    let ca_file = write(d, "ca.pem", &authority.pem);
+    let envs = [
+        (
+            "TLS_CERT",
+            write(d, "server.pem", &cert).display().to_string(),
+        ),
+        (
+            "TLS_KEY",
+            write(d, "server.key", &key).display().to_string(),
+        ),
+        ("HEADER_TIMEOUT_SECONDS", "60".to_owned()),
+    ];
+    let server = start_tls(d, &envs);
+    let idle: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap())
+        .collect();
+    let output = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{http_version}",
+        ])
+        .args(["--http2", "--max-time", "10", "--cacert"])
+        .arg(&ca_file)
+        .arg(format!("https://localhost:{}/health", server.port))
+        .output()
+        .expect("curl is installed");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "200 1.1",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The answer did not wait for the idle sockets to be cut off: they are all still open.
+    for mut socket in idle {
+        use std::io::Read;
+        socket.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            socket.read(&mut byte).map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::WouldBlock),
+            "an idle socket is still open"
+        );
+    }
+}
