@@ -311,36 +311,14 @@ async fn background(store: Store, retention: (Option<u64>, Option<u64>)) {
 
 async fn watch_outside_commits(store: Store) {
     let mut ticker = tokio::time::interval(EXTERNAL_WRITE_POLL);
-    let mut watcher = None;
     loop {
         ticker.tick().await;
         store.check_file_identity();
-        let handle = store.clone();
-        let mut current = watcher.take();
-        let checked = tokio::task::spawn_blocking(move || {
-            let outcome = match &mut current {
-                Some(watcher) => Ok(watcher),
-                None => handle.change_watcher().map(|w| current.insert(w)),
-            }
-            .and_then(|watcher| watcher.outside_commit());
-            (current, outcome)
-        })
-        .await;
-        match checked {
-            Ok((kept, outcome)) => {
-                watcher = kept;
-                match outcome {
-                    Ok(true) => store.forget_cached(),
-                    Ok(false) => {}
-                    // The watcher keeps the last version it saw; the next tick compares with it.
-                    Err(err) => tracing::debug!(error = %err, "outside-commit check deferred"),
-                }
-            }
-            Err(err) => {
-                // The watcher was lost with the task: whatever happened meanwhile is unknown.
-                tracing::warn!(error = %err, "outside-commit check failed");
-                store.forget_cached();
-            }
+        match store.outside_commit().await {
+            Ok(true) => store.forget_cached(),
+            Ok(false) => {}
+            // The last version seen is kept; the next tick compares with it.
+            Err(err) => tracing::debug!(error = %err, "outside-commit check deferred"),
         }
     }
 }

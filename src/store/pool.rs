@@ -76,8 +76,8 @@ pub struct Store {
     /// Rollout gates count only reports authenticated as the cluster itself
     /// (`events_require_cluster_identity`).
     pub(super) rollout_gate_needs_identity: bool,
-    /// This process's commits, so the outside-commit watcher can tell them apart.
-    pub(super) own_commits: watch::OwnCommits,
+    /// The last `data_version` of the writer: other processes' commits change it.
+    pub(super) outside: Arc<std::sync::Mutex<watch::ChangeWatcher>>,
     /// The opened file's device and inode: a path that now names another file (or none)
     /// means writes would land in a file nobody will ever open again.
     identity: Option<(u64, u64)>,
@@ -189,7 +189,7 @@ impl Store {
             reports: reports::ReportInbox::default(),
             rollouts_wake: Arc::default(),
             rollout_gate_needs_identity: false,
-            own_commits: watch::OwnCommits::default(),
+            outside: Arc::default(),
             identity: file_identity(path),
             file_gone: Arc::default(),
             damaged: Arc::default(),
@@ -305,9 +305,17 @@ impl Store {
         )))
     }
 
-    /// A watcher for commits made by other processes, on a connection of its own.
-    pub fn change_watcher(&self) -> Result<watch::ChangeWatcher> {
-        watch::ChangeWatcher::open(&self.path, self.own_commits.clone())
+    /// Whether another process committed since the last check (read on the writer, after
+    /// the writes queued before it).
+    pub async fn outside_commit(&self) -> Result<bool> {
+        self.on_writer(|store, conn| {
+            store
+                .outside
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .outside_commit(conn)
+        })
+        .await
     }
 
     /// Another process changed the database: drop everything read from it.

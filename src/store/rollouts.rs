@@ -1402,7 +1402,7 @@ impl Store {
         dry_run: bool,
     ) -> Result<Rollout> {
         let polls = self.polls.clone();
-        self.on_writer(move |store, conn| {
+        self.on_writer(move |_, conn| {
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .db()?;
@@ -1415,7 +1415,6 @@ impl Store {
             if dry_run {
                 tx.rollback().db()?;
             } else {
-                store.own_commits.note();
                 tx.commit().db()?;
             }
             Ok(rollout)

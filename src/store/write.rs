@@ -597,14 +597,8 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Transaction) -> Result<T> + Send + 'static,
     {
-        self.on_writer(move |store, conn| {
-            write_transaction(conn, |tx| {
-                let value = f(tx)?;
-                store.own_commits.note();
-                Ok(value)
-            })
-        })
-        .await
+        self.on_writer(move |_, conn| write_transaction(conn, f))
+            .await
     }
 
     /// Writes the poll and token last-used times noted since the last flush, in one
@@ -646,7 +640,6 @@ impl Store {
                     }
                     let outcome = write_transaction(conn, |tx| {
                         let applied = super::reports::apply(tx, batch.iter().map(|q| &q.report))?;
-                        store.own_commits.note();
                         Ok(applied)
                     });
                     match outcome {
@@ -722,7 +715,6 @@ impl Store {
                 drop(reader);
                 tx.rollback().db()?;
             } else {
-                store.own_commits.note_revision(self::revision(&tx)?);
                 tx.commit().db()?;
                 // Before the answer goes out, so the client's next read sees its write.
                 store.cache.invalidate();

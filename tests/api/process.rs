@@ -146,3 +146,17 @@ impl Rng {
         self.0 % bound
     }
 }
+
+/// Waits until `check` holds, looking again every 50 ms; fails naming `what` when it still
+/// does not after `limit` (a bound for a stuck server, not a timing claim).
+#[track_caller]
+pub fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -186,3 +186,57 @@ fn tokens_from_the_command_line_are_hashed_and_honoured_by_a_running_server() {
         Some(3)
     );
 }
+
+/// A revoke from the command line is seen however busy the server is with its own commits
+/// (events arriving all the time, each batch a commit of the server's).
+#[test]
+fn a_cli_revoke_is_seen_while_the_server_commits_events() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("inventory.db");
+    let server = Server::ready(&database, &[("AUTH_TOKEN", "t")]);
+    let run = |args: &[&str]| crate::cli::run(&database, args);
+    let created = run(&["token", "create", "--cluster", "edge-qa-01"]);
+    let token = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    let feed = format!("/api/v2/flux/clusters/{QA}/namespaces");
+    crate::process::eventually("the new token works", Duration::from_secs(10), || {
+        get(server.port, &feed, Some(&token)).unwrap().0 == 200
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let poster = {
+        let (stop, port) = (stop.clone(), server.port);
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let event = serde_json::json!({
+                    "involvedObject": {"kind": "Kustomization", "namespace": "flux-system", "name": "apps"},
+                    "severity": "info", "timestamp": "2026-12-01T10:00:00Z",
+                    "message": format!("tick {n}"), "reason": "ReconciliationSucceeded",
+                });
+                let path = format!("/api/v2/flux/clusters/{QA}/events");
+                let answer = crate::process::request(
+                    port,
+                    "POST",
+                    &path,
+                    Some("t"),
+                    Some(&event.to_string()),
+                );
+                assert_eq!(answer.unwrap().0, 202);
+                n += 1;
+            }
+            n
+        })
+    };
+    assert!(run(&["token", "revoke", "edge-qa-01"]).status.success());
+    crate::process::eventually(
+        "the revoked token is refused",
+        Duration::from_secs(10),
+        || get(server.port, &feed, Some(&token)).unwrap().0 == 401,
+    );
+    stop.store(true, Ordering::Relaxed);
+    assert!(
+        poster.join().unwrap() > 0,
+        "events were committed meanwhile"
+    );
+}
