@@ -78,12 +78,10 @@ pub fn import(
     changes_offset: usize,
     confirm: Option<u64>,
 ) -> Result<(), Failure> {
-    if !file.is_file() {
-        return Err(Failure::io(format!(
-            "cannot read {}: no such file",
-            file.display()
-        )));
-    }
+    // The file is read twice (catalog, then clusters): a pipe or `-` (standard input) is
+    // first copied to a private temporary file.
+    let spooled = spool_if_stream(file)?;
+    let file = spooled.as_ref().map_or(file, |s| s.path.as_path());
     let store = open(config, false)?;
     let request = WriteRequest {
         dry_run,
@@ -121,6 +119,59 @@ pub fn import(
         config.database_path.display()
     );
     Ok(())
+}
+
+/// A temporary copy of a stream, removed when dropped.
+struct Spooled {
+    path: std::path::PathBuf,
+}
+
+impl Drop for Spooled {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// `None` for a regular file; for `-` or anything that can be read only once (a pipe, a
+/// process substitution), a private temporary copy.
+fn spool_if_stream(file: &Path) -> Result<Option<Spooled>, Failure> {
+    let stdin = file == Path::new("-");
+    if !stdin {
+        match std::fs::metadata(file) {
+            Ok(meta) if meta.is_file() => return Ok(None),
+            Ok(_) => {}
+            Err(err) => {
+                return Err(Failure::io(format!(
+                    "cannot read {}: {err}",
+                    file.display()
+                )));
+            }
+        }
+    }
+    let path = std::env::temp_dir().join(format!("flux-inputs-import-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let mut copy = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+    }
+    .map_err(|err| {
+        Failure::io(format!(
+            "cannot spool the input to {}: {err}",
+            path.display()
+        ))
+    })?;
+    let spooled = Spooled { path };
+    let copied = if stdin {
+        std::io::copy(&mut std::io::stdin().lock(), &mut copy)
+    } else {
+        std::fs::File::open(file).and_then(|mut input| std::io::copy(&mut input, &mut copy))
+    };
+    copied.map_err(|err| Failure::io(format!("cannot read {}: {err}", file.display())))?;
+    Ok(Some(spooled))
 }
 
 /// A runtime for the offline commands that share the server's async store API.
@@ -188,8 +239,10 @@ pub fn status(config: &Config, query: StatusQuery) -> Result<(), Failure> {
         component: query.component.clone(),
         ..Scope::default()
     };
+    // What clusters reported reaches the operator's terminal: nothing in it may act on the
+    // terminal (a database written before events were checked may hold escape sequences).
     let write = |text: String| {
-        writeln!(std::io::stdout().lock(), "{text}")
+        writeln!(std::io::stdout().lock(), "{}", escape_unprintable(&text))
             .map_err(|err| Failure::io(format!("cannot write: {err}")))
     };
     let listing = query.component.is_some() || query.state.is_some();
@@ -665,4 +718,33 @@ fn describe(r: &crate::domain::rollout::Rollout) -> String {
         let _ = writeln!(out, "  {} {:<8} {}", t.at, t.actor, t.reason);
     }
     out
+}
+
+/// `text` with every character that could act on a terminal (controls, bidirectional and
+/// invisible ones) shown as its `\u{…}` escape.
+fn escape_unprintable(text: &str) -> std::borrow::Cow<'_, str> {
+    if crate::domain::names::unprintable(text, false).is_none() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if crate::domain::names::unprintable(c.encode_utf8(&mut [0; 4]), false).is_some() {
+            escaped.push_str(&c.escape_unicode().to_string());
+        } else {
+            escaped.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(escaped)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn terminal_sequences_are_shown_escaped() {
+        assert_eq!(super::escape_unprintable("UpgradeFailed"), "UpgradeFailed");
+        assert_eq!(
+            super::escape_unprintable("a\u{1b}[2Jb\u{202E}c"),
+            "a\\u{1b}[2Jb\\u{202e}c"
+        );
+    }
 }

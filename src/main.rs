@@ -29,7 +29,7 @@ enum Command {
     Serve,
     /// Create or replace every record of a seed file, all or nothing, with the API's checks.
     Import {
-        /// A seed file (flux-resourceset's format is accepted).
+        /// A seed file (flux-resourceset's format is accepted), or `-` for standard input.
         file: PathBuf,
         /// Print what would change and store nothing.
         #[arg(long)]

@@ -326,21 +326,9 @@ async fn watch_outside_commits(store: Store) {
 async fn flush_and_prune(store: Store, retention: (Option<u64>, Option<u64>)) {
     let mut ticker = tokio::time::interval(POLL_FLUSH_EVERY);
     ticker.tick().await;
-    let mut pruned_at_revision = None;
     loop {
         ticker.tick().await;
         flush_polls(&store).await;
-        // Reports of clusters deleted or renamed since the last pass.
-        let revision = store.read(crate::store::write::revision).await.ok();
-        if revision != pruned_at_revision {
-            match store
-                .write(|tx| crate::store::reports::prune_orphans(tx))
-                .await
-            {
-                Ok(_) => pruned_at_revision = revision,
-                Err(err) => tracing::warn!(error = %err, "pruning reports failed"),
-            }
-        }
         if retention.0.is_none() && retention.1.is_none() {
             continue;
         }

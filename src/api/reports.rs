@@ -17,6 +17,7 @@ use super::auth::ReportAccess;
 use super::body::SerdeJson;
 use super::error::{ErrorBody, ReadError};
 use super::observe::unix_now;
+use crate::domain::names;
 use crate::domain::report::{self, Severity};
 use crate::error::AppError;
 use crate::store::Store;
@@ -161,6 +162,25 @@ fn check(event: &FluxEvent) -> Result<i64, AppError> {
             )));
         }
     }
+    // What is kept reaches terminals (`flux-inputs status`) and the console: no escape
+    // sequences, no text that displays in another order than it is stored.
+    let kept = [
+        ("involvedObject.kind", Some(&object.kind), false),
+        ("involvedObject.namespace", Some(&object.namespace), false),
+        ("involvedObject.name", Some(&object.name), false),
+        ("reason", Some(&event.reason), false),
+        ("message", Some(&event.message), true),
+        ("metadata.revision", metadata("revision"), false),
+        ("metadata.component", metadata("component"), false),
+    ];
+    for (field, value, multiline) in kept {
+        if let Some(bad) = value.and_then(|v| names::unprintable(v, multiline)) {
+            return Err(AppError::BadRequest(format!(
+                "{field}: contains the character U+{:04X}; event text must be printable",
+                u32::from(bad)
+            )));
+        }
+    }
     report::parse_timestamp(&event.timestamp).ok_or_else(|| {
         AppError::BadRequest(format!(
             "timestamp: '{}' is not an RFC 3339 time",
@@ -168,10 +188,6 @@ fn check(event: &FluxEvent) -> Result<i64, AppError> {
         ))
     })
 }
-
-/// A clock running ahead on a cluster must not pin an object's state: later events could
-/// never overwrite it. Event times are capped at this far past the server's clock.
-const MAX_CLOCK_SKEW_SECONDS: i64 = 300;
 
 #[OpenApi(tag = "ApiTags::Status")]
 impl ReportsApi {
@@ -192,7 +208,9 @@ impl ReportsApi {
     ) -> Result<EventResponse, EventError> {
         let event = event.0;
         let received_at = unix_now() as i64;
-        let event_at = check(&event)?.min(received_at + MAX_CLOCK_SKEW_SECONDS);
+        // A time ahead of the server's clock (a cluster's clock running fast, or a forged
+        // 2099) counts as the time of receipt: it must not outrank the events that follow.
+        let event_at = check(&event)?.min(received_at);
         // Unknown clusters are a 404; the feed cache answers without SQL.
         store.require_cluster(&cluster_dns).await?;
         let metadata = |key: &str| {

@@ -43,6 +43,35 @@ pub fn is_label_value(value: &str) -> bool {
     value.is_empty() || is_qualified_name_part(value)
 }
 
+/// A chart tag: an OCI tag (`[A-Za-z0-9_][A-Za-z0-9._-]`, at most 128 characters), or the
+/// SemVer version of a chart from an HTTPS Helm repository, whose build metadata adds `+`.
+pub fn is_chart_tag(tag: &str) -> bool {
+    let bytes = tag.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 128
+        && (bytes[0].is_ascii_alphanumeric() || bytes[0] == b'_')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'+'))
+}
+
+/// The first character that has no place in a name or value a person reads: a control
+/// character (line breaks allowed where `multiline`), a bidirectional override or isolate
+/// (text that displays in another order than it is stored), or an invisible zero-width one.
+pub fn unprintable(text: &str, multiline: bool) -> Option<char> {
+    text.chars().find(|&c| {
+        (c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t')))
+            || matches!(
+                c,
+                '\u{061C}'
+                    | '\u{200B}'..='\u{200F}'
+                    | '\u{202A}'..='\u{202E}'
+                    | '\u{2060}'..='\u{2069}'
+                    | '\u{FEFF}'
+            )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,6 +94,22 @@ mod tests {
         assert!(!is_dns_name(".example.com"));
         assert!(!is_dns_name("Demo.example.com"));
         assert!(!is_dns_name(&format!("{}.com", "a".repeat(250))));
+    }
+
+    #[test]
+    fn chart_tags_and_printable_text() {
+        for ok in ["v1.16.0", "1.2.3+rke2r1", "latest", "_x", &"a".repeat(128)] {
+            assert!(is_chart_tag(ok), "{ok}");
+        }
+        for bad in ["", "-x", ".x", "a b", "a\"b", "a/b", &"a".repeat(129)] {
+            assert!(!is_chart_tag(bad), "{bad}");
+        }
+        assert_eq!(unprintable("Edge Store 042 (Berlin)", false), None);
+        assert_eq!(unprintable("line\nbreak", true), None);
+        assert_eq!(unprintable("line\nbreak", false), Some('\n'));
+        assert_eq!(unprintable("\u{1b}[31mred", true), Some('\u{1b}'));
+        assert_eq!(unprintable("abc\u{202E}cba", false), Some('\u{202E}'));
+        assert_eq!(unprintable("zero\u{200B}width", false), Some('\u{200B}'));
     }
 
     #[test]

@@ -81,17 +81,120 @@ impl Outcome {
     }
 }
 
-/// The outcome an event decides, if any. Rollbacks and uninstalls succeeded as operations,
-/// but for a component the inventory wants installed they mean the release went backwards.
-/// Other info events (`DependencyNotReady`, `PendingRelease`, …) decide nothing.
-pub fn decisive(severity: Severity, reason: &str) -> Option<Outcome> {
-    match (severity, reason) {
-        (Severity::Error, _) => Some(Outcome::Failure),
-        (_, "InstallSucceeded" | "UpgradeSucceeded" | "TestSucceeded" | "DriftCorrected") => {
+/// The kinds whose events speak for a component: its HelmRelease, and the sources the
+/// release pulls its chart from (a source that cannot fetch the chart stops the release
+/// before helm-controller has anything to report).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claimant {
+    Release,
+    Source,
+}
+
+impl Claimant {
+    /// The object kinds stored with a settled outcome.
+    pub const KINDS: [&'static str; 4] = [
+        "HelmRelease",
+        "OCIRepository",
+        "HelmRepository",
+        "HelmChart",
+    ];
+
+    pub fn of_kind(kind: &str) -> Option<Claimant> {
+        match kind {
+            "HelmRelease" => Some(Claimant::Release),
+            "OCIRepository" | "HelmRepository" | "HelmChart" => Some(Claimant::Source),
+            _ => None,
+        }
+    }
+}
+
+/// The outcome an event of a HelmRelease or a source decides, if any. Rollbacks and
+/// uninstalls succeeded as operations, but for a component the inventory wants installed they
+/// mean the release went backwards. A source settles on an error, and on a new or current
+/// artifact. Other info events (`DependencyNotReady`, `PendingRelease`, …) decide nothing.
+pub fn decisive(claimant: Claimant, severity: Severity, reason: &str) -> Option<Outcome> {
+    match (claimant, severity, reason) {
+        (_, Severity::Error, _) => Some(Outcome::Failure),
+        (
+            Claimant::Release,
+            _,
+            "InstallSucceeded" | "UpgradeSucceeded" | "TestSucceeded" | "DriftCorrected",
+        ) => Some(Outcome::Success),
+        (Claimant::Release, _, "RollbackSucceeded" | "UninstallSucceeded") => {
+            Some(Outcome::Failure)
+        }
+        (Claimant::Source, _, "NewArtifact" | "ArtifactUpToDate" | "Succeeded") => {
             Some(Outcome::Success)
         }
-        (_, "RollbackSucceeded" | "UninstallSucceeded") => Some(Outcome::Failure),
         _ => None,
+    }
+}
+
+/// What one object that speaks for a component reported, as convergence needs it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Claim<'a> {
+    pub claimant: Claimant,
+    pub reported: Reported<'a>,
+    /// When its latest decisive event happened.
+    pub settled_at: Option<i64>,
+    /// When its latest event happened.
+    pub event_at: i64,
+}
+
+/// A component's state from every object that speaks for it, and which claim decided it.
+///
+/// - Every HelmRelease that claims the component counts (the one named as it, and any whose
+///   event metadata names it): the worst of their states wins (`failed`, then `progressing`,
+///   then `converged`; the latest on a tie), so a second release claiming the component can
+///   never hide the failure of another.
+/// - A source whose latest decisive event is a failure makes the component `failed` until a
+///   release reports a success at the desired version after it (or the source recovers).
+pub fn combine<'a>(
+    enabled: bool,
+    desired: &str,
+    claims: impl Iterator<Item = Claim<'a>> + Clone,
+) -> (State, Option<usize>) {
+    if !enabled {
+        return (State::Disabled, None);
+    }
+    let rank = |state: State| match state {
+        State::Failed => 3,
+        State::Progressing => 2,
+        _ => 1,
+    };
+    // (index, state, event time) of the worst release so far.
+    let mut worst: Option<(usize, State, i64)> = None;
+    let mut converged_at: Option<i64> = None;
+    for (i, claim) in claims.clone().enumerate() {
+        if claim.claimant != Claimant::Release {
+            continue;
+        }
+        let state = state(true, desired, &claim.reported);
+        if state == State::Converged {
+            converged_at = converged_at.max(claim.settled_at);
+        }
+        let better = worst
+            .is_none_or(|(_, current, at)| (rank(state), claim.event_at) > (rank(current), at));
+        if better {
+            worst = Some((i, state, claim.event_at));
+        }
+    }
+    if worst.is_none_or(|(_, state, _)| state != State::Failed) {
+        let failing_source = claims
+            .enumerate()
+            .filter(|(_, c)| {
+                c.claimant == Claimant::Source
+                    && matches!(c.reported, Reported::Settled(s) if s.outcome == Outcome::Failure)
+                    && c.settled_at > converged_at
+            })
+            .max_by_key(|(_, c)| c.settled_at);
+        if let Some((i, _)) = failing_source {
+            return (State::Failed, Some(i));
+        }
+    }
+    match worst {
+        Some((i, state, _)) => (state, Some(i)),
+        None => (State::Unknown, None),
     }
 }
 
@@ -345,16 +448,118 @@ mod tests {
 
     #[test]
     fn decisive_events() {
+        use Claimant::*;
         use Severity::*;
-        assert_eq!(decisive(Info, "UpgradeSucceeded"), Some(Outcome::Success));
-        assert_eq!(decisive(Info, "InstallSucceeded"), Some(Outcome::Success));
-        assert_eq!(decisive(Info, "DriftCorrected"), Some(Outcome::Success));
-        assert_eq!(decisive(Error, "UpgradeFailed"), Some(Outcome::Failure));
-        assert_eq!(decisive(Error, "AnythingAtAll"), Some(Outcome::Failure));
-        assert_eq!(decisive(Info, "RollbackSucceeded"), Some(Outcome::Failure));
-        assert_eq!(decisive(Info, "UninstallSucceeded"), Some(Outcome::Failure));
-        assert_eq!(decisive(Info, "DependencyNotReady"), None);
-        assert_eq!(decisive(Info, "ReconciliationSucceeded"), None);
+        assert_eq!(
+            decisive(Release, Info, "UpgradeSucceeded"),
+            Some(Outcome::Success)
+        );
+        assert_eq!(
+            decisive(Release, Info, "InstallSucceeded"),
+            Some(Outcome::Success)
+        );
+        assert_eq!(
+            decisive(Release, Info, "DriftCorrected"),
+            Some(Outcome::Success)
+        );
+        assert_eq!(
+            decisive(Release, Error, "UpgradeFailed"),
+            Some(Outcome::Failure)
+        );
+        assert_eq!(
+            decisive(Release, Error, "AnythingAtAll"),
+            Some(Outcome::Failure)
+        );
+        assert_eq!(
+            decisive(Release, Info, "RollbackSucceeded"),
+            Some(Outcome::Failure)
+        );
+        assert_eq!(
+            decisive(Release, Info, "UninstallSucceeded"),
+            Some(Outcome::Failure)
+        );
+        assert_eq!(decisive(Release, Info, "DependencyNotReady"), None);
+        assert_eq!(decisive(Release, Info, "ReconciliationSucceeded"), None);
+        assert_eq!(
+            decisive(Source, Error, "OCIPullFailed"),
+            Some(Outcome::Failure)
+        );
+        assert_eq!(
+            decisive(Source, Info, "NewArtifact"),
+            Some(Outcome::Success)
+        );
+        assert_eq!(decisive(Source, Info, "UpgradeSucceeded"), None);
+    }
+
+    fn claim(claimant: Claimant, outcome: Outcome, revision: &str, at: i64) -> Claim<'_> {
+        Claim {
+            claimant,
+            reported: Reported::Settled(Settled {
+                outcome,
+                revision: Some(revision),
+                desired_then: None,
+            }),
+            settled_at: Some(at),
+            event_at: at,
+        }
+    }
+
+    #[test]
+    fn every_release_claiming_a_component_counts_and_the_worst_wins() {
+        use Claimant::*;
+        let failing = claim(Release, Outcome::Failure, "1.2.0", 10);
+        let other = claim(Release, Outcome::Success, "1.2.0", 20);
+        assert_eq!(
+            combine(true, "1.2.0", [failing, other].into_iter()),
+            (State::Failed, Some(0))
+        );
+        assert_eq!(
+            combine(true, "1.2.0", [other, failing].into_iter()),
+            (State::Failed, Some(1))
+        );
+        assert_eq!(
+            combine(true, "1.2.0", [other].into_iter()),
+            (State::Converged, Some(0))
+        );
+        let old = claim(Release, Outcome::Success, "1.1.0", 30);
+        assert_eq!(
+            combine(true, "1.2.0", [other, old].into_iter()),
+            (State::Progressing, Some(1))
+        );
+        assert_eq!(
+            combine(true, "1.2.0", [].into_iter()),
+            (State::Unknown, None)
+        );
+        assert_eq!(
+            combine(false, "1.2.0", [failing].into_iter()),
+            (State::Disabled, None)
+        );
+    }
+
+    #[test]
+    fn a_failing_source_fails_the_component_until_a_later_success() {
+        use Claimant::*;
+        let pull_failed = claim(Source, Outcome::Failure, "", 20);
+        assert_eq!(
+            combine(true, "1.2.0", [pull_failed].into_iter()),
+            (State::Failed, Some(0))
+        );
+        let before = claim(Release, Outcome::Success, "1.2.0", 10);
+        assert_eq!(
+            combine(true, "1.2.0", [before, pull_failed].into_iter()),
+            (State::Failed, Some(1)),
+            "the chart cannot be pulled since the release succeeded"
+        );
+        let after = claim(Release, Outcome::Success, "1.2.0", 30);
+        assert_eq!(
+            combine(true, "1.2.0", [after, pull_failed].into_iter()),
+            (State::Converged, Some(0))
+        );
+        let recovered = claim(Source, Outcome::Success, "", 25);
+        assert_eq!(
+            combine(true, "1.2.0", [before, recovered].into_iter()),
+            (State::Converged, Some(0))
+        );
     }
 
     #[test]

@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, HashSet};
 
 use super::model::{Cluster, IdRef, Namespace, PlatformComponent, Rolebinding};
-use super::names::{is_dns_name, is_label_value, is_metadata_key, is_rfc1123_label};
+use super::names::{
+    is_chart_tag, is_dns_name, is_label_value, is_metadata_key, is_rfc1123_label, unprintable,
+};
 use crate::error::AppError;
 
 /// Collects every problem in a document, so one answer names them all.
@@ -35,6 +37,29 @@ fn duplicates<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     repeated
 }
 
+/// Names and values reach feeds, logs, terminals and the console: no control characters,
+/// no text that displays in another order than it is stored (the same rule for the API,
+/// import and the seed).
+fn check_text(problems: &mut Problems, field: &str, value: &str, multiline: bool) {
+    if let Some(bad) = unprintable(value, multiline) {
+        problems.0.push(format!(
+            "{field}: contains the character U+{:04X} (a control, bidirectional or invisible \
+             character); names and values must be printable",
+            u32::from(bad)
+        ));
+    }
+}
+
+fn check_tag(problems: &mut Problems, field: &str, tag: &str) {
+    check_text(problems, field, tag, false);
+    problems.check(is_chart_tag(tag), || {
+        format!(
+            "{field} '{tag}' is not a chart tag: 1 to 128 of A-Z, a-z, 0-9, '_', '.', '-' \
+             (and '+' in a SemVer build), starting with a letter, digit or '_'"
+        )
+    });
+}
+
 fn check_label(problems: &mut Problems, field: &str, id: &str) {
     problems.check(is_rfc1123_label(id), || {
         format!("{field} '{id}' is not a lowercase RFC 1123 label (a-z, 0-9, '-', at most 63)")
@@ -44,6 +69,14 @@ fn check_label(problems: &mut Problems, field: &str, id: &str) {
 pub fn component(component: &PlatformComponent) -> Result<(), AppError> {
     let mut problems = Problems::default();
     check_label(&mut problems, "id", &component.id);
+    for (field, value) in [
+        ("component_path", &component.component_path),
+        ("component_version", &component.component_version),
+        ("oci_url", &component.oci_url),
+    ] {
+        check_text(&mut problems, field, value, false);
+    }
+    check_tag(&mut problems, "oci_tag", &component.oci_tag);
     problems.check(!component.depends_on.contains(&component.id), || {
         format!(
             "depends_on: component '{}' cannot depend on itself",
@@ -71,6 +104,7 @@ fn check_metadata(
     values_are_labels: bool,
 ) {
     for (key, value) in map {
+        check_text(problems, field, key, false);
         problems.check(is_metadata_key(key), || {
             format!("{field}: '{key}' is not a valid Kubernetes key ([prefix/]name)")
         });
@@ -78,6 +112,8 @@ fn check_metadata(
             problems.check(is_label_value(value), || {
                 format!("{field}.{key}: '{value}' is not a valid Kubernetes label value")
             });
+        } else {
+            check_text(problems, &format!("{field}.{key}"), value, true);
         }
     }
 }
@@ -88,10 +124,30 @@ pub fn rolebinding(rolebinding: &Rolebinding) -> Result<(), AppError> {
     problems.check(!rolebinding.role.trim().is_empty(), || {
         "role must not be empty".into()
     });
+    check_text(&mut problems, "role", &rolebinding.role, false);
     for (index, subject) in rolebinding.subjects.iter().enumerate() {
         problems.check(!subject.name.trim().is_empty(), || {
             format!("subjects[{index}].name must not be empty")
         });
+        check_text(
+            &mut problems,
+            &format!("subjects[{index}].name"),
+            &subject.name,
+            false,
+        );
+        for (field, value) in [
+            ("apiGroup", &subject.api_group),
+            ("namespace", &subject.namespace),
+        ] {
+            if let Some(value) = value {
+                check_text(
+                    &mut problems,
+                    &format!("subjects[{index}].{field}"),
+                    value,
+                    false,
+                );
+            }
+        }
     }
     problems.into_result()
 }
@@ -110,6 +166,28 @@ pub fn cluster(cluster: &Cluster) -> Result<(), AppError> {
     problems.check(!cluster.cluster_name.trim().is_empty(), || {
         "cluster_name must not be empty".into()
     });
+    check_text(&mut problems, "cluster_name", &cluster.cluster_name, false);
+    for (field, value) in [
+        ("vm_image", &cluster.vm_image),
+        ("k0s_version", &cluster.k0s_version),
+    ] {
+        if let Some(value) = value {
+            check_text(&mut problems, field, value, false);
+        }
+    }
+    for (index, entry) in cluster.platform_components.iter().enumerate() {
+        if let Some(tag) = &entry.oci_tag {
+            check_tag(
+                &mut problems,
+                &format!("platform_components[{index}].oci_tag"),
+                tag,
+            );
+        }
+        if let Some(path) = &entry.component_path {
+            let field = format!("platform_components[{index}].component_path");
+            check_text(&mut problems, &field, path, false);
+        }
+    }
     problems.check(cluster.node_count.is_none_or(|n| n >= 0), || {
         "node_count must be at least 0".into()
     });
@@ -139,6 +217,9 @@ pub fn cluster(cluster: &Cluster) -> Result<(), AppError> {
         )
     });
     for (component, patch) in &cluster.patches {
+        for key in patch.keys() {
+            check_text(&mut problems, &format!("patches.{component}"), key, false);
+        }
         for (outer, inner) in super::values::conflicts(patch.keys().map(String::as_str)) {
             problems.0.push(format!(
                 "patches.{component}: keys '{outer}' and '{inner}' overlap (one is inside the \

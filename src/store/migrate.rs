@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     CLUSTER_LABELS,
     ROLLOUTS,
     HUB_HEARTBEAT,
+    REPORTS_FOLLOW_THE_CLUSTER,
 ];
 
 /// Version 2: token creation and revocation are audited (kind `tokens`). SQLite cannot alter
@@ -179,6 +180,30 @@ CREATE TABLE hub_heartbeat (
     at INTEGER NOT NULL
 ) STRICT;
 INSERT INTO hub_heartbeat (id, at) VALUES (1, 0);
+";
+
+/// Version 7: reports and poll times belong to the cluster, not to its DNS name (contract
+/// §17). They are keyed by DNS name (what a cluster posts to and polls), so a cluster deleted
+/// and created again under the same name must not inherit what the old one reported, and a
+/// cluster whose name changes keeps its own. Triggers, so every write path obeys them.
+const REPORTS_FOLLOW_THE_CLUSTER: &str = "
+DELETE FROM reported_objects WHERE cluster_dns NOT IN (SELECT cluster_dns FROM clusters);
+DELETE FROM reported_events WHERE cluster_dns NOT IN (SELECT cluster_dns FROM clusters);
+DELETE FROM cluster_polls WHERE cluster_dns NOT IN (SELECT cluster_dns FROM clusters);
+CREATE TRIGGER clusters_forget_reports AFTER DELETE ON clusters BEGIN
+    DELETE FROM reported_objects WHERE cluster_dns = OLD.cluster_dns;
+    DELETE FROM reported_events WHERE cluster_dns = OLD.cluster_dns;
+    DELETE FROM cluster_polls WHERE cluster_dns = OLD.cluster_dns;
+END;
+CREATE TRIGGER clusters_move_reports AFTER UPDATE OF cluster_dns ON clusters
+WHEN OLD.cluster_dns <> NEW.cluster_dns BEGIN
+    DELETE FROM reported_objects WHERE cluster_dns = NEW.cluster_dns;
+    DELETE FROM reported_events WHERE cluster_dns = NEW.cluster_dns;
+    DELETE FROM cluster_polls WHERE cluster_dns = NEW.cluster_dns;
+    UPDATE reported_objects SET cluster_dns = NEW.cluster_dns WHERE cluster_dns = OLD.cluster_dns;
+    UPDATE reported_events SET cluster_dns = NEW.cluster_dns WHERE cluster_dns = OLD.cluster_dns;
+    UPDATE cluster_polls SET cluster_dns = NEW.cluster_dns WHERE cluster_dns = OLD.cluster_dns;
+END;
 ";
 
 /// `PRAGMA application_id` of a flux-inputs database: "FLXI".

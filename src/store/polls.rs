@@ -161,7 +161,9 @@ impl PollTracker {
         {
             let mut upsert = tx
                 .prepare_cached(
-                    "INSERT INTO cluster_polls (cluster_dns, feed, last_poll_at, user_agent) VALUES (?1, ?2, ?3, ?4) \
+                    // Not for a cluster deleted since it polled (its rows went with it).
+                    "INSERT INTO cluster_polls (cluster_dns, feed, last_poll_at, user_agent) \
+                     SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM clusters WHERE cluster_dns = ?1) \
                      ON CONFLICT (cluster_dns, feed) DO UPDATE SET last_poll_at = excluded.last_poll_at, \
                      user_agent = excluded.user_agent",
                 )
@@ -196,7 +198,17 @@ mod tests {
     fn records_flushes_and_loads_back() {
         let mut conn = Connection::open_in_memory().unwrap();
         crate::store::migrate::migrate(&mut conn, |_| Ok(())).unwrap();
+        conn.execute_batch(
+            "INSERT INTO clusters (id, cluster_name, cluster_dns, environment) VALUES ('a', 'a', 'a.example.com', 'dev')",
+        )
+        .unwrap();
         let tracker = PollTracker::default();
+        tracker.record(
+            "gone.example.com",
+            Feed::Namespaces,
+            "flux-operator/v0.33.0",
+            100,
+        );
         tracker.record(
             "a.example.com",
             Feed::Namespaces,
@@ -209,7 +221,14 @@ mod tests {
             "flux-operator/v0.33.0",
             160,
         );
-        assert_eq!(tracker.flush(&conn).unwrap(), 1, "one row, the latest poll");
+        tracker.flush(&conn).unwrap();
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM cluster_polls", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            rows, 1,
+            "one row, the latest poll; none for a cluster that is gone"
+        );
         assert_eq!(tracker.flush(&conn).unwrap(), 0, "nothing new");
         let reloaded = PollTracker::default();
         reloaded.load(&conn).unwrap();

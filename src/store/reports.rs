@@ -236,13 +236,15 @@ pub fn digest(parts: &[&str]) -> [u8; 16] {
 }
 
 /// Applies a batch in arrival order, inside the caller's transaction. Redelivered events are
-/// skipped; an event older than what is stored for its object updates only the event list.
+/// skipped, and so are events of a cluster deleted since they arrived; an event older than
+/// what is stored for its object updates only the event list.
 pub fn apply<'a>(tx: &Connection, batch: impl IntoIterator<Item = &'a Report>) -> Result<usize> {
     let mut record = tx
         .prepare_cached(
             "INSERT INTO reported_events (cluster_dns, digest, received_at, via, event_at, kind, namespace, \
              name, severity, reason, message, revision, component) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13 \
+             WHERE EXISTS (SELECT 1 FROM clusters WHERE cluster_dns = ?1) \
              ON CONFLICT (cluster_dns, digest) DO NOTHING",
         )
         .db()?;
@@ -312,8 +314,8 @@ pub fn apply<'a>(tx: &Connection, batch: impl IntoIterator<Item = &'a Report>) -
                 r.event.via.as_str()
             ])
             .db()?;
-        if r.event.kind == "HelmRelease"
-            && let Some(outcome) = report::decisive(r.event.severity, &r.event.reason)
+        if let Some(claimant) = report::Claimant::of_kind(&r.event.kind)
+            && let Some(outcome) = report::decisive(claimant, r.event.severity, &r.event.reason)
         {
             settle
                 .execute(params![
@@ -340,7 +342,9 @@ pub fn apply<'a>(tx: &Connection, batch: impl IntoIterator<Item = &'a Report>) -
     Ok(applied)
 }
 
-/// Keeps a cluster's newest events and objects, dropping the rest.
+/// Keeps a cluster's newest events and objects, dropping the rest. The objects that speak for
+/// a component the cluster is assigned (its HelmReleases and sources) are never dropped: what
+/// decides a component's state must not be what a flood of other objects pushes out.
 fn trim(tx: &Connection, cluster_dns: &str) -> Result<()> {
     tx.prepare_cached(
         "DELETE FROM reported_events WHERE cluster_dns = ?1 AND id < \
@@ -356,31 +360,17 @@ fn trim(tx: &Connection, cluster_dns: &str) -> Result<()> {
         .db()?;
     if objects > OBJECTS_PER_CLUSTER {
         tx.prepare_cached(
-            "DELETE FROM reported_objects WHERE rowid IN (SELECT rowid FROM reported_objects \
-             WHERE cluster_dns = ?1 ORDER BY received_at, event_at LIMIT ?2)",
+            "DELETE FROM reported_objects WHERE rowid IN (SELECT rowid FROM reported_objects r \
+             WHERE cluster_dns = ?1 AND NOT (kind IN ('HelmRelease', 'OCIRepository', 'HelmRepository', 'HelmChart') \
+               AND coalesce(component, name) IN (SELECT cc.component_id FROM cluster_components cc \
+                 JOIN clusters c ON c.id = cc.cluster_id WHERE c.cluster_dns = ?1)) \
+             ORDER BY received_at, event_at LIMIT ?2)",
         )
         .db()?
         .execute(params![cluster_dns, objects - OBJECTS_PER_CLUSTER])
         .db()?;
     }
     Ok(())
-}
-
-/// Drops the reports of DNS names no cluster has any more (deleted, or renamed).
-pub fn prune_orphans(tx: &Connection) -> Result<usize> {
-    let mut removed = 0;
-    for table in ["reported_objects", "reported_events"] {
-        removed += tx
-            .execute(
-                &format!(
-                    "DELETE FROM {table} WHERE cluster_dns IN \
-                     (SELECT DISTINCT cluster_dns FROM {table} EXCEPT SELECT cluster_dns FROM clusters)"
-                ),
-                [],
-            )
-            .db()?;
-    }
-    Ok(removed)
 }
 
 /// Which part of the fleet a convergence view covers.
@@ -452,8 +442,10 @@ impl From<&ComponentRow<'_>> for ComponentState {
     }
 }
 
-/// The latest HelmRelease report of one (cluster, component), as convergence needs it.
+/// The latest report of an object that may speak for a component (a HelmRelease or a
+/// source), as convergence needs it.
 struct HelmReport {
+    claimant: report::Claimant,
     component: Option<String>,
     name: String,
     event_at: i64,
@@ -467,17 +459,15 @@ struct HelmReport {
     via: Option<Via>,
 }
 
-/// The HelmRelease of `component`: the one whose metadata names it, else the one named as
-/// it (without metadata naming another component); the latest if several.
-fn matching<'a>(list: &'a [HelmReport], component: &str) -> Option<&'a HelmReport> {
-    let by_metadata = list
-        .iter()
-        .filter(|r| r.component.as_deref() == Some(component))
-        .max_by_key(|r| r.event_at);
-    by_metadata.or_else(|| {
-        list.iter()
-            .filter(|r| r.component.is_none() && r.name == component)
-            .max_by_key(|r| r.event_at)
+/// The reports that speak for `component`: objects whose event metadata names it, or that
+/// are named as it (without metadata naming another component).
+fn claims<'a>(
+    list: &'a [HelmReport],
+    component: &str,
+) -> impl Iterator<Item = &'a HelmReport> + Clone {
+    list.iter().filter(move |r| match &r.component {
+        Some(named) => named == component,
+        None => r.name == component,
     })
 }
 
@@ -546,8 +536,8 @@ pub fn for_each_component(
     let mut reports_stmt = conn
         .prepare_cached(&format!(
             "SELECT component, name, event_at, outcome, outcome_revision, desired_then, outcome_at, \
-             outcome_reason, {}, outcome_via FROM reported_objects \
-             WHERE cluster_dns = ?1 AND kind = 'HelmRelease'{}",
+             outcome_reason, {}, outcome_via, kind FROM reported_objects \
+             WHERE cluster_dns = ?1 AND kind IN ('HelmRelease', 'OCIRepository', 'HelmRepository', 'HelmChart'){}",
             if with_messages { "outcome_message" } else { "NULL" },
             if scope.component.is_some() {
                 " AND (component = ?2 OR (component IS NULL AND name = ?2))"
@@ -601,7 +591,12 @@ pub fn for_each_component(
             while let Some(r) = rows.next().db()? {
                 let outcome: Option<String> = r.get(3).db()?;
                 let via: Option<String> = r.get(9).db()?;
+                let kind: String = r.get(10).db()?;
+                let Some(claimant) = report::Claimant::of_kind(&kind) else {
+                    continue;
+                };
                 reports.push(HelmReport {
+                    claimant,
                     component: r.get(0).db()?,
                     name: r.get(1).db()?,
                     event_at: r.get(2).db()?,
@@ -625,20 +620,23 @@ pub fn for_each_component(
         let Some(desired) = own_tag.or_else(|| catalog.get(component).map(String::as_str)) else {
             continue;
         };
-        let found = matching(&reports, component);
-        let settled = found.and_then(|r| {
-            r.outcome.map(|outcome| Settled {
-                outcome,
-                revision: r.revision.as_deref(),
-                desired_then: r.desired_then.as_deref(),
-            })
+        let claimed = claims(&reports, component).map(|r| report::Claim {
+            claimant: r.claimant,
+            reported: match r.outcome {
+                None => Reported::Undecided,
+                Some(outcome) => Reported::Settled(Settled {
+                    outcome,
+                    revision: r.revision.as_deref(),
+                    desired_then: r.desired_then.as_deref(),
+                }),
+            },
+            settled_at: r.outcome_at,
+            event_at: r.event_at,
         });
-        let reported = match (found, settled) {
-            (None, _) => Reported::Nothing,
-            (Some(_), None) => Reported::Undecided,
-            (Some(_), Some(settled)) => Reported::Settled(settled),
-        };
-        let decided = found.filter(|_| settled.is_some());
+        let (state, deciding) = report::combine(enabled, desired, claimed);
+        let decided = deciding
+            .and_then(|i| claims(&reports, component).nth(i))
+            .filter(|r| r.outcome.is_some());
         visit(&ComponentRow {
             cluster_id,
             cluster_dns: &dns,
@@ -649,7 +647,7 @@ pub fn for_each_component(
             state: if stale && enabled {
                 State::Stale
             } else {
-                report::state(enabled, desired, &reported)
+                state
             },
             reported_revision: decided.and_then(|r| r.revision.as_deref()),
             reason: decided.and_then(|r| r.reason.as_deref()),

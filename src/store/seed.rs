@@ -12,7 +12,7 @@
 //! before the catalog in the file but reference it. So a 100,000-cluster file loads in the
 //! memory of one cluster plus the catalog.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::io::Read;
 use std::path::Path;
@@ -104,11 +104,24 @@ enum Pass {
     Clusters,
 }
 
-/// Namespace and rolebinding definitions seen in this file, to refuse two different ones.
+/// Definitions seen in this file: two different namespace or rolebinding definitions of one
+/// id are refused, and so is a component or cluster listed twice (the later one would
+/// otherwise replace the earlier without a word).
 #[derive(Default)]
 struct Definitions {
     namespaces: HashMap<String, Namespace>,
     rolebindings: HashMap<String, Rolebinding>,
+    components: HashSet<String>,
+    clusters: HashSet<String>,
+}
+
+fn listed_once(seen: &mut HashSet<String>, kind: &str, id: &str) -> Result<()> {
+    if seen.insert(id.to_owned()) {
+        return Ok(());
+    }
+    Err(AppError::Validation(format!(
+        "seed {kind} '{id}': listed more than once in the file; keep one"
+    )))
 }
 
 struct Loader<'p, 'c> {
@@ -189,6 +202,11 @@ impl Loader<'_, '_> {
     }
 
     fn component(&mut self, component: PlatformComponent) -> Result<()> {
+        listed_once(
+            &mut self.definitions.components,
+            "platform_components",
+            &component.id,
+        )?;
         let at = record("platform_components", &component.id);
         validate::component(&component).map_err(|e| at.wrap(e))?;
         let conn = self.pipeline.conn();
@@ -249,6 +267,7 @@ impl Loader<'_, '_> {
     }
 
     fn cluster(&mut self, cluster: Cluster) -> Result<()> {
+        listed_once(&mut self.definitions.clusters, "clusters", &cluster.id)?;
         let at = record("clusters", &cluster.id);
         validate::cluster(&cluster).map_err(|e| at.wrap(e))?;
         let conn = self.pipeline.conn();

@@ -277,3 +277,66 @@ fn audit_and_revert_from_the_command_line() {
         "no such revision"
     );
 }
+
+/// Import takes the same checks as the API (control and bidirectional characters, chart tag
+/// syntax), refuses a record listed twice, and reads a pipe or standard input.
+#[test]
+fn import_checks_what_the_api_checks_and_reads_a_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("inventory.db");
+    drop(Server::ready(&database, &[("AUTH_TOKEN", "t")]));
+    let import = |text: &str| {
+        let file = dir.path().join("in.json");
+        std::fs::write(&file, text).unwrap();
+        run(&database, &["import", file.to_str().unwrap()])
+    };
+    let component = |id: &str, tag: &str, version: &str| {
+        serde_json::json!({"id": id, "component_path": "p", "component_version": version,
+            "oci_url": "oci://ghcr.io/x", "oci_tag": tag})
+    };
+    for (records, named) in [
+        (vec![component("a", "1.0.0", "1.0\u{1b}[31m")], "U+001B"),
+        (vec![component("a", "1.0.0", "1.0\u{202e}")], "U+202E"),
+        (vec![component("a", "1.0\"; rm", "1.0")], "not a chart tag"),
+        (
+            vec![component("a", &"9".repeat(10_000), "1.0")],
+            "not a chart tag",
+        ),
+        (
+            vec![component("a", "1.0.0", "1"), component("a", "2.0.0", "2")],
+            "more than once",
+        ),
+    ] {
+        let seed = serde_json::json!({"platform_components": records}).to_string();
+        let output = import(&seed);
+        assert_eq!(output.status.code(), Some(3), "{seed}");
+        assert!(
+            text(&output.stderr).contains(named),
+            "{}",
+            text(&output.stderr)
+        );
+    }
+
+    let seed = serde_json::json!({"platform_components": [component("piped", "1.0.0", "1.0.0")]});
+    let mut child = std::process::Command::new(crate::process::BINARY)
+        .env_clear()
+        .env("DATABASE_PATH", &database)
+        .args(["import", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(seed.to_string().as_bytes())
+            .unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let output = run(&database, &["export"]);
+    assert!(text(&output.stdout).contains("\"piped\""));
+}

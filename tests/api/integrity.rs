@@ -236,3 +236,29 @@ async fn dry_run_previews_without_storing() {
 
     assert_eq!(app.all_feeds().await, before, "no dry run changed anything");
 }
+
+/// Text that displays in another order than it is stored, invisible characters and chart
+/// tags that are no tags are refused on every write, naming the field.
+#[tokio::test]
+async fn unprintable_names_and_malformed_tags_are_refused() {
+    let app = TestApp::new();
+    let mut cluster = app.get("/clusters/edge-qa-01").await.json;
+    cluster["cluster_name"] = json!("Store \u{202e}24 (Berlin)");
+    let answer = app.put("/clusters/edge-qa-01", &cluster).await;
+    let message = answer.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+    assert!(
+        message.contains("cluster_name") && message.contains("U+202E"),
+        "{message}"
+    );
+    cluster["cluster_name"] = json!("Edge\u{200b}Store");
+    app.put("/clusters/edge-qa-01", &cluster)
+        .await
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+    let mut component = app.get("/platform_components/traefik").await.json;
+    component["oci_tag"] = json!("a".repeat(10_000));
+    let message = app
+        .put("/platform_components/traefik", &component)
+        .await
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+    assert!(message.contains("oci_tag") && message.contains("chart tag"));
+}

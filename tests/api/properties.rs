@@ -41,7 +41,7 @@ fn component(index: usize) -> impl Strategy<Value = Value> {
     (
         prop::sample::subsequence((0..index).collect::<Vec<_>>(), 0..=index.min(3)),
         "[a-z0-9/.-]{1,12}",
-        "[a-z0-9.]{1,8}",
+        "[a-z0-9][a-z0-9.]{0,7}",
         any::<bool>(),
     )
         .prop_map(move |(deps, path, tag, env)| {
@@ -82,7 +82,7 @@ fn cluster(
 ) -> impl Strategy<Value = Value> {
     let reference = (
         any::<bool>(),
-        prop::option::of("[a-z0-9.]{1,6}"),
+        prop::option::of("[a-z0-9][a-z0-9.]{0,5}"),
         prop::option::of("[a-z/]{1,8}"),
     );
     (

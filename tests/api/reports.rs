@@ -601,24 +601,48 @@ async fn events_are_status_not_inventory() {
     assert_eq!(app.all_feeds().await, feeds_before);
     assert_eq!(app.get("/audit").await.json, audit_before);
 
-    // Reports of a deleted cluster go with it.
+    // Reports belong to the cluster, not the name: deleted with it, and a cluster created
+    // again under the same DNS name starts with nothing reported.
+    let before = app.get("/clusters/lab-dev-01").await.json;
     let deleted = app.delete("/clusters/lab-dev-01").await;
     assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.json);
-    let orphans: i64 = app
-        .store
-        .write(|tx| {
-            flux_inputs::store::reports::prune_orphans(tx)?;
-            Ok(tx
-                .query_row(
-                    "SELECT (SELECT count(*) FROM reported_events) + (SELECT count(*) FROM reported_objects)",
-                    [],
-                    |r| r.get(0),
-                )
-                .unwrap())
-        })
-        .await
+    let left: i64 = rusqlite::Connection::open(app.store.path())
+        .unwrap()
+        .query_row(
+            "SELECT (SELECT count(*) FROM reported_events) + (SELECT count(*) FROM reported_objects)",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
-    assert_eq!(orphans, 0);
+    assert_eq!(left, 0);
+    let created = app.post("/clusters", &before).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.json);
+    assert_eq!(state(&app, "lab-dev-01", "cert-manager").await, "unknown");
+}
+
+/// A cluster whose DNS name changes keeps what it reported.
+#[tokio::test]
+async fn reports_follow_a_cluster_whose_name_changes() {
+    let app = TestApp::new();
+    poll(&app, DEV).await;
+    let event = helm_event(
+        "cert-manager",
+        "error",
+        "UpgradeFailed",
+        "2026-08-20T10:00:00Z",
+        "v1.16.2",
+    );
+    accepted(&send(&app, DEV, READ, &event).await);
+    assert_eq!(state(&app, "lab-dev-01", "cert-manager").await, "failed");
+    let renamed = app
+        .put(
+            "/clusters/lab-dev-01",
+            &json!({"cluster_dns": "lab-dev-01.k8s.example.org"}),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.json);
+    poll(&app, "lab-dev-01.k8s.example.org").await;
+    assert_eq!(state(&app, "lab-dev-01", "cert-manager").await, "failed");
 }
 
 #[tokio::test]
@@ -927,4 +951,159 @@ async fn an_event_that_cannot_be_saved_is_a_503_and_is_not_kept() {
         )
         .unwrap();
     assert_eq!(stored, 1, "only the event answered 202 is stored");
+}
+
+/// A success stamped in the future (a fast clock, or a forged 2099) counts as received now,
+/// so the real failure that follows is seen at once.
+#[tokio::test]
+async fn a_future_timestamp_does_not_hide_the_failure_after_it() {
+    let app = TestApp::new();
+    poll(&app, DEV).await;
+    let future = helm_event(
+        "cert-manager",
+        "info",
+        "UpgradeSucceeded",
+        "2099-01-01T00:00:00Z",
+        "v1.16.2",
+    );
+    accepted(&send(&app, DEV, READ, &future).await);
+    assert_eq!(state(&app, "lab-dev-01", "cert-manager").await, "converged");
+    let now = flux_inputs::domain::report::format_timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64,
+    );
+    let failure = helm_event("cert-manager", "error", "UpgradeFailed", &now, "v1.16.2");
+    accepted(&send(&app, DEV, READ, &failure).await);
+    assert_eq!(state(&app, "lab-dev-01", "cert-manager").await, "failed");
+}
+
+/// A cluster reporting more objects than are kept never pushes out the HelmRelease that
+/// decides a component.
+#[tokio::test]
+async fn a_flood_of_objects_does_not_evict_the_failing_release() {
+    let app = TestApp::new();
+    poll(&app, DEV).await;
+    let failure = helm_event(
+        "cert-manager",
+        "error",
+        "UpgradeFailed",
+        "2026-08-20T10:00:00Z",
+        "v1.16.2",
+    );
+    accepted(&send(&app, DEV, READ, &failure).await);
+    for n in 0..1010 {
+        let event = json!({
+            "involvedObject": {"kind": "Kustomization", "namespace": "apps", "name": format!("app-{n}")},
+            "severity": "info", "timestamp": "2026-08-20T10:01:00Z",
+            "message": "applied", "reason": "ReconciliationSucceeded",
+        });
+        accepted(&send(&app, DEV, READ, &event).await);
+    }
+    assert_eq!(state(&app, "lab-dev-01", "cert-manager").await, "failed");
+    let objects: i64 = rusqlite::Connection::open(app.store.path())
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM reported_objects WHERE cluster_dns = ?1",
+            [DEV],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(objects, 1000, "still bounded");
+}
+
+/// A second HelmRelease claiming a component through `metadata.component` cannot turn the
+/// failure of the component's own release into `converged`: every claimant counts, the
+/// worst wins.
+#[tokio::test]
+async fn a_second_release_claiming_a_component_cannot_hide_a_failure() {
+    let app = TestApp::new();
+    poll(&app, DEV).await;
+    let failure = helm_event(
+        "cert-manager",
+        "error",
+        "UpgradeFailed",
+        "2026-08-20T10:00:00Z",
+        "v1.16.2",
+    );
+    accepted(&send(&app, DEV, READ, &failure).await);
+    let mut impostor = helm_event(
+        "lookalike",
+        "info",
+        "UpgradeSucceeded",
+        "2026-08-20T10:05:00Z",
+        "v1.16.2",
+    );
+    impostor["metadata"]["component"] = json!("cert-manager");
+    accepted(&send(&app, DEV, READ, &impostor).await);
+    let status = component(&app, "lab-dev-01", "cert-manager").await;
+    assert_eq!(status["state"], "failed", "{status}");
+    assert_eq!(status["reason"], "UpgradeFailed");
+}
+
+/// A chart that cannot be pulled shows as a failure of the component (with the source's
+/// reason) until its HelmRelease reports a success at the desired version.
+#[tokio::test]
+async fn a_failing_chart_source_fails_the_component() {
+    let app = TestApp::new();
+    poll(&app, DEV).await;
+    let desired = component(&app, "lab-dev-01", "cert-manager").await["desired_version"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pull = json!({
+        "involvedObject": {"kind": "OCIRepository", "namespace": "flux-system", "name": "cert-manager",
+                           "apiVersion": "source.toolkit.fluxcd.io/v1"},
+        "severity": "error", "timestamp": "2026-08-20T10:00:00Z",
+        "message": "failed to pull artifact: manifest unknown", "reason": "OCIPullFailed",
+        "metadata": {"component": "cert-manager"}, "reportingController": "source-controller",
+    });
+    accepted(&send(&app, DEV, READ, &pull).await);
+    let status = component(&app, "lab-dev-01", "cert-manager").await;
+    assert_eq!(status["state"], "failed", "{status}");
+    assert_eq!(status["reason"], "OCIPullFailed");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("manifest unknown")
+    );
+    let fixed = helm_event(
+        "cert-manager",
+        "info",
+        "UpgradeSucceeded",
+        "2026-08-20T10:10:00Z",
+        &desired,
+    );
+    accepted(&send(&app, DEV, READ, &fixed).await);
+    assert_eq!(state(&app, "lab-dev-01", "cert-manager").await, "converged");
+}
+
+/// Event text reaches terminals and the console: escape sequences and bidirectional
+/// overrides are refused (400, the event alone), line breaks in a message are kept.
+#[tokio::test]
+async fn events_with_terminal_sequences_are_refused() {
+    let app = TestApp::new();
+    let mut bad = helm_event(
+        "cert-manager",
+        "error",
+        "Upgrade\u{1b}[2JFailed",
+        "2026-08-20T10:00:00Z",
+        "1",
+    );
+    let message = send(&app, DEV, READ, &bad)
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "bad_request");
+    assert!(
+        message.contains("reason") && message.contains("U+001B"),
+        "{message}"
+    );
+    bad["reason"] = json!("UpgradeFailed");
+    bad["message"] = json!("evil \u{202e}txt.exe");
+    send(&app, DEV, READ, &bad)
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "bad_request");
+    bad["message"] = json!("Helm upgrade failed:\n  line two\n\tindented");
+    accepted(&send(&app, DEV, READ, &bad).await);
 }
