@@ -412,6 +412,26 @@ fn redacted(err: figment::Error) -> ConfigError {
     let messages: Vec<String> = err
         .into_iter()
         .map(|e| {
+            // A syntax error's text quotes the line it is on, which may hold a token: only
+            // where it is, never what it says.
+            if let figment::error::Kind::Message(message) = &e.kind
+                && message.contains("TOML parse error")
+            {
+                let at = message
+                    .lines()
+                    .next()
+                    .and_then(|first| first.split_once(" at "))
+                    .map_or("", |(_, at)| at);
+                let file = e
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.source.as_ref())
+                    .map(|source| format!(" in {source}"))
+                    .unwrap_or_default();
+                return format!(
+                    "TOML syntax error{file} at {at} (the line is not shown: it may hold a secret)"
+                );
+            }
             let secret = e.path.iter().any(|key| key.ends_with("auth_token"));
             if !secret {
                 return e.to_string();
@@ -513,6 +533,24 @@ mod tests {
             assert!(err.contains("AUTH_TOKEN is not set"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn toml_syntax_errors_never_show_the_line() {
+        for text in [
+            "auth_token = \"Secret-abc123\n",
+            "auth_token = \"Secret-abc123\" trailing\n",
+            "auth_token = \"Secret-abc123\"\nauth_token = \"Secret-abc123\"\n",
+            "auth_token = Secret-abc123\n",
+        ] {
+            Jail::expect_with(|jail| {
+                jail.create_file("flux-inputs.toml", text)?;
+                let err = load(Some("flux-inputs.toml")).unwrap_err().to_string();
+                assert!(!err.contains("Secret"), "{err}");
+                assert!(err.contains("line 1") || err.contains("line 2"), "{err}");
+                Ok(())
+            });
+        }
     }
 
     #[test]

@@ -16,15 +16,20 @@ use serde_json::Value;
 /// A JSON request body of type `T`.
 pub struct JsonBody<T>(pub T);
 
+/// `application/json` or `application/<something>+json`, with any parameters.
+fn is_json(content_type: &str) -> bool {
+    content_type.split(';').next().is_some_and(|essence| {
+        let essence = essence.trim().to_ascii_lowercase();
+        essence == "application/json"
+            || (essence.starts_with("application/") && essence.ends_with("+json"))
+    })
+}
+
 impl<T: Type> Payload for JsonBody<T> {
     const CONTENT_TYPE: &'static str = "application/json; charset=utf-8";
 
     fn check_content_type(content_type: &str) -> bool {
-        content_type.split(';').next().is_some_and(|essence| {
-            let essence = essence.trim().to_ascii_lowercase();
-            essence == "application/json"
-                || (essence.starts_with("application/") && essence.ends_with("+json"))
-        })
+        is_json(content_type)
     }
 
     fn schema_ref() -> MetaSchemaRef {
@@ -70,16 +75,16 @@ impl<T: ParseFromJSON> ParsePayload for JsonBody<T> {
 impl_apirequest_for_payload!(JsonBody<T>, T: ParseFromJSON);
 
 /// A JSON request body parsed by serde, for bodies another program sends (Flux's events):
-/// unknown fields are ignored (they evolve upstream), errors name the field serde stopped
-/// at, and the body is read as JSON whatever its `Content-Type` says (a sender's only
-/// answers are 2xx or "this event is bad", never 415). The spec shows `T`'s schema.
+/// unknown fields are ignored (they evolve upstream) and errors name the field serde stopped
+/// at. Like every JSON route, a body that is not declared as JSON is a `415`
+/// (notification-controller always sends `application/json`). The spec shows `T`'s schema.
 pub struct SerdeJson<T>(pub T);
 
 impl<T: Type> Payload for SerdeJson<T> {
     const CONTENT_TYPE: &'static str = "application/json; charset=utf-8";
 
-    fn check_content_type(_content_type: &str) -> bool {
-        true
+    fn check_content_type(content_type: &str) -> bool {
+        is_json(content_type)
     }
 
     fn schema_ref() -> MetaSchemaRef {
@@ -102,35 +107,7 @@ impl<T: Type + serde::de::DeserializeOwned> ParsePayload for SerdeJson<T> {
     }
 }
 
-impl<'a, T: Type + serde::de::DeserializeOwned> poem_openapi::ApiExtractor<'a> for SerdeJson<T> {
-    const TYPES: &'static [poem_openapi::ApiExtractorType] =
-        &[poem_openapi::ApiExtractorType::RequestObject];
-    type ParamType = ();
-    type ParamRawType = ();
-
-    fn register(registry: &mut Registry) {
-        <Self as Payload>::register(registry);
-    }
-
-    fn request_meta() -> Option<poem_openapi::registry::MetaRequest> {
-        Some(poem_openapi::registry::MetaRequest {
-            description: None,
-            content: vec![poem_openapi::registry::MetaMediaType {
-                content_type: <Self as Payload>::CONTENT_TYPE,
-                schema: <Self as Payload>::schema_ref(),
-            }],
-            required: <Self as ParsePayload>::IS_REQUIRED,
-        })
-    }
-
-    async fn from_request(
-        request: &'a Request,
-        body: &mut RequestBody,
-        _param_opts: poem_openapi::ExtractParamOptions<Self::ParamType>,
-    ) -> poem::Result<Self> {
-        <Self as ParsePayload>::from_request(request, body).await
-    }
-}
+impl_apirequest_for_payload!(SerdeJson<T>, T: Type + serde::de::DeserializeOwned);
 
 fn bad_request(message: String) -> poem::Error {
     poem::Error::from_string(message, poem::http::StatusCode::BAD_REQUEST)

@@ -20,6 +20,7 @@ pub mod rolebindings;
 pub mod rollouts;
 pub mod service;
 pub mod status;
+pub mod throttle;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -187,6 +188,8 @@ pub fn build_app_with_metrics(
         .catch_all_error(error::render)
         .into_endpoint()
         .map_to_response()
+        .around(throttle::limit_failed_auth)
+        .data(throttle::FailedAuth::default())
         .around(protective_headers)
 }
 
@@ -224,12 +227,13 @@ async fn refuse_writes_on_a_replica<E: Endpoint>(
 
 /// On every answer, errors included: nothing here may be cached by a proxy or a browser (a
 /// new token's value, a cluster's inventory), and no body is ever sniffed as another type.
-/// A `503` says when to retry.
+/// A `503` says when to retry; under TLS, HSTS.
 async fn protective_headers<E: Endpoint<Output = Response>>(
     ep: Arc<E>,
     req: Request,
 ) -> poem::Result<Response> {
     use poem::http::header::{self, HeaderValue};
+    let https = *req.scheme() == poem::http::uri::Scheme::HTTPS;
     let mut response = ep.call(req).await?;
     let headers = response.headers_mut();
     headers
@@ -239,6 +243,13 @@ async fn protective_headers<E: Endpoint<Output = Response>>(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    if https {
+        // Served over TLS: a browser must never fall back to plain HTTP for this host.
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     if response.status() == poem::http::StatusCode::SERVICE_UNAVAILABLE {
         response
             .headers_mut()

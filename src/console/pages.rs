@@ -17,8 +17,11 @@ use crate::store::clusters::{Browse, Browsed};
 use crate::store::feeds::Feed;
 use crate::store::reports::{self, Scope};
 
-/// Form bodies are small: a token, a CSRF field.
+/// A form without a session (sign-in, sign-out) is small: a token, a CSRF field.
 const FORM_LIMIT: usize = 16 * 1024;
+/// A write form may carry a whole cluster as JSON, which the API takes up to its body
+/// limit; URL-encoded, every byte may take three.
+const WRITE_FORM_LIMIT: usize = 3 * crate::api::MAX_BODY_BYTES + FORM_LIMIT;
 /// Clusters per fleet page.
 pub const FLEET_PAGE: u32 = 50;
 
@@ -37,13 +40,53 @@ pub(super) fn html_response(status: StatusCode, markup: Markup) -> Response {
         .into_response()
 }
 
-pub(super) async fn form<T: for<'de> Deserialize<'de>>(body: Body) -> Result<T, Response> {
-    let bytes = body.into_bytes_limit(FORM_LIMIT).await.map_err(|_| {
-        error_page(
+/// A form's bytes, read within the body timeout and at most `limit` of them, after checking
+/// that a browser sent it from a console page (`Origin`, when present, is this server).
+async fn form_bytes(req: &Request, body: Body, limit: usize) -> Result<Vec<u8>, Response> {
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok());
+        let same = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://"))
+            .is_some_and(|(_, authority)| Some(authority) == host);
+        if !same {
+            return Err(error_page(
+                StatusCode::FORBIDDEN,
+                "this form was posted from another site (Origin is not this server)",
+            ));
+        }
+    }
+    let timeout = req
+        .data::<crate::config::Limits>()
+        .map_or(crate::config::Limits::default().body_timeout, |l| {
+            l.body_timeout
+        });
+    match tokio::time::timeout(timeout, body.into_bytes_limit(limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes.to_vec()),
+        Ok(Err(poem::error::ReadBodyError::PayloadTooLarge)) => Err(error_page(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "the form is larger than 16 KiB",
-        )
-    })?;
+            &format!("the form is larger than {} KiB", limit / 1024),
+        )),
+        Ok(Err(err)) => Err(error_page(
+            StatusCode::BAD_REQUEST,
+            &format!("cannot read the form: {err}"),
+        )),
+        Err(_) => Err(error_page(
+            StatusCode::REQUEST_TIMEOUT,
+            &format!("the form did not arrive within {} s", timeout.as_secs()),
+        )),
+    }
+}
+
+pub(super) async fn form<T: for<'de> Deserialize<'de>>(
+    req: &Request,
+    body: Body,
+) -> Result<T, Response> {
+    let bytes = form_bytes(req, body, FORM_LIMIT).await?;
     serde_urlencoded::from_bytes(&bytes)
         .map_err(|err| error_page(StatusCode::BAD_REQUEST, &format!("unreadable form: {err}")))
 }
@@ -88,7 +131,7 @@ struct LoginForm {
 
 #[handler]
 pub async fn login(req: &Request, body: Body) -> Response {
-    let form: LoginForm = match form(body).await {
+    let form: LoginForm = match form(req, body).await {
         Ok(form) => form,
         Err(response) => return response,
     };
@@ -185,12 +228,9 @@ pub(super) async fn write_form<T: serde::de::DeserializeOwned>(
     req: &Request,
     body: Body,
 ) -> Result<(T, &Session), Box<Response>> {
-    let bytes = body.into_bytes_limit(FORM_LIMIT).await.map_err(|_| {
-        Box::new(error_page(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "the form is larger than 16 KiB",
-        ))
-    })?;
+    let bytes = form_bytes(req, body, WRITE_FORM_LIMIT)
+        .await
+        .map_err(Box::new)?;
     let unreadable = |err: serde_urlencoded::de::Error| {
         Box::new(error_page(
             StatusCode::BAD_REQUEST,
@@ -237,7 +277,7 @@ pub async fn logout(req: &Request, body: Body) -> Response {
     let Some(session) = session_of(req) else {
         return Redirect::see_other("/ui/login").into_response();
     };
-    let form: CsrfForm = match form(body).await {
+    let form: CsrfForm = match form(req, body).await {
         Ok(form) => form,
         Err(response) => return response,
     };

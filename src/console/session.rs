@@ -14,6 +14,9 @@ use subtle::ConstantTimeEq;
 pub const COOKIE: &str = "flux_inputs_session";
 /// A session unused this long is gone.
 pub const IDLE: Duration = Duration::from_secs(12 * 3600);
+/// Sessions kept at most: signing in past it ends the session unused the longest, so
+/// repeated sign-ins cannot grow the server's memory.
+pub const MAX_SESSIONS: usize = 1000;
 
 /// What a session may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +100,11 @@ impl Sessions {
         let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
         // Expired sessions go whenever one is opened: the map never grows past the live ones.
         all.retain(|_, s| s.last_seen.elapsed() < IDLE);
+        if all.len() >= MAX_SESSIONS
+            && let Some(oldest) = all.iter().min_by_key(|(_, s)| s.last_seen).map(|(k, _)| *k)
+        {
+            all.remove(&oldest);
+        }
         all.insert(key(&id), session.clone());
         (id, session)
     }
@@ -155,6 +163,21 @@ mod tests {
         assert!(sessions.get(&random_hex()).is_none());
         sessions.close(&id);
         assert!(sessions.get(&id).is_none());
+    }
+
+    #[test]
+    fn sessions_are_capped_and_the_longest_unused_goes_first() {
+        let sessions = Sessions::default();
+        let (first, _) = sessions.open(Access::Read, Credential::Configured);
+        let (second, _) = sessions.open(Access::Read, Credential::Configured);
+        // The first is used again: the second is now the longest unused.
+        assert!(sessions.get(&first).is_some());
+        for _ in 0..MAX_SESSIONS - 1 {
+            sessions.open(Access::Read, Credential::Configured);
+        }
+        assert_eq!(sessions.len(), MAX_SESSIONS);
+        assert!(sessions.get(&first).is_some(), "recently used: kept");
+        assert!(sessions.get(&second).is_none(), "the longest unused went");
     }
 
     #[test]

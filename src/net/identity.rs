@@ -31,6 +31,22 @@ pub fn peer(remote: &RemoteAddr) -> String {
     }
 }
 
+/// The peer's IP address, if the remote address is a socket's.
+pub fn peer_ip(remote: &RemoteAddr) -> Option<std::net::IpAddr> {
+    match &remote.0 {
+        Addr::SocketAddr(addr) => Some(addr.ip()),
+        Addr::Custom(WITH_CERTIFICATE, text) => {
+            let peer = text.split_once('#')?.0;
+            let socket = peer.strip_prefix("socket://").unwrap_or(peer);
+            socket
+                .parse::<std::net::SocketAddr>()
+                .ok()
+                .map(|addr| addr.ip())
+        }
+        _ => None,
+    }
+}
+
 fn certificate(remote: &RemoteAddr) -> Option<CertificateDer<'static>> {
     let Addr::Custom(WITH_CERTIFICATE, text) = &remote.0 else {
         return None;
@@ -43,9 +59,10 @@ fn certificate(remote: &RemoteAddr) -> Option<CertificateDer<'static>> {
     Some(CertificateDer::from(der))
 }
 
-/// Whether the connection's verified certificate has `dns` among its DNS names, exactly: a
-/// wildcard name stands for many clusters, so a certificate that also fits a sibling of
-/// `dns` is no cluster's identity.
+/// Whether the connection's verified certificate is the identity of the cluster `dns`: its
+/// one DNS name is `dns`, exactly. A certificate naming several DNS names would speak for
+/// several clusters, and a wildcard name for many, so either is no cluster's identity (its
+/// bearer token still applies).
 pub fn certifies(remote: &RemoteAddr, dns: &str) -> bool {
     let Some(der) = certificate(remote) else {
         return false;
@@ -53,6 +70,10 @@ pub fn certifies(remote: &RemoteAddr, dns: &str) -> bool {
     let Ok(cert) = webpki::EndEntityCert::try_from(&der) else {
         return false;
     };
+    let mut names = cert.valid_dns_names();
+    if names.next().is_none() || names.next().is_some() {
+        return false;
+    }
     let fits = |name: &str| {
         DnsName::try_from(name).is_ok_and(|name| {
             cert.verify_is_valid_for_subject_name(&ServerName::DnsName(name))
@@ -90,11 +111,21 @@ mod tests {
         assert!(certifies(&addr, "edge-qa-01.k8s.example.com"));
         assert!(!certifies(&addr, "edge-qa-02.k8s.example.com"));
         assert_eq!(peer(&addr), "socket://127.0.0.1:4000");
+        assert_eq!(peer_ip(&addr), Some("127.0.0.1".parse().unwrap()));
         let wildcard = with_certificate(&remote(), &certificate_for(&["*.k8s.example.com"]));
         assert!(!certifies(&wildcard, "edge-qa-01.k8s.example.com"));
         assert!(
             !certifies(&remote(), "edge-qa-01.k8s.example.com"),
             "no certificate"
         );
+        let two = with_certificate(
+            &remote(),
+            &certificate_for(&["edge-qa-01.k8s.example.com", "edge-qa-02.k8s.example.com"]),
+        );
+        assert!(
+            !certifies(&two, "edge-qa-01.k8s.example.com"),
+            "names two clusters"
+        );
+        assert!(!certifies(&two, "edge-qa-02.k8s.example.com"));
     }
 }

@@ -197,6 +197,14 @@ fn client_verifier(
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
     let mut roots = RootCertStore::empty();
     for cert in certificates(pem)? {
+        // rustls would trust a leaf as a root too; a client CA that is no CA is a mistake.
+        if !is_ca(&cert) {
+            return Err(
+                "holds a certificate that is not a CA (no basicConstraints cA=TRUE): give \
+                 the certificate of the authority that signs the client certificates"
+                    .into(),
+            );
+        }
         roots
             .add(cert)
             .map_err(|err| format!("not a usable CA certificate ({err})"))?;
@@ -205,6 +213,22 @@ fn client_verifier(
     WebPkiClientVerifier::builder_with_provider(roots.into(), provider.into())
         .build()
         .map_err(|err| err.to_string())
+}
+
+/// Whether a certificate says it is a CA: its basicConstraints extension (OID 2.5.29.19)
+/// holds `cA TRUE`. DER: the OID, an optional `critical` BOOLEAN, then an OCTET STRING
+/// wrapping `SEQUENCE { cA BOOLEAN DEFAULT FALSE, pathLen INTEGER OPTIONAL }`.
+fn is_ca(der: &[u8]) -> bool {
+    const BASIC_CONSTRAINTS: [u8; 5] = [0x06, 0x03, 0x55, 0x1D, 0x13];
+    let Some(at) = der.windows(5).position(|w| w == BASIC_CONSTRAINTS) else {
+        return false;
+    };
+    let mut rest = &der[at + 5..];
+    if rest.starts_with(&[0x01, 0x01]) {
+        rest = rest.get(3..).unwrap_or_default();
+    }
+    // OCTET STRING (short length), SEQUENCE (short length), then the cA BOOLEAN if present.
+    matches!(rest, [0x04, _, 0x30, len, 0x01, 0x01, value, ..] if *len >= 3 && *value != 0)
 }
 
 fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -234,7 +258,24 @@ mod tests {
     fn a_matching_pair_passes() {
         let (cert, key) = generated("localhost");
         check_pair(cert.as_bytes(), key.as_bytes()).unwrap();
-        client_verifier(cert.as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn a_client_ca_must_be_a_ca() {
+        let (leaf, _) = generated("client.example.com");
+        let refused = client_verifier(leaf.as_bytes()).err().unwrap();
+        assert!(refused.contains("not a CA"), "{refused}");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&key).unwrap().pem();
+        client_verifier(ca.as_bytes()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        let constrained = params.self_signed(&key).unwrap().pem();
+        client_verifier(constrained.as_bytes()).unwrap();
+        params.is_ca = rcgen::IsCa::ExplicitNoCa;
+        let explicit_leaf = params.self_signed(&key).unwrap().pem();
+        assert!(client_verifier(explicit_leaf.as_bytes()).is_err());
     }
 
     #[test]

@@ -123,3 +123,62 @@ async fn read_only_mode_has_no_crud_paths() {
         "the read-only spec lists no CRUD path"
     );
 }
+
+/// Wrong tokens from one address are limited: past the allowance, every request from it
+/// that presents a credential is `429` with `Retry-After` (unchecked, so a right guess is
+/// not told apart); other addresses and loopback are not affected.
+#[tokio::test]
+async fn wrong_tokens_from_one_address_are_rate_limited() {
+    use poem::web::{LocalAddr, RemoteAddr};
+    use poem::{Addr, Endpoint};
+    let app = TestApp::new();
+    let endpoint = flux_inputs::api::build_app(
+        app.store.clone(),
+        flux_inputs::api::auth::Tokens {
+            read: flux_inputs::config::Secret::new(READ),
+            write: flux_inputs::config::Secret::new(WRITE),
+            events_require_cluster_identity: false,
+        },
+        ApiMode::Crud,
+    );
+    let from = |ip: &str, token: &str| {
+        let parts = poem::http::Request::builder()
+            .uri(FEED)
+            .header("Authorization", format!("Bearer {token}"))
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        let remote = RemoteAddr(Addr::SocketAddr(format!("{ip}:40000").parse().unwrap()));
+        let parts = poem::RequestParts::from((
+            parts,
+            LocalAddr::default(),
+            remote,
+            poem::http::uri::Scheme::HTTP,
+        ));
+        poem::Request::from_parts(parts, poem::Body::empty())
+    };
+    let allowed = flux_inputs::api::throttle::FAILURES_ALLOWED;
+    for _ in 0..allowed {
+        let answer = endpoint.get_response(from("192.0.2.7", "guess")).await;
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    }
+    let locked = endpoint.get_response(from("192.0.2.7", READ)).await;
+    assert_eq!(
+        locked.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "even a right token, unchecked"
+    );
+    assert!(locked.headers().contains_key("retry-after"));
+    let other = endpoint.get_response(from("192.0.2.8", READ)).await;
+    assert_eq!(other.status(), StatusCode::OK, "another address");
+    for _ in 0..allowed + 5 {
+        endpoint.get_response(from("127.0.0.1", "guess")).await;
+    }
+    let local = endpoint.get_response(from("127.0.0.1", READ)).await;
+    assert_eq!(
+        local.status(),
+        StatusCode::OK,
+        "loopback (the sidecar's Flux) is exempt"
+    );
+}

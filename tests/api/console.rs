@@ -587,3 +587,48 @@ async fn the_catalog_shows_a_version_matrix() {
         "per environment, clusters per revision"
     );
 }
+
+/// A sign-in posted from another site is refused (Origin), one from the console is not.
+#[tokio::test]
+async fn a_cross_site_sign_in_is_refused() {
+    let app = TestApp::new();
+    let post = |origin: &'static str| {
+        app.client
+            .post("/ui/login")
+            .header("Host", "inventory.example.com")
+            .header("Origin", origin)
+            .content_type("application/x-www-form-urlencoded")
+            .body(format!("token={READ}"))
+            .send()
+    };
+    let foreign = answer(post("https://evil.example.net").await.0).await;
+    assert_eq!(foreign.status, StatusCode::FORBIDDEN);
+    assert!(foreign.header("Set-Cookie").is_none());
+    let own = answer(post("http://inventory.example.com").await.0).await;
+    assert_eq!(own.status, StatusCode::SEE_OTHER);
+}
+
+/// A sign-in body trickled slower than the body timeout is cut off (408).
+#[test]
+fn a_trickled_sign_in_body_is_cut_off() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::process::Server::ready(
+        &dir.path().join("inventory.db"),
+        &[("AUTH_TOKEN", READ), ("BODY_TIMEOUT_SECONDS", "1")],
+    );
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stream
+        .write_all(
+            b"POST /ui/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+              Content-Length: 1000\r\n\r\ntoken=",
+        )
+        .unwrap();
+    let (answer, closed) =
+        crate::connections::read_until_closed(&mut stream, std::time::Duration::from_secs(15));
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "{answer} (closed: {closed})"
+    );
+}

@@ -549,7 +549,8 @@ async fn bad_events_are_refused_alone() {
         .await
         .expect_error(StatusCode::NOT_FOUND, "not_found");
 
-    // The body is read as JSON whatever the Content-Type says: never a 415.
+    // Like every JSON route: a body not declared as JSON is a 415 (notification-controller
+    // always sends application/json).
     for headers in [
         vec![("authorization", "Bearer read-token")],
         vec![
@@ -560,7 +561,11 @@ async fn bad_events_are_refused_alone() {
         let answer = app
             .raw(Method::POST, &path, &headers, good.to_string().into_bytes())
             .await;
-        accepted(&answer);
+        assert_eq!(
+            answer.status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{headers:?}"
+        );
     }
 
     // New upstream fields are ignored; a long message is kept to 2 KiB.
@@ -1106,4 +1111,30 @@ async fn events_with_terminal_sequences_are_refused() {
         .expect_error(StatusCode::BAD_REQUEST, "bad_request");
     bad["message"] = json!("Helm upgrade failed:\n  line two\n\tindented");
     accepted(&send(&app, DEV, READ, &bad).await);
+}
+
+/// Like every JSON route, the events route refuses a body declared as something else.
+#[tokio::test]
+async fn an_event_that_is_not_declared_json_is_415() {
+    let app = TestApp::new();
+    let event = helm_event(
+        "cert-manager",
+        "info",
+        "UpgradeSucceeded",
+        "2026-08-20T10:00:00Z",
+        "1",
+    );
+    let answer = crate::helpers::answer(
+        app.client
+            .post(format!("/api/v2/flux/clusters/{DEV}/events"))
+            .header("Authorization", format!("Bearer {READ}"))
+            .content_type("text/plain")
+            .body(event.to_string())
+            .send()
+            .await
+            .0,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(answer.json["error"], "bad_request");
 }

@@ -427,8 +427,8 @@ fn a_client_certificate_naming_a_cluster_acts_as_its_scoped_token_and_nothing_mo
     }
 }
 
-/// Sockets that never start a handshake do not keep TLS clients out, and HTTPS is HTTP/1.1
-/// (ALPN offers nothing else, so an HTTP/2 client falls back).
+/// Sockets that never start a handshake do not keep TLS clients out, HTTPS is HTTP/1.1
+/// (ALPN offers nothing else, so an HTTP/2 client falls back), and answers carry HSTS.
 #[test]
 fn idle_sockets_do_not_delay_a_tls_client_and_alpn_offers_http1_only() {
     let dir = tempfile::tempdir().unwrap();
@@ -451,14 +451,11 @@ fn idle_sockets_do_not_delay_a_tls_client_and_alpn_offers_http1_only() {
     let idle: Vec<std::net::TcpStream> = (0..300)
         .map(|_| std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap())
         .collect();
+    let headers = d.join("headers.txt");
     let output = Command::new("curl")
-        .args([
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code} %{http_version}",
-        ])
+        .args(["-sS", "-o", "/dev/null", "-D"])
+        .arg(&headers)
+        .args(["-w", "%{http_code} %{http_version}"])
         .args(["--http2", "--max-time", "10", "--cacert"])
         .arg(&ca_file)
         .arg(format!("https://localhost:{}/health", server.port))
@@ -469,6 +466,13 @@ fn idle_sockets_do_not_delay_a_tls_client_and_alpn_offers_http1_only() {
         "200 1.1",
         "{}",
         String::from_utf8_lossy(&output.stderr)
+    );
+    let headers = std::fs::read_to_string(&headers)
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        headers.contains("strict-transport-security: max-age=31536000"),
+        "HSTS under TLS: {headers}"
     );
     // The answer did not wait for the idle sockets to be cut off: they are all still open.
     for mut socket in idle {
