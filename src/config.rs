@@ -21,6 +21,7 @@ const ENV_KEYS: &[&str] = &[
     "POLL_STALE_AFTER",
     "EVENTS_REQUIRE_CLUSTER_IDENTITY",
     "MAX_CLUSTERS_SHRUNK",
+    "EMPTY_FEED_GUARD",
     "AUDIT_KEEP_ENTRIES",
     "AUDIT_KEEP_DAYS",
     "API_MODE",
@@ -136,6 +137,8 @@ struct Layered {
     events_require_cluster_identity: bool,
     /// A write may remove or disable inputs on this many clusters without `?confirm=`.
     max_clusters_shrunk: u64,
+    /// Emptying a cluster's feed needs `?confirm=`.
+    empty_feed_guard: bool,
     /// HTTPS: `[tls] cert`, `key` and, for client certificates, `client_ca` (PEM files).
     tls: Option<TlsFiles>,
     /// Keep at most this many audit entries (the newest).
@@ -176,6 +179,7 @@ impl Default for Layered {
             poll_stale_after: crate::store::polls::DEFAULT_STALE_AFTER_SECONDS,
             events_require_cluster_identity: false,
             max_clusters_shrunk: crate::domain::blast::DEFAULT_MAX_CLUSTERS_SHRUNK,
+            empty_feed_guard: true,
             tls: None,
             audit_keep_entries: None,
             audit_keep_days: None,
@@ -208,8 +212,11 @@ pub struct Config {
     /// any cluster report for any other).
     pub events_require_cluster_identity: bool,
     /// A write may remove or disable inputs on this many clusters without `?confirm=`
-    /// (emptying a feed always needs it).
+    /// (emptying a feed always needs it, unless `empty_feed_guard` is off).
     pub max_clusters_shrunk: u64,
+    /// Emptying a cluster's feed needs `?confirm=` (off: as flux-resourceset, for clients
+    /// that empty feeds on purpose; the count-based limit still applies).
+    pub empty_feed_guard: bool,
     /// Serve HTTPS with these files (re-read on SIGHUP).
     pub tls: Option<TlsFiles>,
     /// Audit retention: the newest N entries, and/or entries younger than D days.
@@ -261,6 +268,19 @@ fn env_var(key: &str) -> Option<String> {
 }
 
 impl Config {
+    /// What the store needs of the configuration.
+    pub fn store_settings(&self) -> crate::store::StoreSettings {
+        crate::store::StoreSettings {
+            strict_dependencies: self.strict_dependencies,
+            guard: crate::domain::blast::Guard {
+                max_clusters_shrunk: self.max_clusters_shrunk,
+                empty_feed_guard: self.empty_feed_guard,
+            },
+            poll_stale_after: self.poll_stale_after,
+            rollout_gate_needs_identity: self.events_require_cluster_identity,
+        }
+    }
+
     /// The config file used when `--config` is not given: `flux-inputs.toml` in systemd's
     /// `$CONFIGURATION_DIRECTORY`, if it exists.
     pub fn default_file() -> Option<PathBuf> {
@@ -366,6 +386,7 @@ impl Config {
             poll_stale_after: layered.poll_stale_after,
             events_require_cluster_identity: layered.events_require_cluster_identity,
             max_clusters_shrunk: layered.max_clusters_shrunk,
+            empty_feed_guard: layered.empty_feed_guard,
             tls: layered.tls,
             audit_keep_entries: layered.audit_keep_entries,
             audit_keep_days: layered.audit_keep_days,

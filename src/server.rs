@@ -41,11 +41,8 @@ pub fn open_store(config: &Config) -> Result<Store, AppError> {
     if !large {
         integrity_check(&config.database_path)?;
     }
-    let store = Store::open_as(&config.database_path, config.role)?
-        .with_strict_dependencies(config.strict_dependencies)
-        .with_max_clusters_shrunk(config.max_clusters_shrunk)
-        .with_stale_after(config.poll_stale_after)
-        .with_rollout_gate_needs_identity(config.events_require_cluster_identity);
+    let store =
+        Store::open_as(&config.database_path, config.role)?.with_settings(config.store_settings());
     let mut conn = store.connection()?;
     // A large seed is one transaction; a bigger page cache keeps its index pages in memory.
     conn.pragma_update(None, "cache_size", -8192)
@@ -100,7 +97,7 @@ pub fn open_store(config: &Config) -> Result<Store, AppError> {
 /// and serves from memory.
 fn open_replica(config: &Config) -> Store {
     let store = Store::open_replica(&config.database_path, config.hub_url.clone())
-        .with_stale_after(config.poll_stale_after);
+        .with_settings(config.store_settings());
     match store.load_copy() {
         Ok(_) => {
             let status = store

@@ -95,6 +95,8 @@ pub struct BlastRadius {
     pub examples: Vec<String>,
     /// `max_clusters_shrunk` of the configuration.
     pub max_clusters_shrunk: u64,
+    /// `empty_feed_guard` of the configuration: emptying a feed needs confirming.
+    pub empty_feed_guard: bool,
     /// Whether the write is refused without `?confirm=<clusters_shrunk>`.
     pub needs_confirm: bool,
     /// Whether this request would be refused: it needs confirming and carries no matching
@@ -102,14 +104,33 @@ pub struct BlastRadius {
     pub refused: bool,
 }
 
+/// When a write needs `?confirm=` (config `max_clusters_shrunk`, `empty_feed_guard`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Guard {
+    /// Clusters a write may take inputs from without confirming.
+    pub max_clusters_shrunk: u64,
+    /// Emptying a feed needs confirming even on one cluster (Flux prunes everything rendered
+    /// from it). Off for clients of flux-resourceset that empty feeds on purpose.
+    pub empty_feed_guard: bool,
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Guard {
+            max_clusters_shrunk: DEFAULT_MAX_CLUSTERS_SHRUNK,
+            empty_feed_guard: true,
+        }
+    }
+}
+
 impl Default for BlastRadius {
     fn default() -> Self {
-        BlastRadius::new(DEFAULT_MAX_CLUSTERS_SHRUNK)
+        BlastRadius::new(Guard::default())
     }
 }
 
 impl BlastRadius {
-    pub fn new(max_clusters_shrunk: u64) -> Self {
+    pub fn new(guard: Guard) -> Self {
         BlastRadius {
             clusters_shrunk: 0,
             clusters_emptied: 0,
@@ -121,21 +142,23 @@ impl BlastRadius {
                 })
                 .collect(),
             examples: Vec::new(),
-            max_clusters_shrunk,
+            max_clusters_shrunk: guard.max_clusters_shrunk,
+            empty_feed_guard: guard.empty_feed_guard,
             needs_confirm: false,
             refused: false,
         }
     }
 
-    /// Sets `max_clusters_shrunk` (and whether confirmation is needed under it).
-    pub fn limit(&mut self, max_clusters_shrunk: u64) {
-        self.max_clusters_shrunk = max_clusters_shrunk;
+    /// Sets the guard (and whether confirmation is needed under it).
+    pub fn limit(&mut self, guard: Guard) {
+        self.max_clusters_shrunk = guard.max_clusters_shrunk;
+        self.empty_feed_guard = guard.empty_feed_guard;
         self.settle();
     }
 
     fn settle(&mut self) {
-        self.needs_confirm =
-            self.clusters_emptied > 0 || self.clusters_shrunk > self.max_clusters_shrunk;
+        self.needs_confirm = (self.empty_feed_guard && self.clusters_emptied > 0)
+            || self.clusters_shrunk > self.max_clusters_shrunk;
     }
 
     /// Notes one cluster write.
@@ -171,7 +194,7 @@ impl BlastRadius {
         if !self.refused {
             return Ok(());
         }
-        let why = if self.clusters_emptied > 0 {
+        let why = if self.empty_feed_guard && self.clusters_emptied > 0 {
             format!(
                 "it would empty a feed on {} cluster(s)",
                 self.clusters_emptied
@@ -252,7 +275,7 @@ mod tests {
     fn an_emptied_feed_needs_confirmation_even_on_one_cluster() {
         let before = cluster(&[("a", true)], &["x"]);
         let after = cluster(&[("a", false)], &["x"]);
-        let mut radius = BlastRadius::new(10);
+        let mut radius = BlastRadius::default();
         radius.add("edge-qa-01", &shrunk_feeds(Some(&before), Some(&after)));
         assert_eq!((radius.clusters_shrunk, radius.clusters_emptied), (1, 1));
         let refusal = radius.check(None).unwrap_err();
@@ -260,6 +283,12 @@ mod tests {
         assert!(refusal.contains("edge-qa-01 (platform-components 1 → 0)"));
         assert!(radius.check(Some(2)).is_err());
         assert!(radius.check(Some(1)).is_ok());
+        // As flux-resourceset does: an emptied feed alone needs nothing.
+        radius.limit(Guard {
+            empty_feed_guard: false,
+            ..Guard::default()
+        });
+        assert!(radius.check(None).is_ok());
     }
 
     #[test]
@@ -267,7 +296,10 @@ mod tests {
         let before = cluster(&[("a", true), ("b", true)], &[]);
         let after = cluster(&[("a", true)], &[]);
         let shrunk = shrunk_feeds(Some(&before), Some(&after));
-        let mut radius = BlastRadius::new(3);
+        let mut radius = BlastRadius::new(Guard {
+            max_clusters_shrunk: 3,
+            empty_feed_guard: true,
+        });
         for i in 0..3 {
             radius.add(&format!("c{i}"), &shrunk);
         }

@@ -24,7 +24,7 @@ pub mod write;
 use rusqlite::{Connection, ErrorCode};
 
 use crate::error::{AppError, Result};
-pub use pool::{BLOCKING_THREADS, PAGE_CACHE_KIB, Store, create_private_file};
+pub use pool::{BLOCKING_THREADS, PAGE_CACHE_KIB, Store, StoreSettings, create_private_file};
 pub use resource::Resource;
 pub use write::{Reverted, WriteRequest, Written, write_transaction};
 

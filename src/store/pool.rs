@@ -45,6 +45,31 @@ fn init_connection(conn: &mut Connection, role: Role) -> rusqlite::Result<()> {
     conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)
 }
 
+/// How the store applies the inventory rules, from the configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct StoreSettings {
+    /// Refuse (rather than warn about) writes that leave a dependency unassigned.
+    pub strict_dependencies: bool,
+    /// When a write needs `?confirm=`.
+    pub guard: crate::domain::blast::Guard,
+    /// A cluster that has not polled this long is stale.
+    pub poll_stale_after: u64,
+    /// Rollout gates count only reports authenticated as the cluster itself
+    /// (`events_require_cluster_identity`).
+    pub rollout_gate_needs_identity: bool,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            strict_dependencies: false,
+            guard: Default::default(),
+            poll_stale_after: polls::DEFAULT_STALE_AFTER_SECONDS,
+            rollout_gate_needs_identity: false,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
     pool: Pool<SqliteConnectionManager>,
@@ -57,10 +82,7 @@ pub struct Store {
     /// A replica's copy: everything it serves comes from what it last loaded.
     pub(super) replica: Option<Arc<replica::Copy>>,
     path: PathBuf,
-    /// Refuse (rather than warn about) writes that leave a dependency unassigned.
-    pub(super) strict_dependencies: bool,
-    /// Clusters a write may take inputs from without `?confirm=`.
-    pub(super) max_clusters_shrunk: u64,
+    pub(super) settings: StoreSettings,
     /// Encoded Flux feeds; dropped by every committed write.
     pub(super) cache: feed_cache::FeedCache,
     /// When the last API write committed (Unix seconds; 0 = none since start).
@@ -73,9 +95,6 @@ pub struct Store {
     pub(super) reports: reports::ReportInbox,
     /// Wakes the rollout controller (new reports, a verb).
     pub(super) rollouts_wake: Arc<tokio::sync::Notify>,
-    /// Rollout gates count only reports authenticated as the cluster itself
-    /// (`events_require_cluster_identity`).
-    pub(super) rollout_gate_needs_identity: bool,
     /// The last `data_version` of the writer: other processes' commits change it.
     pub(super) outside: Arc<std::sync::Mutex<watch::ChangeWatcher>>,
     /// The opened file's device and inode: a path that now names another file (or none)
@@ -180,15 +199,13 @@ impl Store {
             role,
             replica,
             path: path.to_owned(),
-            strict_dependencies: false,
-            max_clusters_shrunk: crate::domain::blast::DEFAULT_MAX_CLUSTERS_SHRUNK,
+            settings: StoreSettings::default(),
             cache: feed_cache::FeedCache::default(),
             last_write: Arc::default(),
             polls: polls::PollTracker::default(),
             tokens: tokens::TokenRegistry::default(),
             reports: reports::ReportInbox::default(),
             rollouts_wake: Arc::default(),
-            rollout_gate_needs_identity: false,
             outside: Arc::default(),
             identity: file_identity(path),
             file_gone: Arc::default(),
@@ -209,19 +226,15 @@ impl Store {
         self.replica.as_deref()
     }
 
-    pub fn with_max_clusters_shrunk(mut self, max: u64) -> Self {
-        self.max_clusters_shrunk = max;
+    /// The store, applying `settings`.
+    pub fn with_settings(mut self, settings: StoreSettings) -> Self {
+        self.polls.stale_after = settings.poll_stale_after;
+        self.settings = settings;
         self
     }
 
-    pub fn with_rollout_gate_needs_identity(mut self, needs: bool) -> Self {
-        self.rollout_gate_needs_identity = needs;
-        self
-    }
-
-    pub fn with_strict_dependencies(mut self, strict: bool) -> Self {
-        self.strict_dependencies = strict;
-        self
+    pub fn settings(&self) -> StoreSettings {
+        self.settings
     }
 
     /// The Flux feed cache in front of this store.
@@ -322,11 +335,6 @@ impl Store {
     pub fn forget_cached(&self) {
         self.cache.invalidate();
         self.tokens.invalidate();
-    }
-
-    pub fn with_stale_after(mut self, seconds: u64) -> Self {
-        self.polls.stale_after = seconds;
-        self
     }
 
     /// Connections checked out of the pool right now.

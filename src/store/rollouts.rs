@@ -1504,7 +1504,7 @@ impl Store {
         let (polls, key, only_cluster_reports) = (
             self.polls.clone(),
             id.to_owned(),
-            self.rollout_gate_needs_identity,
+            self.settings.rollout_gate_needs_identity,
         );
         let looked = self
             .read(move |conn| {

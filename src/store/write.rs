@@ -73,8 +73,8 @@ const MAX_WARNINGS: usize = 20;
 pub struct Finish<'a> {
     /// A missing dependency refuses the write instead of warning.
     pub strict_dependencies: bool,
-    /// Clusters a write may take inputs from without `confirm` (contract §14).
-    pub max_clusters_shrunk: u64,
+    /// When a write needs `confirm` (the blast radius).
+    pub guard: crate::domain::blast::Guard,
     /// `?confirm=`: the number of clusters the client agrees to shrink.
     pub confirm: Option<u64>,
     /// Compare with the state before the transaction, read from this connection (which
@@ -226,7 +226,7 @@ impl<'c> Pipeline<'c> {
 
     /// Bumps the inventory revision and checks every feed in scope; see `Finish`.
     pub fn finish(mut self, options: Finish<'_>) -> Result<Finished> {
-        self.blast.limit(options.max_clusters_shrunk);
+        self.blast.limit(options.guard);
         // A dry run reports what a real write would meet; a real write is refused here,
         // before the checks walk the fleet.
         let refusal = self.blast.check(options.confirm);
@@ -687,8 +687,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut Pipeline<'_>) -> Result<T> + Send + 'static,
     {
-        let strict_dependencies = self.strict_dependencies;
-        let max_clusters_shrunk = self.max_clusters_shrunk;
+        let settings = self.settings;
         self.on_writer(move |store, conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -706,8 +705,8 @@ impl Store {
                 None => None,
             };
             let finished = pipeline.finish(Finish {
-                strict_dependencies,
-                max_clusters_shrunk,
+                strict_dependencies: settings.strict_dependencies,
+                guard: settings.guard,
                 confirm: request.confirm,
                 preview: reader.as_deref().map(|conn| (conn, request.changes_offset)),
             })?;

@@ -66,6 +66,7 @@ pub fn test_config(dir: &TempDir, mode: ApiMode, seed: SeedSource) -> Config {
         poll_stale_after: 1800,
         events_require_cluster_identity: false,
         max_clusters_shrunk: 10,
+        empty_feed_guard: true,
         tls: None,
         audit_keep_entries: None,
         audit_keep_days: None,

@@ -232,3 +232,28 @@ fn an_import_with_overlapping_patch_keys_is_refused_and_names_the_record() {
         "{message}"
     );
 }
+
+/// `empty_feed_guard = false`: a write may empty a cluster's feed without `?confirm=`, as
+/// flux-resourceset allows (the count-based limit is unchanged: `domain::blast`'s tests).
+#[tokio::test]
+async fn without_the_empty_feed_guard_an_emptied_feed_needs_no_confirmation() {
+    let app = TestApp::configured(|config| config.empty_feed_guard = false);
+    let cluster = app.get("/clusters/lab-dev-01").await.json;
+    let disabled: Vec<Value> = cluster["platform_components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let mut c = c.clone();
+            c["enabled"] = json!(false);
+            c
+        })
+        .collect();
+    let body = json!({"platform_components": disabled});
+    let preview = app.put("/clusters/lab-dev-01?dry_run=true", &body).await;
+    assert_eq!(preview.json["blast_radius"]["empty_feed_guard"], false);
+    assert_eq!(preview.json["blast_radius"]["clusters_emptied"], 1);
+    assert_eq!(preview.json["blast_radius"]["needs_confirm"], false);
+    let emptied = app.put("/clusters/lab-dev-01", &body).await;
+    assert_eq!(emptied.status, StatusCode::OK, "{}", emptied.json);
+}
