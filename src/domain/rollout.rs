@@ -194,14 +194,16 @@ impl Verb {
             (Verb::Pause, Running) => Paused,
             (Verb::Resume, Paused) => Running,
             (Verb::Abort, Planned | Running | Paused) => Aborted,
-            (Verb::Rollback, Running | Paused) => RolledBack,
+            // An aborted rollout leaves its clusters on the target: rolling it back later
+            // gives them their previous values.
+            (Verb::Rollback, Running | Paused | Aborted) => RolledBack,
             _ => {
                 let allowed = match self {
                     Verb::Start => "planned",
                     Verb::Pause => "running",
                     Verb::Resume => "paused",
                     Verb::Abort => "planned, running or paused",
-                    Verb::Rollback => "running or paused",
+                    Verb::Rollback => "running, paused or aborted",
                 };
                 return Err(AppError::Conflict(format!(
                     "cannot {} a rollout that is {}: only a {allowed} rollout can",
@@ -736,13 +738,14 @@ mod tests {
         assert_eq!(Verb::Start.transition(Planned).unwrap(), Running);
         assert_eq!(Verb::Resume.transition(Paused).unwrap(), Running);
         assert_eq!(Verb::Rollback.transition(Paused).unwrap(), RolledBack);
+        assert_eq!(Verb::Rollback.transition(Aborted).unwrap(), RolledBack);
         for (verb, from) in [
             (Verb::Start, Running),
             (Verb::Pause, Paused),
             (Verb::Resume, Running),
             (Verb::Abort, Succeeded),
             (Verb::Rollback, Planned),
-            (Verb::Rollback, Aborted),
+            (Verb::Rollback, Succeeded),
         ] {
             assert!(
                 matches!(verb.transition(from), Err(AppError::Conflict(_))),

@@ -82,7 +82,9 @@ fn now_seconds() -> i64 {
 // ---------------------------------------------------------------------------------------
 // Planning
 
-/// A cluster that has the component enabled, with its own overrides.
+/// A cluster that has the component enabled, with its own overrides. An `oci_tag` override
+/// pins the cluster, unless an aborted rollout of the component left it there (the cluster
+/// is still on that rollout's target: a later rollout moves it on).
 struct Using {
     candidate: Candidate,
     oci_tag: Option<String>,
@@ -93,7 +95,11 @@ fn using(conn: &Connection, component: &str) -> Result<Vec<Using>> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT c.id, c.cluster_dns, c.environment, cc.oci_tag, cc.component_path, \
-             (SELECT json_group_object(l.key, l.value) FROM cluster_labels l WHERE l.cluster_id = c.id) \
+             (SELECT json_group_object(l.key, l.value) FROM cluster_labels l WHERE l.cluster_id = c.id), \
+             EXISTS (SELECT 1 FROM rollout_clusters rc JOIN rollouts r ON r.id = rc.rollout_id \
+               WHERE r.component = ?1 AND r.state = 'aborted' AND rc.cluster_id = c.id AND rc.changed = 1 \
+               AND rc.state NOT IN ('rolled_back', 'pinned') \
+               AND cc.oci_tag IS json_extract(r.spec, '$.target.oci_tag')) \
              FROM cluster_components cc JOIN clusters c ON c.id = cc.cluster_id \
              WHERE cc.component_id = ?1 AND cc.enabled = 1 ORDER BY c.id",
         )
@@ -102,6 +108,7 @@ fn using(conn: &Connection, component: &str) -> Result<Vec<Using>> {
         .query_map([component], |row| {
             let oci_tag: Option<String> = row.get(3)?;
             let labels: Option<String> = row.get(5)?;
+            let left_by_aborted: bool = row.get(6)?;
             let environment: String = row.get(2)?;
             Ok(Using {
                 candidate: Candidate {
@@ -111,7 +118,7 @@ fn using(conn: &Connection, component: &str) -> Result<Vec<Using>> {
                     labels: labels
                         .and_then(|text| serde_json::from_str(&text).ok())
                         .unwrap_or_default(),
-                    pinned: oci_tag.is_some(),
+                    pinned: oci_tag.is_some() && !left_by_aborted,
                 },
                 oci_tag,
                 component_path: row.get(4)?,

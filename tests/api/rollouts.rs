@@ -861,3 +861,44 @@ async fn a_step_the_inventory_rules_refuse_pauses_the_rollout_and_says_why() {
     assert_eq!(cluster_of(&r, "a")["state"], "pending");
     assert!(fingerprint(&app).await == before, "nothing was written");
 }
+
+/// An aborted rollout leaves its clusters on the target: a later rollout of the component
+/// moves them on (they are not pinned by it), and the aborted one can still be rolled back.
+#[tokio::test]
+async fn an_aborted_rollout_pins_nothing_and_can_be_rolled_back() {
+    let app = fleet(&demo_fleet()).await;
+    poll_all(&app).await;
+    let created = app.post("/rollouts", &spec("cm", waves())).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.json);
+    let mut t = now();
+    verb(&app, "cm", "start").await;
+    tick(&app, &mut t, 1).await;
+    assert_eq!(feed_tag(&app, "dev-1").await, NEW);
+    assert_eq!(verb(&app, "cm", "abort").await.json["state"], "aborted");
+    assert_eq!(feed_tag(&app, "dev-1").await, NEW, "abort changes no feed");
+
+    let mut next = spec("cm-next", waves());
+    next["target"]["oci_tag"] = json!("v1.18.0");
+    let plan = app.post("/rollouts?dry_run=true", &next).await;
+    assert_eq!(plan.status, StatusCode::OK, "{}", plan.json);
+    let pinned: Vec<&str> = plan.json["not_in_steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["state"] == "pinned")
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        !pinned.contains(&"dev-1"),
+        "left by the aborted rollout: {pinned:?}"
+    );
+    assert!(
+        pinned.contains(&"prod-pinned"),
+        "pinned by hand: {pinned:?}"
+    );
+
+    let rolled_back = verb(&app, "cm", "rollback").await;
+    assert_eq!(rolled_back.status, StatusCode::OK, "{}", rolled_back.json);
+    assert_eq!(rolled_back.json["state"], "rolled_back");
+    assert_eq!(feed_tag(&app, "dev-1").await, OLD, "previous value back");
+}
