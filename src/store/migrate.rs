@@ -212,7 +212,7 @@ pub const APPLICATION_ID: i32 = 0x464C_5849;
 /// Refuses a file that is not a flux-inputs database before anything is written to it:
 /// another program's application id, or a non-empty file with neither our id nor our
 /// tables (databases of versions before the id was set are recognised by their tables).
-fn check_ownership(conn: &Connection) -> Result<()> {
+pub(super) fn check_ownership(conn: &Connection) -> Result<()> {
     let id: i32 = conn
         .query_row("PRAGMA application_id", [], |row| row.get(0))
         .db()?;

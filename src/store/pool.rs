@@ -22,7 +22,7 @@ use crate::config::Role;
 use crate::error::{AppError, Result};
 
 /// How long a connection waits for another writer before the request fails with 503.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections in the pool. Flux polls are answered from the feed cache, so SQLite sees
 /// writes, cache loads and CRUD reads only; a few connections keep memory small.
 const POOL_SIZE: u32 = 4;
@@ -139,6 +139,19 @@ impl Store {
         create_private_file(path).map_err(|err| {
             AppError::Internal(format!("cannot create database {}: {err}", path.display()))
         })?;
+        // Another program's database is refused before anything touches it: opened
+        // read-only, so it is not switched to WAL and gets no -wal or -shm file.
+        {
+            let probe = Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(|err| {
+                AppError::Internal(format!("cannot open database {}: {err}", path.display()))
+            })?;
+            super::migrate::check_ownership(&probe)?;
+        }
         let manager =
             SqliteConnectionManager::file(path).with_init(move |conn| init_connection(conn, role));
         let pool = Pool::builder()

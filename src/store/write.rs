@@ -569,13 +569,24 @@ fn now() -> u64 {
 }
 
 impl Store {
-    /// Runs `f` on the writer connection, after every write queued before it.
+    /// Runs `f` on the writer connection, after every write queued before it. Waiting for
+    /// the writer and for SQLite's lock share one busy timeout: a write queued behind others
+    /// while another process holds the lock is answered `503` after that timeout, not after
+    /// the sum of everyone's.
     pub(super) async fn on_writer<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Store, &mut Connection) -> Result<T> + Send + 'static,
     {
-        let mut writer = self.writer.clone().lock_owned().await;
+        let queued = std::time::Instant::now();
+        let busy = || AppError::Unavailable("the database is busy; retry the request".into());
+        let mut writer =
+            tokio::time::timeout(super::pool::BUSY_TIMEOUT, self.writer.clone().lock_owned())
+                .await
+                .map_err(|_| busy())?;
+        let left = super::pool::BUSY_TIMEOUT
+            .saturating_sub(queued.elapsed())
+            .max(std::time::Duration::from_millis(50));
         let store = self.clone();
         self.blocking(move || {
             let Some(conn) = writer.as_mut() else {
@@ -585,6 +596,7 @@ impl Store {
                 ));
             };
             store.ensure_file()?;
+            conn.busy_timeout(left).db()?;
             f(&store, conn)
         })
         .await

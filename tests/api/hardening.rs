@@ -273,8 +273,17 @@ fn a_foreign_or_damaged_database_is_refused_at_start() {
         .unwrap()
         .execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
         .unwrap();
+    let before = std::fs::read(&foreign).unwrap();
     let stderr = refused_start(&foreign);
     assert!(stderr.contains("not a flux-inputs database"), "{stderr}");
+    assert_eq!(
+        std::fs::read(&foreign).unwrap(),
+        before,
+        "byte for byte untouched"
+    );
+    for companion in ["invoices.db-wal", "invoices.db-shm"] {
+        assert!(!dir.path().join(companion).exists(), "no {companion}");
+    }
     let tables: i64 = rusqlite::Connection::open(&foreign)
         .unwrap()
         .query_row(
