@@ -151,7 +151,7 @@ fn set_cert_manager(hub: u16, tag: &str) {
 }
 
 #[test]
-fn an_edge_replica_follows_the_hub_serves_through_an_outage_and_catches_up() {
+fn an_edge_replica_follows_the_hub_through_an_outage_and_a_hub_restored_from_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name);
     std::fs::create_dir(path("store")).unwrap();
@@ -275,5 +275,68 @@ fn an_edge_replica_follows_the_hub_serves_through_an_outage_and_catches_up() {
     );
     eprintln!("caught up {caught_up:?} after the link came back");
     assert_eq!(cert_manager_tag(replica.port).as_deref(), Some("v1.18.0"));
+
+    // Disaster: the hub's disk is lost, after a last write that Litestream shipped (the
+    // replica has it, so the store has it).
+    set_cert_manager(hub.port, "v1.19.0");
+    wait_for(
+        "the last write on the replica",
+        Duration::from_secs(30),
+        || cert_manager_tag(replica.port).as_deref() == Some("v1.19.0"),
+    );
+    hub.signal("-KILL");
+    drop(hub);
+    drop(_replicate);
+    for lost in ["hub.db", "hub.db-wal", "hub.db-shm"] {
+        let _ = std::fs::remove_file(path(lost));
+    }
+    let _ = std::fs::remove_dir_all(path(".hub.db-litestream"));
+
+    // The runbook: a new hub restored from the replica store, started, replicated again.
+    let restored = Command::new(litestream())
+        .args(["restore", "-o"])
+        .arg(path("hub.db"))
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    let hub = Server::ready(
+        &path("hub.db"),
+        &[
+            ("ROLE", "hub"),
+            ("API_MODE", "crud"),
+            ("AUTH_TOKEN", READ),
+            ("CRUD_AUTH_TOKEN", WRITE),
+        ],
+    );
+    assert_eq!(
+        cert_manager_tag(hub.port).as_deref(),
+        Some("v1.19.0"),
+        "the new hub serves what was shipped before the loss"
+    );
+    let _replicate = Helper::spawn(
+        Command::new(litestream())
+            .args(["replicate", "-config"])
+            .arg(path("litestream-hub.yml")),
+        &path("replicate-2.log"),
+    );
+    // The edge follows the new hub again (its follower restarted as systemd would).
+    set_cert_manager(hub.port, "v1.20.0");
+    wait_for(
+        "a write of the new hub on the replica",
+        Duration::from_secs(90),
+        || {
+            if matches!(follower.0.try_wait(), Ok(Some(_))) {
+                std::thread::sleep(Duration::from_millis(500));
+                follower = follow();
+            }
+            cert_manager_tag(replica.port).as_deref() == Some("v1.20.0")
+        },
+    );
+    assert!(all_feeds(replica.port) == all_feeds(hub.port));
     drop(link);
 }
