@@ -8,8 +8,15 @@ Deterministic: the same flags give the same file. Each cluster gets `--per-clust
 components (every 5th with a tag override, every 7th with a path override, every 3rd with a
 Helm value patch), `--namespaces` namespaces and `--rolebindings` rolebindings drawn from
 catalogs five and four times that size. Catalog components depend on their predecessor in
-chains of four, and every cluster gets whole chains, so no dependency is left unassigned.
+chains of four, and every cluster gets whole chains, so no dependency is left unassigned
+(and only a chain's last component is ever disabled).
 `--everywhere` adds a component assigned to every cluster (the fleet-wide catalog edit).
+
+The mix holds what real inventories hold and Kubernetes is strict about: every 4th cluster
+has a free-text name ("Edge Store 042 (Berlin)"), every 6th component a version with SemVer
+build metadata ("v1.3.2+rke2r1"), every 10th comes from an HTTPS Helm repository (its tag
+with a "+build" suffix), and every 50th has an id of 53 characters, the longest a Helm
+release name may be.
 """
 import argparse
 import json
@@ -31,18 +38,26 @@ def main() -> None:
     rng = random.Random(args.seed)
     envs = ["dev", "qa", "uat", "prod"]
 
-    components = [
-        {
-            "id": f"component-{i:03d}",
-            "component_path": f"charts/component-{i:03d}",
-            "component_version": f"1.{i % 17}.{i % 5}",
-            "oci_url": f"oci://registry.example.com/platform/component-{i:03d}",
-            "oci_tag": f"1.{i % 17}.{i % 5}",
-            "depends_on": [f"component-{i - 1:03d}"] if i % 4 else [],
-            "cluster_env_enabled": i % 3 == 0,
+    def component_id(i: int) -> str:
+        base = f"component-{i:03d}"
+        return (base + "-with-a-long-descriptive-name-" + "x" * 53)[:53] if i % 50 == 7 else base
+
+    def component(i: int) -> dict:
+        version = f"1.{i % 17}.{i % 5}"
+        https = i % 10 == 9
+        return {
+            "id": component_id(i),
+            "component_path": f"component-{i:03d}" if https else f"charts/component-{i:03d}",
+            "component_version": f"v{version}+rke2r1" if i % 6 == 5 else version,
+            "oci_url": "https://charts.example.com/platform" if https
+            else f"oci://registry.example.com/platform/component-{i:03d}",
+            "oci_tag": f"{version}+build.{i % 3}" if https else version,
+            "depends_on": [component_id(i - 1)] if i % 4 else [],
+            "cluster_env_enabled": i % 3 == 0 and not https,
         }
-        for i in range(args.components)
-    ]
+
+    cities = ["Berlin", "Lyon", "Porto", "Turku", "Brno", "Graz", "Gent"]
+    components = [component(i) for i in range(args.components)]
     if args.everywhere:
         components.append({
             "id": "fleet-agent", "component_path": "charts/fleet-agent", "component_version": "1.0.0",
@@ -78,18 +93,19 @@ def main() -> None:
         refs, patches = [], {}
         for n, i in enumerate(ids):
             refs.append({
-                "id": f"component-{i:03d}",
-                "enabled": n % 11 != 10,
+                "id": component_id(i),
+                # Only a chain's last component is ever disabled: nothing enabled waits on it.
+                "enabled": not (i % 4 == 3 and n % 3 == 2),
                 "oci_tag": f"2.{c % 7}.{n}" if n % 5 == 0 else None,
                 "component_path": f"custom/component-{i:03d}" if n % 7 == 0 else None,
             })
             if n % 3 == 0:
-                patches[f"component-{i:03d}"] = {"replicaCount": 1 + c % 3, "resources.limits.memory": "256Mi"}
+                patches[component_id(i)] = {"replicaCount": 1 + c % 3, "resources.limits.memory": "256Mi"}
         if args.everywhere:
             refs.append({"id": "fleet-agent", "enabled": True, "oci_tag": None, "component_path": None})
         clusters.append({
             "id": f"cluster-{c:06d}",
-            "cluster_name": f"cluster-{c:06d}",
+            "cluster_name": f"Edge Store {c:03d} ({cities[c % 7]})" if c % 4 == 1 else f"cluster-{c:06d}",
             "cluster_dns": f"cluster-{c:06d}.fleet.example.com",
             "environment": envs[c % 4],
             "node_count": 1 + c % 5,

@@ -174,6 +174,45 @@ fn spool_if_stream(file: &Path) -> Result<Option<Spooled>, Failure> {
     Ok(Some(spooled))
 }
 
+/// `probe health|ready`: one plain HTTP GET to the server on `listen_addr` (loopback when it
+/// listens on every address), answered 200 within two seconds, or a failure.
+pub fn probe(config: &Config, path: &str) -> Result<(), Failure> {
+    use std::io::{Read, Write};
+    if config.tls.is_some() {
+        return Err(Failure::io(
+            "the server speaks HTTPS: probe it with an httpGet probe (scheme: HTTPS)".into(),
+        ));
+    }
+    let mut addr = config.listen_addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let limit = std::time::Duration::from_secs(2);
+    let failed = |err: std::io::Error| Failure::io(format!("{addr}{path}: {err}"));
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, limit).map_err(failed)?;
+    stream.set_read_timeout(Some(limit)).map_err(failed)?;
+    stream.set_write_timeout(Some(limit)).map_err(failed)?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(failed)?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).map_err(failed)?;
+    let answer = String::from_utf8_lossy(&answer);
+    let status = answer.lines().next().unwrap_or_default();
+    if status.starts_with("HTTP/1.1 200") {
+        println!("{path}: ok");
+        return Ok(());
+    }
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    Err(Failure::io(format!("{addr}{path}: {status} {body}")))
+}
+
 /// A runtime for the offline commands that share the server's async store API.
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
@@ -474,6 +513,10 @@ pub fn check(config: &Config) -> Result<(), Failure> {
     problems.extend(fleet.problems);
     warnings.extend(fleet.warnings);
     let clusters_checked = fleet.clusters;
+    // Records written before today's rules: they serve, but Kubernetes may refuse them.
+    problems.extend(read_transaction(&mut conn, |tx| {
+        crate::store::rules::violations(tx)
+    })?);
     for warning in &warnings {
         println!("warning: {warning}");
     }

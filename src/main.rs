@@ -44,6 +44,14 @@ enum Command {
     },
     /// Print the inventory in seed format.
     Export,
+    /// Ask the running server on `listen_addr` whether it is alive (`/health`) or ready
+    /// (`/ready`): exit 0 when it answers 200. For exec probes where the kubelet cannot reach
+    /// the port (a sidecar listening on 127.0.0.1) and the image has no shell or curl.
+    Probe {
+        /// What to ask.
+        #[arg(value_enum, default_value_t = Probe::Health)]
+        what: Probe,
+    },
     /// Write a consistent copy of the database (safe while the server runs).
     Backup {
         /// The new file; must not exist.
@@ -151,6 +159,12 @@ enum RolloutArgs {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum Probe {
+    Health,
+    Ready,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum Mode {
     ReadOnly,
     Crud,
@@ -177,6 +191,15 @@ fn main() -> ExitCode {
             cli::import(c, &file, dry_run, changes_offset, confirm)
         }),
         Command::Export => offline(cli.config, cli::export),
+        Command::Probe { what } => offline(cli.config, |c| {
+            cli::probe(
+                c,
+                match what {
+                    Probe::Health => "/health",
+                    Probe::Ready => "/ready",
+                },
+            )
+        }),
         Command::Backup { path } => offline(cli.config, |c| cli::backup(c, &path)),
         Command::Check => offline(cli.config, cli::check),
         Command::Audit {
@@ -305,11 +328,17 @@ fn serve(config_file: Option<PathBuf>) -> Result<(), String> {
         let acceptor = server::bind(&config)
             .await
             .map_err(|err| format!("cannot listen on {}: {err}", config.listen_addr))?;
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         tracing::info!(
             listen_addr = %config.listen_addr,
             mode = ?config.api_mode,
             database = %config.database_path.display(),
-            "flux-inputs serving"
+            console = %format!("{scheme}://{}/ui/", config.listen_addr),
+            "flux-inputs serving (web console at /ui/, sign in with a token)"
         );
         server::serve(&config, store, acceptor, server::shutdown_signal())
             .await

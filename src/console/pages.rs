@@ -41,24 +41,24 @@ pub(super) fn html_response(status: StatusCode, markup: Markup) -> Response {
 }
 
 /// A form's bytes, read within the body timeout and at most `limit` of them, after checking
-/// that a browser sent it from a console page (`Origin`, when present, is this server).
+/// that a browser sent it from a console page: `Sec-Fetch-Site` (when sent) says same-origin,
+/// and `Origin` (when sent and not `null`, which a browser sends under this console's
+/// `Referrer-Policy: no-referrer`) is this server.
 async fn form_bytes(req: &Request, body: Body, limit: usize) -> Result<Vec<u8>, Response> {
-    if let Some(origin) = req.headers().get(header::ORIGIN) {
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok());
-        let same = origin
-            .to_str()
-            .ok()
-            .and_then(|o| o.split_once("://"))
-            .is_some_and(|(_, authority)| Some(authority) == host);
-        if !same {
-            return Err(error_page(
-                StatusCode::FORBIDDEN,
-                "this form was posted from another site (Origin is not this server)",
-            ));
-        }
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let host = header("host");
+    let same_site = header("sec-fetch-site").is_none_or(|site| site == "same-origin" || site == "none");
+    let same_origin = header("origin").is_none_or(|origin| {
+        origin == "null"
+            || origin
+                .split_once("://")
+                .is_some_and(|(_, authority)| Some(authority) == host)
+    });
+    if !same_site || !same_origin {
+        return Err(error_page(
+            StatusCode::FORBIDDEN,
+            "this form was posted from another site (Origin or Sec-Fetch-Site is not this server)",
+        ));
     }
     let timeout = req
         .data::<crate::config::Limits>()

@@ -12,6 +12,10 @@ pub fn is_rfc1123_label(name: &str) -> bool {
         && bytes[bytes.len() - 1] != b'-'
 }
 
+/// The longest Helm release name (Helm refuses longer ones; a component id is its
+/// HelmRelease's `releaseName`).
+pub const HELM_RELEASE_NAME_MAX: usize = 53;
+
 /// A lowercase DNS name (RFC 1123 subdomain): dot-separated labels, at most 253 characters.
 pub fn is_dns_name(name: &str) -> bool {
     name.len() <= 253 && name.split('.').all(is_rfc1123_label)

@@ -210,6 +210,12 @@ pub fn versions_match(a: &str, b: &str) -> bool {
     normalize_version(a) == normalize_version(b)
 }
 
+/// Whether a reported chart version is what `desired` asks for: the same version, or any
+/// version when the desired tag is `latest` (no pinning: Flux installs the newest chart).
+pub fn satisfies(reported: &str, desired: &str) -> bool {
+    desired.trim() == "latest" || versions_match(reported, desired)
+}
+
 /// A component's convergence state on one cluster (contract §9).
 #[derive(poem_openapi::Enum, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[oai(rename = "ConvergenceState", rename_all = "lowercase")]
@@ -300,7 +306,7 @@ pub fn state(enabled: bool, desired: &str, reported: &Reported<'_>) -> State {
                 _ => State::Failed,
             },
             Outcome::Success => match settled.revision {
-                Some(revision) if versions_match(revision, desired) => State::Converged,
+                Some(revision) if satisfies(revision, desired) => State::Converged,
                 _ => State::Progressing,
             },
         },
@@ -443,6 +449,8 @@ mod tests {
         assert!(versions_match("v1.16.0", "1.16.0"));
         assert!(versions_match("1.16.0+a1b2c3d4e5f6", "v1.16.0"));
         assert!(!versions_match("v1.16.0", "v1.16.1"));
+        assert!(satisfies("6.7.1", "latest"), "unpinned: any version");
+        assert!(!satisfies("6.7.1", "6.7.2"));
         assert_eq!(normalize_version("v2.0.0-rc.1+meta"), "2.0.0-rc.1");
     }
 

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashSet};
 
 use super::model::{Cluster, IdRef, Namespace, PlatformComponent, Rolebinding};
 use super::names::{
-    is_chart_tag, is_dns_name, is_label_value, is_metadata_key, is_rfc1123_label, unprintable,
+    HELM_RELEASE_NAME_MAX, is_chart_tag, is_dns_name, is_label_value, is_metadata_key,
+    is_rfc1123_label, unprintable,
 };
 use crate::error::AppError;
 
@@ -69,6 +70,25 @@ fn check_label(problems: &mut Problems, field: &str, id: &str) {
 pub fn component(component: &PlatformComponent) -> Result<(), AppError> {
     let mut problems = Problems::default();
     check_label(&mut problems, "id", &component.id);
+    problems.check(component.id.len() <= HELM_RELEASE_NAME_MAX, || {
+        format!(
+            "id '{}' is longer than {HELM_RELEASE_NAME_MAX} characters: a component id becomes \
+             its HelmRelease's releaseName, which Helm limits to {HELM_RELEASE_NAME_MAX}",
+            component.id
+        )
+    });
+    problems.check(
+        ["oci://", "https://", "http://"]
+            .iter()
+            .any(|scheme| component.oci_url.starts_with(scheme)),
+        || {
+            format!(
+                "oci_url '{}' is neither an OCI registry (oci://) nor a Helm repository \
+                 (https://, http://)",
+                component.oci_url
+            )
+        },
+    );
     for (field, value) in [
         ("component_path", &component.component_path),
         ("component_version", &component.component_version),

@@ -16,6 +16,7 @@ pub mod reports;
 pub mod resource;
 pub mod rolebindings;
 pub mod rollouts;
+pub mod rules;
 pub mod seed;
 pub mod tokens;
 pub mod watch;

@@ -569,24 +569,24 @@ fn now() -> u64 {
 }
 
 impl Store {
-    /// Runs `f` on the writer connection, after every write queued before it. Waiting for
-    /// the writer and for SQLite's lock share one busy timeout: a write queued behind others
-    /// while another process holds the lock is answered `503` after that timeout, not after
-    /// the sum of everyone's.
+    /// Runs `f` on the writer connection, after every write queued before it (however long
+    /// they take: writes of this process are ordered by the queue, never by SQLite's busy
+    /// timeout). Another process's lock is waited for up to the busy timeout.
     pub(super) async fn on_writer<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Store, &mut Connection) -> Result<T> + Send + 'static,
     {
-        let queued = std::time::Instant::now();
-        let busy = || AppError::Unavailable("the database is busy; retry the request".into());
-        let mut writer =
-            tokio::time::timeout(super::pool::BUSY_TIMEOUT, self.writer.clone().lock_owned())
-                .await
-                .map_err(|_| busy())?;
-        let left = super::pool::BUSY_TIMEOUT
-            .saturating_sub(queued.elapsed())
-            .max(std::time::Duration::from_millis(50));
+        self.on_writer_waiting(super::pool::BUSY_TIMEOUT, f).await
+    }
+
+    /// `on_writer`, waiting at most `lock_wait` for another process's lock.
+    async fn on_writer_waiting<T, F>(&self, lock_wait: std::time::Duration, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store, &mut Connection) -> Result<T> + Send + 'static,
+    {
+        let mut writer = self.writer.clone().lock_owned().await;
         let store = self.clone();
         self.blocking(move || {
             let Some(conn) = writer.as_mut() else {
@@ -596,7 +596,7 @@ impl Store {
                 ));
             };
             store.ensure_file()?;
-            conn.busy_timeout(left).db()?;
+            conn.busy_timeout(lock_wait).db()?;
             f(&store, conn)
         })
         .await
@@ -642,10 +642,13 @@ impl Store {
 
     /// Drains the inbox, a batch per transaction, until nothing waits. A batch that fails is
     /// answered with the failure (the clients retry); nothing is kept for a later attempt.
+    /// A batch waits at most `EVENT_LOCK_WAIT` for another process's lock, so an inventory
+    /// write queued behind it is not held for two busy timeouts.
     async fn commit_reports(self) {
+        const EVENT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
         loop {
             let committed = self
-                .on_writer(|store, conn| {
+                .on_writer_waiting(EVENT_LOCK_WAIT, |store, conn| {
                     let batch = store.reports.take();
                     if batch.is_empty() {
                         return Ok(());

@@ -588,24 +588,35 @@ async fn the_catalog_shows_a_version_matrix() {
     );
 }
 
-/// A sign-in posted from another site is refused (Origin), one from the console is not.
+/// A sign-in posted from another site is refused (Origin, Sec-Fetch-Site), one from the
+/// console is not. Under `Referrer-Policy: no-referrer` a browser sends `Origin: null`, so
+/// `Sec-Fetch-Site` decides then.
 #[tokio::test]
 async fn a_cross_site_sign_in_is_refused() {
     let app = TestApp::new();
-    let post = |origin: &'static str| {
+    let post = |origin: &'static str, site: &'static str| {
         app.client
             .post("/ui/login")
             .header("Host", "inventory.example.com")
             .header("Origin", origin)
+            .header("Sec-Fetch-Site", site)
             .content_type("application/x-www-form-urlencoded")
             .body(format!("token={READ}"))
             .send()
     };
-    let foreign = answer(post("https://evil.example.net").await.0).await;
-    assert_eq!(foreign.status, StatusCode::FORBIDDEN);
-    assert!(foreign.header("Set-Cookie").is_none());
-    let own = answer(post("http://inventory.example.com").await.0).await;
-    assert_eq!(own.status, StatusCode::SEE_OTHER);
+    for (origin, site) in [
+        ("https://evil.example.net", "cross-site"),
+        ("null", "cross-site"),
+        ("https://evil.example.net", "same-origin"),
+    ] {
+        let foreign = answer(post(origin, site).await.0).await;
+        assert_eq!(foreign.status, StatusCode::FORBIDDEN, "{origin} {site}");
+        assert!(foreign.header("Set-Cookie").is_none());
+    }
+    for (origin, site) in [("http://inventory.example.com", "same-origin"), ("null", "same-origin")] {
+        let own = answer(post(origin, site).await.0).await;
+        assert_eq!(own.status, StatusCode::SEE_OTHER, "{origin} {site}");
+    }
 }
 
 /// A sign-in body trickled slower than the body timeout is cut off (408).

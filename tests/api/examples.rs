@@ -30,7 +30,7 @@ fn every_provider_url_is_a_served_path() {
     let spec: Value = serde_yaml::from_str(&api::spec_yaml(ApiMode::ReadOnly)).unwrap();
     let mut seen = 0;
     for (file, scheme) in [
-        ("providers-sidecar.yaml", "http://127.0.0.1:8080"),
+        ("providers-sidecar.yaml", "http://127.0.0.1:9180"),
         ("providers-https.yaml", "https://"),
     ] {
         for provider in documents(file) {
@@ -145,13 +145,28 @@ fn the_kubernetes_sidecar_example_parses_and_wires_probes_volume_and_secret() {
         .iter()
         .find(|c| c["name"].as_str() == Some("flux-inputs"))
         .unwrap();
-    assert_eq!(
-        sidecar["livenessProbe"]["httpGet"]["path"].as_str(),
-        Some("/health")
-    );
-    assert_eq!(
-        sidecar["readinessProbe"]["httpGet"]["path"].as_str(),
-        Some("/ready")
+    // Loopback only, on a port the operator's manager does not bind (8080 metrics, 8081
+    // probes, 9080 web UI), probed from inside the container.
+    let probe = |which: &str| -> Vec<String> {
+        sidecar[which]["exec"]["command"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(probe("livenessProbe"), ["/flux-inputs", "probe", "health"]);
+    assert_eq!(probe("readinessProbe"), ["/flux-inputs", "probe", "ready"]);
+    let manager = containers
+        .iter()
+        .find(|c| c["name"].as_str() == Some("manager"))
+        .unwrap();
+    let operator = manager["image"].as_str().unwrap();
+    let version = operator.rsplit_once(":v").unwrap().1;
+    let minor: u32 = version.split('.').nth(1).unwrap().parse().unwrap();
+    assert!(
+        minor >= 43,
+        "{operator}: ExternalService needs v0.43.0 or later"
     );
     let env: Vec<(&str, &str)> = sidecar["env"]
         .as_sequence()
@@ -166,6 +181,25 @@ fn the_kubernetes_sidecar_example_parses_and_wires_probes_volume_and_secret() {
     assert!(
         !env.iter().any(|(name, _)| *name == "AUTH_TOKEN"),
         "never a token in plain env"
+    );
+    let listen = env
+        .iter()
+        .find(|(name, _)| *name == "LISTEN_ADDR")
+        .unwrap()
+        .1;
+    let port: u16 = listen.strip_prefix("127.0.0.1:").unwrap().parse().unwrap();
+    assert!(![8080, 8081, 9080].contains(&port), "{listen}");
+    let providers = std::fs::read_to_string(format!("{DIR}/providers-sidecar.yaml")).unwrap();
+    assert!(
+        providers.contains(&format!("http://{listen}/")),
+        "the providers poll {listen}"
+    );
+    let image = sidecar["image"].as_str().unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("podman push {image}")),
+        "the README builds {image}"
     );
     let database = env
         .iter()
@@ -243,6 +277,8 @@ fn the_events_example_posts_every_event_to_the_events_route_with_a_bearer_header
         .collect();
     for kind in [
         "HelmRelease",
+        "OCIRepository",
+        "HelmRepository",
         "Kustomization",
         "ResourceSet",
         "ResourceSetInputProvider",

@@ -17,6 +17,7 @@ mod flux;
 mod hardening;
 mod helpers;
 mod history;
+mod image;
 mod integrity;
 mod litestream;
 mod observability;
