@@ -82,6 +82,25 @@ pub fn import(
     // first copied to a private temporary file.
     let spooled = spool_if_stream(file)?;
     let file = spooled.as_ref().map_or(file, |s| s.path.as_path());
+    // A dry run into a database that does not exist yet previews against an empty inventory
+    // in a scratch file, and leaves no file behind.
+    let scratch = (dry_run && !config.database_path.exists()).then(|| Spooled {
+        path: std::env::temp_dir().join(format!("flux-inputs-dry-run-{}.db", std::process::id())),
+    });
+    let scratch_config;
+    let config = match &scratch {
+        Some(scratch) => {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", scratch.path.display()));
+            }
+            scratch_config = Config {
+                database_path: scratch.path.clone(),
+                ..config.clone()
+            };
+            &scratch_config
+        }
+        None => config,
+    };
     let store = open(config, false)?;
     let request = WriteRequest {
         dry_run,
@@ -121,14 +140,17 @@ pub fn import(
     Ok(())
 }
 
-/// A temporary copy of a stream, removed when dropped.
+/// A temporary file (a copy of a stream, a scratch database), removed when dropped.
 struct Spooled {
     path: std::path::PathBuf,
 }
 
 impl Drop for Spooled {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        // A scratch database leaves its WAL files too.
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.path.display()));
+        }
     }
 }
 

@@ -326,6 +326,8 @@ async fn checkpoint(store: &Store) {
 pub const EXTERNAL_WRITE_POLL: Duration = Duration::from_secs(1);
 /// How often recorded poll times are written to the database.
 pub const POLL_FLUSH_EVERY: Duration = Duration::from_secs(30);
+/// How soon a poll that made a cluster's feed fresh is written.
+pub const FRESH_POLL_FLUSH_AFTER: Duration = Duration::from_secs(1);
 
 /// The server's background work: a watcher for outside commits and the file's identity
 /// (every second), and the batched writes (every 30 s). They run apart so that a flush
@@ -354,7 +356,16 @@ async fn flush_and_prune(store: Store, retention: (Option<u64>, Option<u64>)) {
     let mut ticker = tokio::time::interval(POLL_FLUSH_EVERY);
     ticker.tick().await;
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            // A cluster's feed became fresh: written within a second (one write for every
+            // cluster that turned fresh meanwhile), so `flux-inputs status` agrees.
+            () = store.polls().freshened() => {
+                tokio::time::sleep(FRESH_POLL_FLUSH_AFTER).await;
+                flush_polls(&store).await;
+                continue;
+            }
+        }
         flush_polls(&store).await;
         if retention.0.is_none() && retention.1.is_none() {
             continue;

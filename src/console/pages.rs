@@ -47,7 +47,8 @@ pub(super) fn html_response(status: StatusCode, markup: Markup) -> Response {
 async fn form_bytes(req: &Request, body: Body, limit: usize) -> Result<Vec<u8>, Response> {
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     let host = header("host");
-    let same_site = header("sec-fetch-site").is_none_or(|site| site == "same-origin" || site == "none");
+    let same_site =
+        header("sec-fetch-site").is_none_or(|site| site == "same-origin" || site == "none");
     let same_origin = header("origin").is_none_or(|origin| {
         origin == "null"
             || origin

@@ -46,6 +46,10 @@ pub struct PollTracker {
     polls: Arc<Shards>,
     /// A cluster with no poll for this long is reported stale.
     pub stale_after: u64,
+    /// Woken by a poll that makes a feed fresh (a first poll, or one after a silence longer
+    /// than `stale_after`), so the file soon says what the server says: the offline commands
+    /// read it. Repeated polls wait for the regular flush.
+    freshened: Arc<tokio::sync::Notify>,
 }
 
 /// Flux polls every 10 minutes by default; three missed polls make a cluster stale.
@@ -56,6 +60,7 @@ impl Default for PollTracker {
         PollTracker {
             polls: Arc::new(std::array::from_fn(|_| Mutex::default())),
             stale_after: DEFAULT_STALE_AFTER_SECONDS,
+            freshened: Arc::default(),
         }
     }
 }
@@ -91,6 +96,12 @@ impl PollTracker {
             None => map.entry(cluster_dns.into()).or_default(),
         };
         let i = slot(feed);
+        let was_fresh = entry.polls[i]
+            .as_ref()
+            .is_some_and(|poll| now.saturating_sub(poll.at) <= self.stale_after);
+        if !was_fresh {
+            self.freshened.notify_one();
+        }
         match &mut entry.polls[i] {
             Some(poll) if &*poll.user_agent == user_agent => poll.at = now,
             other => {
@@ -101,6 +112,11 @@ impl PollTracker {
             }
         }
         entry.dirty[i] = true;
+    }
+
+    /// Resolves when a poll made a feed fresh since the last call.
+    pub async fn freshened(&self) {
+        self.freshened.notified().await;
     }
 
     /// The last poll of each feed of the cluster with this DNS name.

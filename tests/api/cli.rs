@@ -340,3 +340,19 @@ fn import_checks_what_the_api_checks_and_reads_a_pipe() {
     let output = run(&database, &["export"]);
     assert!(text(&output.stdout).contains("\"piped\""));
 }
+
+/// A dry run into a database that does not exist yet previews against an empty inventory and
+/// creates no file.
+#[test]
+fn a_dry_run_import_creates_no_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("new.db");
+    let seed = concat!(env!("CARGO_MANIFEST_DIR"), "/seed/demo.json");
+    let preview = run(&database, &["import", "--dry-run", seed]);
+    assert!(preview.status.success(), "{}", text(&preview.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&preview.stdout).unwrap();
+    assert_eq!(json["dry_run"], true);
+    assert_eq!(json["clusters_changed"], 4, "{json}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "no file: {left:?}");
+}

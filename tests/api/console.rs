@@ -613,7 +613,10 @@ async fn a_cross_site_sign_in_is_refused() {
         assert_eq!(foreign.status, StatusCode::FORBIDDEN, "{origin} {site}");
         assert!(foreign.header("Set-Cookie").is_none());
     }
-    for (origin, site) in [("http://inventory.example.com", "same-origin"), ("null", "same-origin")] {
+    for (origin, site) in [
+        ("http://inventory.example.com", "same-origin"),
+        ("null", "same-origin"),
+    ] {
         let own = answer(post(origin, site).await.0).await;
         assert_eq!(own.status, StatusCode::SEE_OTHER, "{origin} {site}");
     }

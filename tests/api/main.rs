@@ -36,3 +36,4 @@ mod scale;
 mod systemd;
 mod tls;
 mod tokens;
+mod walkthrough;

@@ -98,26 +98,55 @@ async fn a_cluster_goes_stale_after_the_configured_window() {
     assert_eq!(status_of(&status.json, "edge-qa-01")["stale"], true);
 }
 
+/// Polls are kept in memory and written in batches (every 30 s and at shutdown), except a
+/// poll that makes a feed fresh, which is written within a second so that the offline
+/// commands (`flux-inputs status`) agree with the server about staleness.
 #[test]
 fn polls_are_batched_in_memory_and_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let database = dir.path().join("inventory.db");
     let mut server = Server::ready(&database, &[("AUTH_TOKEN", "t")]);
-    for _ in 0..20 {
-        assert_eq!(get(server.port, FEED, Some("t")).unwrap().0, 200);
-    }
-    let rows = |db: &std::path::Path| -> i64 {
+    let stored = |db: &std::path::Path| -> Vec<String> {
         let conn = rusqlite::Connection::open(db).unwrap();
-        conn.query_row("SELECT count(*) FROM cluster_polls", [], |r| r.get(0))
+        let mut stmt = conn
+            .prepare("SELECT user_agent FROM cluster_polls")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
             .unwrap()
     };
-    assert_eq!(rows(&database), 0, "no write per poll");
+    let poll = |agent: &str| {
+        let (status, _) = crate::process::request_with(
+            server.port,
+            "GET",
+            FEED,
+            &[("Authorization", "Bearer t"), ("User-Agent", agent)],
+            None,
+        )
+        .unwrap();
+        assert_eq!(status, 200);
+    };
+    poll("flux-operator/v0.43.0");
+    crate::process::eventually(
+        "the first poll is in the file",
+        Duration::from_secs(10),
+        || stored(&database) == ["flux-operator/v0.43.0"],
+    );
+    for _ in 0..20 {
+        poll("flux-operator/v0.58.1");
+    }
+    assert_eq!(
+        stored(&database),
+        ["flux-operator/v0.43.0"],
+        "repeated polls of a fresh feed write nothing"
+    );
     server.signal("-TERM");
     assert!(server.wait_exit(Duration::from_secs(15)).success());
     assert_eq!(
-        rows(&database),
-        1,
-        "flushed at shutdown: one row for one cluster and feed"
+        stored(&database),
+        ["flux-operator/v0.58.1"],
+        "flushed at shutdown: one row for one cluster and feed, the latest poll"
     );
 
     let server = Server::ready(&database, &[("AUTH_TOKEN", "t")]);

@@ -25,23 +25,38 @@ pub fn request(
     token: Option<&str>,
     body: Option<&str>,
 ) -> std::io::Result<(u16, String)> {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth
+        .as_deref()
+        .map(|a| vec![("Authorization", a)])
+        .unwrap_or_default();
+    request_with(port, method, path, &headers, body)
+}
+
+/// `request` with any headers.
+pub fn request_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
+    let mut head = String::new();
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
     let payload = body.unwrap_or("");
-    let content = if body.is_some() {
-        format!(
+    if body.is_some() {
+        head.push_str(&format!(
             "Content-Type: application/json\r\nContent-Length: {}\r\n",
             payload.len()
-        )
-    } else {
-        String::new()
-    };
+        ));
+    }
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}{content}Connection: close\r\n\r\n{payload}"
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{head}Connection: close\r\n\r\n{payload}"
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
