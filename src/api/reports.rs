@@ -102,6 +102,9 @@ pub enum EventError {
     /// The body is over 256 KiB.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
+    /// The body is not declared `application/json`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
     /// A server fault; details are in the server log.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
