@@ -13,7 +13,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-pub use crate::api::observe::AccessLog;
+pub use crate::store::Role;
 
 /// Environment variables read through figment (tokens are read separately).
 const ENV_KEYS: &[&str] = &[
@@ -50,29 +50,15 @@ pub enum ApiMode {
     Crud,
 }
 
-/// Where this server stands in an edge topology (contract §12).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// Which requests get an access line: every one (the default), those answered with an
+/// error status, or none. Metrics count every request either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// One server, one file: the default.
+pub enum AccessLog {
     #[default]
-    Standalone,
-    /// The inventory's writer, replicated by `litestream replicate`: Litestream alone
-    /// checkpoints the WAL, and a heartbeat row is written every 30 s for the replicas.
-    Hub,
-    /// A read-only copy kept by `litestream restore -f`: opened read-only, reloaded when
-    /// it advances, never migrated; writes answer 405 naming the hub.
-    Replica,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Standalone => "standalone",
-            Role::Hub => "hub",
-            Role::Replica => "replica",
-        }
-    }
+    All,
+    Errors,
+    Off,
 }
 
 /// Where the initial inventory of a new database comes from.

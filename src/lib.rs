@@ -9,8 +9,10 @@
 
 pub mod api;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod console;
+pub mod controller;
 pub mod domain;
 pub mod error;
 pub mod net;

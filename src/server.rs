@@ -239,7 +239,7 @@ pub async fn serve<A: Acceptor + 'static>(
     // Rollouts move only where the inventory is written (crud mode), never on a read-only
     // server or from the CLI.
     let controller = (config.api_mode == crate::config::ApiMode::Crud)
-        .then(|| tokio::spawn(run_rollouts(store.clone())));
+        .then(|| tokio::spawn(crate::controller::run(store.clone())));
     let watchdog = tokio::spawn(systemd::watchdog(store.clone()));
     let clusters = match store.replica() {
         Some(copy) => copy.status().clusters as i64,
@@ -460,28 +460,6 @@ async fn follow_copy(store: Store) {
                 }
             }
             Err(err) => tracing::error!(error = %err, "replica: the load task failed"),
-        }
-    }
-}
-
-/// How often the rollout controller looks at running rollouts when nothing wakes it
-/// (deadlines, bake times, polls, and verbs given through the CLI).
-pub const ROLLOUT_TICK: Duration = Duration::from_secs(1);
-
-/// The rollout controller: woken by new events and verbs, and every `ROLLOUT_TICK`. Its
-/// state is in the database, so stopping it at any point loses nothing.
-async fn run_rollouts(store: Store) {
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(ROLLOUT_TICK) => {}
-            () = store.rollouts_woken() => {}
-        }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or_default();
-        if let Err(err) = store.advance_rollouts(now).await {
-            tracing::warn!(error = %err, "rollout controller: cannot advance; retrying");
         }
     }
 }

@@ -10,6 +10,7 @@ use poem::http::HeaderValue;
 use poem::{Endpoint, IntoResponse, Request, Response};
 
 use super::error::AllowedMethods;
+use crate::config::AccessLog;
 
 /// Latency histogram buckets, in seconds.
 const BUCKETS: [f64; 11] = [
@@ -172,17 +173,6 @@ fn request_id(req: &Request, metrics: &RequestMetrics) -> String {
                 metrics.next_id.fetch_add(1, Ordering::Relaxed)
             )
         })
-}
-
-/// Which requests get an access line: every one (the default), those answered with an
-/// error status, or none. Metrics count every request either way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AccessLog {
-    #[default]
-    All,
-    Errors,
-    Off,
 }
 
 /// Logs one line per request (as `AccessLog` says) and records its metrics.

@@ -646,7 +646,7 @@ impl StatusApi {
                 let (revision, heartbeat_at) = store
                     .read(|conn| {
                         Ok((
-                            crate::store::write::revision(conn)?,
+                            crate::store::revision::revision(conn)?,
                             crate::store::replica::heartbeat(conn)?,
                         ))
                     })

@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 use poem_openapi::types::ToJSON;
 
 use super::feeds::{self, Feed};
-use super::write::revision;
+use super::revision::revision;
 use super::{Store, clusters};
 use crate::domain::encode::{Catalog, ClusterRefs, Fragments, LoadedCluster, json_text};
 use crate::domain::merge;

@@ -14,6 +14,8 @@ pub mod pool;
 pub mod replica;
 pub mod reports;
 pub mod resource;
+pub mod revision;
+pub mod role;
 pub mod rolebindings;
 pub mod rollouts;
 pub mod rules;
@@ -27,6 +29,7 @@ use rusqlite::{Connection, ErrorCode};
 use crate::error::{AppError, Result};
 pub use pool::{BLOCKING_THREADS, PAGE_CACHE_KIB, Store, StoreSettings, create_private_file};
 pub use resource::Resource;
+pub use role::Role;
 pub use write::{Reverted, WriteRequest, Written, write_transaction};
 
 /// Maps a SQLite failure that explicit checks did not anticipate. Constraint failures are

@@ -15,10 +15,10 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 use tokio::sync::Semaphore;
 
+use super::Role;
 use super::{
     Resource, audit, feed_cache, polls, replica, reports, storage_error, stored, tokens, watch,
 };
-use crate::config::Role;
 use crate::error::{AppError, Result};
 
 /// How long a connection waits for another writer before the request fails with 503.
@@ -83,6 +83,8 @@ pub struct Store {
     pub(super) replica: Option<Arc<replica::Copy>>,
     path: PathBuf,
     pub(super) settings: StoreSettings,
+    /// The one clock every stamp and deadline is read from.
+    clock: crate::clock::Clock,
     /// Encoded Flux feeds; dropped by every committed write.
     pub(super) cache: feed_cache::FeedCache,
     /// When the last API write committed (Unix seconds; 0 = none since start).
@@ -213,6 +215,7 @@ impl Store {
             replica,
             path: path.to_owned(),
             settings: StoreSettings::default(),
+            clock: crate::clock::Clock::system(),
             cache: feed_cache::FeedCache::default(),
             last_write: Arc::default(),
             polls: polls::PollTracker::default(),
@@ -248,6 +251,17 @@ impl Store {
 
     pub fn settings(&self) -> StoreSettings {
         self.settings
+    }
+
+    /// The store, reading time from `clock` (tests set it by hand).
+    pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The one clock.
+    pub fn clock(&self) -> &crate::clock::Clock {
+        &self.clock
     }
 
     /// The Flux feed cache in front of this store.

@@ -118,7 +118,7 @@ impl super::Store {
                     migrate::SCHEMA_VERSION
                 )));
             }
-            let revision = super::write::revision(&tx)?;
+            let revision = super::revision::revision(&tx)?;
             let heartbeat_at = heartbeat(&tx)?;
             self.tokens.load_from(&tx)?;
             let clusters = if Some(revision) != previous {

@@ -2,8 +2,11 @@
 //! written once (src/store/mod.rs) and every resource gets the same transaction discipline.
 
 use rusqlite::Connection;
+use serde_json::Value;
 
 use super::{clusters, components, namespaces, rolebindings};
+use crate::domain::blast::{self, FeedShrink};
+use crate::domain::encode::Feed;
 use crate::domain::model::{
     Cluster, ClusterUpdate, Namespace, NamespaceUpdate, PlatformComponent, PlatformComponentUpdate,
     Rolebinding, RolebindingUpdate,
@@ -34,6 +37,19 @@ pub trait Resource:
     fn delete(conn: &Connection, id: &str) -> Result<Self>;
     /// Ids of the clusters whose feeds a write of this resource can change.
     fn affected_clusters(conn: &Connection, id: &str) -> Result<Vec<String>>;
+    /// The feeds of those clusters a write of this resource can change.
+    const FEEDS: &'static [Feed];
+    /// Refuses a write (by `actor`) that the inventory's state forbids now.
+    fn guard_write(conn: &Connection, id: &str, actor: &str) -> Result<()> {
+        let _ = (conn, id, actor);
+        Ok(())
+    }
+    /// What a write of this record from `before` to `after` takes away from Flux (the blast
+    /// radius): only a cluster assigns inputs, so only its writes can.
+    fn shrinks(before: Option<&Value>, after: Option<&Value>) -> Vec<FeedShrink> {
+        let _ = (before, after);
+        Vec::new()
+    }
 }
 
 fn clusters_using(conn: &Connection, table: &str, column: &str, id: &str) -> Result<Vec<String>> {
@@ -46,6 +62,7 @@ fn clusters_using(conn: &Connection, table: &str, column: &str, id: &str) -> Res
 
 impl Resource for Cluster {
     const COLLECTION: &'static str = "clusters";
+    const FEEDS: &'static [Feed] = &Feed::ALL;
     const KIND: &'static str = "cluster";
     type Update = ClusterUpdate;
 
@@ -77,10 +94,14 @@ impl Resource for Cluster {
         let _ = conn;
         Ok(vec![id.to_owned()])
     }
+    fn shrinks(before: Option<&Value>, after: Option<&Value>) -> Vec<FeedShrink> {
+        blast::shrunk_feeds(before, after)
+    }
 }
 
 impl Resource for PlatformComponent {
     const COLLECTION: &'static str = "platform_components";
+    const FEEDS: &'static [Feed] = &[Feed::PlatformComponents];
     const KIND: &'static str = "platform component";
     type Update = PlatformComponentUpdate;
 
@@ -111,10 +132,15 @@ impl Resource for PlatformComponent {
     fn affected_clusters(conn: &Connection, id: &str) -> Result<Vec<String>> {
         clusters_using(conn, "cluster_components", "component_id", id)
     }
+    /// A component under an active rollout is written by that rollout only.
+    fn guard_write(conn: &Connection, id: &str, actor: &str) -> Result<()> {
+        super::rollouts::guard::check_catalog_write(conn, id, actor)
+    }
 }
 
 impl Resource for Namespace {
     const COLLECTION: &'static str = "namespaces";
+    const FEEDS: &'static [Feed] = &[Feed::Namespaces];
     const KIND: &'static str = "namespace";
     type Update = NamespaceUpdate;
 
@@ -149,6 +175,7 @@ impl Resource for Namespace {
 
 impl Resource for Rolebinding {
     const COLLECTION: &'static str = "rolebindings";
+    const FEEDS: &'static [Feed] = &[Feed::Rolebindings];
     const KIND: &'static str = "rolebinding";
     type Update = RolebindingUpdate;
 

@@ -17,50 +17,20 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use super::audit::{self, Change};
 use super::feeds::{self, FLUX_DEFAULT_INPUT_LIMIT, FLUX_MAX_BODY_BYTES, Feed};
+use super::revision::bump_revision;
 use super::{Resource, SqlResultExt, Store, clusters, stored};
-use crate::domain::blast::{self, BlastRadius};
+use crate::domain::blast::BlastRadius;
 use crate::domain::diff::{self, FeedDigest};
 use crate::domain::encode::{self, Catalog, Fragments, LoadedCluster};
 use crate::domain::feed::{FeedChange, FeedCount, PREVIEW_PAGE, Preview};
 use crate::domain::model::{Cluster, Namespace, PlatformComponent, Rolebinding};
 use crate::error::{AppError, Result};
 
-/// Marks the inventory as changed; once per write transaction.
-pub fn bump_revision(conn: &Connection) -> Result<()> {
-    conn.prepare_cached("UPDATE inventory_revision SET revision = revision + 1 WHERE id = 1")
-        .db()?
-        .execute([])
-        .db()?;
-    Ok(())
-}
-
-/// The inventory revision everything cached is tied to.
-pub fn revision(conn: &Connection) -> Result<i64> {
-    conn.prepare_cached("SELECT revision FROM inventory_revision WHERE id = 1")
-        .db()?
-        .query_row([], |row| row.get(0))
-        .db()
-}
-
 /// The feeds of one cluster a write may change, one bit per `Feed::index`.
 type FeedSet = u8;
 
 const fn feed_bit(feed: Feed) -> FeedSet {
     1 << feed as u8
-}
-
-/// The feeds a write of this kind of resource can change on the clusters using it.
-fn feeds_of(collection: &str) -> FeedSet {
-    match collection {
-        "platform_components" => feed_bit(Feed::PlatformComponents),
-        "namespaces" => feed_bit(Feed::Namespaces),
-        "rolebindings" => feed_bit(Feed::Rolebindings),
-        _ => {
-            feed_bit(Feed::PlatformComponents)
-                | feed_bit(Feed::Namespaces)
-                | feed_bit(Feed::Rolebindings)
-        }
-    }
 }
 
 /// Clusters walked at a time when checking and comparing.
@@ -179,15 +149,12 @@ impl<'c> Pipeline<'c> {
     ) -> Result<()> {
         self.touch::<R>(id)?;
         if let Some(change) = &self.change
-            && R::COLLECTION == "platform_components"
             && before != after
         {
-            super::rollouts::check_catalog_write(self.conn, id, &change.actor)?;
+            R::guard_write(self.conn, id, &change.actor)?;
         }
-        if R::COLLECTION == "clusters" {
-            self.blast
-                .add(id, &blast::shrunk_feeds(before.as_ref(), after.as_ref()));
-        }
+        self.blast
+            .add(id, &R::shrinks(before.as_ref(), after.as_ref()));
         if let Some(change) = &self.change {
             self.revision = audit::append(
                 self.conn,
@@ -202,7 +169,7 @@ impl<'c> Pipeline<'c> {
     }
 
     fn touch<R: Resource>(&mut self, id: &str) -> Result<()> {
-        let feeds = feeds_of(R::COLLECTION);
+        let feeds = R::FEEDS.iter().fold(0, |set, feed| set | feed_bit(*feed));
         for cluster in R::affected_clusters(self.conn, id)? {
             *self.scope.entry(cluster).or_default() |= feeds;
         }

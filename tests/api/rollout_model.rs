@@ -298,7 +298,9 @@ async fn run(case: &Case, app: &TestApp) -> Expected {
     let mut t = crate::rollouts::now();
     let mut state = String::new();
     for _ in 0..200 {
-        app.store.advance_rollouts(t).await.unwrap();
+        flux_inputs::controller::advance_rollouts(&app.store, t)
+            .await
+            .unwrap();
         t += 7;
         let r = app.get("/rollouts/model").await.json;
         state = r["state"].as_str().unwrap().to_owned();

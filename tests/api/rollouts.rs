@@ -1,5 +1,5 @@
 //! Progressive rollouts (contract §10), driven over HTTP with the controller run on a clock
-//! of the test's own (`Store::advance_rollouts(now)`), and events posted as
+//! of the test's own (`controller::advance_rollouts(store, now)`), and events posted as
 //! notification-controller posts them.
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -167,8 +167,7 @@ pub async fn verb(app: &TestApp, id: &str, verb: &str) -> crate::helpers::Answer
 
 /// Runs the controller at `*t`, then moves the clock on by `step` seconds.
 pub async fn tick(app: &TestApp, t: &mut i64, step: i64) {
-    app.store
-        .advance_rollouts(*t)
+    flux_inputs::controller::advance_rollouts(&app.store, *t)
         .await
         .expect("controller runs");
     *t += step;
@@ -648,24 +647,34 @@ async fn the_polled_gate_waits_for_a_poll_after_the_step_started() {
     body["target"]["component_version"] = json!("v1.17.0");
     app.post("/rollouts", &body).await;
     verb(&app, "cm", "start").await;
-    app.store.advance_rollouts(now()).await.unwrap();
+    flux_inputs::controller::advance_rollouts(&app.store, now())
+        .await
+        .unwrap();
     assert_eq!(rollout(&app, "cm").await["steps"][0]["state"], "waiting");
     // A poll in the second the step started may have come before its write.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    app.store.advance_rollouts(now()).await.unwrap();
+    flux_inputs::controller::advance_rollouts(&app.store, now())
+        .await
+        .unwrap();
     assert_eq!(rollout(&app, "cm").await["steps"][0]["state"], "waiting");
     assert_eq!(
         feed_tag(&app, "a").await,
         NEW,
         "the poll that passes the gate"
     );
-    app.store.advance_rollouts(now()).await.unwrap();
+    flux_inputs::controller::advance_rollouts(&app.store, now())
+        .await
+        .unwrap();
     let r = rollout(&app, "cm").await;
     assert_eq!(r["current_step"], 1, "{r}");
     std::thread::sleep(std::time::Duration::from_millis(1100));
     poll(&app, "b").await;
-    app.store.advance_rollouts(now()).await.unwrap();
-    app.store.advance_rollouts(now()).await.unwrap();
+    flux_inputs::controller::advance_rollouts(&app.store, now())
+        .await
+        .unwrap();
+    flux_inputs::controller::advance_rollouts(&app.store, now())
+        .await
+        .unwrap();
     assert_eq!(rollout(&app, "cm").await["state"], "succeeded");
     // component_version has no per-cluster override: it changes at promotion, for all.
     let feed = app
@@ -847,7 +856,9 @@ async fn a_step_the_inventory_rules_refuse_pauses_the_rollout_and_says_why() {
     assert_eq!(created.status, StatusCode::CREATED);
     verb(&app, "cm", "start").await;
     let before = fingerprint(&app).await;
-    app.store.advance_rollouts(now()).await.unwrap();
+    flux_inputs::controller::advance_rollouts(&app.store, now())
+        .await
+        .unwrap();
     let r = rollout(&app, "cm").await;
     assert_eq!(r["state"], "paused");
     let last = r["transitions"].as_array().unwrap().last().unwrap()["reason"]

@@ -1,8 +1,15 @@
-//! Progressive rollouts (contract §10): what a rollout asks for, how its plan is made, and
-//! the rules of its state machine. No I/O here; `store::rollouts` keeps the state in SQLite
-//! and runs the controller.
+//! Progressive rollouts (README, "Progressive rollouts"): what a rollout asks for, how its
+//! plan is made, the rules of its state machine, how a gate judges one cluster (`judge`) and
+//! how one look at a running rollout decides what comes next (`decide`). No I/O here:
+//! `store::rollouts` keeps the state in SQLite, `controller` moves running rollouts.
+
+mod decide;
 
 use std::collections::BTreeMap;
+
+pub use decide::{
+    ClusterRecord, Decision, Next, Overrides, RolloutRecord, Seen, StepRecord, decide, moved,
+};
 
 use poem_openapi::{Enum, Object};
 
