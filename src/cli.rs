@@ -292,10 +292,7 @@ pub fn status(config: &Config, query: StatusQuery) -> Result<(), Failure> {
             AppError::NotFound(format!("no platform component with id '{component}'")).into(),
         );
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
+    let now = store.clock().now_u64();
     let scope = Scope {
         component: query.component.clone(),
         ..Scope::default()
@@ -417,8 +414,13 @@ pub fn token(config: &Config, command: TokenCommand) -> Result<(), Failure> {
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(storage_error)?;
-            let token =
-                crate::store::tokens::create(&tx, &cli_change("POST"), &name, cluster.as_deref())?;
+            let token = crate::store::tokens::create(
+                &tx,
+                &cli_change("POST"),
+                store.clock().now(),
+                &name,
+                cluster.as_deref(),
+            )?;
             tx.commit().map_err(storage_error)?;
             println!("{token}");
             let scope = cluster.map_or("every read route".to_owned(), |c| {
@@ -434,7 +436,7 @@ pub fn token(config: &Config, command: TokenCommand) -> Result<(), Failure> {
             }
         }
         TokenCommand::Revoke { name } => {
-            crate::store::tokens::revoke(&conn, &cli_change("DELETE"), &name)?;
+            crate::store::tokens::revoke(&conn, &cli_change("DELETE"), store.clock().now(), &name)?;
             eprintln!("revoked token '{name}'");
         }
     }

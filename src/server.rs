@@ -53,7 +53,7 @@ pub fn open_store(config: &Config) -> Result<Store, AppError> {
         };
         let started = std::time::Instant::now();
         // The seed is the record of where a new inventory came from: not audited.
-        let mut pipeline = Pipeline::new(tx, None);
+        let mut pipeline = Pipeline::new(tx, None, store.clock().now());
         let counts = seed::apply(input, &mut pipeline, Mode::Create)
             .map_err(|err| with_origin(&origin, err))?;
         pipeline
@@ -370,11 +370,12 @@ async fn flush_and_prune(store: Store, retention: (Option<u64>, Option<u64>)) {
         if retention.0.is_none() && retention.1.is_none() {
             continue;
         }
+        let now = store.clock().now();
         let pruned = store
             .write(move |tx| {
                 // A few hundred rows per pass: pruning never holds the write lock for long.
                 let days = retention.1.map(|d| d * 86_400);
-                crate::store::audit::prune(tx, retention.0, days, 500)
+                crate::store::audit::prune(tx, retention.0, days, 500, now)
             })
             .await;
         match pruned {
@@ -397,7 +398,11 @@ async fn write_heartbeat(store: Store) {
     let mut ticker = tokio::time::interval(HEARTBEAT_EVERY);
     loop {
         ticker.tick().await;
-        if let Err(err) = store.write(|tx| crate::store::replica::beat(tx)).await {
+        let now = store.clock().now();
+        if let Err(err) = store
+            .write(move |tx| crate::store::replica::beat(tx, now))
+            .await
+        {
             tracing::warn!(error = %err, "cannot write the hub heartbeat");
         }
     }

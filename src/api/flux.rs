@@ -14,7 +14,6 @@ use super::ApiTags;
 use super::auth::ReadAccess;
 use super::encoded::Encoded;
 use super::error::{ErrorBody, ReadError};
-use super::observe::unix_now;
 use crate::domain::feed::{
     ClusterListInput, FluxInputs, NamespaceInput, PlatformComponentInput, RolebindingInput,
 };
@@ -68,7 +67,7 @@ async fn feed(store: &Store, req: &Request, cluster_dns: String, feed: Feed) -> 
         .unwrap_or("");
     store
         .polls()
-        .record(&cluster_dns, feed, user_agent, unix_now() as u64);
+        .record(&cluster_dns, feed, user_agent, store.clock().now_u64());
     Ok(body)
 }
 

@@ -46,7 +46,7 @@ pub async fn render(store: &Store, requests: &RequestMetrics) -> String {
         stats.stale.load(Ordering::Relaxed)
     );
     if let Some(copy) = store.replica() {
-        render_replica(&mut out, &copy.status());
+        render_replica(&mut out, &copy.status(), store.clock().now());
         return out;
     }
     let counts = store
@@ -134,7 +134,7 @@ async fn render_reports(out: &mut String, store: &Store) {
         );
     }
     let polls = store.polls().clone();
-    let now = super::observe::unix_now() as u64;
+    let now = store.clock().now_u64();
     let summary = store
         .read(move |conn| super::status::fleet_summary(conn, &Default::default(), &polls, now))
         .await;
@@ -156,8 +156,7 @@ async fn render_reports(out: &mut String, store: &Store) {
 }
 
 /// A replica's copy: loaded or not, its age by the hub's heartbeat, loads and failures.
-fn render_replica(out: &mut String, status: &crate::store::replica::CopyStatus) {
-    let now = super::observe::unix_now() as i64;
+fn render_replica(out: &mut String, status: &crate::store::replica::CopyStatus, now: i64) {
     gauge(
         out,
         "flux_inputs_replica_copy_loaded",

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use poem::http::HeaderValue;
 use poem::{Endpoint, IntoResponse, Request, Response};
@@ -144,14 +144,6 @@ impl RequestMetrics {
             );
         }
     }
-}
-
-/// Seconds since the epoch, for timestamps in metrics and status.
-pub fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
 }
 
 /// A request id: the client's `X-Request-Id` when it is short and printable, else a new one.

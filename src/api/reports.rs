@@ -16,7 +16,6 @@ use super::ApiTags;
 use super::auth::ReportAccess;
 use super::body::SerdeJson;
 use super::error::{ErrorBody, ReadError};
-use super::observe::unix_now;
 use crate::domain::names;
 use crate::domain::report::{self, Severity};
 use crate::error::AppError;
@@ -210,7 +209,7 @@ impl ReportsApi {
         event: SerdeJson<FluxEvent>,
     ) -> Result<EventResponse, EventError> {
         let event = event.0;
-        let received_at = unix_now() as i64;
+        let received_at = store.clock().now();
         // A time ahead of the server's clock (a cluster's clock running fast, or a forged
         // 2099) counts as the time of receipt: it must not outrank the events that follow.
         let event_at = check(&event)?.min(received_at);

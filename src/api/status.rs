@@ -13,7 +13,6 @@ use poem_openapi::param::Path;
 use super::ApiTags;
 use super::auth::{ReadAccess, StatusAccess};
 use super::error::{ErrorBody, ReadError};
-use super::observe::unix_now;
 use crate::domain::model::Environment;
 use crate::domain::report::format_timestamp;
 use crate::domain::report::{self, State};
@@ -72,7 +71,7 @@ pub async fn cluster_statuses(store: &Store) -> crate::error::Result<Vec<Cluster
     let headers = store
         .read(|conn| clusters::list_headers(conn, &Default::default()))
         .await?;
-    let now = unix_now() as u64;
+    let now = store.clock().now_u64();
     Ok(headers
         .into_iter()
         .map(|cluster| {
@@ -110,7 +109,7 @@ pub async fn cluster_convergence(
     })
     .await?;
     let (polls, operator_version, stale) =
-        poll_view(store, &cluster.cluster_dns, unix_now() as u64);
+        poll_view(store, &cluster.cluster_dns, store.clock().now_u64());
     Ok(ClusterConvergence {
         id: cluster.id,
         cluster_dns: cluster.cluster_dns,
@@ -442,7 +441,7 @@ where
         + 'static,
 {
     let polls = store.polls().clone();
-    let now = unix_now() as u64;
+    let now = store.clock().now_u64();
     store
         .read(move |conn| view(conn, &scope, &polls, now))
         .await
@@ -606,7 +605,7 @@ impl StatusApi {
             ..Scope::default()
         };
         let polls = store.polls().clone();
-        let now = unix_now() as u64;
+        let now = store.clock().now_u64();
         let summary = store
             .read(move |conn| fleet_summary(conn, &scope, &polls, now))
             .await?;
@@ -624,7 +623,7 @@ impl StatusApi {
         _auth: ReadAccess,
         store: Data<&Store>,
     ) -> Result<ReplicaStatusResponse, ReadError> {
-        let now = unix_now() as i64;
+        let now = store.clock().now();
         let time = |at: Option<i64>| at.map(format_timestamp);
         let status = match store.replica() {
             Some(copy) => {

@@ -64,7 +64,7 @@ pub async fn catalog_page(
         return Redirect::see_other("/ui/login").into_response();
     };
     let polls = store.polls().clone();
-    let now = crate::api::observe::unix_now() as u64;
+    let now = store.clock().now_u64();
     let cached = cache.fresh();
     let loaded = store
         .read(move |conn| {

@@ -353,7 +353,7 @@ pub async fn fleet_page(
         offset: query.offset,
     };
     let polls = store.polls().clone();
-    let now = crate::api::observe::unix_now() as u64;
+    let now = store.clock().now_u64();
     let found = store
         .read(move |conn| {
             let (total, clusters) = crate::store::clusters::browse(conn, &browse)?;
@@ -521,7 +521,7 @@ pub async fn cluster_page(
         };
         feeds.push((feed.segment(), text));
     }
-    let now = crate::api::observe::unix_now() as u64;
+    let now = store.clock().now_u64();
     let body = html! {
         @if let Some(revision) = query.saved {
             p.notice role="status" { "Saved as audit revision " (revision) ". " a href="/ui/audit" { "See it in the audit trail" } }

@@ -27,17 +27,11 @@ pub struct Change {
     pub method: &'static str,
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
-
-/// Appends an entry; returns its revision.
+/// Appends an entry stamped `at` (Unix seconds); returns its revision.
 pub fn append(
     conn: &Connection,
     change: &Change,
+    at: i64,
     kind: &str,
     resource_id: &str,
     before: Option<&Value>,
@@ -48,7 +42,7 @@ pub fn append(
         "INSERT INTO audit_log (at, actor, method, kind, resource_id, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )
     .db()?
-    .execute(params![now(), change.actor, change.method, kind, resource_id, text(before), text(after)])
+    .execute(params![at, change.actor, change.method, kind, resource_id, text(before), text(after)])
     .db()?;
     Ok(conn.last_insert_rowid())
 }
@@ -140,6 +134,7 @@ pub fn prune(
     keep_count: Option<u64>,
     keep_seconds: Option<u64>,
     batch: u32,
+    now: i64,
 ) -> Result<usize> {
     let newest_kept_by_count: i64 = match keep_count {
         Some(keep) => conn
@@ -151,7 +146,7 @@ pub fn prune(
             .db()?,
         None => 0,
     };
-    let oldest_allowed_at = keep_seconds.map_or(i64::MIN, |s| now() - s as i64);
+    let oldest_allowed_at = keep_seconds.map_or(i64::MIN, |s| now - s as i64);
     conn.prepare_cached(
         "DELETE FROM audit_log WHERE revision IN (SELECT revision FROM audit_log \
          WHERE revision <= ?1 OR at < ?2 ORDER BY revision LIMIT ?3)",
@@ -173,7 +168,16 @@ mod tests {
             method: "PUT",
         };
         for i in 0..entries {
-            append(&conn, &change, "namespaces", &format!("ns-{i}"), None, None).unwrap();
+            append(
+                &conn,
+                &change,
+                1_000,
+                "namespaces",
+                &format!("ns-{i}"),
+                None,
+                None,
+            )
+            .unwrap();
         }
         conn
     }
@@ -181,9 +185,9 @@ mod tests {
     #[test]
     fn prune_by_count_keeps_the_newest_in_batches() {
         let conn = database_with(25);
-        assert_eq!(prune(&conn, Some(10), None, 10).unwrap(), 10);
-        assert_eq!(prune(&conn, Some(10), None, 10).unwrap(), 5);
-        assert_eq!(prune(&conn, Some(10), None, 10).unwrap(), 0);
+        assert_eq!(prune(&conn, Some(10), None, 10, 2_000).unwrap(), 10);
+        assert_eq!(prune(&conn, Some(10), None, 10, 2_000).unwrap(), 5);
+        assert_eq!(prune(&conn, Some(10), None, 10, 2_000).unwrap(), 0);
         let left = list(&conn, &Filter::default()).unwrap();
         assert_eq!(left.len(), 10);
         assert_eq!(left[0].resource_id, "ns-15", "the oldest went first");
@@ -194,6 +198,7 @@ mod tests {
                 actor: "t".into(),
                 method: "POST",
             },
+            2_000,
             "namespaces",
             "x",
             None,
@@ -207,13 +212,13 @@ mod tests {
     fn prune_by_age_and_last_revision() {
         let conn = database_with(3);
         assert_eq!(
-            prune(&conn, None, Some(3600), 100).unwrap(),
+            prune(&conn, None, Some(3600), 100, 2_000).unwrap(),
             0,
             "all are fresh"
         );
         conn.execute("UPDATE audit_log SET at = at - 7200 WHERE revision = 1", [])
             .unwrap();
-        assert_eq!(prune(&conn, None, Some(3600), 100).unwrap(), 1);
+        assert_eq!(prune(&conn, None, Some(3600), 100, 2_000).unwrap(), 1);
         assert_eq!(last_revision(&conn, "namespaces", "ns-2").unwrap(), 3);
         assert_eq!(last_revision(&conn, "namespaces", "nope").unwrap(), 0);
     }

@@ -129,7 +129,7 @@ impl super::Store {
             tx.finish().db()?;
             Ok((revision, heartbeat_at, clusters))
         })();
-        let now = now();
+        let now = self.clock().now();
         match loaded {
             Ok((revision, heartbeat_at, clusters)) => {
                 copy.note(|status| {
@@ -168,17 +168,10 @@ pub fn heartbeat(conn: &Connection) -> Result<Option<i64>> {
 
 /// The hub's heartbeat: one row, rewritten every `HEARTBEAT_EVERY`, so a replica can tell
 /// how old its copy is even when the inventory does not change.
-pub fn beat(conn: &Connection) -> Result<()> {
+pub fn beat(conn: &Connection, now: i64) -> Result<()> {
     conn.prepare_cached("UPDATE hub_heartbeat SET at = ?1 WHERE id = 1")
         .db()?
-        .execute([now()])
+        .execute([now])
         .db()?;
     Ok(())
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
 }

@@ -592,7 +592,7 @@ mod tests {
         let mut conn = Connection::open_in_memory().unwrap();
         crate::store::migrate::migrate(&mut conn, |_| Ok(())).unwrap();
         let tx = conn.transaction().unwrap();
-        let mut pipeline = Pipeline::new(&tx, None);
+        let mut pipeline = Pipeline::new(&tx, None, 0);
         let counts = apply(SeedInput::Text(text), &mut pipeline, Mode::Create)?;
         pipeline.finish(Finish::default())?;
         tx.commit().unwrap();

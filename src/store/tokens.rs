@@ -55,23 +55,17 @@ fn from_hex(text: &str) -> Option<[u8; 32]> {
     Some(raw)
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
-
 /// How a token appears in the audit trail: never its value nor its digest.
 fn audit_state(name: &str, cluster: Option<&str>, created_at: i64) -> serde_json::Value {
     serde_json::json!({"name": name, "cluster": cluster, "created_at": created_at})
 }
 
 /// Creates a token and returns its value (shown once; only the digest is stored).
-/// The creation is audited, without the value.
+/// The creation is audited, without the value; `now` stamps it.
 pub fn create(
     conn: &Connection,
     change: &super::audit::Change,
+    now: i64,
     name: &str,
     cluster: Option<&str>,
 ) -> Result<String> {
@@ -102,7 +96,7 @@ pub fn create(
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
     );
-    let created_at = now();
+    let created_at = now;
     conn.prepare_cached(
         "INSERT INTO api_tokens (name, token_sha256, scope_cluster_id, created_at) VALUES (?1, ?2, ?3, ?4)",
     )
@@ -115,7 +109,7 @@ pub fn create(
         _ => super::storage_error(err),
     })?;
     let after = audit_state(name, cluster, created_at);
-    super::audit::append(conn, change, TOKENS, name, None, Some(&after))?;
+    super::audit::append(conn, change, now, TOKENS, name, None, Some(&after))?;
     Ok(token)
 }
 
@@ -142,7 +136,12 @@ pub fn list(conn: &Connection) -> Result<Vec<TokenInfo>> {
 }
 
 /// Revokes a token; audited.
-pub fn revoke(conn: &Connection, change: &super::audit::Change, name: &str) -> Result<TokenInfo> {
+pub fn revoke(
+    conn: &Connection,
+    change: &super::audit::Change,
+    now: i64,
+    name: &str,
+) -> Result<TokenInfo> {
     let found = list(conn)?.into_iter().find(|t| t.name == name);
     let info = found.ok_or_else(|| AppError::NotFound(format!("no token named '{name}'")))?;
     conn.prepare_cached("DELETE FROM api_tokens WHERE name = ?1")
@@ -150,7 +149,7 @@ pub fn revoke(conn: &Connection, change: &super::audit::Change, name: &str) -> R
         .execute([name])
         .db()?;
     let before = audit_state(name, info.cluster.as_deref(), info.created_at);
-    super::audit::append(conn, change, TOKENS, name, Some(&before), None)?;
+    super::audit::append(conn, change, now, TOKENS, name, Some(&before), None)?;
     Ok(info)
 }
 
@@ -200,9 +199,9 @@ type Grants = Arc<HashMap<[u8; 32], Arc<Known>>>;
 
 /// The grant of `token` in `grants`, noting its use (at most one write a second per token,
 /// so polls do not keep its cache line busy).
-fn grant_of(grants: &HashMap<[u8; 32], Arc<Known>>, token: &str) -> Option<Grant> {
+fn grant_of(grants: &HashMap<[u8; 32], Arc<Known>>, token: &str, now: i64) -> Option<Grant> {
     let known = grants.get(&raw_digest(token))?;
-    let at = now();
+    let at = now;
     if known.used_at.load(Ordering::Relaxed) != at {
         known.used_at.store(at, Ordering::Relaxed);
     }
@@ -251,7 +250,7 @@ impl TokenRegistry {
     /// The grant of `token` from this thread's handle on the map (refreshed when the
     /// generation moved); `None` when the map must be (re)loaded first. The hit path borrows
     /// the handle: no lock, no shared reference count touched.
-    fn lookup(&self, token: &str) -> Option<Option<Grant>> {
+    fn lookup(&self, token: &str, now: i64) -> Option<Option<Grant>> {
         if self.stale.load(Ordering::Relaxed) {
             return None;
         }
@@ -268,17 +267,18 @@ impl TokenRegistry {
                 *local = Some((self.id, generation, shared));
             }
             let (_, _, grants) = local.as_ref()?;
-            Some(grant_of(grants, token))
+            Some(grant_of(grants, token, now))
         })
     }
 
     /// The grant of a presented token, if it is a known named token.
     pub async fn check(&self, store: &super::Store, token: &str) -> Result<Option<Grant>> {
-        if let Some(found) = self.lookup(token) {
+        let now = store.clock().now();
+        if let Some(found) = self.lookup(token, now) {
             return Ok(found);
         }
         let grants = self.reload(store).await?;
-        Ok(grant_of(&grants, token))
+        Ok(grant_of(&grants, token, now))
     }
 
     /// Whether a named token with this SHA-256 still exists (a console session opened with it
@@ -377,7 +377,10 @@ impl super::Store {
         cluster: Option<String>,
     ) -> Result<String> {
         let token = self
-            .write(move |tx| create(tx, &change, &name, cluster.as_deref()))
+            .write({
+                let now = self.clock().now();
+                move |tx| create(tx, &change, now, &name, cluster.as_deref())
+            })
             .await?;
         self.tokens.invalidate();
         Ok(token)
@@ -389,7 +392,10 @@ impl super::Store {
         change: super::audit::Change,
         name: String,
     ) -> Result<TokenInfo> {
-        let revoked = self.write(move |tx| revoke(tx, &change, &name)).await?;
+        let now = self.clock().now();
+        let revoked = self
+            .write(move |tx| revoke(tx, &change, now, &name))
+            .await?;
         self.tokens.invalidate();
         Ok(revoked)
     }

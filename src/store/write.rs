@@ -65,6 +65,8 @@ pub struct Pipeline<'c> {
     conn: &'c Connection,
     /// `None`: not audited (the first-start seed: the file is the record of origin).
     change: Option<Change>,
+    /// When its audit entries are stamped (Unix seconds).
+    now: i64,
     scope: BTreeMap<String, FeedSet>,
     revision: i64,
     /// What the recorded cluster writes take away from Flux.
@@ -73,10 +75,12 @@ pub struct Pipeline<'c> {
 
 impl<'c> Pipeline<'c> {
     /// `conn` must be inside a write transaction the caller owns.
-    pub fn new(conn: &'c Connection, change: Option<Change>) -> Self {
+    /// `now`: the Unix seconds its audit entries are stamped with.
+    pub fn new(conn: &'c Connection, change: Option<Change>, now: i64) -> Self {
         Pipeline {
             conn,
             change,
+            now,
             scope: BTreeMap::new(),
             revision: 0,
             blast: BlastRadius::default(),
@@ -159,6 +163,7 @@ impl<'c> Pipeline<'c> {
             self.revision = audit::append(
                 self.conn,
                 change,
+                self.now,
                 R::COLLECTION,
                 id,
                 before.as_ref(),
@@ -528,13 +533,6 @@ pub fn write_transaction<T>(
     Ok(value)
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
-}
-
 impl Store {
     /// Runs `f` on the writer connection, after every write queued before it (however long
     /// they take: writes of this process are ordered by the queue, never by SQLite's busy
@@ -674,7 +672,8 @@ impl Store {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .db()?;
-            let mut pipeline = Pipeline::new(&tx, Some(request.change.clone()));
+            let mut pipeline =
+                Pipeline::new(&tx, Some(request.change.clone()), store.clock().now());
             let value = op(&mut pipeline)?;
             let revision = pipeline.revision();
             let before = if request.dry_run {
@@ -701,9 +700,10 @@ impl Store {
                 store.cache.invalidate();
                 // A cluster's DNS name may have changed under a scoped token.
                 store.tokens.invalidate();
-                store
-                    .last_write
-                    .store(now(), std::sync::atomic::Ordering::Relaxed);
+                store.last_write.store(
+                    store.clock().now_u64(),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
             }
             Ok(Written {
                 value,

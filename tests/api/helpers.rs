@@ -98,7 +98,10 @@ impl TestApp {
         let mut config = test_config(&dir, ApiMode::Crud, SeedSource::Demo);
         adjust(&mut config);
         let mode = config.api_mode;
-        let store = server::open_store(&config).expect("store opens");
+        // A clock the test can move on instead of sleeping (`app.store.clock().advance(s)`).
+        let store = server::open_store(&config)
+            .expect("store opens")
+            .with_clock(flux_inputs::clock::Clock::adjustable());
         let tokens = Tokens {
             read: config.read_token.clone(),
             write: config.write_token.clone(),

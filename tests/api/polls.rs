@@ -93,7 +93,7 @@ async fn status_shows_last_poll_client_version_and_staleness() {
 async fn a_cluster_goes_stale_after_the_configured_window() {
     let app = TestApp::configured(|config| config.poll_stale_after = 0);
     poll_as(&app, FEED, "flux-operator/v0.33.0").await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.store.clock().advance(1);
     let status = app.get("/status/clusters").await;
     assert_eq!(status_of(&status.json, "edge-qa-01")["stale"], true);
 }

@@ -647,13 +647,13 @@ async fn the_polled_gate_waits_for_a_poll_after_the_step_started() {
     body["target"]["component_version"] = json!("v1.17.0");
     app.post("/rollouts", &body).await;
     verb(&app, "cm", "start").await;
-    flux_inputs::controller::advance_rollouts(&app.store, now())
+    flux_inputs::controller::advance_rollouts(&app.store, app.store.clock().now())
         .await
         .unwrap();
     assert_eq!(rollout(&app, "cm").await["steps"][0]["state"], "waiting");
     // A poll in the second the step started may have come before its write.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    flux_inputs::controller::advance_rollouts(&app.store, now())
+    app.store.clock().advance(2);
+    flux_inputs::controller::advance_rollouts(&app.store, app.store.clock().now())
         .await
         .unwrap();
     assert_eq!(rollout(&app, "cm").await["steps"][0]["state"], "waiting");
@@ -662,17 +662,17 @@ async fn the_polled_gate_waits_for_a_poll_after_the_step_started() {
         NEW,
         "the poll that passes the gate"
     );
-    flux_inputs::controller::advance_rollouts(&app.store, now())
+    flux_inputs::controller::advance_rollouts(&app.store, app.store.clock().now())
         .await
         .unwrap();
     let r = rollout(&app, "cm").await;
     assert_eq!(r["current_step"], 1, "{r}");
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    app.store.clock().advance(2);
     poll(&app, "b").await;
-    flux_inputs::controller::advance_rollouts(&app.store, now())
+    flux_inputs::controller::advance_rollouts(&app.store, app.store.clock().now())
         .await
         .unwrap();
-    flux_inputs::controller::advance_rollouts(&app.store, now())
+    flux_inputs::controller::advance_rollouts(&app.store, app.store.clock().now())
         .await
         .unwrap();
     assert_eq!(rollout(&app, "cm").await["state"], "succeeded");
