@@ -279,8 +279,9 @@ pub struct StatusQuery {
 /// `status [--component ID] [--state STATE] [--json]`: convergence as the server computes it,
 /// from the file (events a running server received in the last second may not be in it yet).
 pub fn status(config: &Config, query: StatusQuery) -> Result<(), Failure> {
-    use crate::api::status::{StateCounts, fleet_summary};
+    use crate::domain::convergence::StateCounts;
     use crate::domain::report::State;
+    use crate::store::convergence::fleet_summary;
     use crate::store::reports::{self, Scope};
 
     let store = open(config, true)?;

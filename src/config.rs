@@ -38,6 +38,10 @@ const ENV_KEYS: &[&str] = &[
     "HUB_URL",
 ];
 
+/// Write bodies above this are refused with 413 (write routes only: a limit on GETs would
+/// break Flux's polls, which send no Content-Length). The console's forms carry as much.
+pub const MAX_WRITE_BODY_BYTES: usize = 1024 * 1024;
+
 /// Which routes exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum ApiMode {

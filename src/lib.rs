@@ -8,6 +8,8 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;

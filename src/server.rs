@@ -8,7 +8,8 @@ use std::time::Duration;
 use poem::listener::{Acceptor, AcceptorExt, BoxAcceptor, Listener, TcpListener};
 use poem::{EndpointExt, Server};
 
-use crate::api::{self, auth::Tokens};
+use crate::api;
+use crate::auth::Tokens;
 use crate::config::{Config, Role, SeedSource};
 use crate::error::AppError;
 use crate::net::limits::LimitedAcceptor;
@@ -211,7 +212,12 @@ pub async fn serve<A: Acceptor + 'static>(
         events_require_cluster_identity: config.events_require_cluster_identity,
     };
     let requests = std::sync::Arc::new(api::observe::RequestMetrics::default());
-    let app = api::build_app_with_metrics(store.clone(), tokens, config.api_mode, requests.clone());
+    let app = crate::app::build_app_with_metrics(
+        store.clone(),
+        tokens,
+        config.api_mode,
+        requests.clone(),
+    );
     let metrics_listener = match config.metrics_addr {
         Some(addr) => {
             let acceptor = TcpListener::bind(addr).into_acceptor().await?;

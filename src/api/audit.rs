@@ -7,9 +7,9 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::Value;
 
 use super::ApiTags;
-use super::auth::WriteAccess;
 use super::error::WriteError;
 use super::preview::warning_header;
+use crate::auth::WriteAccess;
 use crate::store::Store;
 use crate::store::audit::{self, Filter};
 

@@ -6,10 +6,10 @@ use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 
 use super::ApiTags;
-use super::auth::{ReadAccess, WriteAccess};
 use super::body::JsonBody;
 use super::error::{ReadError, WriteError};
 use super::responses::{Created, Deleted, Fetched, Listed, Updated, etag, write_request};
+use crate::auth::{ReadAccess, WriteAccess};
 use crate::domain::model::{PlatformComponent, PlatformComponentUpdate};
 use crate::store::{Page, Store, components};
 

@@ -11,9 +11,9 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::ApiTags;
-use super::auth::ReadAccess;
 use super::encoded::Encoded;
 use super::error::{ErrorBody, ReadError};
+use crate::auth::ReadAccess;
 use crate::domain::feed::{
     ClusterListInput, FluxInputs, NamespaceInput, PlatformComponentInput, RolebindingInput,
 };

@@ -89,7 +89,7 @@ pub async fn render(store: &Store, requests: &RequestMetrics) -> String {
     }
     render_reports(&mut out, store).await;
     render_rollouts(&mut out, store).await;
-    if let Ok(statuses) = super::status::cluster_statuses(store).await {
+    if let Ok(statuses) = crate::store::convergence::cluster_statuses(store).await {
         out.push_str("# HELP flux_inputs_cluster_last_poll_timestamp_seconds When a cluster last polled a feed.\n");
         out.push_str("# TYPE flux_inputs_cluster_last_poll_timestamp_seconds gauge\n");
         for status in &statuses {
@@ -136,7 +136,9 @@ async fn render_reports(out: &mut String, store: &Store) {
     let polls = store.polls().clone();
     let now = store.clock().now_u64();
     let summary = store
-        .read(move |conn| super::status::fleet_summary(conn, &Default::default(), &polls, now))
+        .read(move |conn| {
+            crate::store::convergence::fleet_summary(conn, &Default::default(), &polls, now)
+        })
         .await;
     let Ok(summary) = summary else { return };
     out.push_str(

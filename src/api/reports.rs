@@ -13,9 +13,9 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use serde::Deserialize;
 
 use super::ApiTags;
-use super::auth::ReportAccess;
 use super::body::SerdeJson;
 use super::error::{ErrorBody, ReadError};
+use crate::auth::ReportAccess;
 use crate::domain::names;
 use crate::domain::report::{self, Severity};
 use crate::error::AppError;

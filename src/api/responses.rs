@@ -30,7 +30,7 @@ pub enum Fetched<T: ParseFromJSON + ToJSON + Send + Sync> {
 /// How a CRUD write was asked for: the caller, the method, `?dry_run` with its
 /// `changes_offset`, and `If-Match`.
 pub fn write_request(
-    auth: super::auth::WriteAccess,
+    auth: crate::auth::WriteAccess,
     method: &'static str,
     (dry_run, changes_offset): (bool, Option<u32>),
     if_match_header: Option<&str>,

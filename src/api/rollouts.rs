@@ -7,9 +7,9 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::ApiTags;
-use super::auth::{ReadAccess, WriteAccess};
 use super::body::JsonBody;
 use super::error::{ReadError, WriteError};
+use crate::auth::{ReadAccess, WriteAccess};
 use crate::domain::rollout::{Rollout, RolloutSpec, Verb};
 use crate::store::Store;
 

@@ -7,9 +7,9 @@ use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
-use super::auth::ReadAccess;
 use super::error::{ErrorBody, ReadError};
 use super::observe::RequestMetrics;
+use crate::auth::ReadAccess;
 use crate::store::Store;
 use crate::store::migrate::{SCHEMA_VERSION, schema_version};
 

@@ -7,9 +7,9 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
-use super::auth::WriteAccess;
 use super::body::JsonBody;
 use super::error::WriteError;
+use crate::auth::WriteAccess;
 use crate::store::Store;
 use crate::store::tokens::{self, TokenInfo};
 

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::csrf_refusal;
 use super::layout::{self, Section, page};
 use super::session::{self, Access, Credential, Session, Sessions};
-use crate::api::auth::{self, Identity, Tokens};
+use crate::auth::{self, Identity, Tokens};
 use crate::domain::model::Environment;
 use crate::domain::report::State;
 use crate::store::Store;
@@ -21,7 +21,7 @@ use crate::store::reports::{self, Scope};
 const FORM_LIMIT: usize = 16 * 1024;
 /// A write form may carry a whole cluster as JSON, which the API takes up to its body
 /// limit; URL-encoded, every byte may take three.
-const WRITE_FORM_LIMIT: usize = 3 * crate::api::MAX_BODY_BYTES + FORM_LIMIT;
+const WRITE_FORM_LIMIT: usize = 3 * crate::config::MAX_WRITE_BODY_BYTES + FORM_LIMIT;
 /// Clusters per fleet page.
 pub const FLEET_PAGE: u32 = 50;
 
@@ -509,10 +509,11 @@ pub async fn cluster_page(
         }
         Err(err) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &err.to_string()),
     };
-    let convergence = match crate::api::status::cluster_convergence(store, cluster.clone()).await {
-        Ok(view) => view,
-        Err(err) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &err.to_string()),
-    };
+    let convergence =
+        match crate::store::convergence::cluster_convergence(store, cluster.clone()).await {
+            Ok(view) => view,
+            Err(err) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &err.to_string()),
+        };
     let mut feeds = Vec::new();
     for feed in Feed::ALL {
         let text = match store.feed(&cluster.cluster_dns, feed).await {

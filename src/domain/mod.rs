@@ -1,6 +1,7 @@
 //! The inventory model and the rules that turn it into Flux inputs. No I/O here.
 
 pub mod blast;
+pub mod convergence;
 pub mod diff;
 pub mod encode;
 pub mod feed;

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod clusters;
 pub mod components;
+pub mod convergence;
 pub mod feed_cache;
 pub mod feeds;
 pub mod migrate;

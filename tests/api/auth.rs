@@ -132,9 +132,9 @@ async fn wrong_tokens_from_one_address_are_rate_limited() {
     use poem::web::{LocalAddr, RemoteAddr};
     use poem::{Addr, Endpoint};
     let app = TestApp::new();
-    let endpoint = flux_inputs::api::build_app(
+    let endpoint = flux_inputs::app::build_app(
         app.store.clone(),
-        flux_inputs::api::auth::Tokens {
+        flux_inputs::auth::Tokens {
             read: flux_inputs::config::Secret::new(READ),
             write: flux_inputs::config::Secret::new(WRITE),
             events_require_cluster_identity: false,

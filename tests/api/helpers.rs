@@ -7,7 +7,7 @@ use poem::{EndpointExt, Response};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use flux_inputs::api::{self, auth::Tokens};
+use flux_inputs::auth::Tokens;
 use flux_inputs::config::{ApiMode, Config, Secret, SeedSource};
 use flux_inputs::server;
 use flux_inputs::store::Store;
@@ -107,7 +107,7 @@ impl TestApp {
             write: config.write_token.clone(),
             events_require_cluster_identity: config.events_require_cluster_identity,
         };
-        let app = api::build_app(store.clone(), tokens, mode).boxed();
+        let app = flux_inputs::app::build_app(store.clone(), tokens, mode).boxed();
         TestApp {
             client: TestClient::new(app),
             store,

@@ -11,7 +11,7 @@ use poem::test::TestClient;
 use serde_json::json;
 
 use crate::helpers::{READ, TestApp, WRITE, answer};
-use flux_inputs::api::{self, auth::Tokens};
+use flux_inputs::auth::Tokens;
 use flux_inputs::config::{ApiMode, Secret};
 use flux_inputs::store::Store;
 
@@ -25,7 +25,7 @@ fn replica(copy: &Path) -> (Store, TestClient<poem::endpoint::BoxEndpoint<'stati
         write: Secret::new(WRITE),
         events_require_cluster_identity: false,
     };
-    let app = api::build_app(store.clone(), tokens, ApiMode::ReadOnly).boxed();
+    let app = flux_inputs::app::build_app(store.clone(), tokens, ApiMode::ReadOnly).boxed();
     (store, TestClient::new(app))
 }
 

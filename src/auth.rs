@@ -1,5 +1,6 @@
-//! Bearer tokens: the read token for reads, the write token for writes (it may also read),
-//! named tokens for every read route or for one cluster's feeds, status and events.
+//! Who a request is, for the API and the console alike. Bearer tokens: the read token for
+//! reads, the write token for writes (it may also read), named tokens for every read route or
+//! for one cluster's feeds, status and events; client certificates as a cluster's identity.
 //!
 //! Comparison is constant-time over both tokens, so neither timing nor the order of checks
 //! tells a client which token it came close to.
