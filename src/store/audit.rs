@@ -4,7 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
-use super::SqlResultExt;
+use super::sql::SqlResultExt;
 use crate::error::{AppError, Result};
 
 /// One recorded write.

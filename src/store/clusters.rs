@@ -4,7 +4,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{Page, SqlResultExt, missing_ids};
+use super::sql::{Page, SqlResultExt, missing_ids};
 use crate::domain::encode::{self, Catalog, LoadedCluster, LoadedRef};
 use crate::domain::model::{Cluster, ComponentRef, Environment, IdRef, Patch};
 use crate::domain::validate::quoted_list;
@@ -99,7 +99,7 @@ fn with_assignments(conn: &Connection, mut cluster: Cluster) -> Result<Cluster> 
 }
 
 fn id_refs(conn: &Connection, sql: &str, cluster_id: &str) -> Result<Vec<IdRef>> {
-    Ok(super::query_ids(conn, sql, cluster_id)?
+    Ok(super::sql::query_ids(conn, sql, cluster_id)?
         .into_iter()
         .map(|id| IdRef { id })
         .collect())
@@ -118,7 +118,7 @@ fn get_where(conn: &Connection, column: &str, value: &str) -> Result<Option<Clus
 }
 
 pub fn exists(conn: &Connection, id: &str) -> Result<bool> {
-    super::exists(conn, "clusters", id)
+    super::sql::exists(conn, "clusters", id)
 }
 
 pub fn get(conn: &Connection, id: &str) -> Result<Option<Cluster>> {
@@ -251,7 +251,7 @@ pub fn list(conn: &Connection, filter: &ClusterFilter) -> Result<Vec<Cluster>> {
 }
 
 pub fn insert(conn: &Connection, cluster: &Cluster) -> Result<()> {
-    if super::exists(conn, "clusters", &cluster.id)? {
+    if super::sql::exists(conn, "clusters", &cluster.id)? {
         return Err(AppError::Conflict(format!(
             "cluster '{}' already exists",
             cluster.id
@@ -488,7 +488,7 @@ pub fn load_encodable(
             .push(loaded_ref(row, catalog, &cluster.id)?);
     }
     let indices = |sql: &str, index: &std::collections::HashMap<String, u32>, kind: &str| {
-        super::query_ids(conn, sql, &cluster.id)?
+        super::sql::query_ids(conn, sql, &cluster.id)?
             .iter()
             .map(|name| {
                 index

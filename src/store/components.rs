@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, Row, params};
 
-use super::{Page, SqlResultExt, exists, missing_ids, query_ids};
+use super::sql::{Page, SqlResultExt, exists, missing_ids, query_ids};
 use crate::domain::model::PlatformComponent;
 use crate::domain::validate::quoted_list;
 use crate::error::{AppError, Result};

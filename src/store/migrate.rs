@@ -5,7 +5,8 @@
 
 use rusqlite::Connection;
 
-use super::{SqlResultExt, write_transaction};
+use super::sql::SqlResultExt;
+use super::write_transaction;
 use crate::error::{AppError, Result};
 
 const MIGRATIONS: &[&str] = &[

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{Connection, params};
 
-use super::{Page, SqlResultExt, exists, query_ids, referrers_conflict};
+use super::sql::{Page, SqlResultExt, exists, query_ids, referrers_conflict};
 use crate::domain::model::Namespace;
 use crate::error::{AppError, Result};
 

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, params};
 
-use super::SqlResultExt;
 use super::feeds::Feed;
+use super::sql::SqlResultExt;
 use crate::error::Result;
 
 #[derive(Clone, Debug, PartialEq)]

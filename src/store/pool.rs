@@ -16,9 +16,8 @@ use rusqlite::Connection;
 use tokio::sync::Semaphore;
 
 use super::Role;
-use super::{
-    Resource, audit, feed_cache, polls, replica, reports, storage_error, stored, tokens, watch,
-};
+use super::sql::storage_error;
+use super::{Resource, audit, feed_cache, polls, replica, reports, stored, tokens, watch};
 use crate::error::{AppError, Result};
 
 /// How long a connection waits for another writer before the request fails with 503.

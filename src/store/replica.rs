@@ -13,7 +13,8 @@ use std::sync::{Arc, RwLock};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use super::{SqlResultExt, migrate};
+use super::migrate;
+use super::sql::SqlResultExt;
 use crate::error::{AppError, Result};
 
 /// How a replica's copy stands.

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use super::SqlResultExt;
 use super::polls::PollTracker;
+use super::sql::SqlResultExt;
 use crate::domain::report::{self, Outcome, Reported, Settled, Severity, State, Via};
 use crate::error::{AppError, Result};
 

@@ -53,7 +53,7 @@ pub trait Resource:
 }
 
 fn clusters_using(conn: &Connection, table: &str, column: &str, id: &str) -> Result<Vec<String>> {
-    super::query_ids(
+    super::sql::query_ids(
         conn,
         &format!("SELECT cluster_id FROM {table} WHERE {column} = ?1 ORDER BY cluster_id"),
         id,

@@ -3,7 +3,7 @@
 
 use rusqlite::Connection;
 
-use super::SqlResultExt;
+use super::sql::SqlResultExt;
 use crate::error::Result;
 
 /// Marks the inventory as changed; once per write transaction.

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, Row, params};
 
-use super::{Page, SqlResultExt, exists, query_ids, referrers_conflict};
+use super::sql::{Page, SqlResultExt, exists, query_ids, referrers_conflict};
 use crate::domain::model::{Rolebinding, Subject, SubjectKind};
 use crate::error::{AppError, Result};
 

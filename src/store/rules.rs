@@ -4,7 +4,8 @@
 
 use rusqlite::Connection;
 
-use super::{Resource, SqlResultExt};
+use super::Resource;
+use super::sql::SqlResultExt;
 use crate::domain::model::{Cluster, Namespace, PlatformComponent, Rolebinding};
 use crate::error::{AppError, Result};
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use rusqlite::{Connection, params};
 
-use super::SqlResultExt;
+use super::sql::SqlResultExt;
 use crate::error::{AppError, Result};
 
 /// A token as listed (never its value).
@@ -70,7 +70,7 @@ pub fn create(
     cluster: Option<&str>,
 ) -> Result<String> {
     if let Some(cluster) = cluster
-        && !super::exists(conn, "clusters", cluster)?
+        && !super::sql::exists(conn, "clusters", cluster)?
     {
         return Err(AppError::Validation(format!(
             "cluster '{cluster}' does not exist"

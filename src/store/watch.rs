@@ -8,7 +8,7 @@
 
 use rusqlite::Connection;
 
-use super::SqlResultExt;
+use super::sql::SqlResultExt;
 use crate::error::Result;
 
 /// The last `data_version` the writer connection showed.
