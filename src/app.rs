@@ -61,7 +61,7 @@ pub fn build_app_with_metrics(
         .around(protective_headers)
 }
 
-/// A replica answers every write with 405 naming its hub (contract §12), before any token
+/// A replica answers every write with 405 naming its hub (README, "Edge replicas on Litestream"), before any token
 /// or body is looked at.
 async fn refuse_writes_on_a_replica<E: Endpoint>(
     ep: Arc<E>,

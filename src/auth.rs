@@ -25,7 +25,7 @@ use crate::store::tokens::Grant;
 pub struct Tokens {
     pub read: Secret,
     pub write: Secret,
-    /// Accept a cluster's events only with its own scoped token (contract §9): the fleet read
+    /// Accept a cluster's events only with its own scoped token (README, "Flux reports back"): the fleet read
     /// token would let any cluster speak for any other.
     pub events_require_cluster_identity: bool,
 }
@@ -111,7 +111,7 @@ fn certificate_route(path: &str) -> Option<&str> {
 
 /// A request with no bearer token, on a connection whose verified client certificate names
 /// the cluster of the route (one of its feeds or its events), acts as that cluster's scoped
-/// token; anything else is left to the bearer rules (contract §14).
+/// token; anything else is left to the bearer rules (README, "Safety rails").
 pub async fn certificate_identity<E: poem::Endpoint>(
     ep: Arc<E>,
     mut req: Request,

@@ -216,7 +216,7 @@ pub struct Config {
     pub limits: Limits,
     /// Which requests get an access log line.
     pub access_log: AccessLog,
-    /// Standalone, hub or replica (contract §12).
+    /// Standalone, hub or replica (README, "Edge replicas on Litestream").
     pub role: Role,
     /// For a replica: the hub writes go to.
     pub hub_url: Option<String>,

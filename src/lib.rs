@@ -1,9 +1,16 @@
 //! flux-inputs: a fleet inventory in one SQLite file, served to Flux Operator's
 //! `ResourceSetInputProvider` (`type: ExternalService`) and edited through a CRUD API.
 //!
-//! Layers, outside in: `api` (HTTP, poem-openapi) → `store` (SQLite, blocking work off the
-//! async workers) → `domain` (the model, validation and the pure merge). `config` loads
-//! settings; `server` wires them together for the binary and for tests.
+//! Rooms, top down (each uses only those below it):
+//!
+//! - `main`, `cli` (the commands), `server` (start-up, background work, shutdown);
+//! - `app` (the routes and middleware every request passes) over `api` (the HTTP API,
+//!   poem-openapi) and `console` (the web pages) side by side, both using `auth` (who a
+//!   request is) and `controller` (the rollout controller);
+//! - `net` (TLS, connection limits), `config` (defaults < file < environment);
+//! - `store` (SQLite: one writer, reads off the async workers, the write pipeline, caches);
+//! - `domain` (the model, validation, the merge and encoding of feeds, convergence, rollout
+//!   decisions: no I/O); `clock`, `error`, `telemetry` at the ground.
 
 #![forbid(unsafe_code)]
 

@@ -298,12 +298,14 @@ pub async fn bind(config: &Config) -> io::Result<BoxAcceptor> {
         while hangup.recv().await.is_some() {
             match crate::net::tls::load(&files) {
                 Ok(config) => {
+                    crate::net::tls::RELOADS[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::info!(cert = %files.cert.display(), "SIGHUP: TLS certificates reloaded");
                     if configs.send(config).is_err() {
                         return;
                     }
                 }
                 Err(err) => {
+                    crate::net::tls::RELOADS[1].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::error!(error = %err, "SIGHUP: cannot reload TLS certificates; keeping the current ones")
                 }
             }

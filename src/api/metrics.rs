@@ -45,6 +45,14 @@ pub async fn render(store: &Store, requests: &RequestMetrics) -> String {
         stats.misses.load(Ordering::Relaxed),
         stats.stale.load(Ordering::Relaxed)
     );
+    let reloads = &crate::net::tls::RELOADS;
+    let _ = writeln!(
+        out,
+        "# HELP flux_inputs_tls_reloads_total SIGHUP reloads of the TLS certificates by outcome.\n# TYPE flux_inputs_tls_reloads_total counter\n\
+         flux_inputs_tls_reloads_total{{outcome=\"loaded\"}} {}\nflux_inputs_tls_reloads_total{{outcome=\"refused\"}} {}",
+        reloads[0].load(Ordering::Relaxed),
+        reloads[1].load(Ordering::Relaxed)
+    );
     if let Some(copy) = store.replica() {
         render_replica(&mut out, &copy.status(), store.clock().now());
         return out;

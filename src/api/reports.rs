@@ -1,5 +1,5 @@
 //! `POST /api/v2/flux/clusters/{cluster_dns}/events`: a cluster's notification-controller
-//! reports what its Flux did (contract §9). The body is one `fluxcd/pkg` event.
+//! reports what its Flux did (README, "Flux reports back"). The body is one `fluxcd/pkg` event.
 //!
 //! Only 202, 400, 401, 403, 404, 413, 415 and 503: notification-controller does not retry a
 //! 4xx, so a bad event is refused alone and never blocks the good ones behind it.

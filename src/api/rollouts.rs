@@ -1,4 +1,4 @@
-//! Progressive rollouts over HTTP (contract §10, crud mode): create (or plan), list, show,
+//! Progressive rollouts over HTTP (README, "Progressive rollouts", crud mode): create (or plan), list, show,
 //! and the verbs. The controller that moves them runs in the server (`server.rs`).
 
 use poem::web::Data;

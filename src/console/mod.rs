@@ -1,4 +1,4 @@
-//! The web console (contract §11): server-rendered pages under `/ui/`, built into the binary
+//! The web console (README, "Web console"): server-rendered pages under `/ui/`, built into the binary
 //! (maud templates, one stylesheet, no script, nothing from another host). Reading works
 //! without JavaScript; forms post back with the session's CSRF token.
 //!

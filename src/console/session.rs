@@ -1,4 +1,4 @@
-//! Console sessions (contract §11): signing in with a token opens a server-side session whose
+//! Console sessions (README, "Web console"): signing in with a token opens a server-side session whose
 //! random id travels in an `HttpOnly`, `SameSite=Strict` cookie (`Secure` under TLS); it ends
 //! after 12 h idle, on sign-out, or within a request when the named token it was opened with is
 //! revoked. The token itself is never kept: a named token's session holds its SHA-256. Every

@@ -1,4 +1,4 @@
-//! Blast radius (contract §14): how many clusters a write takes inputs away from. Flux
+//! Blast radius (README, "Safety rails"): how many clusters a write takes inputs away from. Flux
 //! garbage-collects whatever a feed stops listing (or lists as `enabled: false`), so a write
 //! that empties a cluster's feed, or shrinks feeds on many clusters, prunes live workloads at
 //! the next poll. Such a write needs `?confirm=<clusters>`. No I/O here.

@@ -1,6 +1,6 @@
 //! Catalog + a cluster's references and overrides → the cluster's Flux inputs.
 //!
-//! Pure functions of their arguments, so every rule of the contract's merge table is tested
+//! Pure functions of their arguments, so every rule of the feed table (README, "API") is tested
 //! here without HTTP or SQLite. A reference whose definition is missing is an error, never a
 //! silently dropped input: to Flux a missing input is a deletion.
 

@@ -1,5 +1,5 @@
 //! What a cluster's Flux reports (notification-controller events) and how a component's
-//! convergence state follows from desired and reported state (contract §9). No I/O here.
+//! convergence state follows from desired and reported state (README, "Flux reports back"). No I/O here.
 
 use std::fmt;
 
@@ -216,7 +216,7 @@ pub fn satisfies(reported: &str, desired: &str) -> bool {
     desired.trim() == "latest" || versions_match(reported, desired)
 }
 
-/// A component's convergence state on one cluster (contract §9).
+/// A component's convergence state on one cluster (README, "Flux reports back").
 #[derive(poem_openapi::Enum, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[oai(rename = "ConvergenceState", rename_all = "lowercase")]
 pub enum State {

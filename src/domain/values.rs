@@ -1,4 +1,4 @@
-//! Typed Helm values (contract §14). A cluster's patches for a component are keyed by dotted
+//! Typed Helm values (README, "Safety rails"). A cluster's patches for a component are keyed by dotted
 //! paths (`resources.requests.cpu`; `\.` is a literal dot), the way `--set` and
 //! `valuesFrom.targetPath` name them. Helm applies those as strings; `values` is the same
 //! patches expanded into the nested object a HelmRelease's `spec.values` takes, with every

@@ -1,4 +1,4 @@
-//! Client certificates as identity (contract §14). The TLS acceptor verifies a client's
+//! Client certificates as identity (README, "Safety rails"). The TLS acceptor verifies a client's
 //! certificate against `client_ca` during the handshake; the certificate then travels with
 //! each request of the connection inside its remote address, and `certifies` tells whether
 //! it names a given cluster.

@@ -64,6 +64,13 @@ pub fn load(files: &TlsFiles) -> io::Result<Arc<ServerConfig>> {
     Ok(Arc::new(config))
 }
 
+/// SIGHUP reloads of the certificates since start: (loaded, refused). A refused reload keeps
+/// the certificates in use; the count tells an operator (and a test) that it ran.
+pub static RELOADS: [std::sync::atomic::AtomicU64; 2] = [
+    std::sync::atomic::AtomicU64::new(0),
+    std::sync::atomic::AtomicU64::new(0),
+];
+
 /// Handshaken connections waiting for a connection slot (`net::limits`).
 const READY_QUEUE: usize = 256;
 

@@ -42,7 +42,7 @@ ALTER TABLE audit_log_v2 RENAME TO audit_log;
 CREATE INDEX audit_log_by_resource ON audit_log (kind, resource_id, revision);
 ";
 
-/// Version 3: what each cluster's Flux reports (contract §9). Status, not inventory: written
+/// Version 3: what each cluster's Flux reports (README, "Flux reports back"). Status, not inventory: written
 /// in batches, never audited, never part of the inventory revision; keyed by DNS name like
 /// `cluster_polls` (that is what a cluster posts to), rows of clusters that are gone are pruned.
 const REPORTS: &str = "
@@ -93,7 +93,7 @@ CREATE TABLE reported_events (
 CREATE INDEX reported_events_by_cluster ON reported_events (cluster_dns, id);
 ";
 
-/// Version 4: free-form labels on clusters (contract §10), which rollouts select waves by.
+/// Version 4: free-form labels on clusters (README, "Progressive rollouts"), which rollouts select waves by.
 /// Not part of any feed. Keys and values follow Kubernetes label syntax (checked on write).
 const CLUSTER_LABELS: &str = "
 CREATE TABLE cluster_labels (
@@ -105,7 +105,7 @@ CREATE TABLE cluster_labels (
 CREATE INDEX cluster_labels_by_label ON cluster_labels (key, value);
 ";
 
-/// Version 5: progressive rollouts (contract §10). Every transition of a rollout is one
+/// Version 5: progressive rollouts (README, "Progressive rollouts"). Every transition of a rollout is one
 /// transaction over these rows, so a restarted server resumes it where it stood. Rows keep
 /// their history when a cluster goes (no reference to `clusters`).
 const ROLLOUTS: &str = "
@@ -173,7 +173,7 @@ CREATE TABLE rollout_transitions (
 ) STRICT, WITHOUT ROWID;
 ";
 
-/// Version 6: the hub's heartbeat (contract §12), rewritten every 30 s by a hub so that an
+/// Version 6: the hub's heartbeat (README, "Edge replicas on Litestream"), rewritten every 30 s by a hub so that an
 /// edge replica can tell how old its copy is. Not inventory: no revision, no audit.
 const HUB_HEARTBEAT: &str = "
 CREATE TABLE hub_heartbeat (
@@ -183,8 +183,7 @@ CREATE TABLE hub_heartbeat (
 INSERT INTO hub_heartbeat (id, at) VALUES (1, 0);
 ";
 
-/// Version 7: reports and poll times belong to the cluster, not to its DNS name (contract
-/// §17). They are keyed by DNS name (what a cluster posts to and polls), so a cluster deleted
+/// Version 7: reports and poll times belong to the cluster, not to its DNS name. They are keyed by DNS name (what a cluster posts to and polls), so a cluster deleted
 /// and created again under the same name must not inherit what the old one reported, and a
 /// cluster whose name changes keeps its own. Triggers, so every write path obeys them.
 const REPORTS_FOLLOW_THE_CLUSTER: &str = "

@@ -34,7 +34,7 @@ pub const PAGE_CACHE_KIB: i64 = 1024;
 const WRITER_CACHE_KIB: i64 = 8 * 1024;
 
 /// Applied to every pooled connection: these settings are per connection in SQLite.
-/// On a hub, Litestream does the checkpointing (contract §12): SQLite's automatic one is off.
+/// On a hub, Litestream does the checkpointing (README, "Edge replicas on Litestream"): SQLite's automatic one is off.
 fn init_connection(conn: &mut Connection, role: Role) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")?;
@@ -185,7 +185,7 @@ impl Store {
         Ok(store)
     }
 
-    /// A replica (contract §12): the file Litestream follows is opened only by
+    /// A replica (README, "Edge replicas on Litestream"): the file Litestream follows is opened only by
     /// `load_copy`, read-only and for the length of one load; nothing here holds it.
     pub fn open_replica(path: &Path, hub_url: Option<String>) -> Store {
         let manager = SqliteConnectionManager::file(path)

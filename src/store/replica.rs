@@ -1,4 +1,4 @@
-//! An edge replica's copy (contract §12). `litestream restore -f` keeps the file a copy of
+//! An edge replica's copy (README, "Edge replicas on Litestream"). `litestream restore -f` keeps the file a copy of
 //! the hub's; this side only ever opens it read-only, for the length of one load, and serves
 //! everything from memory in between: Litestream's follower applies changes under SQLite's
 //! locks and a reader holding the file would stall it.

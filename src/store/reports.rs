@@ -1,5 +1,5 @@
 //! Reports from the clusters' Flux (notification-controller events) and the convergence view
-//! built from them (contract §9, §17).
+//! built from them (README, "Flux reports back").
 //!
 //! Receiving an event queues it in an in-memory inbox and waits: a committer drains the inbox
 //! in one transaction (group commit: every event that arrived while the previous batch was

@@ -1,5 +1,7 @@
 //! The four CRUD resources behind one interface, so create / get / update / delete are
-//! written once (src/store/mod.rs) and every resource gets the same transaction discipline.
+//! written once (the write pipeline, `write.rs`) and every resource gets the same
+//! transaction discipline; the hooks say what is particular to a resource (the feeds its
+//! writes touch, what may refuse them, what they take away from Flux).
 
 use rusqlite::Connection;
 use serde_json::Value;

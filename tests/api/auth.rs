@@ -1,4 +1,4 @@
-//! Tokens and modes (contract §2–3).
+//! Tokens and modes (README, "Configuration").
 
 use poem::http::{Method, StatusCode};
 use serde_json::json;

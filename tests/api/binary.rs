@@ -3,7 +3,11 @@
 use std::process::Command;
 use std::time::Duration;
 
+use crate::cli::run as cli;
+use crate::helpers::{READ, WRITE};
+use crate::process::request;
 use crate::process::{BINARY, Server, free_port, get};
+use std::path::Path;
 
 #[test]
 fn starts_serves_the_demo_seed_and_stops_on_sigterm() {
@@ -176,4 +180,149 @@ fn sigterm_lets_an_in_flight_request_finish() {
         )
         .unwrap();
     assert_eq!(stored, 1, "the write finished and is durable");
+}
+
+#[test]
+fn a_deleted_database_file_turns_ready_and_writes_into_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("inventory.db");
+    let server = Server::ready(
+        &database,
+        &[
+            ("AUTH_TOKEN", READ),
+            ("CRUD_AUTH_TOKEN", WRITE),
+            ("API_MODE", "crud"),
+        ],
+    );
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", database.display()));
+    }
+    let namespace = r#"{"id":"after-delete","labels":{},"annotations":{}}"#;
+    let (status, body) = request(
+        server.port,
+        "POST",
+        "/namespaces",
+        Some(WRITE),
+        Some(namespace),
+    )
+    .unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("deleted or replaced"), "{body}");
+    let (status, _) = get(server.port, "/ready", None).unwrap();
+    assert_eq!(status, 503);
+}
+
+/// Starts the server on `database`, expects it to refuse; its stderr.
+fn refused_start(database: &Path) -> String {
+    let output = Command::new(BINARY)
+        .env_clear()
+        .env("AUTH_TOKEN", "t")
+        .env("DATABASE_PATH", database)
+        .env(
+            "LISTEN_ADDR",
+            format!("127.0.0.1:{}", crate::process::free_port()),
+        )
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn a_foreign_or_damaged_database_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let foreign = dir.path().join("invoices.db");
+    rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+        .unwrap();
+    let before = std::fs::read(&foreign).unwrap();
+    let stderr = refused_start(&foreign);
+    assert!(stderr.contains("not a flux-inputs database"), "{stderr}");
+    assert_eq!(
+        std::fs::read(&foreign).unwrap(),
+        before,
+        "byte for byte untouched"
+    );
+    for companion in ["invoices.db-wal", "invoices.db-shm"] {
+        assert!(!dir.path().join(companion).exists(), "no {companion}");
+    }
+    let tables: i64 = rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 1, "nothing was added to the foreign file");
+
+    // A database of ours with a page overwritten.
+    let database = dir.path().join("inventory.db");
+    let mut server = Server::ready(&database, &[("AUTH_TOKEN", "t")]);
+    server.signal("-TERM");
+    assert!(server.wait_exit(Duration::from_secs(15)).success());
+    let mut bytes = std::fs::read(&database).unwrap();
+    let pages = bytes.len() / 4096;
+    assert!(pages > 4, "a few pages to damage");
+    for page in 2..pages {
+        bytes[page * 4096..page * 4096 + 64].fill(0xA5);
+    }
+    std::fs::write(&database, bytes).unwrap();
+    let stderr = refused_start(&database);
+    assert!(
+        stderr.contains("damaged") && stderr.contains("backup"),
+        "{stderr}"
+    );
+    let check = cli(&database, &["check"]);
+    assert_eq!(check.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("integrity_check"));
+}
+
+#[test]
+fn crud_mode_with_one_shared_token_is_warned_about_at_start_and_in_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("inventory.db");
+    let mut child = Command::new(BINARY)
+        .env_clear()
+        .env("AUTH_TOKEN", "shared")
+        .env("API_MODE", "crud")
+        .env("DATABASE_PATH", &database)
+        .env(
+            "LISTEN_ADDR",
+            format!("127.0.0.1:{}", crate::process::free_port()),
+        )
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The log up to the line that says the server serves (the warning comes before it).
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    for line in std::io::BufRead::lines(stderr) {
+        let Ok(line) = line else { break };
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("flux-inputs serving") {
+            break;
+        }
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    assert!(log.contains("CRUD_AUTH_TOKEN"), "{log}");
+    assert!(!log.contains("\u{1b}["), "no colour codes into a pipe");
+
+    let check = Command::new(BINARY)
+        .env_clear()
+        .env("AUTH_TOKEN", "shared")
+        .env("API_MODE", "crud")
+        .env("DATABASE_PATH", &database)
+        .arg("check")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&check.stdout)
+            .contains("warning: crud mode without a distinct write token")
+    );
 }

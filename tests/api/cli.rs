@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 use flux_inputs::store::feeds::{self, Feed};
 use flux_inputs::store::{Store, clusters};
 
+use crate::cli::run as cli;
 use crate::process::{BINARY, Server, get};
 
 /// Runs an offline command of the binary on `database`.
@@ -355,4 +356,22 @@ fn a_dry_run_import_creates_no_database() {
     assert_eq!(json["clusters_changed"], 4, "{json}");
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "no file: {left:?}");
+}
+
+#[test]
+fn backups_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("inventory.db");
+    drop(Server::ready(&database, &[("AUTH_TOKEN", "t")]));
+    let target = dir.path().join("backup.db");
+    assert!(
+        cli(&database, &["backup", target.to_str().unwrap()])
+            .status
+            .success()
+    );
+    for file in [&database, &target] {
+        let mode = std::fs::metadata(file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+    }
 }

@@ -1,4 +1,4 @@
-//! The web console over HTTP (contract §11): sign-in into a server-side session, the cookie
+//! The web console over HTTP (README, "Web console"): sign-in into a server-side session, the cookie
 //! and header rules, CSRF on every form, sessions of a revoked token ending, and the fleet
 //! and cluster pages over the demo inventory.
 

@@ -475,7 +475,7 @@ async fn deleting_a_cluster_then_unused_definitions_succeeds() {
     );
 }
 
-/// Cluster labels (contract §10): Kubernetes label syntax, the list filter, the audit and
+/// Cluster labels (README, "Progressive rollouts"): Kubernetes label syntax, the list filter, the audit and
 /// export carry them, and no feed changes because of them.
 #[tokio::test]
 async fn cluster_labels_filter_the_list_and_leave_the_feeds_alone() {

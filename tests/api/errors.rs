@@ -1,10 +1,17 @@
-//! Malformed requests: every one answers the §6 JSON body with a 4xx naming the problem,
+//! Malformed requests: every one answers the JSON error body with a 4xx naming the problem,
 //! and none changes anything.
 
 use poem::http::{Method, StatusCode};
 use serde_json::json;
 
+use crate::connections::read_text_until_closed as read_until_closed;
+use crate::helpers::READ;
 use crate::helpers::{TestApp, WRITE};
+use crate::process::Server;
+use std::io::Write as _;
+use std::net::TcpStream;
+use std::time::Duration;
+const QA: &str = "edge-qa-01.k8s.example.com";
 
 const AUTH: (&str, &str) = ("Authorization", "Bearer write-token");
 const JSON: (&str, &str) = ("Content-Type", "application/json");
@@ -151,4 +158,99 @@ async fn bad_query_parameters_are_400() {
     app.get("/clusters?offset=-1")
         .await
         .expect_error(StatusCode::BAD_REQUEST, "bad_request");
+}
+
+#[test]
+fn requests_hyper_cannot_parse_get_the_json_error_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::ready(&dir.path().join("inventory.db"), &[("AUTH_TOKEN", "t")]);
+    let cases: [(Vec<u8>, &str, &str); 3] = [
+        (
+            b"GET /health HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n".to_vec(),
+            "400",
+            "bad_request",
+        ),
+        (
+            format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000)).into_bytes(),
+            "414",
+            "uri_too_long",
+        ),
+        (
+            format!(
+                "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+                "b".repeat(600_000)
+            )
+            .into_bytes(),
+            "431",
+            "headers_too_large",
+        ),
+    ];
+    for (raw, status, code) in cases {
+        let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        let _ = stream.write_all(&raw);
+        let (answer, _) = read_until_closed(&mut stream, Duration::from_secs(5));
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{status}: {answer:.200}"
+        );
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        let parsed: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        assert_eq!(parsed["error"], code, "{answer:.300}");
+    }
+}
+
+#[tokio::test]
+async fn every_answer_says_no_store_and_nosniff() {
+    let app = TestApp::new();
+    for (method, path, token) in [
+        (Method::GET, "/health", None),
+        (Method::GET, "/api/v2/flux/clusters", Some(READ)),
+        (Method::GET, "/api/v2/flux/clusters", None),
+        (Method::GET, "/no/such/route", Some(READ)),
+    ] {
+        let answer = app.call(method, path, token, None).await;
+        assert_eq!(answer.header("cache-control"), Some("no-store"), "{path}");
+        assert_eq!(
+            answer.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+    }
+    let created = app.post("/tokens", &json!({"name": "ci"})).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    assert_eq!(
+        created.header("cache-control"),
+        Some("no-store"),
+        "the new token's answer"
+    );
+}
+
+#[tokio::test]
+async fn control_characters_and_oversized_integers_are_refused() {
+    let app = TestApp::new();
+    let put = app
+        .put(
+            "/clusters/edge-qa-01",
+            &json!({"cluster_name": "qa\u{1b}[2J"}),
+        )
+        .await;
+    let message = put.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+    assert!(message.contains("cluster_name"), "{message}");
+    let raw = r#"{"patches":{"cert-manager":{"replicas":123456789012345678901234567890}}}"#;
+    let answer = app
+        .client
+        .put("/clusters/edge-qa-01")
+        .header("Authorization", format!("Bearer {WRITE}"))
+        .content_type("application/json")
+        .body(raw)
+        .send()
+        .await;
+    answer.assert_status(StatusCode::BAD_REQUEST);
+    let feed = app
+        .get(&format!("/api/v2/flux/clusters/{QA}/platform-components"))
+        .await;
+    assert!(!String::from_utf8_lossy(&feed.bytes).contains('\u{1b}'));
 }

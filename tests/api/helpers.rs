@@ -37,7 +37,7 @@ impl Answer {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// Asserts the status and the §6 error body with this code; returns the message.
+    /// Asserts the status and the error body `{"error", "message"}` with this code; returns the message.
     #[track_caller]
     pub fn expect_error(&self, status: StatusCode, code: &str) -> String {
         let body = String::from_utf8_lossy(&self.bytes[..self.bytes.len().min(600)]).into_owned();
@@ -194,7 +194,7 @@ pub async fn answer(response: Response) -> Answer {
     }
 }
 
-/// Flux Operator's client checks on an ExternalService response (contract §1).
+/// Flux Operator's client checks on an ExternalService response (README, "What Flux is guaranteed").
 #[track_caller]
 pub fn assert_flux_accepts(answer: &Answer) {
     assert!(answer.status.is_success(), "status {}", answer.status);

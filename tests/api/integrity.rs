@@ -1,4 +1,4 @@
-//! Contract §5 beyond single documents: dependency closure, Flux's limits, dry runs.
+//! The integrity rules (README, "Integrity") beyond single documents: dependency closure, Flux's limits, dry runs.
 
 use poem::http::StatusCode;
 use serde_json::{Value, json};

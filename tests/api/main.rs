@@ -14,7 +14,6 @@ mod crud;
 mod errors;
 mod examples;
 mod flux;
-mod hardening;
 mod helpers;
 mod history;
 mod image;

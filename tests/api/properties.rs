@@ -179,7 +179,7 @@ fn typed_values(patch: &Value) -> Value {
     root
 }
 
-/// The contract's merge table, written out plainly.
+/// The feed table (README, "API"), written out plainly.
 fn expected_feeds(inv: &Inventory, cluster: &Value) -> [Value; 3] {
     let info = json!({"name": cluster["cluster_name"], "dns": cluster["cluster_dns"], "environment": cluster["environment"]});
     let components: Vec<Value> = cluster["platform_components"]

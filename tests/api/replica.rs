@@ -1,4 +1,4 @@
-//! An edge replica (contract §12) over a copy of a real database file, in process: it
+//! An edge replica (README, "Edge replicas on Litestream") over a copy of a real database file, in process: it
 //! serves exactly the hub's feeds from memory, holds no connection to the file between
 //! loads, refuses writes with 405 naming the hub, and keeps its last good copy when a load
 //! fails. The end-to-end path through Litestream itself is in `litestream.rs`.

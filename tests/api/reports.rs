@@ -1,4 +1,4 @@
-//! Flux reports back (contract §9): notification-controller events in, convergence per
+//! Flux reports back (README, "Flux reports back"): notification-controller events in, convergence per
 //! component out. Event bodies are shaped exactly as notification-controller posts them.
 
 use poem::http::{Method, StatusCode};

@@ -1,6 +1,6 @@
 //! A property test of the rollout controller: random fleets, wave selectors, failure
 //! policies and per-cluster report scripts, run through the whole stack (HTTP, SQLite, the
-//! controller on a test clock), against a small reference model of §10's state machine.
+//! controller on a test clock), against a small reference model of the rollout state machine.
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,4 @@
-//! Progressive rollouts (contract §10), driven over HTTP with the controller run on a clock
+//! Progressive rollouts (README, "Progressive rollouts"), driven over HTTP with the controller run on a clock
 //! of the test's own (`controller::advance_rollouts(store, now)`), and events posted as
 //! notification-controller posts them.
 

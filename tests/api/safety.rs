@@ -1,4 +1,4 @@
-//! Safety rails (contract §14): a write that would make Flux prune workloads on purpose only.
+//! Safety rails (README, "Safety rails"): a write that would make Flux prune workloads on purpose only.
 
 use poem::http::{Method, StatusCode};
 use serde_json::{Value, json};

@@ -126,7 +126,7 @@ fn the_unit_file_verifies_and_is_hardened() {
     assert!(score <= 2.0, "exposure {score}");
 }
 
-/// The edge-topology units (contract §12) verify clean and are as hardened as the service;
+/// The edge-topology units (README, "Edge replicas on Litestream") verify clean and are as hardened as the service;
 /// the hub and replica drop-ins verify on top of it.
 #[test]
 fn the_litestream_units_and_drop_ins_verify_and_are_hardened() {

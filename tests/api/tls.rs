@@ -183,6 +183,25 @@ fn https_with_and_without_client_certificates_and_reload_on_sighup() {
     // certificate, and a valid certificate with the key of another one.
     let (good_cert, _) = leaf(&renewed, "localhost", false);
     let (_, stranger_key) = leaf(&renewed, "localhost", false);
+    // The count of refused reloads (`/metrics`) is the evidence that each reload ran.
+    let refused = || -> u64 {
+        let (_, metrics) = request(
+            server.port,
+            &renewed_file,
+            client,
+            Some("t"),
+            "GET",
+            "/metrics",
+            None,
+        );
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("flux_inputs_tls_reloads_total{outcome=\"refused\"} "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(u64::MAX)
+    };
+    let mut expected = refused();
+    assert_eq!(expected, 0, "no reload refused yet");
     for (cert, key) in [
         (good_cert.as_str(), "not a key"),
         ("", stranger_key.as_str()),
@@ -191,7 +210,12 @@ fn https_with_and_without_client_certificates_and_reload_on_sighup() {
         std::fs::write(&cert_file, cert).unwrap();
         std::fs::write(&key_file, key).unwrap();
         server.signal("-HUP");
-        std::thread::sleep(Duration::from_millis(300));
+        expected += 1;
+        crate::process::eventually(
+            "the reload ran and was refused",
+            Duration::from_secs(10),
+            || refused() == expected,
+        );
         assert_eq!(
             curl(server.port, &renewed_file, client),
             (0, 200),

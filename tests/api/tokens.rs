@@ -5,8 +5,11 @@ use std::time::Duration;
 use poem::http::{Method, StatusCode};
 use serde_json::json;
 
+use crate::cli::run as cli;
+use crate::helpers::WRITE;
 use crate::helpers::{READ, TestApp};
 use crate::process::{Server, get};
+use std::time::Instant;
 
 const QA: &str = "edge-qa-01.k8s.example.com";
 
@@ -239,4 +242,69 @@ fn a_cli_revoke_is_seen_while_the_server_commits_events() {
         poster.join().unwrap() > 0,
         "events were committed meanwhile"
     );
+}
+
+#[test]
+fn a_cli_revoke_takes_effect_while_another_process_holds_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("inventory.db");
+    let server = Server::ready(&database, &[("AUTH_TOKEN", "t")]);
+    let created = cli(&database, &["token", "create", "--cluster", "edge-qa-01"]);
+    let token = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    let feed = format!("/api/v2/flux/clusters/{QA}/namespaces");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while get(server.port, &feed, Some(&token)).unwrap().0 != 200 {
+        assert!(Instant::now() < deadline, "the new token works");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        cli(&database, &["token", "revoke", "edge-qa-01"])
+            .status
+            .success()
+    );
+    // Another process takes the write lock right after the revoke and keeps it.
+    let holder = rusqlite::Connection::open(&database).unwrap();
+    holder
+        .execute_batch(
+            "BEGIN IMMEDIATE; UPDATE inventory_revision SET revision = revision WHERE id = 1;",
+        )
+        .unwrap();
+    crate::process::eventually(
+        "the revoked token is refused while the lock is held",
+        Duration::from_secs(10),
+        || get(server.port, &feed, Some(&token)).unwrap().0 == 401,
+    );
+    holder.execute_batch("ROLLBACK").unwrap();
+}
+
+#[tokio::test]
+async fn token_operations_are_audited_without_their_value_and_cannot_be_reverted() {
+    let app = TestApp::new();
+    let created = app
+        .post("/tokens", &json!({"name": "ci", "cluster": "edge-qa-01"}))
+        .await;
+    let value = created.json["token"].as_str().unwrap().to_owned();
+    app.delete("/tokens/ci").await;
+    let trail = app
+        .call(Method::GET, "/audit?kind=tokens", Some(WRITE), None)
+        .await;
+    assert_eq!(trail.status, StatusCode::OK);
+    let text = String::from_utf8_lossy(&trail.bytes).into_owned();
+    assert!(!text.contains(&value), "never the token");
+    let entries = trail.json.as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{text}");
+    assert!(
+        text.contains("\"ci\"") && text.contains("edge-qa-01"),
+        "{text}"
+    );
+    let revision = entries[0]["revision"].as_i64().unwrap();
+    let revert = app
+        .call(
+            Method::POST,
+            &format!("/audit/{revision}/revert"),
+            Some(WRITE),
+            None,
+        )
+        .await;
+    revert.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
 }

@@ -54,7 +54,7 @@ pub struct Wave {
 #[derive(Enum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[oai(rename_all = "lowercase")]
 pub enum Gate {
-    /// Every cluster of the step reports the component converged on the target (§9).
+    /// Every cluster of the step reports the component converged on the target (README, "Flux reports back").
     #[default]
     Reported,
     /// Every cluster of the step has polled its platform-components feed since the step
@@ -586,7 +586,7 @@ pub enum Verdict {
 /// What the controller knows of a cluster that has the target.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Observation<'a> {
-    /// The component's convergence state on the cluster (§9), judged against the target.
+    /// The component's convergence state on the cluster (README, "Flux reports back"), judged against the target.
     pub state: super::report::State,
     /// The reason and message of the failure, when failed.
     pub reason: Option<&'a str>,
