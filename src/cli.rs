@@ -281,8 +281,9 @@ pub struct StatusQuery {
 pub fn status(config: &Config, query: StatusQuery) -> Result<(), Failure> {
     use crate::domain::convergence::StateCounts;
     use crate::domain::report::State;
+    use crate::store::convergence::Scope;
     use crate::store::convergence::fleet_summary;
-    use crate::store::reports::{self, Scope};
+    use crate::store::reports;
 
     let store = open(config, true)?;
     let conn = store.connection()?;
@@ -343,9 +344,9 @@ pub fn status(config: &Config, query: StatusQuery) -> Result<(), Failure> {
         ));
     }
     let mut selected = Vec::new();
-    reports::for_each_component(&conn, &scope, store.polls(), now, |row| {
+    crate::store::convergence::for_each_component(&conn, &scope, store.polls(), now, |row| {
         if query.state.is_none_or(|wanted| row.state == wanted) {
-            selected.push(reports::ComponentState::from(row));
+            selected.push(crate::store::convergence::ComponentState::from(row));
         }
     })?;
     if query.json {

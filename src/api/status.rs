@@ -20,10 +20,11 @@ use crate::domain::report::format_timestamp;
 use crate::error::AppError;
 use crate::store::Store;
 use crate::store::clusters;
+use crate::store::convergence::Scope;
 use crate::store::convergence::{
     cluster_convergence, cluster_statuses, fleet_summary, with_convergence,
 };
-use crate::store::reports::{self, Scope};
+use crate::store::reports;
 
 pub struct StatusApi;
 
@@ -164,7 +165,7 @@ impl StatusApi {
                 let mut revisions: BTreeMap<String, u64> = BTreeMap::new();
                 let mut matching = 0usize;
                 let mut items = Vec::new();
-                reports::for_each_component(conn, scope, polls, now, |row| {
+                crate::store::convergence::for_each_component(conn, scope, polls, now, |row| {
                     if environment.is_some_and(|e| e.as_str() != row.environment) {
                         return;
                     }

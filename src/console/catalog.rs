@@ -14,7 +14,7 @@ use super::layout::{Section, page};
 use super::pages::{failure, html_response, session_of};
 use crate::domain::model::PlatformComponent;
 use crate::domain::report::State;
-use crate::store::reports::{self, Scope};
+use crate::store::convergence::Scope;
 use crate::store::{Page, Store, components};
 
 /// One cell of the matrix: clusters of one environment running one component.
@@ -74,25 +74,31 @@ pub async fn catalog_page(
             }
             // component → environment → cell, in one pass over the fleet.
             let mut matrix = Matrix::new();
-            reports::for_each_component(conn, &Scope::default(), &polls, now, |row| {
-                if !row.enabled {
-                    return;
-                }
-                let cell = matrix
-                    .entry(row.component.to_owned())
-                    .or_default()
-                    .entry(row.environment.to_owned())
-                    .or_default();
-                *cell
-                    .revisions
-                    .entry(row.reported_revision.map(str::to_owned))
-                    .or_default() += 1;
-                match row.state {
-                    State::Failed => cell.failed += 1,
-                    State::Stale => cell.stale += 1,
-                    _ => {}
-                }
-            })?;
+            crate::store::convergence::for_each_component(
+                conn,
+                &Scope::default(),
+                &polls,
+                now,
+                |row| {
+                    if !row.enabled {
+                        return;
+                    }
+                    let cell = matrix
+                        .entry(row.component.to_owned())
+                        .or_default()
+                        .entry(row.environment.to_owned())
+                        .or_default();
+                    *cell
+                        .revisions
+                        .entry(row.reported_revision.map(str::to_owned))
+                        .or_default() += 1;
+                    match row.state {
+                        State::Failed => cell.failed += 1,
+                        State::Stale => cell.stale += 1,
+                        _ => {}
+                    }
+                },
+            )?;
             Ok((catalog, Arc::new(matrix), false))
         })
         .await;

@@ -14,8 +14,8 @@ use crate::domain::model::Environment;
 use crate::domain::report::State;
 use crate::store::Store;
 use crate::store::clusters::{Browse, Browsed};
+use crate::store::convergence::Scope;
 use crate::store::feeds::Feed;
-use crate::store::reports::{self, Scope};
 
 /// A form without a session (sign-in, sign-out) is small: a token, a CSRF field.
 const FORM_LIMIT: usize = 16 * 1024;
@@ -364,7 +364,7 @@ pub async fn fleet_page(
                     ..Scope::default()
                 };
                 let mut counts = std::collections::BTreeMap::new();
-                reports::for_each_component(conn, &scope, &polls, now, |row| {
+                crate::store::convergence::for_each_component(conn, &scope, &polls, now, |row| {
                     *counts.entry(row.state).or_insert(0u64) += 1;
                 })?;
                 let worst = counts.keys().copied().min_by_key(|s| urgency(*s));

@@ -2,14 +2,18 @@
 //! cluster, one component or the whole fleet, read in one transaction. The API
 //! (`/status/...`), the console and `flux-inputs status` are views over these.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::Store;
 use super::clusters;
 use super::polls::{Poll, PollTracker, operator_version};
-use super::reports::{self, ComponentRow, Scope, StoredEvent};
+use super::reports::{self, StoredEvent};
+use super::sql::SqlResultExt;
 use crate::domain::convergence::*;
 use crate::domain::report::{self};
+use crate::domain::report::{Outcome, Reported, Settled, State, Via};
+use crate::error::Result;
+use rusqlite::{Connection, params};
 
 /// Every cluster's poll status, ordered by id.
 pub async fn cluster_statuses(store: &Store) -> crate::error::Result<Vec<ClusterStatus>> {
@@ -46,7 +50,7 @@ pub async fn cluster_convergence(
     let dns = cluster.cluster_dns.clone();
     let (components, events) = with_convergence(store, scope, move |conn, scope, polls, now| {
         let mut components = Vec::new();
-        reports::for_each_component(conn, scope, polls, now, |row| {
+        for_each_component(conn, scope, polls, now, |row| {
             components.push(ComponentConvergence::from(row));
         })?;
         let events = reports::events(conn, &dns, reports::EVENTS_PER_CLUSTER)?;
@@ -138,7 +142,7 @@ pub fn fleet_summary(
     now: u64,
 ) -> crate::error::Result<FleetStatus> {
     let mut by_component: BTreeMap<String, BTreeMap<String, StateCounts>> = BTreeMap::new();
-    reports::for_each_component(conn, scope, polls, now, |row| {
+    for_each_component(conn, scope, polls, now, |row| {
         if !by_component.contains_key(row.component) {
             by_component.insert(row.component.to_owned(), BTreeMap::new());
         }
@@ -205,4 +209,290 @@ where
     store
         .read(move |conn| view(conn, &scope, &polls, now))
         .await
+}
+
+/// Which part of the fleet a convergence view covers.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    /// Only this cluster (by id).
+    pub cluster: Option<String>,
+    /// Only the cluster with this DNS name (a cluster-scoped token's view).
+    pub cluster_dns: Option<String>,
+    /// Only this component.
+    pub component: Option<String>,
+}
+
+/// One component on one cluster: desired, reported, and the state that follows. Borrowed
+/// from the row being read, so a fleet-wide view allocates nothing per row.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ComponentRow<'a> {
+    pub cluster_id: &'a str,
+    pub cluster_dns: &'a str,
+    pub environment: &'a str,
+    pub component: &'a str,
+    pub enabled: bool,
+    /// The feed's `source.oci_tag`.
+    pub desired: &'a str,
+    pub state: State,
+    /// The chart version of the latest decisive event.
+    pub reported_revision: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    pub message: Option<&'a str>,
+    /// When the event that decided the state happened (Unix seconds).
+    pub event_at: Option<i64>,
+    /// How that event was authenticated.
+    pub via: Option<Via>,
+}
+
+/// An owned [`ComponentRow`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ComponentState {
+    pub cluster_id: String,
+    pub cluster_dns: String,
+    pub environment: String,
+    pub component: String,
+    pub enabled: bool,
+    pub desired: String,
+    pub state: State,
+    pub reported_revision: Option<String>,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub event_at: Option<i64>,
+    pub via: Option<Via>,
+}
+
+impl From<&ComponentRow<'_>> for ComponentState {
+    fn from(row: &ComponentRow<'_>) -> Self {
+        ComponentState {
+            cluster_id: row.cluster_id.to_owned(),
+            cluster_dns: row.cluster_dns.to_owned(),
+            environment: row.environment.to_owned(),
+            component: row.component.to_owned(),
+            enabled: row.enabled,
+            desired: row.desired.to_owned(),
+            state: row.state,
+            reported_revision: row.reported_revision.map(str::to_owned),
+            reason: row.reason.map(str::to_owned),
+            message: row.message.map(str::to_owned),
+            event_at: row.event_at,
+            via: row.via,
+        }
+    }
+}
+
+/// The latest report of an object that may speak for a component (a HelmRelease or a
+/// source), as convergence needs it.
+struct HelmReport {
+    claimant: report::Claimant,
+    component: Option<String>,
+    name: String,
+    event_at: i64,
+    outcome: Option<Outcome>,
+    revision: Option<String>,
+    desired_then: Option<String>,
+    outcome_at: Option<i64>,
+    reason: Option<String>,
+    /// Loaded only for views of one cluster or one component.
+    message: Option<String>,
+    via: Option<Via>,
+}
+
+/// The reports that speak for `component`: objects whose event metadata names it, or that
+/// are named as it (without metadata naming another component).
+fn claims<'a>(
+    list: &'a [HelmReport],
+    component: &str,
+) -> impl Iterator<Item = &'a HelmReport> + Clone {
+    list.iter().filter(move |r| match &r.component {
+        Some(named) => named == component,
+        None => r.name == component,
+    })
+}
+
+/// `AND …` conditions on `column` for the scope's cluster (by id or DNS name), if any.
+fn cluster_condition(scope: &Scope, by_id: &str, by_dns: &str) -> String {
+    let mut sql = String::new();
+    if scope.cluster.is_some() {
+        sql.push_str(&format!(" AND {by_id}"));
+    }
+    if scope.cluster_dns.is_some() {
+        sql.push_str(&format!(" AND {by_dns}"));
+    }
+    sql
+}
+
+/// Visits every (cluster, component) in `scope` in cluster id order (a single cluster's in
+/// feed order); `polls` decides which clusters are stale at `now`.
+///
+/// One pass at fleet size with memory per cluster, not per fleet: the assignments and the
+/// clusters are both read in cluster id order and merged, and each cluster's HelmRelease
+/// reports are read through the reports' primary key when the pass reaches it.
+pub fn for_each_component(
+    conn: &Connection,
+    scope: &Scope,
+    polls: &PollTracker,
+    now: u64,
+    mut visit: impl FnMut(&ComponentRow<'_>),
+) -> Result<()> {
+    let bind = params![scope.cluster, scope.cluster_dns, scope.component];
+    // ?1 cluster id, ?2 cluster DNS name, ?3 component: every statement names all three
+    // (`?n IS ?n` keeps an unused one bound), so one parameter list serves them all.
+    let unused = " AND ?1 IS ?1 AND ?2 IS ?2 AND ?3 IS ?3";
+    let single = scope.cluster.is_some() || scope.cluster_dns.is_some();
+    let catalog: HashMap<String, String> = conn
+        .prepare_cached("SELECT id, oci_tag FROM platform_components")
+        .db()?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .db()?
+        .collect::<rusqlite::Result<_>>()
+        .db()?;
+
+    let mut clusters_stmt = conn
+        .prepare_cached(&format!(
+            "SELECT id, cluster_dns, environment FROM clusters WHERE 1{}{unused} ORDER BY id",
+            cluster_condition(scope, "id = ?1", "cluster_dns = ?2")
+        ))
+        .db()?;
+    let mut clusters = clusters_stmt.query(bind).db()?;
+    let mut assignments_stmt = conn
+        .prepare_cached(&format!(
+            "SELECT cluster_id, component_id, enabled, oci_tag FROM cluster_components WHERE 1{}{}{unused}{}",
+            cluster_condition(
+                scope,
+                "cluster_id = ?1",
+                "cluster_id = (SELECT id FROM clusters WHERE cluster_dns = ?2)"
+            ),
+            if scope.component.is_some() { " AND component_id = ?3" } else { "" },
+            // Primary-key (and component index) order is cluster id order; one cluster is
+            // shown in feed order.
+            if single { " ORDER BY position" } else { " ORDER BY cluster_id" }
+        ))
+        .db()?;
+    let mut assignments = assignments_stmt.query(bind).db()?;
+    // Messages are up to 2 KiB: read for views of one cluster or one component only.
+    let with_messages = single || scope.component.is_some();
+    let mut reports_stmt = conn
+        .prepare_cached(&format!(
+            "SELECT component, name, event_at, outcome, outcome_revision, desired_then, outcome_at, \
+             outcome_reason, {}, outcome_via, kind FROM reported_objects \
+             WHERE cluster_dns = ?1 AND kind IN ('HelmRelease', 'OCIRepository', 'HelmRepository', 'HelmChart'){}",
+            if with_messages { "outcome_message" } else { "NULL" },
+            if scope.component.is_some() {
+                " AND (component = ?2 OR (component IS NULL AND name = ?2))"
+            } else {
+                " AND ?2 IS ?2"
+            }
+        ))
+        .db()?;
+
+    // The cluster the pass is at: id, DNS name, environment, staleness, its reports.
+    let (mut id, mut dns, mut environment) = (String::new(), String::new(), String::new());
+    let mut stale = false;
+    let mut reports: Vec<HelmReport> = Vec::new();
+    while let Some(row) = assignments.next().db()? {
+        let text = |i: usize| -> Result<&str> {
+            row.get_ref(i)
+                .db()?
+                .as_str()
+                .map_err(|err| crate::store::storage_error(err.into()))
+        };
+        let cluster_id = text(0)?;
+        if cluster_id != id {
+            // Advance the clusters to this one (both are in id order).
+            let mut found = false;
+            while let Some(cluster) = clusters.next().db()? {
+                let next = cluster
+                    .get_ref(0)
+                    .db()?
+                    .as_str()
+                    .map_err(|err| crate::store::storage_error(err.into()))?;
+                if next == cluster_id {
+                    id.clear();
+                    id.push_str(next);
+                    dns = cluster.get(1).db()?;
+                    environment = cluster.get(2).db()?;
+                    found = true;
+                    break;
+                }
+                if next > cluster_id {
+                    break;
+                }
+            }
+            if !found {
+                // Not in scope (the scopes of both statements agree, so this is a race
+                // with nothing: kept as a guard).
+                continue;
+            }
+            stale = polls.is_stale(&polls.get(&dns), now);
+            reports.clear();
+            let mut rows = reports_stmt.query(params![dns, scope.component]).db()?;
+            while let Some(r) = rows.next().db()? {
+                let outcome: Option<String> = r.get(3).db()?;
+                let via: Option<String> = r.get(9).db()?;
+                let kind: String = r.get(10).db()?;
+                let Some(claimant) = report::Claimant::of_kind(&kind) else {
+                    continue;
+                };
+                reports.push(HelmReport {
+                    claimant,
+                    component: r.get(0).db()?,
+                    name: r.get(1).db()?,
+                    event_at: r.get(2).db()?,
+                    outcome: outcome.as_deref().and_then(Outcome::parse),
+                    revision: r.get(4).db()?,
+                    desired_then: r.get(5).db()?,
+                    outcome_at: r.get(6).db()?,
+                    reason: r.get(7).db()?,
+                    message: r.get(8).db()?,
+                    via: via.as_deref().and_then(Via::parse),
+                });
+            }
+        }
+        let component = text(1)?;
+        let enabled: bool = row.get(2).db()?;
+        let own_tag = row
+            .get_ref(3)
+            .db()?
+            .as_str_or_null()
+            .map_err(|err| crate::store::storage_error(err.into()))?;
+        let Some(desired) = own_tag.or_else(|| catalog.get(component).map(String::as_str)) else {
+            continue;
+        };
+        let claimed = claims(&reports, component).map(|r| report::Claim {
+            claimant: r.claimant,
+            reported: match r.outcome {
+                None => Reported::Undecided,
+                Some(outcome) => Reported::Settled(Settled {
+                    outcome,
+                    revision: r.revision.as_deref(),
+                    desired_then: r.desired_then.as_deref(),
+                }),
+            },
+            settled_at: r.outcome_at,
+            event_at: r.event_at,
+        });
+        let (state, deciding) = report::combine(enabled, desired, claimed);
+        let decided = deciding
+            .and_then(|i| claims(&reports, component).nth(i))
+            .filter(|r| r.outcome.is_some());
+        visit(&ComponentRow {
+            cluster_id,
+            cluster_dns: &dns,
+            environment: &environment,
+            component,
+            enabled,
+            desired,
+            state: if stale && enabled {
+                State::Stale
+            } else {
+                state
+            },
+            reported_revision: decided.and_then(|r| r.revision.as_deref()),
+            reason: decided.and_then(|r| r.reason.as_deref()),
+            message: decided.and_then(|r| r.message.as_deref()),
+            event_at: decided.and_then(|r| r.outcome_at),
+            via: decided.and_then(|r| r.via),
+        });
+    }
+    Ok(())
 }

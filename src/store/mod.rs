@@ -8,6 +8,7 @@ pub mod components;
 pub mod convergence;
 pub mod feed_cache;
 pub mod feeds;
+pub mod inbox;
 pub mod migrate;
 pub mod namespaces;
 pub mod polls;

@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 
 use super::Role;
 use super::sql::storage_error;
-use super::{Resource, audit, feed_cache, polls, replica, reports, stored, tokens, watch};
+use super::{Resource, audit, feed_cache, inbox, polls, replica, stored, tokens, watch};
 use crate::error::{AppError, Result};
 
 /// How long a connection waits for another writer before the request fails with 503.
@@ -93,7 +93,7 @@ pub struct Store {
     /// Named read tokens.
     pub(super) tokens: tokens::TokenRegistry,
     /// Events received from the clusters, not yet written.
-    pub(super) reports: reports::ReportInbox,
+    pub(super) reports: inbox::ReportInbox,
     /// Wakes the rollout controller (new reports, a verb).
     pub(super) rollouts_wake: Arc<tokio::sync::Notify>,
     /// The last `data_version` of the writer: other processes' commits change it.
@@ -219,7 +219,7 @@ impl Store {
             last_write: Arc::default(),
             polls: polls::PollTracker::default(),
             tokens: tokens::TokenRegistry::default(),
-            reports: reports::ReportInbox::default(),
+            reports: inbox::ReportInbox::default(),
             rollouts_wake: Arc::default(),
             outside: Arc::default(),
             identity: file_identity(path),
@@ -297,7 +297,7 @@ impl Store {
             .map(drop)
     }
 
-    pub fn reports(&self) -> &reports::ReportInbox {
+    pub fn reports(&self) -> &inbox::ReportInbox {
         &self.reports
     }
 

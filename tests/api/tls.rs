@@ -200,17 +200,15 @@ fn https_with_and_without_client_certificates_and_reload_on_sighup() {
             .and_then(|n| n.trim().parse().ok())
             .unwrap_or(u64::MAX)
     };
-    let mut expected = refused();
-    assert_eq!(expected, 0, "no reload refused yet");
-    for (cert, key) in [
+    assert_eq!(refused(), 0, "no reload refused yet");
+    for (expected, (cert, key)) in (1..).zip([
         (good_cert.as_str(), "not a key"),
         ("", stranger_key.as_str()),
         (good_cert.as_str(), stranger_key.as_str()),
-    ] {
+    ]) {
         std::fs::write(&cert_file, cert).unwrap();
         std::fs::write(&key_file, key).unwrap();
         server.signal("-HUP");
-        expected += 1;
         crate::process::eventually(
             "the reload ran and was refused",
             Duration::from_secs(10),

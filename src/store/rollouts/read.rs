@@ -15,8 +15,8 @@ use crate::domain::rollout::{
 };
 use crate::error::{AppError, Result};
 use crate::store::SqlResultExt;
+use crate::store::convergence::Scope;
 use crate::store::polls::PollTracker;
-use crate::store::reports::{self, Scope};
 
 // ---------------------------------------------------------------------------------------
 // Reading
@@ -364,7 +364,7 @@ pub(super) fn observe(
         component: Some(component.to_owned()),
         ..Scope::default()
     };
-    reports::for_each_component(conn, &scope, polls, now, |row| {
+    crate::store::convergence::for_each_component(conn, &scope, polls, now, |row| {
         if let Some(entry) = seen.get_mut(row.cluster_id) {
             entry.cluster_dns = Some(row.cluster_dns.to_owned());
             entry.state = Some(row.state);
