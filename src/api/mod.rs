@@ -12,6 +12,7 @@ pub mod flux;
 pub mod metrics;
 pub mod namespaces;
 pub mod observe;
+pub mod overlays;
 pub mod preview;
 pub mod reports;
 pub mod responses;
@@ -48,6 +49,8 @@ pub enum ApiTags {
     Tokens,
     /// Progressive rollouts of a component over the fleet, in gated waves (crud mode).
     Rollouts,
+    /// Values and assignments for every cluster a selector matches (crud mode).
+    Overlays,
 }
 
 const TITLE: &str = "flux-inputs";
@@ -70,6 +73,7 @@ type CrudApis = (
     namespaces::NamespacesApi,
     rolebindings::RolebindingsApi,
     rollouts::RolloutsApi,
+    overlays::OverlaysApi,
 );
 
 pub fn read_only_service() -> OpenApiService<ReadOnlyApis, ()> {
@@ -99,6 +103,7 @@ pub fn crud_service() -> OpenApiService<CrudApis, ()> {
             namespaces::NamespacesApi,
             rolebindings::RolebindingsApi,
             rollouts::RolloutsApi,
+            overlays::OverlaysApi,
         ),
         TITLE,
         env!("CARGO_PKG_VERSION"),

@@ -12,7 +12,13 @@ use std::sync::Arc;
 use poem_openapi::types::ToJSON;
 use serde::Serialize;
 
-use super::model::{Namespace, PlatformComponent, Rolebinding};
+use std::collections::BTreeMap;
+
+use super::model::{
+    Cluster, ComponentRef as ModelRef, Environment, IdRef, Namespace, Patch, PlatformComponent,
+    Rolebinding,
+};
+use super::overlay::{self, Overlay};
 use super::validate::quoted_list;
 
 /// The three per-cluster feeds.
@@ -140,6 +146,8 @@ pub struct Catalog {
     pub namespace_index: HashMap<String, u32>,
     rolebindings: Vec<Box<[u8]>>,
     pub rolebinding_index: HashMap<String, u32>,
+    /// Layered between the catalog and each cluster's own entry (`overlay`).
+    overlays: Vec<Overlay>,
 }
 
 fn index_of<'a>(ids: impl Iterator<Item = &'a String>) -> HashMap<String, u32> {
@@ -184,7 +192,31 @@ impl Catalog {
             namespaces: namespaces.iter().map(namespace_head).collect(),
             rolebinding_index: index_of(rolebindings.iter().map(|r| &r.id)),
             rolebindings: rolebindings.iter().map(rolebinding_head).collect(),
+            overlays: Vec::new(),
         }
+    }
+
+    /// The catalog with the overlays the clusters' feeds are layered with.
+    pub fn with_overlays(mut self, overlays: Vec<Overlay>) -> Catalog {
+        self.overlays = overlays;
+        self
+    }
+
+    /// Whether any overlay exists (else no cluster's labels need reading).
+    pub fn has_overlays(&self) -> bool {
+        !self.overlays.is_empty()
+    }
+
+    pub fn overlays(&self) -> &[Overlay] {
+        &self.overlays
+    }
+
+    /// Whether clusters referencing `other` read the same in this catalog: every id at the
+    /// same index (the contents may differ).
+    pub fn same_layout(&self, other: &Catalog) -> bool {
+        self.component_ids == other.component_ids
+            && self.namespace_ids == other.namespace_ids
+            && self.rolebinding_ids == other.rolebinding_ids
     }
 }
 
@@ -193,6 +225,7 @@ const NONE: u32 = u32::MAX;
 
 /// A cluster's reference to a catalog component. Overrides are ids into interned fragments
 /// (fleets repeat the same tags and patches on many clusters).
+#[derive(Clone)]
 struct ComponentRef {
     component: u32,
     enabled: bool,
@@ -204,6 +237,7 @@ struct ComponentRef {
 }
 
 /// One cluster as references into the catalog.
+#[derive(Clone)]
 pub struct ClusterRefs {
     /// `{"name":…,"dns":…,"environment":…}`
     info: Box<[u8]>,
@@ -213,7 +247,7 @@ pub struct ClusterRefs {
 }
 
 /// Override texts shared by the clusters encoded with them.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Fragments {
     texts: Vec<Arc<[u8]>>,
     ids: HashMap<Arc<[u8]>, u32>,
@@ -284,6 +318,95 @@ pub fn cluster_info(name: &str, dns: &str, environment: &str) -> Box<[u8]> {
 }
 
 impl LoadedCluster {
+    /// The cluster with the catalog's overlays that match it layered in (README, "Overlays");
+    /// itself when none matches. The layering is `overlay::effective`'s, on the typed values
+    /// of the references it touches.
+    pub fn layered(
+        mut self,
+        catalog: &Catalog,
+        environment: Environment,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<LoadedCluster, String> {
+        let found = overlay::matching(&catalog.overlays, environment, labels);
+        if found.is_empty() {
+            return Ok(self);
+        }
+        let text = |bytes: &Option<Box<[u8]>>| -> Result<Option<String>, String> {
+            bytes
+                .as_deref()
+                .map(serde_json::from_slice)
+                .transpose()
+                .map_err(|err| err.to_string())
+        };
+        let mut own = Cluster {
+            id: self.id.clone(),
+            cluster_name: String::new(),
+            cluster_dns: self.cluster_dns.clone(),
+            environment,
+            labels: labels.clone(),
+            platform_components: Vec::with_capacity(self.components.len()),
+            namespaces: Vec::new(),
+            rolebindings: Vec::new(),
+            patches: BTreeMap::new(),
+            node_count: None,
+            vm_image: None,
+            k0s_version: None,
+        };
+        for r in &self.components {
+            let id = catalog.component_ids[r.component as usize].clone();
+            if let Some(patch) = &r.patch {
+                let patch: Patch = serde_json::from_slice(patch).map_err(|err| err.to_string())?;
+                own.patches.insert(id.clone(), patch);
+            }
+            own.platform_components.push(ModelRef {
+                id,
+                enabled: r.enabled,
+                oci_tag: text(&r.tag)?,
+                component_path: text(&r.path)?,
+            });
+        }
+        let refs = |indices: &[u32], ids: &[String]| -> Vec<IdRef> {
+            indices
+                .iter()
+                .map(|i| IdRef {
+                    id: ids[*i as usize].clone(),
+                })
+                .collect()
+        };
+        own.namespaces = refs(&self.namespaces, &catalog.namespace_ids);
+        own.rolebindings = refs(&self.rolebindings, &catalog.rolebinding_ids);
+        let effective = overlay::effective(&own, &found).as_cluster(&own);
+        let index = |map: &HashMap<String, u32>, kind: &str, id: &str| {
+            map.get(id)
+                .copied()
+                .ok_or_else(|| format!("an overlay names the unknown {kind} '{id}'"))
+        };
+        self.components = effective
+            .platform_components
+            .iter()
+            .map(|c| {
+                Ok(LoadedRef {
+                    component: index(&catalog.component_index, "component", &c.id)?,
+                    enabled: c.enabled,
+                    path: c.component_path.as_deref().map(json_text),
+                    tag: c.oci_tag.as_deref().map(json_text),
+                    patch: effective.patches.get(&c.id).map(json_text),
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        self.namespaces = effective
+            .namespaces
+            .iter()
+            .map(|r| index(&catalog.namespace_index, "namespace", &r.id))
+            .collect::<Result<_, String>>()?;
+        self.rolebindings = effective
+            .rolebindings
+            .iter()
+            .map(|r| index(&catalog.rolebinding_index, "rolebinding", &r.id))
+            .collect::<Result<_, String>>()?;
+        Ok(self)
+    }
+
     pub fn intern(self, fragments: &mut Fragments) -> ClusterRefs {
         ClusterRefs {
             info: self.info,

@@ -8,6 +8,7 @@ pub mod feed;
 pub mod merge;
 pub mod model;
 pub mod names;
+pub mod overlay;
 pub mod report;
 pub mod rollout;
 pub mod validate;

@@ -172,6 +172,53 @@ pub fn rolebinding(rolebinding: &Rolebinding) -> Result<(), AppError> {
     problems.into_result()
 }
 
+pub fn overlay(overlay: &super::overlay::Overlay) -> Result<(), AppError> {
+    let mut problems = Problems::default();
+    check_label(&mut problems, "id", &overlay.id);
+    check_text(&mut problems, "description", &overlay.description, true);
+    check_metadata(
+        &mut problems,
+        "selector.labels",
+        &overlay.selector.labels,
+        true,
+    );
+    for id in duplicates(overlay.platform_components.iter().map(|c| c.id.as_str())) {
+        problems.push_duplicate("platform_components", id);
+    }
+    for (index, entry) in overlay.platform_components.iter().enumerate() {
+        if let Some(tag) = &entry.oci_tag {
+            check_tag(
+                &mut problems,
+                &format!("platform_components[{index}].oci_tag"),
+                tag,
+            );
+        }
+        if let Some(path) = &entry.component_path {
+            let field = format!("platform_components[{index}].component_path");
+            check_text(&mut problems, &field, path, false);
+        }
+    }
+    for (field, ids) in [
+        ("namespaces", &overlay.namespaces),
+        ("rolebindings", &overlay.rolebindings),
+    ] {
+        for id in duplicates(ids.iter().map(String::as_str)) {
+            problems.push_duplicate(field, id);
+        }
+    }
+    for (component, patch) in &overlay.patches {
+        for key in patch.keys() {
+            check_text(&mut problems, &format!("patches.{component}"), key, false);
+        }
+        for (outer, inner) in super::values::conflicts(patch.keys().map(String::as_str)) {
+            problems.0.push(format!(
+                "patches.{component}: keys '{outer}' and '{inner}' overlap (one is inside the other)"
+            ));
+        }
+    }
+    problems.into_result()
+}
+
 pub fn cluster(cluster: &Cluster) -> Result<(), AppError> {
     let mut problems = Problems::default();
     problems.check(is_dns_name(&cluster.id), || {

@@ -42,15 +42,22 @@ fn header_from_row(row: &Row) -> rusqlite::Result<Cluster> {
     })
 }
 
-fn with_assignments(conn: &Connection, mut cluster: Cluster) -> Result<Cluster> {
-    let id = cluster.id.clone();
-    cluster.labels = conn
-        .prepare_cached("SELECT key, value FROM cluster_labels WHERE cluster_id = ?1")
+/// A cluster's labels.
+pub fn labels_of(
+    conn: &Connection,
+    id: &str,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    conn.prepare_cached("SELECT key, value FROM cluster_labels WHERE cluster_id = ?1")
         .db()?
-        .query_map([&id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .query_map([id], |row| Ok((row.get(0)?, row.get(1)?)))
         .db()?
         .collect::<rusqlite::Result<_>>()
-        .db()?;
+        .db()
+}
+
+fn with_assignments(conn: &Connection, mut cluster: Cluster) -> Result<Cluster> {
+    let id = cluster.id.clone();
+    cluster.labels = labels_of(conn, &id)?;
     cluster.platform_components = conn
         .prepare_cached(
             "SELECT component_id, enabled, oci_tag, component_path FROM cluster_components \
@@ -510,7 +517,25 @@ pub fn load_encodable(
     )?;
     cluster.namespaces = namespaces;
     cluster.rolebindings = rolebindings;
-    Ok(Some(cluster))
+    layered(conn, catalog, cluster, &environment).map(Some)
+}
+
+/// `cluster` with the catalog's overlays that match it layered in (README, "Overlays").
+fn layered(
+    conn: &Connection,
+    catalog: &Catalog,
+    cluster: LoadedCluster,
+    environment: &str,
+) -> Result<LoadedCluster> {
+    if !catalog.has_overlays() {
+        return Ok(cluster);
+    }
+    let environment = Environment::parse(environment).unwrap_or(Environment::Dev);
+    let labels = labels_of(conn, &cluster.id)?;
+    let id = cluster.id.clone();
+    cluster
+        .layered(catalog, environment, &labels)
+        .map_err(|err| AppError::Internal(format!("cluster '{id}': {err}")))
 }
 
 /// Columns 1.. of a component reference as the encoder needs them (column 0: the cluster).
@@ -668,14 +693,15 @@ pub fn for_each_in_scope(
             };
         let namespaces = indices(&mut namespaces, &catalog.namespace_index, "namespace")?;
         let rolebindings = indices(&mut rolebindings, &catalog.rolebinding_index, "rolebinding")?;
-        visit(LoadedCluster {
+        let loaded = LoadedCluster {
             info: encode::cluster_info(&name, &dns, &environment),
             id,
             cluster_dns: dns,
             components: refs,
             namespaces,
             rolebindings,
-        })?;
+        };
+        visit(layered(conn, catalog, loaded, &environment)?)?;
     }
     Ok(())
 }

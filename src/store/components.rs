@@ -241,6 +241,18 @@ pub fn delete(conn: &Connection, id: &str) -> Result<PlatformComponent> {
             quoted_list(&dependents)
         ));
     }
+    let mut overlays = super::overlays::referrers(conn, "overlay_components", "component_id", id)?;
+    overlays.extend(super::overlays::referrers(
+        conn,
+        "overlay_patches",
+        "component_id",
+        id,
+    )?);
+    overlays.sort();
+    overlays.dedup();
+    if !overlays.is_empty() {
+        referrers.push(format!("overlay(s) {}", quoted_list(&overlays)));
+    }
     if !referrers.is_empty() {
         return Err(AppError::Conflict(format!(
             "platform component '{id}' is still referenced by {}",

@@ -4,8 +4,9 @@
 //! hundred bytes per cluster, not 11 KB).
 //!
 //! Consistency: everything cached belongs to one `inventory_revision`, which every
-//! flux-inputs write transaction bumps. API writes drop the cache before they answer, so the
-//! next read sees them. A cluster loaded at another revision than the cached catalog (another
+//! flux-inputs write transaction bumps. Before an API write answers, the cache moves to the
+//! new revision keeping every cluster whose feeds the write could not change, so the next
+//! read sees the write and a fleet of pollers does not reload the whole inventory after it. A cluster loaded at another revision than the cached catalog (another
 //! flux-inputs process wrote meanwhile) is served straight from its own transaction and not
 //! cached. Edits by other tools (a sqlite3 shell) are noticed by the server's background task,
 //! which polls SQLite's `PRAGMA data_version` and calls `invalidate`.
@@ -159,6 +160,48 @@ impl FeedCache {
     /// Drops everything cached; the next read rebuilds from the database.
     pub fn invalidate(&self) {
         self.set(None);
+    }
+
+    /// After a committed write at `revision` (the one after the cached snapshot's): the new
+    /// snapshot keeps every cached cluster but those served at `changed` DNS names (before
+    /// and after the write), and the fleet list unless `fleet_changed`. Anything else (the
+    /// cache was behind, the catalog gained or lost ids) drops everything.
+    pub fn carry_over(
+        &self,
+        revision: i64,
+        catalog: Catalog,
+        changed: &std::collections::HashSet<String>,
+        fleet_changed: bool,
+    ) {
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        let next = match current.as_deref() {
+            Some(old)
+                if !old.complete
+                    && old.revision + 1 == revision
+                    && old.catalog.same_layout(&catalog) =>
+            {
+                let next = Snapshot::new(revision, catalog);
+                for (from, to) in old.shards.iter().zip(&next.shards) {
+                    let from = from.read().unwrap_or_else(|e| e.into_inner());
+                    let mut to = to.write().unwrap_or_else(|e| e.into_inner());
+                    to.fragments = from.fragments.clone();
+                    to.clusters = from
+                        .clusters
+                        .iter()
+                        .filter(|(dns, _)| !changed.contains(&***dns))
+                        .map(|(dns, entry)| (dns.clone(), entry.clone()))
+                        .collect();
+                }
+                if !fleet_changed {
+                    *next.fleet.write().unwrap_or_else(|e| e.into_inner()) = self.cached_fleet(old);
+                }
+                Some(Arc::new(next))
+            }
+            _ => None,
+        };
+        *current = next;
+        drop(current);
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// Replaces the current snapshot and moves the generation on.

@@ -27,7 +27,8 @@ pub fn load_catalog(conn: &Connection) -> Result<Catalog> {
         &components::list(conn, None, Default::default())?,
         &namespaces::list(conn, Default::default())?,
         &rolebindings::list(conn, Default::default())?,
-    ))
+    )
+    .with_overlays(super::overlays::all(conn)?))
 }
 
 /// One feed, encoded: the exact response body and the number of inputs in it.
@@ -52,8 +53,10 @@ fn encode<T: ToJSON + poem_openapi::types::ParseFromJSON>(inputs: Vec<T>) -> Enc
     }
 }
 
-/// Builds and encodes one feed of `cluster`.
+/// Builds and encodes one feed of `cluster` (its own entry, with the overlays that match it
+/// layered in).
 pub fn build(conn: &Connection, cluster: &Cluster, feed: Feed) -> Result<EncodedFeed> {
+    let cluster = &crate::domain::overlay::apply(cluster, &super::overlays::all(conn)?);
     Ok(match feed {
         Feed::PlatformComponents => {
             let catalog = components::get_many(

@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     ROLLOUTS,
     HUB_HEARTBEAT,
     REPORTS_FOLLOW_THE_CLUSTER,
+    OVERLAYS,
 ];
 
 /// Version 2: token creation and revocation are audited (kind `tokens`). SQLite cannot alter
@@ -204,6 +205,75 @@ WHEN OLD.cluster_dns <> NEW.cluster_dns BEGIN
     UPDATE reported_events SET cluster_dns = NEW.cluster_dns WHERE cluster_dns = OLD.cluster_dns;
     UPDATE cluster_polls SET cluster_dns = NEW.cluster_dns WHERE cluster_dns = OLD.cluster_dns;
 END;
+";
+
+/// Version 8: overlays (README, "Overlays"): values and assignments for every cluster a
+/// selector matches. Their references into the catalog RESTRICT like a cluster's; the audit
+/// trail gains the kind `overlays` (SQLite cannot alter a CHECK: the table is rebuilt as in
+/// version 2, keeping its revisions and AUTOINCREMENT counter).
+const OVERLAYS: &str = "
+CREATE TABLE overlays (
+    id          TEXT PRIMARY KEY NOT NULL
+                CHECK (length(id) BETWEEN 1 AND 63 AND id NOT GLOB '*[^a-z0-9-]*'),
+    description TEXT NOT NULL DEFAULT '',
+    environment TEXT CHECK (environment IS NULL OR environment IN ('dev', 'qa', 'uat', 'prod')),
+    priority    INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE TABLE overlay_labels (
+    overlay_id TEXT NOT NULL REFERENCES overlays (id) ON DELETE CASCADE,
+    key        TEXT NOT NULL CHECK (length(key) BETWEEN 1 AND 317),
+    value      TEXT NOT NULL CHECK (length(value) <= 63),
+    PRIMARY KEY (overlay_id, key)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE overlay_components (
+    overlay_id     TEXT NOT NULL REFERENCES overlays (id) ON DELETE CASCADE,
+    component_id   TEXT NOT NULL REFERENCES platform_components (id) ON DELETE RESTRICT,
+    position       INTEGER NOT NULL,
+    enabled        INTEGER CHECK (enabled IS NULL OR enabled IN (0, 1)),
+    oci_tag        TEXT,
+    component_path TEXT,
+    PRIMARY KEY (overlay_id, component_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX overlay_components_by_component ON overlay_components (component_id);
+CREATE TABLE overlay_patches (
+    overlay_id   TEXT NOT NULL REFERENCES overlays (id) ON DELETE CASCADE,
+    component_id TEXT NOT NULL REFERENCES platform_components (id) ON DELETE RESTRICT,
+    patch        TEXT NOT NULL CHECK (json_valid(patch) AND json_type(patch) = 'object'),
+    PRIMARY KEY (overlay_id, component_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX overlay_patches_by_component ON overlay_patches (component_id);
+CREATE TABLE overlay_namespaces (
+    overlay_id   TEXT NOT NULL REFERENCES overlays (id) ON DELETE CASCADE,
+    namespace_id TEXT NOT NULL REFERENCES namespaces (id) ON DELETE RESTRICT,
+    position     INTEGER NOT NULL,
+    PRIMARY KEY (overlay_id, namespace_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX overlay_namespaces_by_namespace ON overlay_namespaces (namespace_id);
+CREATE TABLE overlay_rolebindings (
+    overlay_id     TEXT NOT NULL REFERENCES overlays (id) ON DELETE CASCADE,
+    rolebinding_id TEXT NOT NULL REFERENCES rolebindings (id) ON DELETE RESTRICT,
+    position       INTEGER NOT NULL,
+    PRIMARY KEY (overlay_id, rolebinding_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX overlay_rolebindings_by_rolebinding ON overlay_rolebindings (rolebinding_id);
+
+CREATE TABLE audit_log_v8 (
+    revision    INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          INTEGER NOT NULL,
+    actor       TEXT NOT NULL,
+    method      TEXT NOT NULL CHECK (method IN ('POST', 'PUT', 'DELETE', 'REVERT', 'IMPORT')),
+    kind        TEXT NOT NULL
+                CHECK (kind IN ('clusters', 'platform_components', 'namespaces', 'rolebindings', 'tokens', 'overlays')),
+    resource_id TEXT NOT NULL,
+    before      TEXT CHECK (before IS NULL OR json_valid(before)),
+    after       TEXT CHECK (after IS NULL OR json_valid(after))
+);
+INSERT INTO audit_log_v8 SELECT revision, at, actor, method, kind, resource_id, before, after FROM audit_log;
+DELETE FROM sqlite_sequence WHERE name = 'audit_log_v8';
+INSERT INTO sqlite_sequence (name, seq) SELECT 'audit_log_v8', seq FROM sqlite_sequence WHERE name = 'audit_log';
+DROP TABLE audit_log;
+ALTER TABLE audit_log_v8 RENAME TO audit_log;
+CREATE INDEX audit_log_by_resource ON audit_log (kind, resource_id, revision);
 ";
 
 /// `PRAGMA application_id` of a flux-inputs database: "FLXI".

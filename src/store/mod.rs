@@ -11,6 +11,7 @@ pub mod feeds;
 pub mod inbox;
 pub mod migrate;
 pub mod namespaces;
+pub mod overlays;
 pub mod polls;
 pub mod pool;
 pub mod replica;

@@ -120,6 +120,13 @@ pub fn delete(conn: &Connection, id: &str) -> Result<Namespace> {
         id,
     )?;
     referrers_conflict("namespace", id, &clusters)?;
+    let overlays = super::overlays::referrers(conn, "overlay_namespaces", "namespace_id", id)?;
+    if !overlays.is_empty() {
+        return Err(AppError::Conflict(format!(
+            "namespace '{id}' is still referenced by overlay(s) {}",
+            crate::domain::validate::quoted_list(&overlays)
+        )));
+    }
     conn.prepare_cached("DELETE FROM namespaces WHERE id = ?1")
         .db()?
         .execute([id])

@@ -1,4 +1,4 @@
-//! The four CRUD resources behind one interface, so create / get / update / delete are
+//! The five CRUD resources behind one interface, so create / get / update / delete are
 //! written once (the write pipeline, `write.rs`) and every resource gets the same
 //! transaction discipline; the hooks say what is particular to a resource (the feeds its
 //! writes touch, what may refuse them, what they take away from Flux).
@@ -6,13 +6,14 @@
 use rusqlite::Connection;
 use serde_json::Value;
 
-use super::{clusters, components, namespaces, rolebindings};
+use super::{clusters, components, namespaces, overlays, rolebindings};
 use crate::domain::blast::{self, FeedShrink};
 use crate::domain::encode::Feed;
 use crate::domain::model::{
     Cluster, ClusterUpdate, Namespace, NamespaceUpdate, PlatformComponent, PlatformComponentUpdate,
     Rolebinding, RolebindingUpdate,
 };
+use crate::domain::overlay::{self, Overlay, OverlayUpdate};
 use crate::domain::validate;
 use crate::error::Result;
 
@@ -37,8 +38,20 @@ pub trait Resource:
     fn insert(conn: &Connection, value: &Self) -> Result<()>;
     fn update(conn: &Connection, value: &Self) -> Result<()>;
     fn delete(conn: &Connection, id: &str) -> Result<Self>;
-    /// Ids of the clusters whose feeds a write of this resource can change.
+    /// Ids of the clusters whose feeds a write of this resource can change (read after the
+    /// write, so for its new state).
     fn affected_clusters(conn: &Connection, id: &str) -> Result<Vec<String>>;
+    /// Ids of the clusters the resource reached before the write (`before`: its stored
+    /// state), when that can differ from after it (an overlay's selector).
+    fn affected_before(conn: &Connection, before: &Value) -> Result<Vec<String>> {
+        let _ = (conn, before);
+        Ok(Vec::new())
+    }
+    /// The DNS name a stored state of this resource is polled at (a cluster's), if any.
+    fn served_at(value: &Value) -> Option<&str> {
+        let _ = value;
+        None
+    }
     /// The feeds of those clusters a write of this resource can change.
     const FEEDS: &'static [Feed];
     /// Refuses a write (by `actor`) that the inventory's state forbids now.
@@ -47,11 +60,46 @@ pub trait Resource:
         Ok(())
     }
     /// What a write of this record from `before` to `after` takes away from Flux (the blast
-    /// radius): only a cluster assigns inputs, so only its writes can.
-    fn shrinks(before: Option<&Value>, after: Option<&Value>) -> Vec<FeedShrink> {
-        let _ = (before, after);
-        Vec::new()
+    /// radius), per cluster: only clusters and overlays assign inputs, so only their writes
+    /// can. `layers`: the overlays as the transaction sees them.
+    fn shrinks(
+        conn: &Connection,
+        layers: &mut Layers,
+        id: &str,
+        before: Option<&Value>,
+        after: Option<&Value>,
+    ) -> Result<Vec<(String, Vec<FeedShrink>)>> {
+        let _ = (conn, layers, id, before, after);
+        Ok(Vec::new())
     }
+}
+
+/// The overlays as a write transaction sees them, loaded once (an overlay write reloads them).
+#[derive(Default)]
+pub struct Layers {
+    loaded: Option<Vec<Overlay>>,
+}
+
+impl Layers {
+    pub fn get(&mut self, conn: &Connection) -> Result<&[Overlay]> {
+        if self.loaded.is_none() {
+            self.loaded = Some(overlays::all(conn)?);
+        }
+        Ok(self.loaded.as_deref().unwrap_or_default())
+    }
+
+    fn invalidate(&mut self) {
+        self.loaded = None;
+    }
+}
+
+fn parse<R: Resource>(value: Option<&Value>) -> Option<R> {
+    value.and_then(|value| R::parse_from_json(Some(value.clone())).ok())
+}
+
+/// A cluster's state as its feeds serve it: with the matching overlays applied.
+fn served(cluster: &Cluster, overlays: &[Overlay]) -> Option<Value> {
+    poem_openapi::types::ToJSON::to_json(&overlay::apply(cluster, overlays))
 }
 
 fn clusters_using(conn: &Connection, table: &str, column: &str, id: &str) -> Result<Vec<String>> {
@@ -96,8 +144,30 @@ impl Resource for Cluster {
         let _ = conn;
         Ok(vec![id.to_owned()])
     }
-    fn shrinks(before: Option<&Value>, after: Option<&Value>) -> Vec<FeedShrink> {
-        blast::shrunk_feeds(before, after)
+    fn served_at(value: &Value) -> Option<&str> {
+        value["cluster_dns"].as_str()
+    }
+    /// Judged on the served states: an input an overlay still assigns is not lost, one an
+    /// overlay stops assigning (new labels, another environment) is.
+    fn shrinks(
+        conn: &Connection,
+        layers: &mut Layers,
+        id: &str,
+        before: Option<&Value>,
+        after: Option<&Value>,
+    ) -> Result<Vec<(String, Vec<FeedShrink>)>> {
+        let (Some(_), Some(_)) = (before, after) else {
+            return Ok(Vec::new());
+        };
+        let overlays = layers.get(conn)?;
+        let shrunk = if overlays.is_empty() {
+            blast::shrunk_feeds(before, after)
+        } else {
+            let before = parse::<Cluster>(before).and_then(|c| served(&c, overlays));
+            let after = parse::<Cluster>(after).and_then(|c| served(&c, overlays));
+            blast::shrunk_feeds(before.as_ref(), after.as_ref())
+        };
+        Ok(vec![(id.to_owned(), shrunk)])
     }
 }
 
@@ -132,7 +202,18 @@ impl Resource for PlatformComponent {
         components::delete(conn, id)
     }
     fn affected_clusters(conn: &Connection, id: &str) -> Result<Vec<String>> {
-        clusters_using(conn, "cluster_components", "component_id", id)
+        let mut clusters = clusters_using(conn, "cluster_components", "component_id", id)?;
+        for table in ["overlay_components", "overlay_patches"] {
+            clusters.extend(overlays::clusters_reached_through(
+                conn,
+                table,
+                "component_id",
+                id,
+            )?);
+        }
+        clusters.sort();
+        clusters.dedup();
+        Ok(clusters)
     }
     /// A component under an active rollout is written by that rollout only.
     fn guard_write(conn: &Connection, id: &str, actor: &str) -> Result<()> {
@@ -171,7 +252,16 @@ impl Resource for Namespace {
         namespaces::delete(conn, id)
     }
     fn affected_clusters(conn: &Connection, id: &str) -> Result<Vec<String>> {
-        clusters_using(conn, "cluster_namespaces", "namespace_id", id)
+        let mut clusters = clusters_using(conn, "cluster_namespaces", "namespace_id", id)?;
+        clusters.extend(overlays::clusters_reached_through(
+            conn,
+            "overlay_namespaces",
+            "namespace_id",
+            id,
+        )?);
+        clusters.sort();
+        clusters.dedup();
+        Ok(clusters)
     }
 }
 
@@ -206,6 +296,98 @@ impl Resource for Rolebinding {
         rolebindings::delete(conn, id)
     }
     fn affected_clusters(conn: &Connection, id: &str) -> Result<Vec<String>> {
-        clusters_using(conn, "cluster_rolebindings", "rolebinding_id", id)
+        let mut clusters = clusters_using(conn, "cluster_rolebindings", "rolebinding_id", id)?;
+        clusters.extend(overlays::clusters_reached_through(
+            conn,
+            "overlay_rolebindings",
+            "rolebinding_id",
+            id,
+        )?);
+        clusters.sort();
+        clusters.dedup();
+        Ok(clusters)
+    }
+}
+
+impl Resource for Overlay {
+    const COLLECTION: &'static str = "overlays";
+    const KIND: &'static str = "overlay";
+    const FEEDS: &'static [Feed] = &Feed::ALL;
+    type Update = OverlayUpdate;
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn update_id(update: &OverlayUpdate) -> Option<&str> {
+        update.id.as_deref()
+    }
+    fn validate(&self) -> Result<()> {
+        validate::overlay(self)
+    }
+    fn apply(self, update: OverlayUpdate) -> Self {
+        Overlay::apply(self, update)
+    }
+    fn get(conn: &Connection, id: &str) -> Result<Option<Self>> {
+        overlays::get(conn, id)
+    }
+    fn insert(conn: &Connection, value: &Self) -> Result<()> {
+        overlays::insert(conn, value)
+    }
+    fn update(conn: &Connection, value: &Self) -> Result<()> {
+        overlays::update(conn, value)
+    }
+    fn delete(conn: &Connection, id: &str) -> Result<Self> {
+        overlays::delete(conn, id)
+    }
+    /// The clusters its selector matches now.
+    fn affected_clusters(conn: &Connection, id: &str) -> Result<Vec<String>> {
+        match overlays::get(conn, id)? {
+            Some(overlay) => overlays::matching_clusters(conn, &overlay.selector),
+            None => Ok(Vec::new()),
+        }
+    }
+    /// And those its selector matched before the write.
+    fn affected_before(conn: &Connection, before: &Value) -> Result<Vec<String>> {
+        match parse::<Overlay>(Some(before)) {
+            Some(overlay) => overlays::matching_clusters(conn, &overlay.selector),
+            None => Ok(Vec::new()),
+        }
+    }
+    /// Each cluster the overlay matched or matches, served with the overlays before the write
+    /// and after it. Only a change of what the overlay assigns can take inputs away, so a
+    /// value edit (a tag) costs nothing here however many clusters it reaches.
+    fn shrinks(
+        conn: &Connection,
+        layers: &mut Layers,
+        id: &str,
+        before: Option<&Value>,
+        after: Option<&Value>,
+    ) -> Result<Vec<(String, Vec<FeedShrink>)>> {
+        let (before, after) = (parse::<Overlay>(before), parse::<Overlay>(after));
+        if !overlay::assignments_differ(before.as_ref(), after.as_ref()) {
+            return Ok(Vec::new());
+        }
+        layers.invalidate();
+        let now = layers.get(conn)?;
+        let mut then: Vec<Overlay> = now.iter().filter(|o| o.id != id).cloned().collect();
+        then.extend(before.iter().cloned());
+        let mut reached = Vec::new();
+        for overlay in before.iter().chain(after.iter()) {
+            reached.extend(overlays::matching_clusters(conn, &overlay.selector)?);
+        }
+        reached.sort();
+        reached.dedup();
+        let mut shrinks = Vec::new();
+        for cluster_id in reached {
+            let Some(cluster) = clusters::get(conn, &cluster_id)? else {
+                continue;
+            };
+            let shrunk = blast::shrunk_feeds(
+                served(&cluster, &then).as_ref(),
+                served(&cluster, now).as_ref(),
+            );
+            shrinks.push((cluster_id, shrunk));
+        }
+        Ok(shrinks)
     }
 }

@@ -133,6 +133,13 @@ pub fn delete(conn: &Connection, id: &str) -> Result<Rolebinding> {
         id,
     )?;
     referrers_conflict("rolebinding", id, &clusters)?;
+    let overlays = super::overlays::referrers(conn, "overlay_rolebindings", "rolebinding_id", id)?;
+    if !overlays.is_empty() {
+        return Err(AppError::Conflict(format!(
+            "rolebinding '{id}' is still referenced by overlay(s) {}",
+            crate::domain::validate::quoted_list(&overlays)
+        )));
+    }
     conn.prepare_cached("DELETE FROM rolebindings WHERE id = ?1")
         .db()?
         .execute([id])

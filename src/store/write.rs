@@ -17,6 +17,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use super::audit::{self, Change};
 use super::feeds::{self, FLUX_DEFAULT_INPUT_LIMIT, FLUX_MAX_BODY_BYTES, Feed};
+use super::resource::Layers;
 use super::revision::bump_revision;
 use super::sql::SqlResultExt;
 use super::{Resource, Store, clusters, stored};
@@ -55,10 +56,25 @@ pub struct Finish<'a> {
 }
 
 /// What the checks found.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Finished {
     pub warnings: Vec<String>,
     pub preview: Option<Preview>,
+    /// What the feed cache needs to move past the write.
+    pub cache: CacheUpdate,
+}
+
+/// The clusters whose feeds a write may have changed, as the feed cache knows them.
+#[derive(Default)]
+pub struct CacheUpdate {
+    /// The inventory revision the write committed.
+    pub revision: i64,
+    /// The catalog after the write.
+    pub catalog: Option<Catalog>,
+    /// DNS names the changed clusters were and are served at.
+    pub changed: std::collections::HashSet<String>,
+    /// A cluster was created, deleted or rewritten: the fleet list may have changed.
+    pub fleet_changed: bool,
 }
 
 /// One write transaction's way through the checks; see the module documentation.
@@ -70,8 +86,10 @@ pub struct Pipeline<'c> {
     now: i64,
     scope: BTreeMap<String, FeedSet>,
     revision: i64,
-    /// What the recorded cluster writes take away from Flux.
+    /// What the recorded cluster and overlay writes take away from Flux.
     blast: BlastRadius,
+    layers: Layers,
+    cache: CacheUpdate,
 }
 
 impl<'c> Pipeline<'c> {
@@ -85,6 +103,8 @@ impl<'c> Pipeline<'c> {
             scope: BTreeMap::new(),
             revision: 0,
             blast: BlastRadius::default(),
+            layers: Layers::default(),
+            cache: CacheUpdate::default(),
         }
     }
 
@@ -152,14 +172,27 @@ impl<'c> Pipeline<'c> {
         before: Option<serde_json::Value>,
         after: Option<serde_json::Value>,
     ) -> Result<()> {
-        self.touch::<R>(id)?;
+        self.touch::<R>(id, before.as_ref())?;
+        for state in [&before, &after].into_iter().flatten() {
+            if let Some(dns) = R::served_at(state) {
+                self.cache.changed.insert(dns.to_owned());
+                self.cache.fleet_changed = true;
+            }
+        }
         if let Some(change) = &self.change
             && before != after
         {
             R::guard_write(self.conn, id, &change.actor)?;
         }
-        self.blast
-            .add(id, &R::shrinks(before.as_ref(), after.as_ref()));
+        for (cluster, shrunk) in R::shrinks(
+            self.conn,
+            &mut self.layers,
+            id,
+            before.as_ref(),
+            after.as_ref(),
+        )? {
+            self.blast.add(&cluster, &shrunk);
+        }
         if let Some(change) = &self.change {
             self.revision = audit::append(
                 self.conn,
@@ -174,9 +207,13 @@ impl<'c> Pipeline<'c> {
         Ok(())
     }
 
-    fn touch<R: Resource>(&mut self, id: &str) -> Result<()> {
+    fn touch<R: Resource>(&mut self, id: &str, before: Option<&serde_json::Value>) -> Result<()> {
         let feeds = R::FEEDS.iter().fold(0, |set, feed| set | feed_bit(*feed));
-        for cluster in R::affected_clusters(self.conn, id)? {
+        let mut clusters = R::affected_clusters(self.conn, id)?;
+        if let Some(before) = before {
+            clusters.extend(R::affected_before(self.conn, before)?);
+        }
+        for cluster in clusters {
             *self.scope.entry(cluster).or_default() |= feeds;
         }
         Ok(())
@@ -207,6 +244,7 @@ impl<'c> Pipeline<'c> {
             refusal.map_err(AppError::BlastRadius)?;
         }
         bump_revision(self.conn)?;
+        self.cache.revision = super::revision::revision(self.conn)?;
         let after_catalog = feeds::load_catalog(self.conn)?;
         let before_catalog = match options.preview {
             Some((before, _)) => Some(feeds::load_catalog(before)?),
@@ -234,6 +272,7 @@ impl<'c> Pipeline<'c> {
             clusters::for_each_in_scope(self.conn, &after_catalog, wanted, |cluster| {
                 let feeds = self.scope[&cluster.id];
                 let (id, dns) = (cluster.id.clone(), cluster.cluster_dns.clone());
+                self.cache.changed.insert(dns.clone());
                 let refs = cluster.intern(&mut fragments);
                 check_feeds(
                     &id,
@@ -292,6 +331,8 @@ impl<'c> Pipeline<'c> {
             preview.blast_radius = self.blast;
             finished.preview = Some(preview);
         }
+        self.cache.catalog = Some(after_catalog);
+        finished.cache = self.cache;
         Ok(finished)
     }
 }
@@ -686,7 +727,7 @@ impl Store {
                 Some(conn) => Some(conn.unchecked_transaction().db()?),
                 None => None,
             };
-            let finished = pipeline.finish(Finish {
+            let mut finished = pipeline.finish(Finish {
                 strict_dependencies: settings.strict_dependencies,
                 guard: settings.guard,
                 confirm: request.confirm,
@@ -698,7 +739,16 @@ impl Store {
             } else {
                 tx.commit().db()?;
                 // Before the answer goes out, so the client's next read sees its write.
-                store.cache.invalidate();
+                let update = std::mem::take(&mut finished.cache);
+                match update.catalog {
+                    Some(catalog) => store.cache.carry_over(
+                        update.revision,
+                        catalog,
+                        &update.changed,
+                        update.fleet_changed,
+                    ),
+                    None => store.cache.invalidate(),
+                }
                 // A cluster's DNS name may have changed under a scoped token.
                 store.tokens.invalidate();
                 store.last_write.store(
@@ -788,6 +838,10 @@ impl Store {
             "platform_components" => self.revert_to::<PlatformComponent>(entry, request).await,
             "namespaces" => self.revert_to::<Namespace>(entry, request).await,
             "rolebindings" => self.revert_to::<Rolebinding>(entry, request).await,
+            "overlays" => {
+                self.revert_to::<crate::domain::overlay::Overlay>(entry, request)
+                    .await
+            }
             super::tokens::TOKENS => Err(AppError::Validation(format!(
                 "audit entry {revision} is a token operation; token values are never stored, so \
                  it cannot be undone: create or revoke the token instead"

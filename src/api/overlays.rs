@@ -1,0 +1,128 @@
+//! CRUD for overlays (crud mode only; README, "Overlays"): values and assignments set once
+//! for every cluster a selector matches. A write goes through the one write pipeline over
+//! every cluster whose feed it changes (the clusters the selector matches before and after).
+
+use poem::web::Data;
+use poem_openapi::OpenApi;
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::Json;
+
+use super::ApiTags;
+use super::body::JsonBody;
+use super::error::{ReadError, WriteError};
+use super::responses::{Created, Deleted, Fetched, Listed, Updated, etag, write_request};
+use crate::auth::{ReadAccess, WriteAccess};
+use crate::domain::overlay::{Overlay, OverlayUpdate};
+use crate::store::{Page, Store, overlays};
+
+pub struct OverlaysApi;
+
+#[OpenApi(prefix_path = "/overlays", tag = "ApiTags::Overlays")]
+impl OverlaysApi {
+    /// List overlays
+    #[oai(path = "/", method = "get")]
+    async fn list(
+        &self,
+        _auth: ReadAccess,
+        store: Data<&Store>,
+        /// At most this many overlays.
+        #[oai(validator(minimum(value = "0"), maximum(value = "4294967295")))]
+        limit: Query<Option<u32>>,
+        /// Skip this many overlays.
+        #[oai(validator(minimum(value = "0"), maximum(value = "4294967295")))]
+        offset: Query<Option<u32>>,
+    ) -> Result<Listed<Overlay>, ReadError> {
+        let page = Page {
+            limit: limit.0,
+            offset: offset.0,
+        };
+        Ok(Listed::Ok(Json(
+            store.read(move |conn| overlays::list(conn, page)).await?,
+        )))
+    }
+
+    /// Create an overlay
+    #[oai(path = "/", method = "post")]
+    async fn create(
+        &self,
+        auth: WriteAccess,
+        store: Data<&Store>,
+        /// Check and preview the write without storing anything.
+        #[oai(default)]
+        dry_run: Query<bool>,
+        /// Dry run: list the changed clusters from this offset on (100 per answer).
+        changes_offset: Query<Option<u32>>,
+        body: JsonBody<Overlay>,
+    ) -> Result<Created<Overlay>, WriteError> {
+        let request = write_request(auth, "POST", (dry_run.0, changes_offset.0), None)?;
+        let written = store.create(body.0, request).await?;
+        Ok(Created::new(written, dry_run.0, "/overlays", |c| &c.id))
+    }
+
+    /// Get an overlay
+    #[oai(path = "/:id", method = "get")]
+    async fn get(
+        &self,
+        _auth: ReadAccess,
+        store: Data<&Store>,
+        id: Path<String>,
+    ) -> Result<Fetched<Overlay>, ReadError> {
+        let (value, revision) = store.fetch_with_revision(id.0).await?;
+        Ok(Fetched::Ok(Json(value), etag(revision)))
+    }
+
+    /// Update an overlay
+    ///
+    /// Fields present in the body replace the stored ones; omitted fields keep their values.
+    #[oai(path = "/:id", method = "put")]
+    async fn update(
+        &self,
+        auth: WriteAccess,
+        store: Data<&Store>,
+        id: Path<String>,
+        /// Check and preview the write without storing anything.
+        #[oai(default)]
+        dry_run: Query<bool>,
+        /// Dry run: list the changed clusters from this offset on (100 per answer).
+        changes_offset: Query<Option<u32>>,
+        /// The ETag last read; a stale one is refused with 412.
+        #[oai(name = "If-Match")]
+        if_match_header: Header<Option<String>>,
+        body: JsonBody<OverlayUpdate>,
+    ) -> Result<Updated<Overlay>, WriteError> {
+        let request = write_request(
+            auth,
+            "PUT",
+            (dry_run.0, changes_offset.0),
+            if_match_header.0.as_deref(),
+        )?;
+        let written = store.update::<Overlay>(id.0, body.0, request).await?;
+        Ok(Updated::new(written, dry_run.0))
+    }
+
+    /// Delete an overlay
+    #[oai(path = "/:id", method = "delete")]
+    async fn delete(
+        &self,
+        auth: WriteAccess,
+        store: Data<&Store>,
+        id: Path<String>,
+        /// Check and preview the delete without deleting anything.
+        #[oai(default)]
+        dry_run: Query<bool>,
+        /// Dry run: list the changed clusters from this offset on (100 per answer).
+        changes_offset: Query<Option<u32>>,
+        /// The ETag last read; a stale one is refused with 412.
+        #[oai(name = "If-Match")]
+        if_match_header: Header<Option<String>>,
+    ) -> Result<Deleted<Overlay>, WriteError> {
+        let request = write_request(
+            auth,
+            "DELETE",
+            (dry_run.0, changes_offset.0),
+            if_match_header.0.as_deref(),
+        )?;
+        let written = store.delete::<Overlay>(id.0, request).await?;
+        Ok(Deleted::new(written, dry_run.0))
+    }
+}
