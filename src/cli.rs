@@ -618,6 +618,84 @@ pub enum RolloutCommand {
     Status { id: Option<String>, json: bool },
 }
 
+/// The `overlay` subcommands.
+pub enum OverlayCommand {
+    List,
+    Get { id: String },
+    Apply { file: PathBuf, dry_run: bool, confirm: Option<u64> },
+    Delete { id: String, dry_run: bool, confirm: Option<u64> },
+}
+
+/// `overlay list|get|apply -f|delete`: the same writes as `/overlays` (actor `cli`, every
+/// check of the write pipeline), on the file. `apply` creates the overlay or replaces it
+/// whole; with `--dry-run` it prints what would change instead.
+pub fn overlay(config: &Config, command: OverlayCommand) -> Result<(), Failure> {
+    use crate::domain::overlay::Overlay;
+    use crate::store::{WriteRequest, overlays};
+    use poem_openapi::types::{ParseFromJSON, ToJSON};
+
+    let store = open(config, true)?;
+    let runtime = runtime()?;
+    let request = |method, dry_run, confirm| WriteRequest {
+        dry_run,
+        confirm,
+        ..WriteRequest::new(cli_change(method))
+    };
+    let written = match command {
+        OverlayCommand::List => {
+            let listed = runtime.block_on(store.read(|conn| {
+                let mut lines = Vec::new();
+                for overlay in overlays::all(conn)? {
+                    let matched = overlays::matching_clusters(conn, &overlay.selector)?.len();
+                    lines.push(serde_json::json!({"id": overlay.id, "priority": overlay.priority,
+                        "selector": overlay.selector.to_json(), "clusters": matched,
+                        "description": overlay.description}));
+                }
+                Ok(lines)
+            }))?;
+            for line in listed {
+                println!("{line}");
+            }
+            return Ok(());
+        }
+        OverlayCommand::Get { id } => {
+            let (overlay, _) = runtime.block_on(store.fetch_with_revision::<Overlay>(id))?;
+            println!("{}", overlay.to_json().unwrap_or_default());
+            return Ok(());
+        }
+        OverlayCommand::Apply { file, dry_run, confirm } => {
+            let text = if file == Path::new("-") {
+                std::io::read_to_string(std::io::stdin())
+            } else {
+                std::fs::read_to_string(&file)
+            }
+            .map_err(|err| Failure::io(format!("cannot read {}: {err}", file.display())))?;
+            let value: serde_json::Value = serde_json::from_str(&text).map_err(|err| {
+                AppError::BadRequest(format!("{}: not JSON: {err}", file.display()))
+            })?;
+            let overlay = Overlay::parse_from_json(Some(value)).map_err(|err| {
+                AppError::BadRequest(format!("{}: {}", file.display(), err.into_message()))
+            })?;
+            runtime.block_on(store.create_or_replace(overlay, request("PUT", dry_run, confirm)))?
+        }
+        OverlayCommand::Delete { id, dry_run, confirm } => {
+            runtime.block_on(store.delete::<Overlay>(id, request("DELETE", dry_run, confirm)))?
+        }
+    };
+    for warning in &written.warnings {
+        eprintln!("warning: {}", escape_unprintable(warning));
+    }
+    match written.preview {
+        Some(preview) => println!("{}", preview.to_json().unwrap_or_default()),
+        None => eprintln!(
+            "overlay '{}' stored at revision {}",
+            escape_unprintable(&written.value.id),
+            written.revision
+        ),
+    }
+    Ok(())
+}
+
 /// `rollout plan|create|start|pause|resume|abort|rollback|status`: the same operations as
 /// `/rollouts` (actor `cli`), on the file. A running server's controller picks up what is
 /// stored here within a second.

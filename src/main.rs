@@ -61,7 +61,7 @@ enum Command {
     Check,
     /// Print the audit trail as JSON lines.
     Audit {
-        /// Only this kind: clusters, platform_components, namespaces, rolebindings.
+        /// Only this kind: clusters, platform_components, namespaces, rolebindings, overlays.
         #[arg(long)]
         kind: Option<String>,
         /// Only this resource id.
@@ -99,6 +99,9 @@ enum Command {
     /// Progressive rollouts of a component over the fleet (a running server moves them).
     #[command(subcommand)]
     Rollout(RolloutArgs),
+    /// Overlays: values and assignments for every cluster a selector matches.
+    #[command(subcommand)]
+    Overlay(OverlayArgs),
     /// Print the OpenAPI document.
     Openapi {
         /// The routes to describe.
@@ -155,6 +158,33 @@ enum RolloutArgs {
         /// JSON, as GET /rollouts/{id} answers.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum OverlayArgs {
+    /// A line per overlay: id, priority, selector, clusters matched.
+    List,
+    /// One overlay as JSON, as GET /overlays/{id} answers.
+    Get { id: String },
+    /// Create the overlay in a JSON file (`-` for stdin), or replace it whole.
+    Apply {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Check and print how the feeds would change; store nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The number of clusters the write takes inputs from, when it needs confirming.
+        #[arg(long)]
+        confirm: Option<u64>,
+    },
+    /// Delete an overlay.
+    Delete {
+        id: String,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        confirm: Option<u64>,
     },
 }
 
@@ -272,6 +302,31 @@ fn main() -> ExitCode {
                 RolloutArgs::Status { id, json } => cli::RolloutCommand::Status { id, json },
             };
             offline(cli.config, |c| cli::rollout(c, command))
+        }
+        Command::Overlay(args) => {
+            let command = match args {
+                OverlayArgs::List => cli::OverlayCommand::List,
+                OverlayArgs::Get { id } => cli::OverlayCommand::Get { id },
+                OverlayArgs::Apply {
+                    file,
+                    dry_run,
+                    confirm,
+                } => cli::OverlayCommand::Apply {
+                    file,
+                    dry_run,
+                    confirm,
+                },
+                OverlayArgs::Delete {
+                    id,
+                    dry_run,
+                    confirm,
+                } => cli::OverlayCommand::Delete {
+                    id,
+                    dry_run,
+                    confirm,
+                },
+            };
+            offline(cli.config, |c| cli::overlay(c, command))
         }
         Command::Serve => match serve(cli.config) {
             Ok(()) => ExitCode::SUCCESS,

@@ -64,6 +64,7 @@ pub async fn render(store: &Store, requests: &RequestMetrics) -> String {
                 "platform_components",
                 "namespaces",
                 "rolebindings",
+                "overlays",
             ]
             .into_iter()
             .map(|table| {

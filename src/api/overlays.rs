@@ -52,9 +52,13 @@ impl OverlaysApi {
         dry_run: Query<bool>,
         /// Dry run: list the changed clusters from this offset on (100 per answer).
         changes_offset: Query<Option<u32>>,
+        /// The number of clusters the write takes inputs from, when it needs confirming
+        /// (409 `blast_radius` names it).
+        confirm: Query<Option<u64>>,
         body: JsonBody<Overlay>,
     ) -> Result<Created<Overlay>, WriteError> {
-        let request = write_request(auth, "POST", (dry_run.0, changes_offset.0), None)?;
+        let mut request = write_request(auth, "POST", (dry_run.0, changes_offset.0), None)?;
+        request.confirm = confirm.0;
         let written = store.create(body.0, request).await?;
         Ok(Created::new(written, dry_run.0, "/overlays", |c| &c.id))
     }
@@ -75,6 +79,8 @@ impl OverlaysApi {
     ///
     /// Fields present in the body replace the stored ones; omitted fields keep their values.
     #[oai(path = "/:id", method = "put")]
+    // poem-openapi takes each query parameter and header as an argument of its own.
+    #[allow(clippy::too_many_arguments)]
     async fn update(
         &self,
         auth: WriteAccess,
@@ -88,14 +94,18 @@ impl OverlaysApi {
         /// The ETag last read; a stale one is refused with 412.
         #[oai(name = "If-Match")]
         if_match_header: Header<Option<String>>,
+        /// The number of clusters the write takes inputs from, when it needs confirming
+        /// (409 `blast_radius` names it).
+        confirm: Query<Option<u64>>,
         body: JsonBody<OverlayUpdate>,
     ) -> Result<Updated<Overlay>, WriteError> {
-        let request = write_request(
+        let mut request = write_request(
             auth,
             "PUT",
             (dry_run.0, changes_offset.0),
             if_match_header.0.as_deref(),
         )?;
+        request.confirm = confirm.0;
         let written = store.update::<Overlay>(id.0, body.0, request).await?;
         Ok(Updated::new(written, dry_run.0))
     }
@@ -115,13 +125,17 @@ impl OverlaysApi {
         /// The ETag last read; a stale one is refused with 412.
         #[oai(name = "If-Match")]
         if_match_header: Header<Option<String>>,
+        /// The number of clusters the write takes inputs from, when it needs confirming
+        /// (409 `blast_radius` names it).
+        confirm: Query<Option<u64>>,
     ) -> Result<Deleted<Overlay>, WriteError> {
-        let request = write_request(
+        let mut request = write_request(
             auth,
             "DELETE",
             (dry_run.0, changes_offset.0),
             if_match_header.0.as_deref(),
         )?;
+        request.confirm = confirm.0;
         let written = store.delete::<Overlay>(id.0, request).await?;
         Ok(Deleted::new(written, dry_run.0))
     }

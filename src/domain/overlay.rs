@@ -5,7 +5,8 @@
 //! matching overlay, in ascending `priority` then id → the cluster's own entry. For `enabled`,
 //! `oci_tag` and `component_path` the highest layer that sets a field wins (a cluster entry's
 //! `null` sets nothing; a cluster's own entry always sets `enabled`). Patches merge key by
-//! key, the higher layer winning; an overlay's `null` removes the key a lower layer set.
+//! key, the higher layer winning (a key replaces the lower keys it overlaps: `a` replaces
+//! `a.b`); an overlay's `null` removes the key a lower layer set, and the keys inside it.
 //!
 //! Assignment is explicit: an overlay entry that sets `enabled` assigns its component to the
 //! cluster even when the cluster does not list it; one without `enabled` only sets values on
@@ -19,6 +20,7 @@ use poem_openapi::Object;
 use serde_json::Value;
 
 use super::model::{Cluster, ComponentRef, Environment, IdRef, Patch};
+use super::values;
 
 /// Which clusters an overlay applies to: every condition given must hold; `{}` matches all.
 #[derive(Object, Clone, Debug, Default, PartialEq)]
@@ -257,13 +259,7 @@ pub fn effective(cluster: &Cluster, overlays: &[&Overlay]) -> Effective {
                     }
                 }
                 for (key, value) in overlay.patches.get(id).into_iter().flatten() {
-                    if value.is_null() {
-                        component.patch.remove(key);
-                    } else {
-                        component
-                            .patch
-                            .insert(key.clone(), (value.clone(), layer()));
-                    }
+                    set_patch_key(&mut component.patch, key, value, layer());
                 }
             }
             if let Some(entry) = own(id) {
@@ -276,14 +272,13 @@ pub fn effective(cluster: &Cluster, overlays: &[&Overlay]) -> Effective {
                 }
             }
             for (key, value) in cluster.patches.get(id).into_iter().flatten() {
-                // A cluster's `null` removes an overlay's key; with nothing below, it is
-                // served as before overlays existed.
-                if value.is_null() && component.patch.contains_key(key) {
-                    component.patch.remove(key);
+                // A cluster's `null` with nothing below it is served as before overlays
+                // existed: as a `null` value.
+                let below = component.patch.keys().any(|k| is_within(k, key));
+                if value.is_null() && !below {
+                    component.patch.insert(key.clone(), (value.clone(), Layer::Cluster));
                 } else {
-                    component
-                        .patch
-                        .insert(key.clone(), (value.clone(), Layer::Cluster));
+                    set_patch_key(&mut component.patch, key, value, Layer::Cluster);
                 }
             }
             component
@@ -305,6 +300,21 @@ pub fn effective(cluster: &Cluster, overlays: &[&Overlay]) -> Effective {
         components,
         namespaces: merged(&cluster.namespaces, |o| &o.namespaces),
         rolebindings: merged(&cluster.rolebindings, |o| &o.rolebindings),
+    }
+}
+
+/// Whether patch key `inner` names `outer`'s value or one inside it (`a`, `a.b` in `a`).
+fn is_within(inner: &str, outer: &str) -> bool {
+    values::segments(inner).starts_with(&values::segments(outer))
+}
+
+/// One layer's patch key over the keys of the layers below. A value replaces the key and
+/// every key it overlaps (`a` over `a.b`, `a.b` over `a`), so the merged patch never names
+/// one value twice; `null` removes the key and every key inside it.
+fn set_patch_key(patch: &mut BTreeMap<String, (Value, Layer)>, key: &str, value: &Value, layer: Layer) {
+    patch.retain(|k, _| !(is_within(k, key) || (!value.is_null() && is_within(key, k))));
+    if !value.is_null() {
+        patch.insert(key.to_owned(), (value.clone(), layer));
     }
 }
 

@@ -1,5 +1,5 @@
-//! Seed files: `{"clusters", "platform_components", "namespaces", "rolebindings"}`, loaded
-//! as a stream through the write pipeline.
+//! Seed files: `{"clusters", "platform_components", "namespaces", "rolebindings"}` and
+//! optionally `"overlays"`, loaded as a stream through the write pipeline.
 //!
 //! The format is flux-resourceset's `data/seed.json`: records may carry their id as `_id`,
 //! and a cluster's `namespaces`/`rolebindings` entries may hold the whole definition inline
@@ -8,7 +8,8 @@
 //! the record at fault.
 //!
 //! The file is read twice, one record in memory at a time: first the catalog (components,
-//! definitions, inline definitions found in clusters), then the clusters, which may come
+//! definitions, inline definitions found in clusters; the overlays, which reference them,
+//! once the pass is over), then the clusters, which may come
 //! before the catalog in the file but reference it. So a 100,000-cluster file loads in the
 //! memory of one cluster plus the catalog.
 
@@ -23,8 +24,9 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde_json::Value;
 
 use super::write::Pipeline;
-use super::{clusters, components, namespaces, rolebindings};
+use super::{clusters, components, namespaces, overlays, rolebindings};
 use crate::domain::model::{Cluster, Namespace, PlatformComponent, Rolebinding};
+use crate::domain::overlay::Overlay;
 use crate::domain::validate;
 use crate::error::{AppError, Result};
 
@@ -67,11 +69,12 @@ pub enum Mode {
     Upsert,
 }
 
-const KEYS: [&str; 4] = [
+const KEYS: [&str; 5] = [
     "clusters",
     "platform_components",
     "namespaces",
     "rolebindings",
+    "overlays",
 ];
 
 /// Streams `input` into the pipeline's transaction; see the module documentation.
@@ -83,6 +86,7 @@ pub fn apply(input: SeedInput<'_>, pipeline: &mut Pipeline<'_>, mode: Mode) -> R
         counts: Counts::new(),
         definitions: Definitions::default(),
         dependencies: Vec::new(),
+        overlays: Vec::new(),
         failure: None,
     };
     loader.run(input)?;
@@ -92,6 +96,10 @@ pub fn apply(input: SeedInput<'_>, pipeline: &mut Pipeline<'_>, mode: Mode) -> R
         components::set_dependencies(loader.pipeline.conn(), &id, &depends_on)
             .map_err(|e| at.wrap(e))?;
         loader.pipeline.recorded::<PlatformComponent>(&id, before)?;
+    }
+    // Overlays reference the catalog, which may come after them in the file.
+    for overlay in std::mem::take(&mut loader.overlays) {
+        loader.overlay(overlay)?;
     }
     loader.pass = Pass::Clusters;
     loader.run(input)?;
@@ -113,6 +121,7 @@ struct Definitions {
     rolebindings: HashMap<String, Rolebinding>,
     components: HashSet<String>,
     clusters: HashSet<String>,
+    overlays: HashSet<String>,
 }
 
 fn listed_once(seen: &mut HashSet<String>, kind: &str, id: &str) -> Result<()> {
@@ -132,6 +141,8 @@ struct Loader<'p, 'c> {
     definitions: Definitions,
     /// Components whose edges are set after every row exists: (id, depends_on, state before).
     dependencies: Vec<(String, Vec<String>, Option<Value>)>,
+    /// Overlays, written once the catalog pass is over (few, and small).
+    overlays: Vec<Overlay>,
     /// The error that stopped the stream (serde carries only text).
     failure: Option<AppError>,
 }
@@ -168,6 +179,14 @@ impl Loader<'_, '_> {
             (Pass::Catalog, "rolebindings") => {
                 let rolebinding: Rolebinding = parse_one(value, &at)?;
                 self.rolebinding(rolebinding, &at)
+            }
+            (Pass::Catalog, "overlays") => {
+                let overlay: Overlay = parse_one(value, &at)?;
+                listed_once(&mut self.definitions.overlays, "overlays", &overlay.id)?;
+                let record_at = record("overlays", &overlay.id);
+                validate::overlay(&overlay).map_err(|e| record_at.wrap(e))?;
+                self.overlays.push(overlay);
+                Ok(())
             }
             _ => Ok(()),
         }
@@ -263,6 +282,21 @@ impl Loader<'_, '_> {
         self.definitions
             .rolebindings
             .insert(rolebinding.id.clone(), rolebinding);
+        Ok(())
+    }
+
+    fn overlay(&mut self, overlay: Overlay) -> Result<()> {
+        let at = record("overlays", &overlay.id);
+        let mode = self.mode;
+        self.pipeline
+            .record::<Overlay, _>(&overlay.id, |conn| {
+                match (mode, overlays::get(conn, &overlay.id)?.is_some()) {
+                    (Mode::Upsert, true) => overlays::update(conn, &overlay),
+                    _ => overlays::insert(conn, &overlay),
+                }
+            })
+            .map_err(|e| at.wrap(e))?;
+        *self.counts.entry("overlays").or_default() += 1;
         Ok(())
     }
 
@@ -394,7 +428,9 @@ impl<'de> Visitor<'de> for Root<'_, '_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object with clusters, platform_components, namespaces, rolebindings")
+        f.write_str(
+            "a JSON object with clusters, platform_components, namespaces, rolebindings, overlays",
+        )
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
@@ -507,12 +543,18 @@ impl<'de> Visitor<'de> for Records<'_, '_, '_> {
 pub fn export(conn: &Connection) -> Result<Value> {
     use poem_openapi::types::ToJSON;
     let all = Default::default();
-    Ok(serde_json::json!({
+    let mut document = serde_json::json!({
         "platform_components": components::list(conn, None, all)?.to_json(),
         "namespaces": namespaces::list(conn, all)?.to_json(),
         "rolebindings": rolebindings::list(conn, all)?.to_json(),
         "clusters": clusters::list(conn, &Default::default())?.to_json(),
-    }))
+    });
+    // Only when there are any: the file stays readable by flux-resourceset otherwise.
+    let overlays = overlays::list(conn, all)?;
+    if !overlays.is_empty() {
+        document["overlays"] = overlays.to_json().unwrap_or_default();
+    }
+    Ok(document)
 }
 
 /// A resource's current state as JSON, for the audit trail.

@@ -777,6 +777,24 @@ impl Store {
         .await
     }
 
+    /// Stores `value` whole: creates it, or replaces the resource with its id (`apply -f`).
+    pub async fn create_or_replace<R: Resource>(
+        &self,
+        value: R,
+        request: WriteRequest,
+    ) -> Result<Written<R>> {
+        value.validate()?;
+        self.inventory_write(request, move |pipeline| {
+            let id = value.id().to_owned();
+            pipeline.record::<R, _>(&id, |tx| match R::get(tx, &id)? {
+                Some(_) => R::update(tx, &value),
+                None => R::insert(tx, &value),
+            })?;
+            stored(pipeline.conn(), &id)
+        })
+        .await
+    }
+
     /// Applies a partial update: present fields replace, omitted fields keep their values.
     pub async fn update<R: Resource>(
         &self,

@@ -51,8 +51,40 @@ async fn export_then_import_into_an_empty_database_reproduces_every_feed() {
     let dir = tempfile::tempdir().unwrap();
     let original = dir.path().join("original.db");
     drop(Server::ready(&original, &[("AUTH_TOKEN", "t")])); // seeded with the demo
+    let without = run(&original, &["export"]);
+    assert!(
+        !text(&without.stdout).contains("overlays"),
+        "no overlays, no key: the file stays flux-resourceset's"
+    );
+    // An overlay, applied from a file as an operator would.
+    let overlay = dir.path().join("prod-pins.json");
+    std::fs::write(
+        &overlay,
+        r#"{"id": "prod-pins", "selector": {"environment": "prod"}, "priority": 5,
+            "platform_components": [{"id": "traefik", "oci_tag": "32.1.0"},
+                                    {"id": "podinfo", "enabled": true}],
+            "patches": {"traefik": {"deployment.replicas": 4}}, "namespaces": ["apps"]}"#,
+    )
+    .unwrap();
+    let file_arg = overlay.to_str().unwrap();
+    let preview = run(&original, &["overlay", "apply", "-f", file_arg, "--dry-run"]);
+    assert!(preview.status.success(), "{}", text(&preview.stderr));
+    let preview: serde_json::Value = serde_json::from_slice(&preview.stdout).unwrap();
+    assert_eq!(preview["clusters_changed"], 2, "{preview}");
+    let applied = run(&original, &["overlay", "apply", "-f", file_arg]);
+    assert!(applied.status.success(), "{}", text(&applied.stderr));
+    assert!(text(&applied.stderr).contains("overlay 'prod-pins' stored"));
+    let listed = text(&run(&original, &["overlay", "list"]).stdout);
+    assert!(listed.contains(r#""clusters":2"#), "{listed}");
+    let got = run(&original, &["overlay", "get", "prod-pins"]);
+    assert!(text(&got.stdout).contains("32.1.0"));
+    let missing = run(&original, &["overlay", "get", "nope"]);
+    assert!(!missing.status.success());
+    assert!(text(&missing.stderr).contains("overlay 'nope' not found"));
+
     let export = run(&original, &["export"]);
     assert!(export.status.success(), "{}", text(&export.stderr));
+    assert!(text(&export.stdout).contains(r#""overlays""#));
     let file = dir.path().join("export.json");
     std::fs::write(&file, &export.stdout).unwrap();
 

@@ -21,6 +21,7 @@ mod integrity;
 mod litestream;
 mod observability;
 mod openapi;
+mod overlays;
 mod polls;
 mod process;
 mod properties;
