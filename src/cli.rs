@@ -621,9 +621,19 @@ pub enum RolloutCommand {
 /// The `overlay` subcommands.
 pub enum OverlayCommand {
     List,
-    Get { id: String },
-    Apply { file: PathBuf, dry_run: bool, confirm: Option<u64> },
-    Delete { id: String, dry_run: bool, confirm: Option<u64> },
+    Get {
+        id: String,
+    },
+    Apply {
+        file: PathBuf,
+        dry_run: bool,
+        confirm: Option<u64>,
+    },
+    Delete {
+        id: String,
+        dry_run: bool,
+        confirm: Option<u64>,
+    },
 }
 
 /// `overlay list|get|apply -f|delete`: the same writes as `/overlays` (actor `cli`, every
@@ -647,9 +657,11 @@ pub fn overlay(config: &Config, command: OverlayCommand) -> Result<(), Failure> 
                 let mut lines = Vec::new();
                 for overlay in overlays::all(conn)? {
                     let matched = overlays::matching_clusters(conn, &overlay.selector)?.len();
-                    lines.push(serde_json::json!({"id": overlay.id, "priority": overlay.priority,
+                    lines.push(
+                        serde_json::json!({"id": overlay.id, "priority": overlay.priority,
                         "selector": overlay.selector.to_json(), "clusters": matched,
-                        "description": overlay.description}));
+                        "description": overlay.description}),
+                    );
                 }
                 Ok(lines)
             }))?;
@@ -663,7 +675,11 @@ pub fn overlay(config: &Config, command: OverlayCommand) -> Result<(), Failure> 
             println!("{}", overlay.to_json().unwrap_or_default());
             return Ok(());
         }
-        OverlayCommand::Apply { file, dry_run, confirm } => {
+        OverlayCommand::Apply {
+            file,
+            dry_run,
+            confirm,
+        } => {
             let text = if file == Path::new("-") {
                 std::io::read_to_string(std::io::stdin())
             } else {
@@ -678,9 +694,11 @@ pub fn overlay(config: &Config, command: OverlayCommand) -> Result<(), Failure> 
             })?;
             runtime.block_on(store.create_or_replace(overlay, request("PUT", dry_run, confirm)))?
         }
-        OverlayCommand::Delete { id, dry_run, confirm } => {
-            runtime.block_on(store.delete::<Overlay>(id, request("DELETE", dry_run, confirm)))?
-        }
+        OverlayCommand::Delete {
+            id,
+            dry_run,
+            confirm,
+        } => runtime.block_on(store.delete::<Overlay>(id, request("DELETE", dry_run, confirm)))?,
     };
     for warning in &written.warnings {
         eprintln!("warning: {}", escape_unprintable(warning));

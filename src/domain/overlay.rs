@@ -218,6 +218,50 @@ pub struct Effective {
     pub rolebindings: Vec<(String, Layer)>,
 }
 
+/// One component's `enabled`, `oci_tag` and `component_path` on a cluster whose own entry
+/// for it is `own`, under `overlays` (as `matching` orders them); `None` when neither the
+/// cluster nor an overlay assigns it. Patches aside: `effective` merges those.
+pub fn component_values(
+    id: &str,
+    own: Option<&ComponentRef>,
+    overlays: &[&Overlay],
+) -> Option<EffectiveComponent> {
+    let mut component = EffectiveComponent {
+        id: id.to_owned(),
+        enabled: (true, Layer::Catalog),
+        oci_tag: (None, Layer::Catalog),
+        component_path: (None, Layer::Catalog),
+        patch: BTreeMap::new(),
+    };
+    let mut assigned = own.is_some();
+    for overlay in overlays {
+        let Some(entry) = overlay.entry(id) else {
+            continue;
+        };
+        let layer = || Layer::Overlay(overlay.id.clone());
+        if let Some(enabled) = entry.enabled {
+            component.enabled = (enabled, layer());
+            assigned = true;
+        }
+        if let Some(tag) = &entry.oci_tag {
+            component.oci_tag = (Some(tag.clone()), layer());
+        }
+        if let Some(path) = &entry.component_path {
+            component.component_path = (Some(path.clone()), layer());
+        }
+    }
+    if let Some(entry) = own {
+        component.enabled = (entry.enabled, Layer::Cluster);
+        if let Some(tag) = &entry.oci_tag {
+            component.oci_tag = (Some(tag.clone()), Layer::Cluster);
+        }
+        if let Some(path) = &entry.component_path {
+            component.component_path = (Some(path.clone()), Layer::Cluster);
+        }
+    }
+    assigned.then_some(component)
+}
+
 /// The layers applied to one cluster: its own entry over `overlays` (as `matching` orders
 /// them).
 pub fn effective(cluster: &Cluster, overlays: &[&Overlay]) -> Effective {
@@ -237,38 +281,14 @@ pub fn effective(cluster: &Cluster, overlays: &[&Overlay]) -> Effective {
     }
     let components = assigned
         .into_iter()
-        .map(|id| {
-            let mut component = EffectiveComponent {
-                id: id.to_owned(),
-                enabled: (true, Layer::Catalog),
-                oci_tag: (None, Layer::Catalog),
-                component_path: (None, Layer::Catalog),
-                patch: BTreeMap::new(),
-            };
+        .filter_map(|id| component_values(id, own(id), overlays))
+        .map(|mut component| {
+            let id = component.id.clone();
+            let id = id.as_str();
             for overlay in overlays {
                 let layer = || Layer::Overlay(overlay.id.clone());
-                if let Some(entry) = overlay.entry(id) {
-                    if let Some(enabled) = entry.enabled {
-                        component.enabled = (enabled, layer());
-                    }
-                    if let Some(tag) = &entry.oci_tag {
-                        component.oci_tag = (Some(tag.clone()), layer());
-                    }
-                    if let Some(path) = &entry.component_path {
-                        component.component_path = (Some(path.clone()), layer());
-                    }
-                }
                 for (key, value) in overlay.patches.get(id).into_iter().flatten() {
                     set_patch_key(&mut component.patch, key, value, layer());
-                }
-            }
-            if let Some(entry) = own(id) {
-                component.enabled = (entry.enabled, Layer::Cluster);
-                if let Some(tag) = &entry.oci_tag {
-                    component.oci_tag = (Some(tag.clone()), Layer::Cluster);
-                }
-                if let Some(path) = &entry.component_path {
-                    component.component_path = (Some(path.clone()), Layer::Cluster);
                 }
             }
             for (key, value) in cluster.patches.get(id).into_iter().flatten() {
@@ -276,7 +296,9 @@ pub fn effective(cluster: &Cluster, overlays: &[&Overlay]) -> Effective {
                 // existed: as a `null` value.
                 let below = component.patch.keys().any(|k| is_within(k, key));
                 if value.is_null() && !below {
-                    component.patch.insert(key.clone(), (value.clone(), Layer::Cluster));
+                    component
+                        .patch
+                        .insert(key.clone(), (value.clone(), Layer::Cluster));
                 } else {
                     set_patch_key(&mut component.patch, key, value, Layer::Cluster);
                 }
@@ -311,7 +333,12 @@ fn is_within(inner: &str, outer: &str) -> bool {
 /// One layer's patch key over the keys of the layers below. A value replaces the key and
 /// every key it overlaps (`a` over `a.b`, `a.b` over `a`), so the merged patch never names
 /// one value twice; `null` removes the key and every key inside it.
-fn set_patch_key(patch: &mut BTreeMap<String, (Value, Layer)>, key: &str, value: &Value, layer: Layer) {
+fn set_patch_key(
+    patch: &mut BTreeMap<String, (Value, Layer)>,
+    key: &str,
+    value: &Value,
+    layer: Layer,
+) {
     patch.retain(|k, _| !(is_within(k, key) || (!value.is_null() && is_within(key, k))));
     if !value.is_null() {
         patch.insert(key.to_owned(), (value.clone(), layer));

@@ -10,6 +10,8 @@ use super::polls::{Poll, PollTracker, operator_version};
 use super::reports::{self, StoredEvent};
 use super::sql::SqlResultExt;
 use crate::domain::convergence::*;
+use crate::domain::model::ComponentRef;
+use crate::domain::overlay;
 use crate::domain::report::{self};
 use crate::domain::report::{Outcome, Reported, Settled, State, Via};
 use crate::error::Result;
@@ -325,8 +327,9 @@ fn cluster_condition(scope: &Scope, by_id: &str, by_dns: &str) -> String {
 /// feed order); `polls` decides which clusters are stale at `now`.
 ///
 /// One pass at fleet size with memory per cluster, not per fleet: the assignments and the
-/// clusters are both read in cluster id order and merged, and each cluster's HelmRelease
-/// reports are read through the reports' primary key when the pass reaches it.
+/// clusters are both read in cluster id order and merged, each cluster's values layered
+/// with the overlays that match it (README, "Overlays"), and its HelmRelease reports read
+/// through the reports' primary key when the pass reaches it.
 pub fn for_each_component(
     conn: &Connection,
     scope: &Scope,
@@ -385,114 +388,140 @@ pub fn for_each_component(
         ))
         .db()?;
 
-    // The cluster the pass is at: id, DNS name, environment, staleness, its reports.
-    let (mut id, mut dns, mut environment) = (String::new(), String::new(), String::new());
-    let mut stale = false;
+    let overlays = super::overlays::all(conn)?;
+    let mut next_assignment = || -> Result<Option<(String, ComponentRef)>> {
+        let Some(row) = assignments.next().db()? else {
+            return Ok(None);
+        };
+        Ok(Some((
+            row.get(0).db()?,
+            ComponentRef {
+                id: row.get(1).db()?,
+                enabled: row.get(2).db()?,
+                oci_tag: row.get(3).db()?,
+                component_path: None,
+            },
+        )))
+    };
+    let mut pending = next_assignment()?;
     let mut reports: Vec<HelmReport> = Vec::new();
-    while let Some(row) = assignments.next().db()? {
-        let text = |i: usize| -> Result<&str> {
-            row.get_ref(i)
-                .db()?
-                .as_str()
-                .map_err(|err| crate::store::storage_error(err.into()))
-        };
-        let cluster_id = text(0)?;
-        if cluster_id != id {
-            // Advance the clusters to this one (both are in id order).
-            let mut found = false;
-            while let Some(cluster) = clusters.next().db()? {
-                let next = cluster
-                    .get_ref(0)
-                    .db()?
-                    .as_str()
-                    .map_err(|err| crate::store::storage_error(err.into()))?;
-                if next == cluster_id {
-                    id.clear();
-                    id.push_str(next);
-                    dns = cluster.get(1).db()?;
-                    environment = cluster.get(2).db()?;
-                    found = true;
-                    break;
-                }
-                if next > cluster_id {
-                    break;
-                }
+    // Clusters and assignments are both in cluster id order: merged as they are read.
+    while let Some(cluster) = clusters.next().db()? {
+        let id: String = cluster.get(0).db()?;
+        let mut own = Vec::new();
+        while let Some((cluster_id, assignment)) = pending.take() {
+            if cluster_id > id {
+                pending = Some((cluster_id, assignment));
+                break;
             }
-            if !found {
-                // Not in scope (the scopes of both statements agree, so this is a race
-                // with nothing: kept as a guard).
-                continue;
+            if cluster_id == id {
+                own.push(assignment);
             }
-            stale = polls.is_stale(&polls.get(&dns), now);
-            reports.clear();
-            let mut rows = reports_stmt.query(params![dns, scope.component]).db()?;
-            while let Some(r) = rows.next().db()? {
-                let outcome: Option<String> = r.get(3).db()?;
-                let via: Option<String> = r.get(9).db()?;
-                let kind: String = r.get(10).db()?;
-                let Some(claimant) = report::Claimant::of_kind(&kind) else {
-                    continue;
-                };
-                reports.push(HelmReport {
-                    claimant,
-                    component: r.get(0).db()?,
-                    name: r.get(1).db()?,
-                    event_at: r.get(2).db()?,
-                    outcome: outcome.as_deref().and_then(Outcome::parse),
-                    revision: r.get(4).db()?,
-                    desired_then: r.get(5).db()?,
-                    outcome_at: r.get(6).db()?,
-                    reason: r.get(7).db()?,
-                    message: r.get(8).db()?,
-                    via: via.as_deref().and_then(Via::parse),
-                });
-            }
+            pending = next_assignment()?;
         }
-        let component = text(1)?;
-        let enabled: bool = row.get(2).db()?;
-        let own_tag = row
-            .get_ref(3)
-            .db()?
-            .as_str_or_null()
-            .map_err(|err| crate::store::storage_error(err.into()))?;
-        let Some(desired) = own_tag.or_else(|| catalog.get(component).map(String::as_str)) else {
+        if own.is_empty() && overlays.is_empty() {
             continue;
+        }
+        let environment: String = cluster.get(2).db()?;
+        // (component, enabled, its own or an overlay's oci_tag): the feed's values.
+        let assigned: Vec<(String, bool, Option<String>)> = if overlays.is_empty() {
+            own.into_iter()
+                .map(|c| (c.id, c.enabled, c.oci_tag))
+                .collect()
+        } else {
+            let labels = clusters::labels_of(conn, &id)?;
+            let env = crate::domain::model::Environment::parse(&environment)
+                .unwrap_or(crate::domain::model::Environment::Dev);
+            let matched = overlay::matching(&overlays, env, &labels);
+            let mut ids: Vec<&str> = own.iter().map(|c| c.id.as_str()).collect();
+            for o in &matched {
+                for entry in &o.platform_components {
+                    let in_scope = scope.component.as_ref().is_none_or(|c| *c == entry.id);
+                    if entry.enabled.is_some() && in_scope && !ids.contains(&entry.id.as_str()) {
+                        ids.push(&entry.id);
+                    }
+                }
+            }
+            ids.iter()
+                .filter_map(|component| {
+                    let mine = own.iter().find(|c| c.id == *component);
+                    overlay::component_values(component, mine, &matched)
+                })
+                .map(|c| (c.id, c.enabled.0, c.oci_tag.0))
+                .collect()
         };
-        let claimed = claims(&reports, component).map(|r| report::Claim {
-            claimant: r.claimant,
-            reported: match r.outcome {
-                None => Reported::Undecided,
-                Some(outcome) => Reported::Settled(Settled {
-                    outcome,
-                    revision: r.revision.as_deref(),
-                    desired_then: r.desired_then.as_deref(),
-                }),
-            },
-            settled_at: r.outcome_at,
-            event_at: r.event_at,
-        });
-        let (state, deciding) = report::combine(enabled, desired, claimed);
-        let decided = deciding
-            .and_then(|i| claims(&reports, component).nth(i))
-            .filter(|r| r.outcome.is_some());
-        visit(&ComponentRow {
-            cluster_id,
-            cluster_dns: &dns,
-            environment: &environment,
-            component,
-            enabled,
-            desired,
-            state: if stale && enabled {
-                State::Stale
-            } else {
-                state
-            },
-            reported_revision: decided.and_then(|r| r.revision.as_deref()),
-            reason: decided.and_then(|r| r.reason.as_deref()),
-            message: decided.and_then(|r| r.message.as_deref()),
-            event_at: decided.and_then(|r| r.outcome_at),
-            via: decided.and_then(|r| r.via),
-        });
+        if assigned.is_empty() {
+            continue;
+        }
+        let dns: String = cluster.get(1).db()?;
+        let stale = polls.is_stale(&polls.get(&dns), now);
+        reports.clear();
+        let mut rows = reports_stmt.query(params![dns, scope.component]).db()?;
+        while let Some(r) = rows.next().db()? {
+            let outcome: Option<String> = r.get(3).db()?;
+            let via: Option<String> = r.get(9).db()?;
+            let kind: String = r.get(10).db()?;
+            let Some(claimant) = report::Claimant::of_kind(&kind) else {
+                continue;
+            };
+            reports.push(HelmReport {
+                claimant,
+                component: r.get(0).db()?,
+                name: r.get(1).db()?,
+                event_at: r.get(2).db()?,
+                outcome: outcome.as_deref().and_then(Outcome::parse),
+                revision: r.get(4).db()?,
+                desired_then: r.get(5).db()?,
+                outcome_at: r.get(6).db()?,
+                reason: r.get(7).db()?,
+                message: r.get(8).db()?,
+                via: via.as_deref().and_then(Via::parse),
+            });
+        }
+        for (component, enabled, tag) in &assigned {
+            let component = component.as_str();
+            let Some(desired) = tag
+                .as_deref()
+                .or_else(|| catalog.get(component).map(String::as_str))
+            else {
+                continue;
+            };
+            let claimed = claims(&reports, component).map(|r| report::Claim {
+                claimant: r.claimant,
+                reported: match r.outcome {
+                    None => Reported::Undecided,
+                    Some(outcome) => Reported::Settled(Settled {
+                        outcome,
+                        revision: r.revision.as_deref(),
+                        desired_then: r.desired_then.as_deref(),
+                    }),
+                },
+                settled_at: r.outcome_at,
+                event_at: r.event_at,
+            });
+            let (state, deciding) = report::combine(*enabled, desired, claimed);
+            let decided = deciding
+                .and_then(|i| claims(&reports, component).nth(i))
+                .filter(|r| r.outcome.is_some());
+            visit(&ComponentRow {
+                cluster_id: &id,
+                cluster_dns: &dns,
+                environment: &environment,
+                component,
+                enabled: *enabled,
+                desired,
+                state: if stale && *enabled {
+                    State::Stale
+                } else {
+                    state
+                },
+                reported_revision: decided.and_then(|r| r.revision.as_deref()),
+                reason: decided.and_then(|r| r.reason.as_deref()),
+                message: decided.and_then(|r| r.message.as_deref()),
+                event_at: decided.and_then(|r| r.outcome_at),
+                via: decided.and_then(|r| r.via),
+            });
+        }
     }
     Ok(())
 }

@@ -274,6 +274,9 @@ INSERT INTO sqlite_sequence (name, seq) SELECT 'audit_log_v8', seq FROM sqlite_s
 DROP TABLE audit_log;
 ALTER TABLE audit_log_v8 RENAME TO audit_log;
 CREATE INDEX audit_log_by_resource ON audit_log (kind, resource_id, revision);
+-- A rollout step gives a cluster that has the component only from an overlay an entry of
+-- its own; a rollback or the promotion removes what the rollout added.
+ALTER TABLE rollout_clusters ADD COLUMN added INTEGER NOT NULL DEFAULT 0 CHECK (added IN (0, 1));
 ";
 
 /// `PRAGMA application_id` of a flux-inputs database: "FLXI".

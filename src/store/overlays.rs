@@ -11,6 +11,12 @@ use crate::domain::overlay::{Overlay, OverlayComponent, Selector};
 use crate::domain::validate::quoted_list;
 use crate::error::{AppError, Result};
 
+/// SQL: overlay `o` matches cluster `c` (its environment, every label of its selector).
+pub const MATCHES_CLUSTER_C: &str = "(o.environment IS NULL OR o.environment = c.environment) \
+     AND NOT EXISTS (SELECT 1 FROM overlay_labels ol WHERE ol.overlay_id = o.id AND NOT EXISTS \
+     (SELECT 1 FROM cluster_labels cl WHERE cl.cluster_id = c.id AND cl.key = ol.key \
+     AND cl.value = ol.value))";
+
 fn load(conn: &Connection, id: String) -> Result<Option<Overlay>> {
     let head = conn
         .prepare_cached("SELECT description, environment, priority FROM overlays WHERE id = ?1")

@@ -82,17 +82,25 @@ pub fn apply<'a>(tx: &Connection, batch: impl IntoIterator<Item = &'a Report>) -
         .db()?;
     // The desired tag is read in the same transaction: the inventory of this moment.
     let mut settle = tx
-        .prepare_cached(
+        .prepare_cached(&format!(
             "UPDATE reported_objects SET outcome = ?5, outcome_at = ?6, outcome_reason = ?7, \
              outcome_message = ?8, outcome_revision = ?9, outcome_via = ?10, desired_then = \
-             (SELECT coalesce(cc.oci_tag, pc.oci_tag) FROM clusters c \
-              JOIN cluster_components cc ON cc.cluster_id = c.id \
-              JOIN platform_components pc ON pc.id = cc.component_id \
-              WHERE c.cluster_dns = ?1 \
-              AND cc.component_id = coalesce(reported_objects.component, reported_objects.name)) \
+             (SELECT coalesce(cc.oci_tag, \
+                (SELECT oc.oci_tag FROM overlays o JOIN overlay_components oc ON oc.overlay_id = o.id \
+                 WHERE oc.component_id = pc.id AND oc.oci_tag IS NOT NULL AND {matches} \
+                 ORDER BY o.priority DESC, o.id DESC LIMIT 1), \
+                pc.oci_tag) \
+              FROM clusters c \
+              JOIN platform_components pc \
+                ON pc.id = coalesce(reported_objects.component, reported_objects.name) \
+              LEFT JOIN cluster_components cc ON cc.cluster_id = c.id AND cc.component_id = pc.id \
+              WHERE c.cluster_dns = ?1 AND (cc.cluster_id IS NOT NULL OR EXISTS \
+                (SELECT 1 FROM overlays o JOIN overlay_components oc ON oc.overlay_id = o.id \
+                 WHERE oc.component_id = pc.id AND oc.enabled IS NOT NULL AND {matches}))) \
              WHERE cluster_dns = ?1 AND kind = ?2 AND namespace = ?3 AND name = ?4 \
              AND (outcome_at IS NULL OR outcome_at <= ?6)",
-        )
+            matches = super::overlays::MATCHES_CLUSTER_C
+        ))
         .db()?;
     let mut applied = 0;
     let mut touched: Vec<&str> = Vec::new();

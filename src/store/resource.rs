@@ -339,6 +339,10 @@ impl Resource for Overlay {
     fn delete(conn: &Connection, id: &str) -> Result<Self> {
         overlays::delete(conn, id)
     }
+    /// An overlay an active rollout promotes into is written by that rollout only.
+    fn guard_write(conn: &Connection, id: &str, actor: &str) -> Result<()> {
+        super::rollouts::guard::check_overlay_write(conn, id, actor)
+    }
     /// The clusters its selector matches now.
     fn affected_clusters(conn: &Connection, id: &str) -> Result<Vec<String>> {
         match overlays::get(conn, id)? {

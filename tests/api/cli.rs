@@ -67,7 +67,10 @@ async fn export_then_import_into_an_empty_database_reproduces_every_feed() {
     )
     .unwrap();
     let file_arg = overlay.to_str().unwrap();
-    let preview = run(&original, &["overlay", "apply", "-f", file_arg, "--dry-run"]);
+    let preview = run(
+        &original,
+        &["overlay", "apply", "-f", file_arg, "--dry-run"],
+    );
     assert!(preview.status.success(), "{}", text(&preview.stderr));
     let preview: serde_json::Value = serde_json::from_slice(&preview.stdout).unwrap();
     assert_eq!(preview["clusters_changed"], 2, "{preview}");

@@ -76,7 +76,10 @@ async fn an_overlay_is_a_collection_like_the_others() {
         .await;
     assert_eq!(updated.status, StatusCode::OK, "{}", updated.json);
     assert_eq!(updated.json["priority"], 20);
-    assert_eq!(updated.json["selector"], json!({"environment": "prod", "labels": {}}));
+    assert_eq!(
+        updated.json["selector"],
+        json!({"environment": "prod", "labels": {}})
+    );
     assert_eq!(updated.json["namespaces"], json!(["apps"]));
     let stale = app
         .client
@@ -173,13 +176,21 @@ async fn feeds_layer_catalog_then_overlays_then_the_cluster() {
         "32.1.0"
     );
     // edge-prod-01 pins cert-manager itself: the cluster's own entry wins.
-    let cert_manager = input(&app, &format!("{PROD_01}/platform-components"), "cert-manager")
-        .await
-        .unwrap();
+    let cert_manager = input(
+        &app,
+        &format!("{PROD_01}/platform-components"),
+        "cert-manager",
+    )
+    .await
+    .unwrap();
     assert_eq!(cert_manager["source"]["oci_tag"], "v1.15.4");
-    let cert_manager = input(&app, &format!("{PROD_02}/platform-components"), "cert-manager")
-        .await
-        .unwrap();
+    let cert_manager = input(
+        &app,
+        &format!("{PROD_02}/platform-components"),
+        "cert-manager",
+    )
+    .await
+    .unwrap();
     assert_eq!(cert_manager["source"]["oci_tag"], "v1.14.0");
     // A value without `enabled` never adds the component where it was not.
     assert_eq!(
@@ -205,7 +216,10 @@ async fn feeds_layer_catalog_then_overlays_then_the_cluster() {
     });
     let preview = app.post("/overlays?dry_run=true", &edge).await;
     assert_eq!(preview.status, StatusCode::ACCEPTED, "{}", preview.json);
-    assert_eq!(preview.json["clusters_changed"], 0, "no cluster has the label yet");
+    assert_eq!(
+        preview.json["clusters_changed"], 0,
+        "no cluster has the label yet"
+    );
     app.post("/overlays", &edge).await;
 
     // A label on the cluster is a write like any other: previewed, then layered.
@@ -214,11 +228,19 @@ async fn feeds_layer_catalog_then_overlays_then_the_cluster() {
         .put("/clusters/edge-prod-02?dry_run=true", &labels)
         .await;
     assert_eq!(preview.json["clusters_changed"], 1, "{}", preview.json);
-    assert_eq!(preview.json["summary"][0]["added"], 1, "loki: {}", preview.json);
+    assert_eq!(
+        preview.json["summary"][0]["added"], 1,
+        "loki: {}",
+        preview.json
+    );
     assert_eq!(preview.json["summary"][0]["changed"], 1, "traefik");
     let put = app.put("/clusters/edge-prod-02", &labels).await;
     assert_eq!(put.status, StatusCode::OK, "{}", put.json);
-    assert_eq!(put.json["platform_components"].as_array().unwrap().len(), 3, "GET shows the cluster's own");
+    assert_eq!(
+        put.json["platform_components"].as_array().unwrap().len(),
+        3,
+        "GET shows the cluster's own"
+    );
 
     let ids = input_ids(&app, &format!("{PROD_02}/platform-components")).await;
     assert_eq!(
@@ -229,17 +251,30 @@ async fn feeds_layer_catalog_then_overlays_then_the_cluster() {
     let traefik = input(&app, &format!("{PROD_02}/platform-components"), "traefik")
         .await
         .unwrap();
-    assert_eq!(traefik["source"]["oci_tag"], "32.2.0", "the higher priority wins");
+    assert_eq!(
+        traefik["source"]["oci_tag"], "32.2.0",
+        "the higher priority wins"
+    );
     let patches = &traefik["patches"];
-    assert_eq!(patches.get("resources.limits.memory"), None, "null removed the key: {traefik}");
+    assert_eq!(
+        patches.get("resources.limits.memory"),
+        None,
+        "null removed the key: {traefik}"
+    );
     assert_eq!(patches["logs.access.enabled"], true, "{traefik}");
-    assert_eq!(patches["deployment.replicas"], 2, "the cluster's own patch wins");
+    assert_eq!(
+        patches["deployment.replicas"], 2,
+        "the cluster's own patch wins"
+    );
     assert_eq!(traefik["values"]["logs"]["access"]["enabled"], true);
 
     // Where each value comes from.
     let effective = app.get("/clusters/edge-prod-02/effective").await;
     assert_eq!(effective.status, StatusCode::OK, "{}", effective.json);
-    assert_eq!(effective.json["overlays"], json!(["prod-pins", "edge-logging"]));
+    assert_eq!(
+        effective.json["overlays"],
+        json!(["prod-pins", "edge-logging"])
+    );
     let component = |id: &str| {
         effective.json["platform_components"]
             .as_array()
@@ -287,7 +322,10 @@ async fn a_catalog_edit_reaches_clusters_an_overlay_assigns_to() {
     .await;
     // edge-prod-02 runs loki only through the overlay.
     let preview = app
-        .put("/platform_components/loki?dry_run=true", &json!({"oci_tag": "6.23.0"}))
+        .put(
+            "/platform_components/loki?dry_run=true",
+            &json!({"oci_tag": "6.23.0"}),
+        )
         .await;
     let dns: Vec<&str> = preview.json["changes"]
         .as_array()
@@ -295,7 +333,11 @@ async fn a_catalog_edit_reaches_clusters_an_overlay_assigns_to() {
         .iter()
         .map(|c| c["cluster_dns"].as_str().unwrap())
         .collect();
-    assert!(dns.contains(&"edge-prod-02.k8s.example.com"), "{}", preview.json);
+    assert!(
+        dns.contains(&"edge-prod-02.k8s.example.com"),
+        "{}",
+        preview.json
+    );
     app.put("/platform_components/loki", &json!({"oci_tag": "6.23.0"}))
         .await;
     let loki = input(&app, &format!("{PROD_02}/platform-components"), "loki")
@@ -328,7 +370,11 @@ async fn taking_back_what_an_overlay_assigned_is_guarded_like_any_shrink() {
     assert!(message.contains("?confirm=3"), "{message}");
     assert_eq!(app.all_feeds().await, feeds, "a refusal changes nothing");
     let preview = app.delete("/overlays/everyone?dry_run=true").await;
-    assert_eq!(preview.json["blast_radius"]["clusters_shrunk"], 3, "{}", preview.json);
+    assert_eq!(
+        preview.json["blast_radius"]["clusters_shrunk"], 3,
+        "{}",
+        preview.json
+    );
     let deleted = app.delete("/overlays/everyone?confirm=3").await;
     assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.json);
     assert_eq!(
@@ -345,14 +391,24 @@ async fn taking_back_what_an_overlay_assigned_is_guarded_like_any_shrink() {
     .await;
     for id in ["edge-prod-01", "edge-prod-02"] {
         let put = app
-            .put(&format!("/clusters/{id}"), &json!({"labels": {"tier": "edge"}}))
+            .put(
+                &format!("/clusters/{id}"),
+                &json!({"labels": {"tier": "edge"}}),
+            )
             .await;
         assert_eq!(put.status, StatusCode::OK, "{}", put.json);
     }
     let preview = app
-        .put("/clusters/edge-prod-01?dry_run=true", &json!({"labels": {}}))
+        .put(
+            "/clusters/edge-prod-01?dry_run=true",
+            &json!({"labels": {}}),
+        )
         .await;
-    assert_eq!(preview.json["blast_radius"]["clusters_shrunk"], 1, "{}", preview.json);
+    assert_eq!(
+        preview.json["blast_radius"]["clusters_shrunk"], 1,
+        "{}",
+        preview.json
+    );
     assert_eq!(preview.json["summary"][0]["removed"], 1, "{}", preview.json);
 }
 
@@ -375,7 +431,10 @@ async fn overlay_writes_are_audited_and_revert() {
     let entries = audit.as_array().unwrap();
     assert_eq!(entries.len(), 2, "{audit}");
     let (create, edit) = (&entries[0], &entries[1]);
-    assert_eq!(edit["before"]["description"], "prod stays on the LTS line", "{edit}");
+    assert_eq!(
+        edit["before"]["description"], "prod stays on the LTS line",
+        "{edit}"
+    );
     assert_eq!(create["before"], Value::Null, "{create}");
     let create_revision = create["revision"].as_i64().unwrap();
     let reverted = app
@@ -385,5 +444,64 @@ async fn overlay_writes_are_audited_and_revert() {
     app.get("/overlays/prod-pins")
         .await
         .expect_error(StatusCode::NOT_FOUND, "not_found");
-    assert_eq!(app.all_feeds().await, before, "the fleet is served as before");
+    assert_eq!(
+        app.all_feeds().await,
+        before,
+        "the fleet is served as before"
+    );
+}
+
+#[tokio::test]
+async fn convergence_judges_the_effective_desired_version() {
+    let app = TestApp::new();
+    app.post("/overlays", &prod_pins()).await;
+    app.post(
+        "/overlays",
+        &json!({"id": "prod-logs", "selector": {"environment": "prod"},
+                "platform_components": [{"id": "loki", "enabled": true}]}),
+    )
+    .await;
+    for (component, revision) in [("traefik", "32.1.0"), ("loki", "6.22.0")] {
+        let event = json!({
+            "involvedObject": {"kind": "HelmRelease", "namespace": "flux-system", "name": component},
+            "severity": "info", "timestamp": "2026-12-06T12:00:00Z",
+            "message": format!("Helm upgrade succeeded for release {component}"),
+            "reason": "UpgradeSucceeded", "reportingController": "helm-controller",
+            "metadata": {"revision": revision}
+        });
+        let answer = app
+            .call(
+                Method::POST,
+                &format!("{PROD_02}/events"),
+                Some(crate::helpers::READ),
+                Some(&event),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.json);
+    }
+    app.get(&format!("{PROD_02}/platform-components")).await; // it polls: not stale
+    let status = app.get("/status/clusters/edge-prod-02").await;
+    assert_eq!(status.status, StatusCode::OK, "{}", status.json);
+    let entry = |id: &str| {
+        status.json["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["component"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} in {}", status.json))
+    };
+    assert_eq!(entry("traefik")["desired_version"], "32.1.0");
+    assert_eq!(
+        entry("traefik")["state"],
+        "converged",
+        "{}",
+        entry("traefik")
+    );
+    assert_eq!(
+        entry("loki")["desired_version"],
+        "6.22.0",
+        "assigned by an overlay"
+    );
+    assert_eq!(entry("loki")["state"], "converged");
 }

@@ -32,7 +32,9 @@ fn labels() -> impl Strategy<Value = Value> {
 fn patch() -> impl Strategy<Value = Map<String, Value>> {
     prop::collection::btree_map("[a-z.]{1,8}", json_value(), 0..3)
         .prop_filter("no patch key inside another (refused with 422)", |patch| {
-            !patch.keys().any(|a| patch.keys().any(|b| a != b && inside(a, b)))
+            !patch
+                .keys()
+                .any(|a| patch.keys().any(|b| a != b && inside(a, b)))
         })
         .prop_map(|m| m.into_iter().collect())
 }
@@ -198,26 +200,24 @@ fn cluster(
 }
 
 fn inventory() -> impl Strategy<Value = Inventory> {
-    (1..6usize, 0..4usize, 0..3usize, 1..4usize, 0..4usize).prop_flat_map(
-        |(nc, nn, nr, nk, no)| {
-            (
-                (0..nc).map(component).collect::<Vec<_>>(),
-                (0..nn).map(namespace).collect::<Vec<_>>(),
-                (0..nr).map(rolebinding).collect::<Vec<_>>(),
-                (0..no).map(|o| overlay(o, nc, nn, nr)).collect::<Vec<_>>(),
-                (0..nk).map(|k| cluster(k, nc, nn, nr)).collect::<Vec<_>>(),
+    (1..6usize, 0..4usize, 0..3usize, 1..4usize, 0..4usize).prop_flat_map(|(nc, nn, nr, nk, no)| {
+        (
+            (0..nc).map(component).collect::<Vec<_>>(),
+            (0..nn).map(namespace).collect::<Vec<_>>(),
+            (0..nr).map(rolebinding).collect::<Vec<_>>(),
+            (0..no).map(|o| overlay(o, nc, nn, nr)).collect::<Vec<_>>(),
+            (0..nk).map(|k| cluster(k, nc, nn, nr)).collect::<Vec<_>>(),
+        )
+            .prop_map(
+                |(components, namespaces, rolebindings, overlays, clusters)| Inventory {
+                    components,
+                    namespaces,
+                    rolebindings,
+                    overlays,
+                    clusters,
+                },
             )
-                .prop_map(
-                    |(components, namespaces, rolebindings, overlays, clusters)| Inventory {
-                        components,
-                        namespaces,
-                        rolebindings,
-                        overlays,
-                        clusters,
-                    },
-                )
-        },
-    )
+    })
 }
 
 fn find<'a>(list: &'a [Value], id: &Value) -> &'a Value {
@@ -268,7 +268,12 @@ fn matching<'a>(inv: &'a Inventory, cluster: &Value) -> Vec<&'a Value> {
             env_ok && labels_ok
         })
         .collect();
-    found.sort_by_key(|o| (o["priority"].as_i64().unwrap(), o["id"].as_str().unwrap().to_owned()));
+    found.sort_by_key(|o| {
+        (
+            o["priority"].as_i64().unwrap(),
+            o["id"].as_str().unwrap().to_owned(),
+        )
+    });
     found
 }
 
@@ -336,7 +341,12 @@ fn layered(inv: &Inventory, cluster: &Value) -> Value {
                 }
             }
         }
-        for (k, v) in cluster["patches"].get(key).and_then(Value::as_object).into_iter().flatten() {
+        for (k, v) in cluster["patches"]
+            .get(key)
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
             if v.is_null() && !patch.keys().any(|p| p == k || inside(k, p)) {
                 patch.insert(k.clone(), Value::Null);
             } else {

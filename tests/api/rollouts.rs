@@ -913,3 +913,175 @@ async fn an_aborted_rollout_pins_nothing_and_can_be_rolled_back() {
     assert_eq!(rolled_back.json["state"], "rolled_back");
     assert_eq!(feed_tag(&app, "dev-1").await, OLD, "previous value back");
 }
+
+/// prod runs cert-manager at `v1.16.3` through the overlay `prod-line`; `prod-bare` has it
+/// only from that overlay, `prod-3` is held on `v1.15.9` by a higher overlay.
+async fn overlay_fleet() -> TestApp {
+    let mut members = vec![
+        member("dev-1", "dev"),
+        member("prod-1", "prod"),
+        member("prod-2", "prod"),
+        member("prod-3", "prod"),
+    ];
+    members[3].labels = json!({"hold": "yes"});
+    let app = fleet(&members).await;
+    let bare = json!({"id": "prod-bare", "cluster_name": "prod-bare", "cluster_dns": dns("prod-bare"),
+                      "environment": "prod", "platform_components": []});
+    assert_eq!(
+        app.post("/clusters", &bare).await.status,
+        StatusCode::CREATED
+    );
+    for overlay in [
+        json!({"id": "prod-line", "selector": {"environment": "prod"},
+               "platform_components": [{"id": COMPONENT, "enabled": true, "oci_tag": "v1.16.3"}]}),
+        json!({"id": "prod-hold", "selector": {"labels": {"hold": "yes"}}, "priority": 10,
+               "platform_components": [{"id": COMPONENT, "oci_tag": "v1.15.9"}]}),
+    ] {
+        let created = app.post("/overlays", &overlay).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.json);
+    }
+    for id in ["dev-1", "prod-1", "prod-2", "prod-3", "prod-bare"]
+        .into_iter()
+        .chain(DEMO_USERS)
+    {
+        poll(&app, id).await;
+    }
+    app
+}
+
+fn overlay_spec(id: &str) -> Value {
+    let mut spec = spec(id, json!([{"environment": "prod", "batch": 2}]));
+    spec["overlay"] = json!("prod-line");
+    spec
+}
+
+#[tokio::test]
+async fn a_rollout_into_an_overlay_moves_only_what_it_matches_and_promotes_into_it() {
+    let app = overlay_fleet().await;
+    assert_eq!(feed_tag(&app, "prod-bare").await, "v1.16.3");
+    // A catalog rollout sees the overlays: prod takes its tag from one, so prod is pinned.
+    let catalog_plan = app
+        .post(
+            "/rollouts?dry_run=true",
+            &spec("catalog", json!([{"environment": "prod"}])),
+        )
+        .await;
+    catalog_plan.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+
+    let created = app.post("/rollouts", &overlay_spec("prod-17")).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.json);
+    let planned = &created.json;
+    let pinned: Vec<&str> = planned["not_in_steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["state"] == "pinned")
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(pinned, ["edge-prod-01", "prod-3"], "{planned}");
+    let moving: Vec<String> = planned["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["clusters"].as_array().unwrap())
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        moving,
+        ["edge-prod-02", "prod-1", "prod-2", "prod-bare"],
+        "dev-1 is not in scope"
+    );
+
+    // The overlay is the rollout's to write while it runs.
+    app.put("/overlays/prod-line", &json!({"description": "mine"}))
+        .await
+        .expect_error(StatusCode::CONFLICT, "conflict");
+    assert_eq!(verb(&app, "prod-17", "start").await.status, StatusCode::OK);
+    let mut t = now();
+    let mut before_promotion = None;
+    for _ in 0..40 {
+        tick(&app, &mut t, 1).await;
+        let current = rollout(&app, "prod-17").await;
+        if current["state"] != "running" {
+            break;
+        }
+        for cluster in in_state(&current, "progressing") {
+            assert_eq!(feed_tag(&app, &cluster).await, NEW, "{cluster} moved");
+            report(&app, &cluster, "UpgradeSucceeded", NEW).await;
+        }
+        before_promotion = Some(fingerprint(&app).await);
+        t += 5;
+    }
+    let r = rollout(&app, "prod-17").await;
+    assert_eq!(r["state"], "succeeded", "{r}");
+    assert!(
+        fingerprint(&app).await == before_promotion.unwrap(),
+        "promotion changes no feed"
+    );
+    // prod's overlay now says the target; the catalog and the other layers are as they were.
+    let overlay = app.get("/overlays/prod-line").await.json;
+    assert_eq!(
+        overlay["platform_components"][0]["oci_tag"], NEW,
+        "{overlay}"
+    );
+    assert_eq!(
+        app.get("/platform_components/cert-manager").await.json["oci_tag"],
+        OLD
+    );
+    assert_eq!(
+        app.get("/clusters/prod-bare").await.json["platform_components"],
+        json!([]),
+        "the entry the rollout added is gone again"
+    );
+    assert_eq!(
+        app.get("/clusters/prod-1").await.json["platform_components"][0]["oci_tag"],
+        Value::Null
+    );
+    for (id, tag) in [
+        ("prod-bare", NEW),
+        ("prod-1", NEW),
+        ("edge-prod-02", NEW),
+        ("prod-3", "v1.15.9"),
+        ("edge-prod-01", "v1.15.4"),
+        ("dev-1", OLD),
+    ] {
+        assert_eq!(feed_tag(&app, id).await, tag, "{id}");
+    }
+    let effective = app.get("/clusters/prod-2/effective").await.json;
+    assert_eq!(
+        effective["platform_components"][0]["oci_tag"]["from"],
+        "overlay:prod-line"
+    );
+}
+
+#[tokio::test]
+async fn rolling_back_an_overlay_rollout_removes_the_entries_it_added() {
+    let app = overlay_fleet().await;
+    let mut spec = overlay_spec("prod-17");
+    spec["waves"] = json!([{"clusters": ["prod-bare"]}, {"environment": "prod"}]);
+    assert_eq!(
+        app.post("/rollouts", &spec).await.status,
+        StatusCode::CREATED
+    );
+    let feeds = fingerprint(&app).await;
+    assert_eq!(verb(&app, "prod-17", "start").await.status, StatusCode::OK);
+    let mut t = now();
+    tick(&app, &mut t, 1).await;
+    assert_eq!(feed_tag(&app, "prod-bare").await, NEW);
+    assert_eq!(
+        app.get("/clusters/prod-bare").await.json["platform_components"][0]["oci_tag"],
+        NEW
+    );
+    assert_eq!(
+        verb(&app, "prod-17", "rollback").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get("/clusters/prod-bare").await.json["platform_components"],
+        json!([])
+    );
+    assert!(
+        fingerprint(&app).await == feeds,
+        "every feed as before the rollout"
+    );
+}

@@ -45,6 +45,9 @@ pub struct ClusterRecord {
     pub changed: bool,
     pub planned: Overrides,
     pub previous: Overrides,
+    /// The cluster had the component only from an overlay: the rollout gave it an entry of
+    /// its own, which a rollback or the promotion removes again.
+    pub added: bool,
 }
 
 /// A cluster's own values for the component (`None`: the catalog's).

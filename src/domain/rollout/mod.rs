@@ -122,6 +122,10 @@ pub struct RolloutSpec {
     /// Also move clusters that pin their own `oci_tag` for the component.
     #[oai(default)]
     pub include_pinned: bool,
+    /// Roll out within an overlay: only the clusters it matches move, and promotion writes
+    /// the target into the overlay's entry for the component instead of the catalog.
+    #[oai(skip_serializing_if_is_none)]
+    pub overlay: Option<String>,
 }
 
 /// Where a rollout stands.
@@ -463,7 +467,8 @@ pub struct Candidate {
     pub cluster_dns: String,
     pub environment: Environment,
     pub labels: BTreeMap<String, String>,
-    /// It sets its own `oci_tag` for the component.
+    /// Its `oci_tag` for the component is set above the layer the rollout promotes into: by
+    /// the cluster itself, or by an overlay (above the rollout's overlay, if it names one).
     pub pinned: bool,
 }
 
@@ -671,6 +676,7 @@ mod tests {
             max_failures: 0,
             on_failure: OnFailure::Pause,
             include_pinned: false,
+            overlay: None,
         }
     }
 

@@ -80,8 +80,8 @@ pub(super) fn load(
     let clusters = if with_clusters {
         conn.prepare_cached(
             "SELECT cluster_id, cluster_dns, step, state, reason, message, changed, \
-             planned_oci_tag, planned_component_path, previous_oci_tag, previous_component_path \
-             FROM rollout_clusters WHERE rollout_id = ?1 ORDER BY step IS NULL, step, cluster_id",
+             planned_oci_tag, planned_component_path, previous_oci_tag, previous_component_path, \
+             added FROM rollout_clusters WHERE rollout_id = ?1 ORDER BY step IS NULL, step, cluster_id",
         )
         .db()?
         .query_map([id], cluster_row)
@@ -122,6 +122,7 @@ pub(super) fn cluster_row(row: &Row) -> rusqlite::Result<ClusterRecord> {
             oci_tag: row.get(9)?,
             component_path: row.get(10)?,
         },
+        added: row.get(11)?,
     })
 }
 

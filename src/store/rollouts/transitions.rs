@@ -9,7 +9,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::plan::*;
 use super::read::*;
 use super::{CONTROLLER, actor, parse_state};
-use crate::domain::model::{Cluster, PlatformComponent};
+use crate::domain::model::{Cluster, ComponentRef, Environment, PlatformComponent};
+use crate::domain::overlay::{self, OverlayComponent};
 use crate::domain::rollout::{
     ClusterRecord, ClusterState, Decision, KeptValues, Overrides, Rollout, RolloutRecord,
     RolloutSpec, RolloutState, StepState, Verb, decide, moved,
@@ -18,7 +19,7 @@ use crate::error::{AppError, Result};
 use crate::store::audit::Change;
 use crate::store::polls::PollTracker;
 use crate::store::write::Pipeline;
-use crate::store::{SqlResultExt, Store, WriteRequest, components};
+use crate::store::{SqlResultExt, Store, WriteRequest, components, overlays};
 
 // ---------------------------------------------------------------------------------------
 // Writing transitions
@@ -142,65 +143,132 @@ pub(super) fn record_decision(
     Ok(())
 }
 
-/// The component's assignment on one cluster.
+/// The component on one cluster: whether enabled, the cluster's own values, and whether it
+/// lists the component itself (or has it only from an overlay).
+#[derive(Debug)]
+pub(super) struct Assignment {
+    pub enabled: bool,
+    pub own: Overrides,
+    pub listed: bool,
+}
+
+/// The component's assignment on one cluster, overlays included; `None`: not assigned.
 pub(super) fn assignment(
     tx: &Connection,
     cluster: &str,
     component: &str,
-) -> Result<Option<(bool, Overrides)>> {
-    tx.prepare_cached(
-        "SELECT enabled, oci_tag, component_path FROM cluster_components WHERE cluster_id = ?1 AND component_id = ?2",
+) -> Result<Option<Assignment>> {
+    let listed = tx
+        .prepare_cached(
+            "SELECT enabled, oci_tag, component_path FROM cluster_components WHERE cluster_id = ?1 AND component_id = ?2",
+        )
+        .db()?
+        .query_row([cluster, component], |row| {
+            Ok(Assignment {
+                enabled: row.get(0)?,
+                own: Overrides {
+                    oci_tag: row.get(1)?,
+                    component_path: row.get(2)?,
+                },
+                listed: true,
+            })
+        })
+        .optional()
+        .db()?;
+    if listed.is_some() {
+        return Ok(listed);
+    }
+    let environment: Option<String> = tx
+        .prepare_cached("SELECT environment FROM clusters WHERE id = ?1")
+        .db()?
+        .query_row([cluster], |row| row.get(0))
+        .optional()
+        .db()?;
+    let Some(environment) = environment.as_deref().and_then(Environment::parse) else {
+        return Ok(None);
+    };
+    let labels = crate::store::clusters::labels_of(tx, cluster)?;
+    let all = overlays::all(tx)?;
+    let matched = overlay::matching(&all, environment, &labels);
+    Ok(
+        overlay::component_values(component, None, &matched).map(|values| Assignment {
+            enabled: values.enabled.0,
+            own: Overrides::default(),
+            listed: false,
+        }),
     )
-    .db()?
-    .query_row([cluster, component], |row| {
-        Ok((
-            row.get(0)?,
-            Overrides {
-                oci_tag: row.get(1)?,
-                component_path: row.get(2)?,
-            },
-        ))
-    })
-    .optional()
-    .db()
 }
 
-/// Sets a cluster's overrides of the component, audited as a cluster write. The cluster is
-/// read once and its new state made in memory (a promotion writes every cluster using the
-/// component: a second read per cluster doubled its time).
+/// Sets a cluster's own values for the component (an entry is added at the end of its list
+/// when it has the component only from an overlay), or with `None` removes the entry the
+/// rollout added; audited as a cluster write. The cluster is read once and its new state made
+/// in memory (a promotion writes every cluster using the component: a second read per
+/// cluster doubled its time).
 pub(super) fn write_overrides(
     pipeline: &mut Pipeline<'_>,
     cluster: &str,
     component: &str,
-    values: &Overrides,
+    values: Option<&Overrides>,
 ) -> Result<()> {
     let Some(mut stored) = crate::store::clusters::get(pipeline.conn(), cluster)? else {
         return Ok(());
     };
     let before = stored.to_json();
-    let Some(entry) = stored
+    let conn = pipeline.conn();
+    let found = stored
         .platform_components
-        .iter_mut()
-        .find(|c| c.id == component)
-    else {
-        return Ok(());
-    };
-    entry.oci_tag = values.oci_tag.clone();
-    entry.component_path = values.component_path.clone();
-    pipeline
-        .conn()
-        .prepare_cached(
-            "UPDATE cluster_components SET oci_tag = ?3, component_path = ?4 \
-             WHERE cluster_id = ?1 AND component_id = ?2",
-        )
-        .db()?
-        .execute(params![
-            cluster,
-            component,
-            values.oci_tag,
-            values.component_path
-        ])
-        .db()?;
+        .iter()
+        .position(|c| c.id == component);
+    match (values, found) {
+        (Some(values), Some(index)) => {
+            let entry = &mut stored.platform_components[index];
+            entry.oci_tag = values.oci_tag.clone();
+            entry.component_path = values.component_path.clone();
+            conn.prepare_cached(
+                "UPDATE cluster_components SET oci_tag = ?3, component_path = ?4 \
+                 WHERE cluster_id = ?1 AND component_id = ?2",
+            )
+            .db()?
+            .execute(params![
+                cluster,
+                component,
+                values.oci_tag,
+                values.component_path
+            ])
+            .db()?;
+        }
+        (Some(values), None) => {
+            stored.platform_components.push(ComponentRef {
+                id: component.to_owned(),
+                enabled: true,
+                oci_tag: values.oci_tag.clone(),
+                component_path: values.component_path.clone(),
+            });
+            conn.prepare_cached(
+                "INSERT INTO cluster_components (cluster_id, component_id, position, enabled, \
+                 oci_tag, component_path) VALUES (?1, ?2, (SELECT coalesce(max(position), -1) + 1 \
+                 FROM cluster_components WHERE cluster_id = ?1), 1, ?3, ?4)",
+            )
+            .db()?
+            .execute(params![
+                cluster,
+                component,
+                values.oci_tag,
+                values.component_path
+            ])
+            .db()?;
+        }
+        (None, Some(index)) => {
+            stored.platform_components.remove(index);
+            conn.prepare_cached(
+                "DELETE FROM cluster_components WHERE cluster_id = ?1 AND component_id = ?2",
+            )
+            .db()?
+            .execute(params![cluster, component])
+            .db()?;
+        }
+        (None, None) => return Ok(()),
+    }
     pipeline.recorded_as::<Cluster>(cluster, before, &stored)
 }
 
@@ -234,11 +302,11 @@ pub(super) fn start_step(
                 ClusterState::Skipped,
                 "gone: the cluster or its assignment of the component was removed".to_owned(),
             )),
-            (_, Some((false, _))) => Some((
+            (_, Some(a)) if !a.enabled => Some((
                 ClusterState::Skipped,
                 "disabled: the component is disabled on the cluster".to_owned(),
             )),
-            (_, Some((true, overrides))) if *overrides != c.planned => Some((
+            (_, Some(a)) if a.own != c.planned => Some((
                 ClusterState::Pinned,
                 "edited by hand since the rollout was planned; it keeps the edit".to_owned(),
             )),
@@ -259,21 +327,22 @@ pub(super) fn start_step(
             skipped += 1;
             continue;
         }
-        let previous = found.map(|(_, o)| o).unwrap_or_default();
+        let (previous, listed) = found.map_or((Overrides::default(), true), |a| (a.own, a.listed));
         write_overrides(
             pipeline,
             &c.cluster_id,
             &spec.component,
-            &moved(&spec.target, &previous),
+            Some(&moved(&spec.target, &previous)),
         )?;
         pipeline
             .conn()
             .prepare_cached(
                 "UPDATE rollout_clusters SET state = 'progressing', changed = 1, reason = NULL, message = NULL, \
-                 previous_oci_tag = ?3, previous_component_path = ?4 WHERE rollout_id = ?1 AND cluster_id = ?2",
+                 previous_oci_tag = ?3, previous_component_path = ?4, added = ?5 \
+                 WHERE rollout_id = ?1 AND cluster_id = ?2",
             )
             .db()?
-            .execute(params![id, c.cluster_id, previous.oci_tag, previous.component_path])
+            .execute(params![id, c.cluster_id, previous.oci_tag, previous.component_path, !listed])
             .db()?;
         moved_count += 1;
     }
@@ -317,8 +386,9 @@ pub(super) fn roll_back(
             )
     }) {
         match assignment(pipeline.conn(), &c.cluster_id, &spec.component)? {
-            Some((_, overrides)) if overrides == moved(&spec.target, &c.previous) => {
-                write_overrides(pipeline, &c.cluster_id, &spec.component, &c.previous)?;
+            Some(a) if a.listed && a.own == moved(&spec.target, &c.previous) => {
+                let restored_values = (!c.added).then_some(&c.previous);
+                write_overrides(pipeline, &c.cluster_id, &spec.component, restored_values)?;
                 set_cluster(
                     pipeline.conn(),
                     &spec.id,
@@ -360,100 +430,145 @@ pub(super) fn roll_back(
     )
 }
 
-/// The last step passed: the catalog takes the target and the rollout's overrides go, in
-/// one inventory write that leaves every feed as it is. Clusters the rollout did not move
-/// keep their previous values as overrides.
+/// The last step passed: the promoted layer (the catalog, or the rollout's overlay) takes the
+/// target and the rollout's overrides go (entries it added included), in one inventory write
+/// that leaves every feed as it is. Clusters the rollout did not move keep their previous
+/// values as overrides, where the promoted layer gave them those values.
 pub(super) fn promote(pipeline: &mut Pipeline<'_>, record: &RolloutRecord, now: i64) -> Result<()> {
     let spec = &record.spec;
     let target = &spec.target;
     let catalog = components::get(pipeline.conn(), &spec.component)?.ok_or_else(|| {
         AppError::Conflict(format!("platform component '{}' is gone", spec.component))
     })?;
-    let updated = PlatformComponent {
-        oci_tag: target.oci_tag.clone(),
-        component_path: target
-            .component_path
-            .clone()
-            .unwrap_or_else(|| catalog.component_path.clone()),
-        component_version: target
-            .component_version
-            .clone()
-            .unwrap_or_else(|| catalog.component_version.clone()),
-        ..catalog.clone()
+    // Read before the promoted layer changes: where each cluster's values come from.
+    let clusters = assigned(pipeline.conn(), &spec.component, spec.overlay.as_deref())?;
+    let layer = match &spec.overlay {
+        None => {
+            let updated = PlatformComponent {
+                oci_tag: target.oci_tag.clone(),
+                component_path: target
+                    .component_path
+                    .clone()
+                    .unwrap_or_else(|| catalog.component_path.clone()),
+                component_version: target
+                    .component_version
+                    .clone()
+                    .unwrap_or_else(|| catalog.component_version.clone()),
+                ..catalog.clone()
+            };
+            pipeline.record::<PlatformComponent, _>(&spec.component, |tx| {
+                components::update(tx, &updated)
+            })?;
+            format!("the catalog entry '{}'", spec.component)
+        }
+        Some(id) => {
+            let mut updated = overlays::get(pipeline.conn(), id)?
+                .ok_or_else(|| AppError::Conflict(format!("overlay '{id}' is gone")))?;
+            let entries = &mut updated.platform_components;
+            let index = match entries.iter().position(|e| e.id == spec.component) {
+                Some(index) => index,
+                None => {
+                    entries.push(OverlayComponent {
+                        id: spec.component.clone(),
+                        enabled: None,
+                        oci_tag: None,
+                        component_path: None,
+                    });
+                    entries.len() - 1
+                }
+            };
+            entries[index].oci_tag = Some(target.oci_tag.clone());
+            if let Some(path) = &target.component_path {
+                entries[index].component_path = Some(path.clone());
+            }
+            pipeline.record::<crate::domain::overlay::Overlay, _>(id, |tx| {
+                overlays::update(tx, &updated)
+            })?;
+            format!("overlay '{id}'")
+        }
     };
-    pipeline
-        .record::<PlatformComponent, _>(&spec.component, |tx| components::update(tx, &updated))?;
     let rows: HashMap<&str, &ClusterRecord> = record
         .clusters
         .iter()
         .map(|c| (c.cluster_id.as_str(), c))
         .collect();
-    let assignments: Vec<(String, Overrides)> = pipeline
-        .conn()
-        .prepare_cached(
-            "SELECT cluster_id, oci_tag, component_path FROM cluster_components WHERE component_id = ?1 ORDER BY cluster_id",
-        )
-        .db()?
-        .query_map([&spec.component], |row| {
-            Ok((
-                row.get(0)?,
-                Overrides {
-                    oci_tag: row.get(1)?,
-                    component_path: row.get(2)?,
-                },
-            ))
-        })
-        .db()?
-        .collect::<rusqlite::Result<_>>()
-        .db()?;
     let (mut removed, mut kept) = (0, Vec::new());
-    for (cluster, current) in assignments {
-        let ours = rows.get(cluster.as_str()).is_some_and(|c| {
+    for cluster in clusters {
+        let id = cluster.candidate.id.as_str();
+        let listed = cluster.own.is_some();
+        let current = cluster
+            .own
+            .as_ref()
+            .map_or_else(Overrides::default, |o| Overrides {
+                oci_tag: o.oci_tag.clone(),
+                component_path: o.component_path.clone(),
+            });
+        let ours = rows.get(id).filter(|c| {
             c.changed
                 && matches!(
                     c.state,
                     ClusterState::Passed | ClusterState::Failed | ClusterState::Progressing
                 )
+                && listed
                 && current == moved(target, &c.previous)
         });
-        let wanted = if ours {
+        let wanted = if let Some(ours) = ours {
             removed += 1;
-            Overrides {
+            (!ours.added).then(|| Overrides {
                 oci_tag: None,
                 component_path: if target.component_path.is_some() {
                     None
                 } else {
                     current.component_path.clone()
                 },
-            }
+            })
         } else {
+            // The promotion changes what it served only where the promoted layer set it.
+            let tag_follows = !cluster.tag_above;
+            let path_follows = target.component_path.is_some() && !cluster.path_above;
+            // An entry of its own would enable a component an overlay disables.
+            if !(tag_follows || path_follows) || (!listed && !cluster.values.enabled.0) {
+                continue;
+            }
+            let tag_before = cluster
+                .values
+                .oci_tag
+                .0
+                .clone()
+                .unwrap_or_else(|| catalog.oci_tag.clone());
+            let path_before = cluster
+                .values
+                .component_path
+                .0
+                .clone()
+                .unwrap_or_else(|| catalog.component_path.clone());
             let values = Overrides {
-                oci_tag: current
-                    .oci_tag
-                    .clone()
-                    .or_else(|| Some(catalog.oci_tag.clone())),
-                component_path: match &target.component_path {
-                    Some(_) => current
-                        .component_path
-                        .clone()
-                        .or_else(|| Some(catalog.component_path.clone())),
-                    None => current.component_path.clone(),
+                oci_tag: if tag_follows {
+                    Some(tag_before)
+                } else {
+                    current.oci_tag.clone()
+                },
+                component_path: if path_follows {
+                    Some(path_before)
+                } else {
+                    current.component_path.clone()
                 },
             };
-            if values != current {
-                kept.push(KeptValues {
-                    cluster: cluster.clone(),
-                    oci_tag: values.oci_tag.clone().unwrap_or_default(),
-                    component_path: values
-                        .component_path
-                        .clone()
-                        .filter(|_| target.component_path.is_some()),
-                });
+            if values == current && listed {
+                continue;
             }
-            values
+            kept.push(KeptValues {
+                cluster: id.to_owned(),
+                oci_tag: values.oci_tag.clone().unwrap_or_default(),
+                component_path: values
+                    .component_path
+                    .clone()
+                    .filter(|_| target.component_path.is_some()),
+            });
+            Some(values)
         };
-        if wanted != current {
-            write_overrides(pipeline, &cluster, &spec.component, &wanted)?;
+        if !listed || wanted.as_ref() != Some(&current) {
+            write_overrides(pipeline, id, &spec.component, wanted.as_ref())?;
         }
     }
     let tx = pipeline.conn();
@@ -471,9 +586,8 @@ pub(super) fn promote(pipeline: &mut Pipeline<'_>, record: &RolloutRecord, now: 
         None,
         CONTROLLER,
         &format!(
-            "promoted: the catalog entry '{}' now has oci_tag '{}'; {removed} per-cluster override(s) \
+            "promoted: {layer} now has oci_tag '{}'; {removed} per-cluster override(s) \
              removed, {} cluster(s) keep their previous values as overrides",
-            spec.component,
             target.oci_tag,
             kept.len()
         ),
