@@ -3,7 +3,7 @@
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::{ApiResponse, OpenApi};
 
 use super::ApiTags;
 use super::body::JsonBody;
@@ -11,128 +11,17 @@ use super::error::{ReadError, WriteError};
 use super::responses::{Created, Deleted, Fetched, Listed, Updated, etag, write_request};
 use crate::auth::{ReadAccess, WriteAccess};
 use crate::domain::model::{Cluster, ClusterUpdate, Environment};
+use crate::domain::overlay::EffectiveCluster;
 use crate::store::clusters::{self, ClusterFilter};
 use crate::store::{Page, Store};
 
 pub struct ClustersApi;
-
-/// A value as the cluster's feeds carry it, and the layer that set it: `catalog`,
-/// `overlay:<id>` or `cluster`.
-#[derive(Object, Clone, Debug)]
-pub struct LayeredValue {
-    pub value: serde_json::Value,
-    pub from: String,
-}
-
-/// One effective platform component of a cluster.
-#[derive(Object, Clone, Debug)]
-pub struct EffectiveComponent {
-    pub id: String,
-    pub enabled: LayeredValue,
-    pub oci_tag: LayeredValue,
-    pub component_path: LayeredValue,
-    /// Patch key → value and layer.
-    pub patches: std::collections::BTreeMap<String, LayeredValue>,
-}
-
-/// A namespace or rolebinding the cluster gets, and the layer that assigned it.
-#[derive(Object, Clone, Debug)]
-pub struct EffectiveRef {
-    pub id: String,
-    pub from: String,
-}
-
-/// What a cluster's feeds are made of: its own entry over the overlays that match it, over
-/// the catalog, each value with the layer it came from.
-#[derive(Object, Clone, Debug)]
-pub struct EffectiveCluster {
-    pub id: String,
-    /// The overlays that match the cluster, in the order they layer.
-    pub overlays: Vec<String>,
-    pub platform_components: Vec<EffectiveComponent>,
-    pub namespaces: Vec<EffectiveRef>,
-    pub rolebindings: Vec<EffectiveRef>,
-}
 
 #[derive(ApiResponse)]
 pub enum EffectiveResponse {
     /// The cluster's effective values.
     #[oai(status = 200)]
     Ok(Json<EffectiveCluster>),
-}
-
-/// The effective values of one cluster, read in one transaction.
-fn effective(conn: &rusqlite::Connection, id: &str) -> crate::error::Result<EffectiveCluster> {
-    use crate::domain::overlay;
-    let cluster = clusters::get(conn, id)?
-        .ok_or_else(|| crate::error::AppError::NotFound(format!("cluster '{id}' not found")))?;
-    let all = crate::store::overlays::all(conn)?;
-    let found = overlay::matching(&all, cluster.environment, &cluster.labels);
-    let layers = overlay::effective(&cluster, &found);
-    let catalog =
-        crate::store::components::get_many(conn, layers.components.iter().map(|c| c.id.as_str()))?;
-    let text =
-        |v: &Option<String>, from: &overlay::Layer, catalog_value: Option<&str>| LayeredValue {
-            value: v
-                .as_deref()
-                .or(catalog_value)
-                .map_or(serde_json::Value::Null, |t| {
-                    serde_json::Value::String(t.into())
-                }),
-            from: from.name(),
-        };
-    let platform_components = layers
-        .components
-        .iter()
-        .map(|c| {
-            let entry = catalog.get(&c.id);
-            EffectiveComponent {
-                id: c.id.clone(),
-                enabled: LayeredValue {
-                    value: serde_json::Value::Bool(c.enabled.0),
-                    from: c.enabled.1.name(),
-                },
-                oci_tag: text(
-                    &c.oci_tag.0,
-                    &c.oci_tag.1,
-                    entry.map(|e| e.oci_tag.as_str()),
-                ),
-                component_path: text(
-                    &c.component_path.0,
-                    &c.component_path.1,
-                    entry.map(|e| e.component_path.as_str()),
-                ),
-                patches: c
-                    .patch
-                    .iter()
-                    .map(|(key, (value, from))| {
-                        (
-                            key.clone(),
-                            LayeredValue {
-                                value: value.clone(),
-                                from: from.name(),
-                            },
-                        )
-                    })
-                    .collect(),
-            }
-        })
-        .collect();
-    let refs = |list: &[(String, overlay::Layer)]| {
-        list.iter()
-            .map(|(id, from)| EffectiveRef {
-                id: id.clone(),
-                from: from.name(),
-            })
-            .collect()
-    };
-    Ok(EffectiveCluster {
-        id: cluster.id.clone(),
-        overlays: found.iter().map(|o| o.id.clone()).collect(),
-        platform_components,
-        namespaces: refs(&layers.namespaces),
-        rolebindings: refs(&layers.rolebindings),
-    })
 }
 
 #[OpenApi(prefix_path = "/clusters", tag = "ApiTags::Clusters")]
@@ -230,7 +119,9 @@ impl ClustersApi {
         id: Path<String>,
     ) -> Result<EffectiveResponse, ReadError> {
         let id = id.0;
-        let view = store.read(move |conn| effective(conn, &id)).await?;
+        let view = store
+            .read(move |conn| crate::store::overlays::effective_view(conn, &id))
+            .await?;
         Ok(EffectiveResponse::Ok(Json(view)))
     }
 

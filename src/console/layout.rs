@@ -9,6 +9,7 @@ use super::Session;
 pub enum Section {
     Fleet,
     Catalog,
+    Overlays,
     Rollouts,
     Audit,
     Tokens,
@@ -34,6 +35,7 @@ pub fn page(title: &str, section: Section, session: Option<&Session>, body: Mark
                         nav aria-label="Console" {
                             a href="/ui/" aria-current=[current(section, Section::Fleet)] { "Fleet" }
                             a href="/ui/catalog" aria-current=[current(section, Section::Catalog)] { "Catalog" }
+                            a href="/ui/overlays" aria-current=[current(section, Section::Overlays)] { "Overlays" }
                             a href="/ui/rollouts" aria-current=[current(section, Section::Rollouts)] { "Rollouts" }
                             a href="/ui/audit" aria-current=[current(section, Section::Audit)] { "Audit" }
                             @if session.access == super::Access::Write {

@@ -7,7 +7,9 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod edit;
 pub mod layout;
+pub mod overlays;
 pub mod pages;
 pub mod rollouts;
 pub mod session;
@@ -40,6 +42,10 @@ pub fn routes() -> impl Endpoint<Output = Response> {
         .at("/clusters/:id/preview", post(pages::preview_edit))
         .at("/clusters/:id/save", post(pages::save_edit))
         .at("/catalog", get(catalog::catalog_page))
+        .at("/overlays", get(overlays::overlays_page))
+        .at("/overlays/:id", get(overlays::overlay_page))
+        .at("/overlays/:id/preview", post(overlays::preview_edit))
+        .at("/overlays/:id/save", post(overlays::save_edit))
         .at("/rollouts", get(rollouts::rollouts_page))
         .at("/rollouts/plan", post(rollouts::plan))
         .at("/rollouts/create", post(rollouts::create))

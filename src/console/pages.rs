@@ -7,10 +7,11 @@ use poem::{Body, IntoResponse, Request, Response, handler};
 use serde::Deserialize;
 
 use super::csrf_refusal;
+use super::edit;
 use super::layout::{self, Section, page};
 use super::session::{self, Access, Credential, Session, Sessions};
 use crate::auth::{self, Identity, Tokens};
-use crate::domain::model::Environment;
+use crate::domain::model::{Cluster, Environment};
 use crate::domain::report::State;
 use crate::store::Store;
 use crate::store::clusters::{Browse, Browsed};
@@ -499,11 +500,17 @@ pub async fn cluster_page(
         return Redirect::see_other("/ui/login").into_response();
     };
     let lookup = id.clone();
-    let cluster = match store
-        .read(move |conn| crate::store::clusters::get(conn, &lookup))
-        .await
-    {
-        Ok(Some(cluster)) => cluster,
+    let found = store
+        .read(move |conn| {
+            let Some(cluster) = crate::store::clusters::get(conn, &lookup)? else {
+                return Ok(None);
+            };
+            let layers = crate::store::overlays::effective_view(conn, &lookup)?;
+            Ok(Some((cluster, layers)))
+        })
+        .await;
+    let (cluster, layers) = match found {
+        Ok(Some(found)) => found,
         Ok(None) => {
             return error_page(StatusCode::NOT_FOUND, &format!("no cluster with id '{id}'"));
         }
@@ -559,6 +566,32 @@ pub async fn cluster_page(
                 }
             }
         }
+        h2 { "Values and where they come from" }
+        p.muted {
+            "Each value as the feeds carry it, and the layer that set it: the catalog, an overlay ("
+            @if layers.overlays.is_empty() { "none matches this cluster" } @else {
+                "here: " @for (i, o) in layers.overlays.iter().enumerate() { @if i > 0 { ", " } a href=(format!("/ui/overlays/{o}")) { (o) } }
+            }
+            ") or the cluster itself."
+        }
+        table {
+            thead { tr { th { "Component" } th { "Enabled" } th { "oci_tag" } th { "component_path" } th { "Patches" } } }
+            tbody {
+                @for c in &layers.platform_components {
+                    tr {
+                        td { (c.id) }
+                        td { (c.enabled.value.to_string()) " " (layer(&c.enabled.from)) }
+                        td { code { (c.oci_tag.value.as_str().unwrap_or_default()) } " " (layer(&c.oci_tag.from)) }
+                        td { code { (c.component_path.value.as_str().unwrap_or_default()) } " " (layer(&c.component_path.from)) }
+                        td { @for (key, value) in &c.patches { code { (key) "=" (value.value.to_string()) } " " (layer(&value.from)) br; } }
+                    }
+                }
+            }
+        }
+        @let added: Vec<_> = layers.namespaces.iter().chain(&layers.rolebindings).filter(|r| r.from != "cluster").collect();
+        @if !added.is_empty() {
+            p { "Added by overlays: " @for r in &added { (r.id) " " (layer(&r.from)) " " } }
+        }
         @if !cluster.patches.is_empty() {
             h2 { "Helm value patches" }
             table {
@@ -581,14 +614,7 @@ pub async fn cluster_page(
         }
         @if can_write(req, session) {
             h2 { "Edit" }
-            form method="post" action=(format!("/ui/clusters/{}/preview", cluster.id)) {
-                input type="hidden" name="csrf" value=(session.csrf);
-                label {
-                    "The cluster as JSON (fields present replace the stored ones). Save shows what changes for Flux first."
-                    textarea name="document" rows="18" cols="90" { (document_of(&cluster)) }
-                }
-                p { button type="submit" { "Preview the change" } }
-            }
+            (edit::form(session, &format!("/ui/clusters/{}", cluster.id), "The cluster", &cluster))
         }
         h2 { "Last events" }
         @if convergence.events.is_empty() {
@@ -616,6 +642,16 @@ pub async fn cluster_page(
     )
 }
 
+/// The layer a value came from, as a small label (`overlay:<id>` links to the overlay).
+fn layer(from: &str) -> Markup {
+    match from.strip_prefix("overlay:") {
+        Some(id) => {
+            html! { span.label { "overlay " a href=(format!("/ui/overlays/{id}")) { (id) } } }
+        }
+        None => html! { span.label.muted { (from) } },
+    }
+}
+
 /// A feed's bytes, indented for reading (same content and key order).
 fn pretty(bytes: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(bytes)
@@ -624,66 +660,7 @@ fn pretty(bytes: &[u8]) -> String {
         .unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned())
 }
 
-/// A cluster as the edit form shows it.
-fn document_of(cluster: &crate::domain::model::Cluster) -> String {
-    use poem_openapi::types::ToJSON;
-    cluster
-        .to_json()
-        .and_then(|value| serde_json::to_string_pretty(&value).ok())
-        .unwrap_or_default()
-}
-
-#[derive(Deserialize)]
-struct EditForm {
-    document: String,
-    /// The revision the preview was made at (`If-Match` of the save).
-    #[serde(default)]
-    revision: String,
-    /// Clusters the write may take inputs from (blast radius).
-    #[serde(default)]
-    confirm: String,
-}
-
-fn parse_update(text: &str) -> Result<crate::domain::model::ClusterUpdate, Box<Response>> {
-    use poem_openapi::types::ParseFromJSON;
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|err| {
-        Box::new(error_page(
-            StatusCode::BAD_REQUEST,
-            &format!("the document is not JSON: {err}"),
-        ))
-    })?;
-    crate::domain::model::ClusterUpdate::parse_from_json(Some(value)).map_err(|err| {
-        Box::new(error_page(
-            StatusCode::BAD_REQUEST,
-            &format!("the document: {}", err.into_message()),
-        ))
-    })
-}
-
-fn edit_request(session: &Session, dry_run: bool, form: &EditForm) -> crate::store::WriteRequest {
-    crate::store::WriteRequest {
-        dry_run,
-        changes_offset: 0,
-        change: crate::store::audit::Change {
-            actor: session.actor(),
-            method: "PUT",
-        },
-        if_match: form.revision.trim().parse().ok(),
-        confirm: form.confirm.trim().parse().ok(),
-    }
-}
-
-/// An edit form as posted: its fields, the session allowed to post it, the update it asks for.
-async fn posted_edit(
-    req: &Request,
-    body: Body,
-) -> Result<(EditForm, &Session, crate::domain::model::ClusterUpdate), Box<Response>> {
-    let (form, session) = write_form::<EditForm>(req, body).await?;
-    let update = parse_update(&form.document)?;
-    Ok((form, session, update))
-}
-
-/// What an edit would change for Flux, before it is saved (a dry run of the same write).
+/// What a cluster edit would change for Flux, before it is saved.
 #[handler]
 pub async fn preview_edit(
     req: &Request,
@@ -691,75 +668,7 @@ pub async fn preview_edit(
     Path(id): Path<String>,
     body: Body,
 ) -> Response {
-    let (form, session, update) = match posted_edit(req, body).await {
-        Ok(posted) => posted,
-        Err(response) => return *response,
-    };
-    let revision = match store
-        .fetch_with_revision::<crate::domain::model::Cluster>(id.clone())
-        .await
-    {
-        Ok((_, revision)) => revision,
-        Err(err) => return failure(err),
-    };
-    let request = edit_request(session, true, &form);
-    let preview = match store
-        .update::<crate::domain::model::Cluster>(id.clone(), update, request)
-        .await
-    {
-        Ok(written) => written.preview.unwrap_or_default(),
-        Err(err) => return failure(err),
-    };
-    let radius = &preview.blast_radius;
-    let body = html! {
-        p.notice role="status" {
-            "Nothing is saved yet. The change alters the feeds of " (preview.clusters_changed) " cluster(s)."
-        }
-        @if radius.clusters_shrunk > 0 {
-            p.notice.error role="alert" {
-                "It takes inputs away from " (radius.clusters_shrunk) " cluster(s) ("
-                (radius.clusters_emptied) " emptied): Flux deletes what they rendered."
-                @if radius.needs_confirm { " Saving needs the confirmation below." }
-            }
-        }
-        @if preview.changes.is_empty() {
-            p.muted { "No feed changes (the edit touches fields Flux does not see, or nothing)." }
-        } @else {
-            table {
-                thead { tr { th { "Cluster" } th { "Feed" } th { "Added" } th { "Removed" } th { "Changed" } th { "Disabled" } } }
-                tbody {
-                    @for change in &preview.changes {
-                        tr {
-                            td { (change.cluster_dns) }
-                            td { (change.feed) }
-                            td { (change.added.join(", ")) }
-                            td { (change.removed.join(", ")) }
-                            td { (change.changed.join(", ")) }
-                            td { (change.disabled.join(", ")) }
-                        }
-                    }
-                }
-            }
-        }
-        form method="post" action=(format!("/ui/clusters/{id}/save")) {
-            input type="hidden" name="csrf" value=(session.csrf);
-            input type="hidden" name="document" value=(form.document);
-            input type="hidden" name="revision" value=(revision);
-            @if radius.needs_confirm {
-                label { "Confirm the number of clusters that lose inputs" input type="number" name="confirm" min="0" required; }
-            }
-            p { button type="submit" { "Save" } " " a href=(format!("/ui/clusters/{id}")) { "Cancel" } }
-        }
-    };
-    html_response(
-        StatusCode::OK,
-        page(
-            &format!("Preview: {id}"),
-            Section::Fleet,
-            Some(session),
-            body,
-        ),
-    )
+    edit::preview::<Cluster>(req, store, id, body, "/ui/clusters", Section::Fleet).await
 }
 
 #[handler]
@@ -769,17 +678,5 @@ pub async fn save_edit(
     Path(id): Path<String>,
     body: Body,
 ) -> Response {
-    let (form, session, update) = match posted_edit(req, body).await {
-        Ok(posted) => posted,
-        Err(response) => return *response,
-    };
-    let request = edit_request(session, false, &form);
-    match store
-        .update::<crate::domain::model::Cluster>(id.clone(), update, request)
-        .await
-    {
-        Ok(written) => Redirect::see_other(format!("/ui/clusters/{id}?saved={}", written.revision))
-            .into_response(),
-        Err(err) => failure(err),
-    }
+    edit::save::<Cluster>(req, store, id, body, "/ui/clusters").await
 }

@@ -391,6 +391,48 @@ pub fn apply(cluster: &Cluster, all: &[Overlay]) -> Cluster {
     effective(cluster, &found).as_cluster(cluster)
 }
 
+// ---------------------------------------------------------------------------------------
+// The effective view (GET /clusters/{id}/effective, the console's cluster page)
+
+/// A value as the cluster's feeds carry it, and the layer that set it: `catalog`,
+/// `overlay:<id>` or `cluster`.
+#[derive(Object, Clone, Debug)]
+pub struct LayeredValue {
+    pub value: serde_json::Value,
+    pub from: String,
+}
+
+/// One effective platform component of a cluster.
+#[derive(Object, Clone, Debug)]
+#[oai(rename = "EffectiveComponent")]
+pub struct EffectiveComponentView {
+    pub id: String,
+    pub enabled: LayeredValue,
+    pub oci_tag: LayeredValue,
+    pub component_path: LayeredValue,
+    /// Patch key → value and layer.
+    pub patches: std::collections::BTreeMap<String, LayeredValue>,
+}
+
+/// A namespace or rolebinding the cluster gets, and the layer that assigned it.
+#[derive(Object, Clone, Debug)]
+pub struct EffectiveRef {
+    pub id: String,
+    pub from: String,
+}
+
+/// What a cluster's feeds are made of: its own entry over the overlays that match it, over
+/// the catalog, each value with the layer it came from.
+#[derive(Object, Clone, Debug)]
+pub struct EffectiveCluster {
+    pub id: String,
+    /// The overlays that match the cluster, in the order they layer.
+    pub overlays: Vec<String>,
+    pub platform_components: Vec<EffectiveComponentView>,
+    pub namespaces: Vec<EffectiveRef>,
+    pub rolebindings: Vec<EffectiveRef>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::sql::{Page, SqlResultExt, exists, missing_ids};
 use crate::domain::model::Environment;
-use crate::domain::overlay::{Overlay, OverlayComponent, Selector};
+use crate::domain::overlay::{
+    self, EffectiveCluster, EffectiveComponentView, EffectiveRef, LayeredValue, Overlay,
+    OverlayComponent, Selector,
+};
 use crate::domain::validate::quoted_list;
 use crate::error::{AppError, Result};
 
@@ -283,24 +286,52 @@ pub fn delete(conn: &Connection, id: &str) -> Result<Overlay> {
     Ok(overlay)
 }
 
-/// Ids of the clusters `selector` matches, in id order.
-pub fn matching_clusters(conn: &Connection, selector: &Selector) -> Result<Vec<String>> {
+/// Clusters `selector` matches: `c` in `FROM clusters c WHERE …`, `?1` environment, `?2`
+/// labels as a JSON object.
+const SELECTED: &str = "(?1 IS NULL OR c.environment = ?1) \
+     AND NOT EXISTS (SELECT 1 FROM json_each(?2) want WHERE NOT EXISTS \
+       (SELECT 1 FROM cluster_labels l WHERE l.cluster_id = c.id AND l.key = want.key \
+        AND l.value = want.value))";
+
+fn selector_params(selector: &Selector) -> Result<(Option<&'static str>, String)> {
     let labels = serde_json::to_string(&selector.labels)
         .map_err(|err| AppError::Internal(format!("cannot encode labels: {err}")))?;
-    conn.prepare_cached(
-        "SELECT c.id FROM clusters c WHERE (?1 IS NULL OR c.environment = ?1) \
-         AND NOT EXISTS (SELECT 1 FROM json_each(?2) want WHERE NOT EXISTS \
-           (SELECT 1 FROM cluster_labels l WHERE l.cluster_id = c.id AND l.key = want.key \
-            AND l.value = want.value)) ORDER BY c.id",
-    )
+    Ok((selector.environment.map(Environment::as_str), labels))
+}
+
+/// Ids of the clusters `selector` matches, in id order; at most `limit` of them.
+pub fn matching_clusters_limited(
+    conn: &Connection,
+    selector: &Selector,
+    limit: Option<u32>,
+) -> Result<Vec<String>> {
+    let (environment, labels) = selector_params(selector)?;
+    conn.prepare_cached(&format!(
+        "SELECT c.id FROM clusters c WHERE {SELECTED} ORDER BY c.id LIMIT ?3"
+    ))
     .db()?
     .query_map(
-        params![selector.environment.map(Environment::as_str), labels],
+        params![environment, labels, limit.map_or(-1, i64::from)],
         |row| row.get(0),
     )
     .db()?
     .collect::<rusqlite::Result<_>>()
     .db()
+}
+
+/// Ids of the clusters `selector` matches, in id order.
+pub fn matching_clusters(conn: &Connection, selector: &Selector) -> Result<Vec<String>> {
+    matching_clusters_limited(conn, selector, None)
+}
+
+/// How many clusters `selector` matches.
+pub fn count_matching(conn: &Connection, selector: &Selector) -> Result<u64> {
+    let (environment, labels) = selector_params(selector)?;
+    conn.prepare_cached(&format!("SELECT count(*) FROM clusters c WHERE {SELECTED}"))
+        .db()?
+        .query_row(params![environment, labels], |row| row.get::<_, i64>(0))
+        .db()
+        .map(|n| n as u64)
 }
 
 /// Ids of the clusters an overlay naming `column = id` in `table` reaches.
@@ -340,4 +371,77 @@ pub fn referrers(conn: &Connection, table: &str, column: &str, id: &str) -> Resu
     .db()?
     .collect::<rusqlite::Result<_>>()
     .db()
+}
+
+/// The effective values of one cluster, read in one transaction.
+pub fn effective_view(conn: &Connection, id: &str) -> Result<EffectiveCluster> {
+    let cluster = super::clusters::get(conn, id)?
+        .ok_or_else(|| crate::error::AppError::NotFound(format!("cluster '{id}' not found")))?;
+    let all = all(conn)?;
+    let found = overlay::matching(&all, cluster.environment, &cluster.labels);
+    let layers = overlay::effective(&cluster, &found);
+    let catalog =
+        super::components::get_many(conn, layers.components.iter().map(|c| c.id.as_str()))?;
+    let text =
+        |v: &Option<String>, from: &overlay::Layer, catalog_value: Option<&str>| LayeredValue {
+            value: v
+                .as_deref()
+                .or(catalog_value)
+                .map_or(serde_json::Value::Null, |t| {
+                    serde_json::Value::String(t.into())
+                }),
+            from: from.name(),
+        };
+    let platform_components = layers
+        .components
+        .iter()
+        .map(|c| {
+            let entry = catalog.get(&c.id);
+            EffectiveComponentView {
+                id: c.id.clone(),
+                enabled: LayeredValue {
+                    value: serde_json::Value::Bool(c.enabled.0),
+                    from: c.enabled.1.name(),
+                },
+                oci_tag: text(
+                    &c.oci_tag.0,
+                    &c.oci_tag.1,
+                    entry.map(|e| e.oci_tag.as_str()),
+                ),
+                component_path: text(
+                    &c.component_path.0,
+                    &c.component_path.1,
+                    entry.map(|e| e.component_path.as_str()),
+                ),
+                patches: c
+                    .patch
+                    .iter()
+                    .map(|(key, (value, from))| {
+                        (
+                            key.clone(),
+                            LayeredValue {
+                                value: value.clone(),
+                                from: from.name(),
+                            },
+                        )
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let refs = |list: &[(String, overlay::Layer)]| {
+        list.iter()
+            .map(|(id, from)| EffectiveRef {
+                id: id.clone(),
+                from: from.name(),
+            })
+            .collect()
+    };
+    Ok(EffectiveCluster {
+        id: cluster.id.clone(),
+        overlays: found.iter().map(|o| o.id.clone()).collect(),
+        platform_components,
+        namespaces: refs(&layers.namespaces),
+        rolebindings: refs(&layers.rolebindings),
+    })
 }

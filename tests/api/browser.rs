@@ -40,6 +40,10 @@ fn the_console_works_in_a_real_browser() {
         "tokens",
         "cluster-preview",
         "rollout",
+        "overlays",
+        "overlay",
+        "overlay-preview",
+        "cluster-layers",
     ] {
         let shot = std::path::Path::new(repo).join(format!("target/screenshots/{page}.png"));
         assert!(shot.metadata().is_ok_and(|m| m.len() > 1000), "{page}.png");

@@ -106,6 +106,39 @@ for (const [button, state] of [["Start", "running"], ["Pause", "paused"], ["Resu
 }
 await page.screenshot({ path: `${shots}/rollout.png`, fullPage: true });
 
+// Overlays: one made through the API, seen on its page and on a cluster's, edited through
+// the same preview as a cluster.
+const created = await fetch(base + "/overlays", {
+  method: "POST",
+  headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+  body: JSON.stringify({
+    id: "prod-pins", description: "prod stays on traefik 32", selector: { environment: "prod" },
+    platform_components: [{ id: "traefik", oci_tag: "32.1.0" }],
+    patches: { traefik: { "deployment.replicas": 3 } },
+  }),
+});
+check(created.status === 201, `the overlay is created (${created.status})`);
+await visit("/ui/overlays", "overlays", ["prod-pins", "environment=prod", "prod stays on traefik 32", "32.1.0"]);
+check(await page.locator('tr:has-text("prod-pins") td:nth-child(4)').innerText() === "2",
+  "the overlays page counts the two prod clusters it matches");
+await page.click('a:has-text("prod-pins")');
+await page.waitForURL(base + "/ui/overlays/prod-pins");
+await visit("/ui/overlays/prod-pins", "overlay", ["2 matched", "edge-prod-01", "edge-prod-02", "deployment.replicas"]);
+const overlay = JSON.parse(await page.inputValue('textarea[name="document"]'));
+overlay.platform_components[0].oci_tag = "32.2.0";
+await page.fill('textarea[name="document"]', JSON.stringify(overlay, null, 2));
+await page.click('text=Preview the change');
+await page.waitForSelector("text=Nothing is saved yet");
+await page.screenshot({ path: `${shots}/overlay-preview.png`, fullPage: true });
+const preview = await page.content();
+check(preview.includes("alters the feeds of 2 cluster(s)"), "the preview counts both prod clusters");
+check(preview.includes("edge-prod-02.k8s.example.com"), "the preview lists edge-prod-02");
+await page.click('button:has-text("Save")');
+await page.waitForSelector("text=Saved as audit revision");
+await visit("/ui/clusters/edge-prod-02", "cluster-layers", ["Values and where they come from", "32.2.0"]);
+check(await page.locator('tr:has-text("traefik") >> text=prod-pins').count() > 0,
+  "the cluster page says traefik's tag comes from the overlay");
+
 // Keyboard: the sign-out button is reachable with Tab.
 let reached = false;
 for (let i = 0; i < 20 && !reached; i++) {

@@ -1,0 +1,182 @@
+//! Editing a resource from the console: its JSON document, previewed as a dry run of the
+//! same write (what changes for Flux, the blast radius), then saved at the revision the
+//! preview was made at (a change made meanwhile is refused, not overwritten).
+
+use maud::{Markup, html};
+use poem::http::StatusCode;
+use poem::web::Redirect;
+use poem::{Body, IntoResponse, Request, Response};
+use poem_openapi::types::{ParseFromJSON, ToJSON};
+use serde::Deserialize;
+
+use super::Session;
+use super::layout::{Section, page};
+use super::pages::{error_page, failure, html_response, write_form};
+use crate::store::{Resource, Store, WriteRequest};
+
+#[derive(Deserialize)]
+struct EditForm {
+    document: String,
+    /// The revision the preview was made at (`If-Match` of the save).
+    #[serde(default)]
+    revision: String,
+    /// Clusters the write may take inputs from (blast radius).
+    #[serde(default)]
+    confirm: String,
+}
+
+/// The edit form of a resource page: its document, posted to `{base}/preview`.
+pub fn form(session: &Session, base: &str, what: &str, value: &impl ToJSON) -> Markup {
+    let document = value
+        .to_json()
+        .and_then(|value| serde_json::to_string_pretty(&value).ok())
+        .unwrap_or_default();
+    html! {
+        form method="post" action=(format!("{base}/preview")) {
+            input type="hidden" name="csrf" value=(session.csrf);
+            label {
+                (what) " as JSON (fields present replace the stored ones). Save shows what changes for Flux first."
+                textarea name="document" rows="18" cols="90" { (document) }
+            }
+            p { button type="submit" { "Preview the change" } }
+        }
+    }
+}
+
+fn parse_update<U: ParseFromJSON>(text: &str) -> Result<U, Box<Response>> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|err| {
+        Box::new(error_page(
+            StatusCode::BAD_REQUEST,
+            &format!("the document is not JSON: {err}"),
+        ))
+    })?;
+    U::parse_from_json(Some(value)).map_err(|err| {
+        Box::new(error_page(
+            StatusCode::BAD_REQUEST,
+            &format!("the document: {}", err.into_message()),
+        ))
+    })
+}
+
+fn edit_request(session: &Session, dry_run: bool, form: &EditForm) -> WriteRequest {
+    WriteRequest {
+        dry_run,
+        changes_offset: 0,
+        change: crate::store::audit::Change {
+            actor: session.actor(),
+            method: "PUT",
+        },
+        if_match: form.revision.trim().parse().ok(),
+        confirm: form.confirm.trim().parse().ok(),
+    }
+}
+
+/// An edit form as posted: its fields, the session allowed to post it, the update it asks for.
+async fn posted<U: ParseFromJSON>(
+    req: &Request,
+    body: Body,
+) -> Result<(EditForm, &Session, U), Box<Response>> {
+    let (form, session) = write_form::<EditForm>(req, body).await?;
+    let update = parse_update(&form.document)?;
+    Ok((form, session, update))
+}
+
+/// What an edit of `R` `id` (whose page is `{base}/{id}`) would change for Flux, before it
+/// is saved: a dry run of the same write.
+pub async fn preview<R: Resource>(
+    req: &Request,
+    store: &Store,
+    id: String,
+    body: Body,
+    base: &str,
+    section: Section,
+) -> Response
+where
+    R::Update: ParseFromJSON,
+{
+    let (form, session, update) = match posted::<R::Update>(req, body).await {
+        Ok(posted) => posted,
+        Err(response) => return *response,
+    };
+    let revision = match store.fetch_with_revision::<R>(id.clone()).await {
+        Ok((_, revision)) => revision,
+        Err(err) => return failure(err),
+    };
+    let request = edit_request(session, true, &form);
+    let preview = match store.update::<R>(id.clone(), update, request).await {
+        Ok(written) => written.preview.unwrap_or_default(),
+        Err(err) => return failure(err),
+    };
+    let radius = &preview.blast_radius;
+    let body = html! {
+        p.notice role="status" {
+            "Nothing is saved yet. The change alters the feeds of " (preview.clusters_changed) " cluster(s)."
+        }
+        @if radius.clusters_shrunk > 0 {
+            p.notice.error role="alert" {
+                "It takes inputs away from " (radius.clusters_shrunk) " cluster(s) ("
+                (radius.clusters_emptied) " emptied): Flux deletes what they rendered."
+                @if radius.needs_confirm { " Saving needs the confirmation below." }
+            }
+        }
+        @if preview.changes.is_empty() {
+            p.muted { "No feed changes (the edit touches fields Flux does not see, or nothing)." }
+        } @else {
+            table {
+                thead { tr { th { "Cluster" } th { "Feed" } th { "Added" } th { "Removed" } th { "Changed" } th { "Disabled" } } }
+                tbody {
+                    @for change in &preview.changes {
+                        tr {
+                            td { (change.cluster_dns) }
+                            td { (change.feed) }
+                            td { (change.added.join(", ")) }
+                            td { (change.removed.join(", ")) }
+                            td { (change.changed.join(", ")) }
+                            td { (change.disabled.join(", ")) }
+                        }
+                    }
+                }
+            }
+            @if preview.truncated {
+                p.muted { "The first " (preview.changes.len()) " changed clusters are listed; the counts above cover them all." }
+            }
+        }
+        form method="post" action=(format!("{base}/{id}/save")) {
+            input type="hidden" name="csrf" value=(session.csrf);
+            input type="hidden" name="document" value=(form.document);
+            input type="hidden" name="revision" value=(revision);
+            @if radius.needs_confirm {
+                label { "Confirm the number of clusters that lose inputs" input type="number" name="confirm" min="0" required; }
+            }
+            p { button type="submit" { "Save" } " " a href=(format!("{base}/{id}")) { "Cancel" } }
+        }
+    };
+    html_response(
+        StatusCode::OK,
+        page(&format!("Preview: {id}"), section, Some(session), body),
+    )
+}
+
+/// Saves an edit previewed by `preview`, then shows the resource's page.
+pub async fn save<R: Resource>(
+    req: &Request,
+    store: &Store,
+    id: String,
+    body: Body,
+    base: &str,
+) -> Response
+where
+    R::Update: ParseFromJSON,
+{
+    let (form, session, update) = match posted::<R::Update>(req, body).await {
+        Ok(posted) => posted,
+        Err(response) => return *response,
+    };
+    let request = edit_request(session, false, &form);
+    match store.update::<R>(id.clone(), update, request).await {
+        Ok(written) => {
+            Redirect::see_other(format!("{base}/{id}?saved={}", written.revision)).into_response()
+        }
+        Err(err) => failure(err),
+    }
+}
