@@ -11,6 +11,9 @@ catalogs five and four times that size. Catalog components depend on their prede
 chains of four, and every cluster gets whole chains, so no dependency is left unassigned
 (and only a chain's last component is ever disabled).
 `--everywhere` adds a component assigned to every cluster (the fleet-wide catalog edit).
+`--overlays N` labels every cluster `half=a|b` and adds N overlays (README, "Overlays"): the
+first, `half-a`, pins fleet-agent's tag on half the fleet; each other one matches every
+cluster and sets a Helm value of fleet-agent (needs `--everywhere`).
 
 The mix holds what real inventories hold and Kubernetes is strict about: every 4th cluster
 has a free-text name ("Edge Store 042 (Berlin)"), every 6th component a version with SemVer
@@ -34,6 +37,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--everywhere", action="store_true",
                         help="add component 'fleet-agent', assigned (enabled) to every cluster")
+    parser.add_argument("--overlays", type=int, default=None,
+                        help="label clusters half=a|b and add this many overlays of fleet-agent")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     envs = ["dev", "qa", "uat", "prod"]
@@ -103,8 +108,10 @@ def main() -> None:
                 patches[component_id(i)] = {"replicaCount": 1 + c % 3, "resources.limits.memory": "256Mi"}
         if args.everywhere:
             refs.append({"id": "fleet-agent", "enabled": True, "oci_tag": None, "component_path": None})
+        labels = {"half": "ab"[c % 2]} if args.overlays is not None else {}
         clusters.append({
             "id": f"cluster-{c:06d}",
+            "labels": labels,
             "cluster_name": f"Edge Store {c:03d} ({cities[c % 7]})" if c % 4 == 1 else f"cluster-{c:06d}",
             "cluster_dns": f"cluster-{c:06d}.fleet.example.com",
             "environment": envs[c % 4],
@@ -115,6 +122,13 @@ def main() -> None:
             "patches": patches,
         })
     document = {"platform_components": components, "namespaces": namespaces, "rolebindings": rolebindings, "clusters": clusters}
+    if args.overlays:
+        overlays = [{"id": "half-a", "selector": {"labels": {"half": "a"}},
+                     "platform_components": [{"id": "fleet-agent", "oci_tag": "1.0.1"}]}]
+        overlays += [{"id": f"everyone-{i:02d}", "priority": i,
+                      "patches": {"fleet-agent": {f"tuning.layer{i:02d}": i}}}
+                     for i in range(1, args.overlays)]
+        document["overlays"] = overlays
     sys.stdout.write(json.dumps(document, separators=(",", ":")))
 
 

@@ -78,6 +78,25 @@ def edits(port, token, component, cluster, count):
     print(f"{statistics.median(times):.0f} {p99:.0f} {summary(edit_statuses)} {summary(concurrent_statuses)}")
 
 
+def overlay_edits(port, token, overlay, component, count):
+    """Tag edits of one overlay's entry, one after the other: p50 and p99 in ms, the statuses,
+    and the size of a dry run's answer and the clusters it counts."""
+    port = int(port)
+    times, statuses = [], []
+    for i in range(int(count)):
+        body = {"platform_components": [{"id": component, "oci_tag": f"1.{i + 2}.{int(time.time())}"}]}
+        status, took = put(port, token, f"/overlays/{overlay}", body)
+        times.append(took * 1000)
+        statuses.append(status)
+    body = {"platform_components": [{"id": component, "oci_tag": "9.9.9"}]}
+    status, answer = call(port, token, "PUT", f"/overlays/{overlay}?dry_run=true", body)
+    changed = json.loads(answer)["clusters_changed"] if status == 202 else f"status-{status}"
+    times.sort()
+    p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
+    summary = ",".join(f"{s}x{statuses.count(s)}" for s in sorted(set(statuses)))
+    print(f"{statistics.median(times):.0f} {p99:.0f} {summary} {len(answer)} {changed}")
+
+
 def call(port, token, method, path, body=None):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -160,4 +179,5 @@ def lag(hub_port, replica_port, token, component, cluster_dns, count=20):
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     {"rss": lambda: rss(args), "tokens": lambda: tokens(*args), "edits": lambda: edits(*args),
-     "rollout": lambda: rollout(*args), "lag": lambda: lag(*args)}[command]()
+     "rollout": lambda: rollout(*args), "lag": lambda: lag(*args),
+     "overlay-edits": lambda: overlay_edits(*args)}[command]()

@@ -3,19 +3,22 @@
 # wrk on 127.0.0.1, print one table. Every process it starts is stopped on exit.
 #
 #   bench/run.sh [--clusters N] [--small N] [--large N] [--duration SECONDS] [--connections N]
+#                [--only overlays]
 #
 # Defaults: 10,000 clusters for the main table, 1,000 and 100,000 for the p99 scaling check
 # and the import, 10 s per wrk run, wrk -t1 -c64, after a warm-up that loads every cluster
 # into the feed cache once. Also: catalog edits of a component on every cluster with a
 # concurrent writer, events from every cluster (as fast as taken, and feeds with events at
-# 200/s against feeds alone), and feeds with a token per cluster. A full run takes about
-# 10 minutes.
+# 200/s against feeds alone), feeds with a token per cluster, and overlays (edits of one
+# matching half the fleet, feeds with 20 matching every cluster, an import with 50). A full
+# run takes about 12 minutes; `--only overlays` runs the overlays part alone (3 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-clusters=10000 small=1000 large=100000 duration=10 connections=64
+clusters=10000 small=1000 large=100000 duration=10 connections=64 only=
 while [ $# -gt 0 ]; do
     case "$1" in
+        --only) only="$2"; shift 2 ;;
         --clusters) clusters="$2"; shift 2 ;;
         --small) small="$2"; shift 2 ;;
         --large) large="$2"; shift 2 ;;
@@ -71,9 +74,59 @@ load() {
         | awk '/^RESULT/ {print $2, $3, $4, $5, $6}'
 }
 
+# Overlays (README, "Overlays"), on $clusters clusters labelled half=a|b: feeds with 20
+# overlays matching every cluster against the same fleet without overlays (alternated three
+# times, medians), tag edits of an overlay matching half the fleet against catalog edits of a
+# component on every cluster, a dry run's answer, and an import with 50 overlays.
+overlays_part() {
+    size="$clusters"
+    echo "== $size clusters: overlays" >&2
+    python3 bench/generate.py --clusters "$size" --everywhere --overlays 0 >"$work/seed-plain.json"
+    python3 bench/generate.py --clusters "$size" --everywhere --overlays 21 >"$work/seed-layered.json"
+    python3 bench/generate.py --clusters "$size" --everywhere --overlays 50 >"$work/seed-50.json"
+    python3 -c "import json,sys; [print(c['cluster_dns']) for c in json.load(open(sys.argv[1]))['clusters']]" \
+        "$work/seed-plain.json" >"$work/dns-$size.txt"
+    for seed in plain layered 50; do
+        rm -f "$work/ov-$seed.sqlite"
+        read -r ov_import_s[$seed] ov_import_kib[$seed] < <(DATABASE_PATH="$work/ov-$seed.sqlite" \
+            RUST_LOG=error python3 bench/measure.py rss "$binary" import "$work/seed-$seed.json")
+    done
+    local plain=() layered=()
+    for round in 1 2 3; do
+        for seed in plain layered; do
+            start "$work/ov-$seed.sqlite" none
+            warm
+            if [ "$seed" = plain ]; then plain+=("$(load platform-components | cut -d' ' -f1)")
+            else layered+=("$(load platform-components | cut -d' ' -f1)"); fi
+            stop
+        done
+    done
+    ov_plain="$(median "${plain[@]}")" ov_layered="$(median "${layered[@]}")"
+    start "$work/ov-layered.sqlite" none
+    read -r ov_edit_p50 ov_edit_p99 ov_edit_status ov_dry_bytes ov_dry_changed < <(python3 bench/measure.py \
+        overlay-edits "$port" "$token" half-a fleet-agent 10)
+    read -r ov_catalog_p50 ov_catalog_p99 _ _ < <(python3 bench/measure.py edits "$port" "$token" \
+        fleet-agent "$(head -1 "$work/dns-$size.txt" | sed 's/\.fleet.*//')" 10)
+    stop
+    printf '\n| %-60s | %16s |\n' "overlays, $size clusters" "value"
+    printf '|%s|%s|\n' "--------------------------------------------------------------" "------------------"
+    printf '| %-60s | %16s |\n' \
+        "platform-components, no overlays (median of 3)" "$ov_plain req/s" \
+        "platform-components, 20 overlays on every cluster (median of 3)" "$ov_layered req/s" \
+        "  ratio with overlays / without (target >= 0.95)" "$(python3 -c "print(f'{$ov_layered / $ov_plain:.2f}')")" \
+        "overlay edit (tag), overlay matching $((size / 2)): p50 / p99 (10)" "$ov_edit_p50 / $ov_edit_p99 ms" \
+        "  its statuses" "$ov_edit_status" \
+        "catalog edit, component on all $size: p50 / p99 (10), same run" "$ov_catalog_p50 / $ov_catalog_p99 ms" \
+        "  its dry run: answer size; clusters counted" "$ov_dry_bytes bytes; $ov_dry_changed" \
+        "flux-inputs import, $size clusters, no overlays: time / peak RSS" "${ov_import_s[plain]} s / $((ov_import_kib[plain] / 1024)) MiB" \
+        "flux-inputs import, $size clusters, 50 overlays: time / peak RSS" "${ov_import_s[50]} s / $((ov_import_kib[50] / 1024)) MiB"
+}
+declare -A ov_import_s ov_import_kib
+median() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
+
 # `flux-inputs import` into a new database, streamed: seconds and the process's peak RSS.
 declare -A import_s import_kib ready_s
-for size in "$small" "$clusters" "$large"; do
+[ "$only" = overlays ] || for size in "$small" "$clusters" "$large"; do
     echo "== $size clusters: generate, import, restart" >&2
     python3 bench/generate.py --clusters "$size" --everywhere >"$work/seed-$size.json"
     python3 -c "import json,sys; [print(c['cluster_dns']) for c in json.load(open(sys.argv[1]))['clusters']]" \
@@ -99,6 +152,11 @@ warm() {
     done
     echo "warning: warm-up stopped at $misses of $size clusters" >&2
 }
+
+if [ "$only" = overlays ]; then
+    overlays_part
+    exit 0
+fi
 
 declare -A result
 measure_p99() {
@@ -148,7 +206,6 @@ for round in 1 2 3; do
     wait "$background"
     events_rate+=("$(cut -d' ' -f1 "$work/events-$round.txt")")
 done
-median() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
 # The convergence views over the whole fleet, after those events: median of 5, in ms.
 timed() {
     for _ in 1 2 3 4 5; do
@@ -277,3 +334,4 @@ printf '| %-52s | %14s |\n' \
     "  hub write to replica feed: median / max of 20" "$lag_median / $lag_max s" \
     "one platform-components feed" "$feed_bytes bytes"
 if [ "$((wnon2xx + werrors))" -ne 0 ]; then echo "warning: $((wnon2xx + werrors)) failed writes" >&2; fi
+overlays_part

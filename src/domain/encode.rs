@@ -15,8 +15,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 use super::model::{
-    Cluster, ComponentRef as ModelRef, Environment, IdRef, Namespace, Patch, PlatformComponent,
-    Rolebinding,
+    ComponentRef as ModelRef, Environment, Namespace, Patch, PlatformComponent, Rolebinding,
 };
 use super::overlay::{self, Overlay};
 use super::validate::quoted_list;
@@ -319,8 +318,10 @@ pub fn cluster_info(name: &str, dns: &str, environment: &str) -> Box<[u8]> {
 
 impl LoadedCluster {
     /// The cluster with the catalog's overlays that match it layered in (README, "Overlays");
-    /// itself when none matches. The layering is `overlay::effective`'s, on the typed values
-    /// of the references it touches.
+    /// itself when none matches. The layering is `overlay::layer_component`'s, applied only
+    /// to the components the matching overlays set something for: the others keep their
+    /// encoded references untouched (a fleet-wide overlay of one component costs one
+    /// component per cluster, not thirty).
     pub fn layered(
         mut self,
         catalog: &Catalog,
@@ -338,72 +339,98 @@ impl LoadedCluster {
                 .transpose()
                 .map_err(|err| err.to_string())
         };
-        let mut own = Cluster {
-            id: self.id.clone(),
-            cluster_name: String::new(),
-            cluster_dns: self.cluster_dns.clone(),
-            environment,
-            labels: labels.clone(),
-            platform_components: Vec::with_capacity(self.components.len()),
-            namespaces: Vec::new(),
-            rolebindings: Vec::new(),
-            patches: BTreeMap::new(),
-            node_count: None,
-            vm_image: None,
-            k0s_version: None,
+        let encoded = |c: &overlay::EffectiveComponent| -> Result<LoadedRef, String> {
+            let component = *catalog
+                .component_index
+                .get(&c.id)
+                .ok_or_else(|| format!("an overlay names the unknown component '{}'", c.id))?;
+            let patch: Option<Patch> = (!c.patch.is_empty()).then(|| {
+                c.patch
+                    .iter()
+                    .map(|(k, (v, _))| (k.clone(), v.clone()))
+                    .collect()
+            });
+            Ok(LoadedRef {
+                component,
+                enabled: c.enabled.0,
+                path: c.component_path.0.as_deref().map(json_text),
+                tag: c.oci_tag.0.as_deref().map(json_text),
+                patch: patch.as_ref().map(json_text),
+            })
         };
-        for r in &self.components {
-            let id = catalog.component_ids[r.component as usize].clone();
-            if let Some(patch) = &r.patch {
-                let patch: Patch = serde_json::from_slice(patch).map_err(|err| err.to_string())?;
-                own.patches.insert(id.clone(), patch);
+        let touched = overlay::touched(&found);
+        let mut listed = std::collections::HashSet::new();
+        for r in &mut self.components {
+            let id = catalog.component_ids[r.component as usize].as_str();
+            listed.insert(id);
+            if !touched.contains(id) {
+                continue;
             }
-            own.platform_components.push(ModelRef {
-                id,
+            let own = ModelRef {
+                id: id.to_owned(),
                 enabled: r.enabled,
                 oci_tag: text(&r.tag)?,
                 component_path: text(&r.path)?,
-            });
+            };
+            let own_patch: Option<Patch> = r
+                .patch
+                .as_deref()
+                .map(serde_json::from_slice)
+                .transpose()
+                .map_err(|err| err.to_string())?;
+            if let Some(layered) =
+                overlay::layer_component(id, Some(&own), own_patch.as_ref(), &found)
+            {
+                let had_patch = r.patch.is_some();
+                *r = encoded(&layered)?;
+                // A cluster's own patch stays (as `{}`) when the layers empty it.
+                if had_patch && r.patch.is_none() {
+                    r.patch = Some(json_text(&Patch::new()));
+                }
+            }
         }
-        let refs = |indices: &[u32], ids: &[String]| -> Vec<IdRef> {
-            indices
-                .iter()
-                .map(|i| IdRef {
-                    id: ids[*i as usize].clone(),
-                })
-                .collect()
+        // Components the overlays assign, in overlay order, after the cluster's own.
+        for o in &found {
+            for entry in &o.platform_components {
+                if entry.enabled.is_none() || !listed.insert(entry.id.as_str()) {
+                    continue;
+                }
+                if let Some(layered) = overlay::layer_component(&entry.id, None, None, &found) {
+                    self.components.push(encoded(&layered)?);
+                }
+            }
+        }
+        let add = |list: &mut Box<[u32]>,
+                   named: fn(&overlay::Overlay) -> &Vec<String>,
+                   index: &HashMap<String, u32>,
+                   kind: &str|
+         -> Result<(), String> {
+            let mut ids: Vec<u32> = list.to_vec();
+            for o in &found {
+                for id in named(o) {
+                    let i = *index
+                        .get(id)
+                        .ok_or_else(|| format!("an overlay names the unknown {kind} '{id}'"))?;
+                    if !ids.contains(&i) {
+                        ids.push(i);
+                    }
+                }
+            }
+            *list = ids.into_boxed_slice();
+            Ok(())
         };
-        own.namespaces = refs(&self.namespaces, &catalog.namespace_ids);
-        own.rolebindings = refs(&self.rolebindings, &catalog.rolebinding_ids);
-        let effective = overlay::effective(&own, &found).as_cluster(&own);
-        let index = |map: &HashMap<String, u32>, kind: &str, id: &str| {
-            map.get(id)
-                .copied()
-                .ok_or_else(|| format!("an overlay names the unknown {kind} '{id}'"))
-        };
-        self.components = effective
-            .platform_components
-            .iter()
-            .map(|c| {
-                Ok(LoadedRef {
-                    component: index(&catalog.component_index, "component", &c.id)?,
-                    enabled: c.enabled,
-                    path: c.component_path.as_deref().map(json_text),
-                    tag: c.oci_tag.as_deref().map(json_text),
-                    patch: effective.patches.get(&c.id).map(json_text),
-                })
-            })
-            .collect::<Result<_, String>>()?;
-        self.namespaces = effective
-            .namespaces
-            .iter()
-            .map(|r| index(&catalog.namespace_index, "namespace", &r.id))
-            .collect::<Result<_, String>>()?;
-        self.rolebindings = effective
-            .rolebindings
-            .iter()
-            .map(|r| index(&catalog.rolebinding_index, "rolebinding", &r.id))
-            .collect::<Result<_, String>>()?;
+        add(
+            &mut self.namespaces,
+            |o| &o.namespaces,
+            &catalog.namespace_index,
+            "namespace",
+        )?;
+        add(
+            &mut self.rolebindings,
+            |o| &o.rolebindings,
+            &catalog.rolebinding_index,
+            "rolebinding",
+        )?;
         Ok(self)
     }
 

@@ -262,6 +262,55 @@ pub fn component_values(
     assigned.then_some(component)
 }
 
+/// One component on a cluster whose own entry and patch for it are `own` and `own_patch`,
+/// under `overlays` (as `matching` orders them): its values and its merged patch, each with
+/// the layer that set it; `None` when neither the cluster nor an overlay assigns it.
+pub fn layer_component(
+    id: &str,
+    own: Option<&ComponentRef>,
+    own_patch: Option<&Patch>,
+    overlays: &[&Overlay],
+) -> Option<EffectiveComponent> {
+    let mut component = component_values(id, own, overlays)?;
+    for overlay in overlays {
+        for (key, value) in overlay.patches.get(id).into_iter().flatten() {
+            set_patch_key(
+                &mut component.patch,
+                key,
+                value,
+                Layer::Overlay(overlay.id.clone()),
+            );
+        }
+    }
+    for (key, value) in own_patch.into_iter().flatten() {
+        // A cluster's `null` with nothing below it is served as before overlays existed: as
+        // a `null` value.
+        let below = component.patch.keys().any(|k| is_within(k, key));
+        if value.is_null() && !below {
+            component
+                .patch
+                .insert(key.clone(), (value.clone(), Layer::Cluster));
+        } else {
+            set_patch_key(&mut component.patch, key, value, Layer::Cluster);
+        }
+    }
+    Some(component)
+}
+
+/// The components `overlays` set anything for (entries and patches): the only ones layering
+/// can change.
+pub fn touched<'a>(overlays: &[&'a Overlay]) -> std::collections::BTreeSet<&'a str> {
+    overlays
+        .iter()
+        .flat_map(|o| {
+            o.platform_components
+                .iter()
+                .map(|e| e.id.as_str())
+                .chain(o.patches.keys().map(String::as_str))
+        })
+        .collect()
+}
+
 /// The layers applied to one cluster: its own entry over `overlays` (as `matching` orders
 /// them).
 pub fn effective(cluster: &Cluster, overlays: &[&Overlay]) -> Effective {
@@ -281,30 +330,7 @@ pub fn effective(cluster: &Cluster, overlays: &[&Overlay]) -> Effective {
     }
     let components = assigned
         .into_iter()
-        .filter_map(|id| component_values(id, own(id), overlays))
-        .map(|mut component| {
-            let id = component.id.clone();
-            let id = id.as_str();
-            for overlay in overlays {
-                let layer = || Layer::Overlay(overlay.id.clone());
-                for (key, value) in overlay.patches.get(id).into_iter().flatten() {
-                    set_patch_key(&mut component.patch, key, value, layer());
-                }
-            }
-            for (key, value) in cluster.patches.get(id).into_iter().flatten() {
-                // A cluster's `null` with nothing below it is served as before overlays
-                // existed: as a `null` value.
-                let below = component.patch.keys().any(|k| is_within(k, key));
-                if value.is_null() && !below {
-                    component
-                        .patch
-                        .insert(key.clone(), (value.clone(), Layer::Cluster));
-                } else {
-                    set_patch_key(&mut component.patch, key, value, Layer::Cluster);
-                }
-            }
-            component
-        })
+        .filter_map(|id| layer_component(id, own(id), cluster.patches.get(id), overlays))
         .collect();
     let merged = |own: &[IdRef], named: fn(&Overlay) -> &Vec<String>| {
         let mut list: Vec<(String, Layer)> =
@@ -327,7 +353,14 @@ pub fn effective(cluster: &Cluster, overlays: &[&Overlay]) -> Effective {
 
 /// Whether patch key `inner` names `outer`'s value or one inside it (`a`, `a.b` in `a`).
 fn is_within(inner: &str, outer: &str) -> bool {
-    values::segments(inner).starts_with(&values::segments(outer))
+    if inner.contains('\\') || outer.contains('\\') {
+        // `\.` escapes a dot: compare whole segments.
+        return values::segments(inner).starts_with(&values::segments(outer));
+    }
+    inner == outer
+        || (inner.len() > outer.len()
+            && inner.starts_with(outer)
+            && inner.as_bytes()[outer.len()] == b'.')
 }
 
 /// One layer's patch key over the keys of the layers below. A value replaces the key and

@@ -334,31 +334,30 @@ pub fn count_matching(conn: &Connection, selector: &Selector) -> Result<u64> {
         .map(|n| n as u64)
 }
 
-/// Ids of the clusters an overlay naming `column = id` in `table` reaches.
-pub fn clusters_reached_through(
+/// Ids of the clusters matched by an overlay that assigns `id` through `table` (a row
+/// `column = id`; for components, an entry that sets `enabled`), in id order. An overlay entry
+/// that only sets values reaches no cluster the component is not assigned to already.
+pub fn clusters_assigned_through(
     conn: &Connection,
     table: &str,
     column: &str,
     id: &str,
 ) -> Result<Vec<String>> {
-    let overlays: Vec<String> = conn
-        .prepare_cached(&format!(
-            "SELECT DISTINCT overlay_id FROM {table} WHERE {column} = ?1"
-        ))
-        .db()?
-        .query_map([id], |row| row.get(0))
-        .db()?
-        .collect::<rusqlite::Result<_>>()
-        .db()?;
-    let mut clusters = Vec::new();
-    for overlay in overlays {
-        if let Some(overlay) = get(conn, &overlay)? {
-            clusters.extend(matching_clusters(conn, &overlay.selector)?);
-        }
-    }
-    clusters.sort();
-    clusters.dedup();
-    Ok(clusters)
+    let assigns = if table == "overlay_components" {
+        " AND x.enabled IS NOT NULL"
+    } else {
+        ""
+    };
+    conn.prepare_cached(&format!(
+        "SELECT c.id FROM clusters c WHERE EXISTS (SELECT 1 FROM {table} x \
+         JOIN overlays o ON o.id = x.overlay_id WHERE x.{column} = ?1{assigns} \
+         AND {MATCHES_CLUSTER_C}) ORDER BY c.id"
+    ))
+    .db()?
+    .query_map([id], |row| row.get(0))
+    .db()?
+    .collect::<rusqlite::Result<_>>()
+    .db()
 }
 
 /// Ids of the overlays that reference a definition (a delete of it is refused).

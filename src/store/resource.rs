@@ -202,15 +202,15 @@ impl Resource for PlatformComponent {
         components::delete(conn, id)
     }
     fn affected_clusters(conn: &Connection, id: &str) -> Result<Vec<String>> {
+        // Overlays that only set values reach no cluster beyond those the component is
+        // assigned to already.
         let mut clusters = clusters_using(conn, "cluster_components", "component_id", id)?;
-        for table in ["overlay_components", "overlay_patches"] {
-            clusters.extend(overlays::clusters_reached_through(
-                conn,
-                table,
-                "component_id",
-                id,
-            )?);
-        }
+        clusters.extend(overlays::clusters_assigned_through(
+            conn,
+            "overlay_components",
+            "component_id",
+            id,
+        )?);
         clusters.sort();
         clusters.dedup();
         Ok(clusters)
@@ -253,7 +253,7 @@ impl Resource for Namespace {
     }
     fn affected_clusters(conn: &Connection, id: &str) -> Result<Vec<String>> {
         let mut clusters = clusters_using(conn, "cluster_namespaces", "namespace_id", id)?;
-        clusters.extend(overlays::clusters_reached_through(
+        clusters.extend(overlays::clusters_assigned_through(
             conn,
             "overlay_namespaces",
             "namespace_id",
@@ -297,7 +297,7 @@ impl Resource for Rolebinding {
     }
     fn affected_clusters(conn: &Connection, id: &str) -> Result<Vec<String>> {
         let mut clusters = clusters_using(conn, "cluster_rolebindings", "rolebinding_id", id)?;
-        clusters.extend(overlays::clusters_reached_through(
+        clusters.extend(overlays::clusters_assigned_through(
             conn,
             "overlay_rolebindings",
             "rolebinding_id",
