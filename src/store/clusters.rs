@@ -631,7 +631,15 @@ pub fn for_each_in_scope(
              CROSS JOIN cluster_rolebindings r ON r.cluster_id = s.id ORDER BY s.id, r.position",
         )
         .db()?;
+    let mut labels = conn
+        .prepare_cached(
+            "SELECT l.cluster_id, l.key, l.value FROM temp.write_scope s \
+             CROSS JOIN cluster_labels l ON l.cluster_id = s.id ORDER BY s.id, l.key",
+        )
+        .db()?;
     let mut headers = headers.query([]).db()?;
+    // Labels only choose overlays.
+    let mut labels = Cursor::new(labels.query([]).db()?, catalog.has_overlays());
     // Feeds not asked for are read as empty (a catalog edit needs only its own feed).
     let [with_components, with_namespaces, with_rolebindings] = feeds;
     let mut components = Cursor::new(components.query([]).db()?, with_components);
@@ -701,7 +709,21 @@ pub fn for_each_in_scope(
             namespaces,
             rolebindings,
         };
-        visit(layered(conn, catalog, loaded, &environment)?)?;
+        if !catalog.has_overlays() {
+            visit(loaded)?;
+            continue;
+        }
+        let mut own_labels = std::collections::BTreeMap::new();
+        labels.take_for(&loaded.id, |row| {
+            own_labels.insert(row.get(1).db()?, row.get(2).db()?);
+            Ok(())
+        })?;
+        let env = Environment::parse(&environment).unwrap_or(Environment::Dev);
+        let id = loaded.id.clone();
+        let layered = loaded
+            .layered(catalog, env, &own_labels)
+            .map_err(|err| AppError::Internal(format!("cluster '{id}': {err}")))?;
+        visit(layered)?;
     }
     Ok(())
 }

@@ -54,6 +54,12 @@ pub trait Resource:
     }
     /// The feeds of those clusters a write of this resource can change.
     const FEEDS: &'static [Feed];
+    /// The feeds one write (from `before` to `after`) can change: `FEEDS` unless the
+    /// resource knows better.
+    fn feeds_of(before: Option<&Value>, after: Option<&Value>) -> &'static [Feed] {
+        let _ = (before, after);
+        Self::FEEDS
+    }
     /// Refuses a write (by `actor`) that the inventory's state forbids now.
     fn guard_write(conn: &Connection, id: &str, actor: &str) -> Result<()> {
         let _ = (conn, id, actor);
@@ -338,6 +344,28 @@ impl Resource for Overlay {
     }
     fn delete(conn: &Connection, id: &str) -> Result<Self> {
         overlays::delete(conn, id)
+    }
+    /// An edit of values alone (same selector, priority, namespaces and rolebindings) can
+    /// change the platform-components feeds only; one of namespaces or rolebindings alone,
+    /// not those.
+    fn feeds_of(before: Option<&Value>, after: Option<&Value>) -> &'static [Feed] {
+        let (Some(before), Some(after)) = (before, after) else {
+            return &Feed::ALL;
+        };
+        let same = |fields: &[&str]| fields.iter().all(|f| before[*f] == after[*f]);
+        if !same(&["selector", "priority"]) {
+            return &Feed::ALL;
+        }
+        match (
+            same(&["platform_components", "patches"]),
+            same(&["namespaces", "rolebindings"]),
+        ) {
+            (false, true) => &[Feed::PlatformComponents],
+            (true, false) => &[Feed::Namespaces, Feed::Rolebindings],
+            // The description alone: no feed.
+            (true, true) => &[],
+            (false, false) => &Feed::ALL,
+        }
     }
     /// An overlay an active rollout promotes into is written by that rollout only.
     fn guard_write(conn: &Connection, id: &str, actor: &str) -> Result<()> {

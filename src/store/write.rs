@@ -172,7 +172,7 @@ impl<'c> Pipeline<'c> {
         before: Option<serde_json::Value>,
         after: Option<serde_json::Value>,
     ) -> Result<()> {
-        self.touch::<R>(id, before.as_ref())?;
+        self.touch::<R>(id, before.as_ref(), after.as_ref())?;
         for state in [&before, &after].into_iter().flatten() {
             if let Some(dns) = R::served_at(state) {
                 self.cache.changed.insert(dns.to_owned());
@@ -207,8 +207,18 @@ impl<'c> Pipeline<'c> {
         Ok(())
     }
 
-    fn touch<R: Resource>(&mut self, id: &str, before: Option<&serde_json::Value>) -> Result<()> {
-        let feeds = R::FEEDS.iter().fold(0, |set, feed| set | feed_bit(*feed));
+    fn touch<R: Resource>(
+        &mut self,
+        id: &str,
+        before: Option<&serde_json::Value>,
+        after: Option<&serde_json::Value>,
+    ) -> Result<()> {
+        let feeds = R::feeds_of(before, after)
+            .iter()
+            .fold(0, |set, feed| set | feed_bit(*feed));
+        if feeds == 0 {
+            return Ok(());
+        }
         let mut clusters = R::affected_clusters(self.conn, id)?;
         if let Some(before) = before {
             clusters.extend(R::affected_before(self.conn, before)?);
