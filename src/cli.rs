@@ -32,6 +32,7 @@ impl From<AppError> for Failure {
             | AppError::Validation(_)
             | AppError::Conflict(_)
             | AppError::BlastRadius(_)
+            | AppError::WindowClosed(_)
             | AppError::NotFound(_) => 3,
             AppError::Unavailable(_) | AppError::Internal(_) => 1,
         };
@@ -76,7 +77,7 @@ pub fn import(
     file: &Path,
     dry_run: bool,
     changes_offset: usize,
-    confirm: Option<u64>,
+    confirm: Confirm,
 ) -> Result<(), Failure> {
     // The file is read twice (catalog, then clusters): a pipe or `-` (standard input) is
     // first copied to a private temporary file.
@@ -105,7 +106,8 @@ pub fn import(
     let request = WriteRequest {
         dry_run,
         changes_offset,
-        confirm,
+        confirm: confirm.confirm,
+        confirm_closed: confirm.confirm_closed,
         ..WriteRequest::new(crate::store::audit::Change {
             actor: "import".into(),
             method: "IMPORT",
@@ -394,9 +396,14 @@ pub fn status(config: &Config, query: StatusQuery) -> Result<(), Failure> {
 }
 
 /// `revert REVISION`: put the resource back to its state before that revision (audited).
-pub fn revert(config: &Config, revision: i64, confirm: Option<u64>) -> Result<(), Failure> {
+pub fn revert(config: &Config, revision: i64, confirm: Confirm) -> Result<(), Failure> {
     let store = open(config, true)?;
-    let reverted = runtime()?.block_on(store.revert(revision, "cli".into(), confirm))?;
+    let reverted = runtime()?.block_on(store.revert(
+        revision,
+        "cli".into(),
+        confirm.confirm,
+        confirm.confirm_closed,
+    ))?;
     for warning in &reverted.warnings {
         eprintln!("warning: {warning}");
     }
@@ -618,8 +625,17 @@ pub enum RolloutCommand {
     Status { id: Option<String>, json: bool },
 }
 
-/// The `overlay` subcommands.
-pub enum OverlayCommand {
+/// `--confirm` and `--confirm-closed` of a write.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Confirm {
+    /// The number of clusters the write takes inputs from (blast radius).
+    pub confirm: Option<u64>,
+    /// The number of closed clusters (maintenance windows) whose feeds it changes.
+    pub confirm_closed: Option<u64>,
+}
+
+/// The `overlay` and `window` subcommands.
+pub enum ResourceCommand {
     List,
     Get {
         id: String,
@@ -627,55 +643,87 @@ pub enum OverlayCommand {
     Apply {
         file: PathBuf,
         dry_run: bool,
-        confirm: Option<u64>,
+        confirm: Confirm,
     },
     Delete {
         id: String,
         dry_run: bool,
-        confirm: Option<u64>,
+        confirm: Confirm,
     },
 }
 
-/// `overlay list|get|apply -f|delete`: the same writes as `/overlays` (actor `cli`, every
-/// check of the write pipeline), on the file. `apply` creates the overlay or replaces it
-/// whole; with `--dry-run` it prints what would change instead.
-pub fn overlay(config: &Config, command: OverlayCommand) -> Result<(), Failure> {
-    use crate::domain::overlay::Overlay;
-    use crate::store::{WriteRequest, overlays};
-    use poem_openapi::types::{ParseFromJSON, ToJSON};
+/// A collection the CLI lists, gets, applies and deletes like its API does.
+pub trait Managed: crate::store::Resource {
+    /// Every record, in id order.
+    fn all(conn: &rusqlite::Connection) -> crate::error::Result<Vec<Self>>;
+    /// The line `list` prints for one record.
+    fn line(&self, conn: &rusqlite::Connection) -> crate::error::Result<serde_json::Value>;
+}
+
+impl Managed for crate::domain::overlay::Overlay {
+    fn all(conn: &rusqlite::Connection) -> crate::error::Result<Vec<Self>> {
+        crate::store::overlays::all(conn)
+    }
+    fn line(&self, conn: &rusqlite::Connection) -> crate::error::Result<serde_json::Value> {
+        use poem_openapi::types::ToJSON;
+        let matched = crate::store::overlays::count_matching(conn, &self.selector)?;
+        Ok(serde_json::json!({"id": self.id, "priority": self.priority,
+            "selector": self.selector.to_json(), "clusters": matched,
+            "description": self.description}))
+    }
+}
+
+impl Managed for crate::domain::window::Window {
+    fn all(conn: &rusqlite::Connection) -> crate::error::Result<Vec<Self>> {
+        crate::store::windows::all(conn)
+    }
+    fn line(&self, conn: &rusqlite::Connection) -> crate::error::Result<serde_json::Value> {
+        use poem_openapi::types::ToJSON;
+        let matched = crate::store::overlays::count_matching(conn, &self.selector)?;
+        let schedule = crate::domain::window::schedule(self).ok();
+        let active = schedule.is_some_and(|s| s.is_open(crate::clock::Clock::system().now()));
+        Ok(
+            serde_json::json!({"id": self.id, "kind": self.kind.as_str(),
+            "selector": self.selector.to_json(), "clusters": matched, "active": active,
+            "description": self.description}),
+        )
+    }
+}
+
+/// `overlay|window list|get|apply -f|delete`: the same writes as `/overlays` and `/windows`
+/// (actor `cli`, every check of the write pipeline), on the file. `apply` creates the record
+/// or replaces it whole; with `--dry-run` it prints what would change instead.
+pub fn resource<R: Managed>(config: &Config, command: ResourceCommand) -> Result<(), Failure> {
+    use crate::store::WriteRequest;
+    use poem_openapi::types::ToJSON;
 
     let store = open(config, true)?;
     let runtime = runtime()?;
-    let request = |method, dry_run, confirm| WriteRequest {
+    let request = |method, dry_run, confirm: Confirm| WriteRequest {
         dry_run,
-        confirm,
+        confirm: confirm.confirm,
+        confirm_closed: confirm.confirm_closed,
         ..WriteRequest::new(cli_change(method))
     };
     let written = match command {
-        OverlayCommand::List => {
+        ResourceCommand::List => {
             let listed = runtime.block_on(store.read(|conn| {
-                let mut lines = Vec::new();
-                for overlay in overlays::all(conn)? {
-                    let matched = overlays::matching_clusters(conn, &overlay.selector)?.len();
-                    lines.push(
-                        serde_json::json!({"id": overlay.id, "priority": overlay.priority,
-                        "selector": overlay.selector.to_json(), "clusters": matched,
-                        "description": overlay.description}),
-                    );
-                }
-                Ok(lines)
+                R::all(conn)?
+                    .iter()
+                    .map(|record| record.line(conn))
+                    .collect::<crate::error::Result<Vec<_>>>()
             }))?;
             for line in listed {
                 println!("{line}");
             }
             return Ok(());
         }
-        OverlayCommand::Get { id } => {
-            let (overlay, _) = runtime.block_on(store.fetch_with_revision::<Overlay>(id))?;
-            println!("{}", overlay.to_json().unwrap_or_default());
+        ResourceCommand::Get { id } => {
+            let (record, _) = runtime.block_on(store.fetch_with_revision::<R>(id))?;
+            println!("{}", record.to_json().unwrap_or_default());
             return Ok(());
         }
-        OverlayCommand::Apply {
+        ResourceCommand::Apply {
             file,
             dry_run,
             confirm,
@@ -689,16 +737,16 @@ pub fn overlay(config: &Config, command: OverlayCommand) -> Result<(), Failure> 
             let value: serde_json::Value = serde_json::from_str(&text).map_err(|err| {
                 AppError::BadRequest(format!("{}: not JSON: {err}", file.display()))
             })?;
-            let overlay = Overlay::parse_from_json(Some(value)).map_err(|err| {
+            let record = R::parse_from_json(Some(value)).map_err(|err| {
                 AppError::BadRequest(format!("{}: {}", file.display(), err.into_message()))
             })?;
-            runtime.block_on(store.create_or_replace(overlay, request("PUT", dry_run, confirm)))?
+            runtime.block_on(store.create_or_replace(record, request("PUT", dry_run, confirm)))?
         }
-        OverlayCommand::Delete {
+        ResourceCommand::Delete {
             id,
             dry_run,
             confirm,
-        } => runtime.block_on(store.delete::<Overlay>(id, request("DELETE", dry_run, confirm)))?,
+        } => runtime.block_on(store.delete::<R>(id, request("DELETE", dry_run, confirm)))?,
     };
     for warning in &written.warnings {
         eprintln!("warning: {}", escape_unprintable(warning));
@@ -706,8 +754,9 @@ pub fn overlay(config: &Config, command: OverlayCommand) -> Result<(), Failure> 
     match written.preview {
         Some(preview) => println!("{}", preview.to_json().unwrap_or_default()),
         None => eprintln!(
-            "overlay '{}' stored at revision {}",
-            escape_unprintable(&written.value.id),
+            "{} '{}' stored at revision {}",
+            R::KIND,
+            escape_unprintable(written.value.id()),
             written.revision
         ),
     }

@@ -130,7 +130,12 @@ async fn pause_if_refused(
 ) -> Result<bool> {
     match written {
         Ok(()) => Ok(true),
-        Err(err @ (AppError::Validation(_) | AppError::BlastRadius(_) | AppError::Conflict(_))) => {
+        Err(
+            err @ (AppError::Validation(_)
+            | AppError::BlastRadius(_)
+            | AppError::WindowClosed(_)
+            | AppError::Conflict(_)),
+        ) => {
             tracing::warn!(rollout = %record.spec.id, error = %err, "rollout paused: {what}");
             store
                 .pause_rollout(record, None, &format!("{what}: {err}"), now)

@@ -20,6 +20,10 @@ pub enum AppError {
     /// than allowed, and does not carry the matching `?confirm=`.
     #[error("{0}")]
     BlastRadius(String),
+    /// 409 `window_closed`: the write changes the feeds of clusters a maintenance window
+    /// closes now, and does not carry the matching `?confirm_closed=`.
+    #[error("{0}")]
+    WindowClosed(String),
     /// 412: `If-Match` names a revision that is no longer current.
     #[error("{0}")]
     PreconditionFailed(String),

@@ -37,10 +37,8 @@ enum Command {
         /// With --dry-run: list changed clusters from this offset on (100 per run).
         #[arg(long, default_value_t = 0)]
         changes_offset: usize,
-        /// The number of clusters the import takes inputs from (removed or disabled), when
-        /// that needs confirming: an emptied feed, or more than max_clusters_shrunk clusters.
-        #[arg(long)]
-        confirm: Option<u64>,
+        #[command(flatten)]
+        confirm: Confirm,
     },
     /// Print the inventory in seed format.
     Export,
@@ -89,9 +87,8 @@ enum Command {
     /// Put a resource back to its state before an audit revision (itself audited).
     Revert {
         revision: i64,
-        /// The number of clusters the revert takes inputs from, when it needs confirming.
-        #[arg(long)]
-        confirm: Option<u64>,
+        #[command(flatten)]
+        confirm: Confirm,
     },
     /// Named read tokens.
     #[command(subcommand)]
@@ -101,7 +98,10 @@ enum Command {
     Rollout(RolloutArgs),
     /// Overlays: values and assignments for every cluster a selector matches.
     #[command(subcommand)]
-    Overlay(OverlayArgs),
+    Overlay(ResourceArgs),
+    /// Maintenance windows and freezes: when the clusters a selector matches may change.
+    #[command(subcommand)]
+    Window(ResourceArgs),
     /// Print the OpenAPI document.
     Openapi {
         /// The routes to describe.
@@ -161,31 +161,80 @@ enum RolloutArgs {
     },
 }
 
+/// The confirmations a write may need.
+#[derive(clap::Args)]
+struct Confirm {
+    /// The number of clusters the write takes inputs from (removed or disabled), when that
+    /// needs confirming: an emptied feed, or more than max_clusters_shrunk clusters.
+    #[arg(long)]
+    confirm: Option<u64>,
+    /// The number of clusters closed by a maintenance window whose feeds the write changes,
+    /// when there are any: overrides the windows (the audit trail says so).
+    #[arg(long)]
+    confirm_closed: Option<u64>,
+}
+
+impl From<Confirm> for cli::Confirm {
+    fn from(c: Confirm) -> Self {
+        cli::Confirm {
+            confirm: c.confirm,
+            confirm_closed: c.confirm_closed,
+        }
+    }
+}
+
+/// `overlay` and `window`: the same four operations on their collection.
 #[derive(Subcommand)]
-enum OverlayArgs {
-    /// A line per overlay: id, priority, selector, clusters matched.
+enum ResourceArgs {
+    /// A line per record: id, selector, clusters matched, and what it is.
     List,
-    /// One overlay as JSON, as GET /overlays/{id} answers.
+    /// One record as JSON, as GET /overlays/{id} or /windows/{id} answers.
     Get { id: String },
-    /// Create the overlay in a JSON file (`-` for stdin), or replace it whole.
+    /// Create the record in a JSON file (`-` for stdin), or replace it whole.
     Apply {
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
         /// Check and print how the feeds would change; store nothing.
         #[arg(long)]
         dry_run: bool,
-        /// The number of clusters the write takes inputs from, when it needs confirming.
-        #[arg(long)]
-        confirm: Option<u64>,
+        #[command(flatten)]
+        confirm: Confirm,
     },
-    /// Delete an overlay.
+    /// Delete a record.
     Delete {
         id: String,
         #[arg(long)]
         dry_run: bool,
-        #[arg(long)]
-        confirm: Option<u64>,
+        #[command(flatten)]
+        confirm: Confirm,
     },
+}
+
+impl From<ResourceArgs> for cli::ResourceCommand {
+    fn from(args: ResourceArgs) -> Self {
+        match args {
+            ResourceArgs::List => cli::ResourceCommand::List,
+            ResourceArgs::Get { id } => cli::ResourceCommand::Get { id },
+            ResourceArgs::Apply {
+                file,
+                dry_run,
+                confirm,
+            } => cli::ResourceCommand::Apply {
+                file,
+                dry_run,
+                confirm: confirm.into(),
+            },
+            ResourceArgs::Delete {
+                id,
+                dry_run,
+                confirm,
+            } => cli::ResourceCommand::Delete {
+                id,
+                dry_run,
+                confirm: confirm.into(),
+            },
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -218,7 +267,7 @@ fn main() -> ExitCode {
             changes_offset,
             confirm,
         } => offline(cli.config, |c| {
-            cli::import(c, &file, dry_run, changes_offset, confirm)
+            cli::import(c, &file, dry_run, changes_offset, confirm.into())
         }),
         Command::Export => offline(cli.config, cli::export),
         Command::Probe { what } => offline(cli.config, |c| {
@@ -261,7 +310,7 @@ fn main() -> ExitCode {
             )
         }),
         Command::Revert { revision, confirm } => {
-            offline(cli.config, |c| cli::revert(c, revision, confirm))
+            offline(cli.config, |c| cli::revert(c, revision, confirm.into()))
         }
         Command::Token(args) => {
             let command = match args {
@@ -303,31 +352,12 @@ fn main() -> ExitCode {
             };
             offline(cli.config, |c| cli::rollout(c, command))
         }
-        Command::Overlay(args) => {
-            let command = match args {
-                OverlayArgs::List => cli::OverlayCommand::List,
-                OverlayArgs::Get { id } => cli::OverlayCommand::Get { id },
-                OverlayArgs::Apply {
-                    file,
-                    dry_run,
-                    confirm,
-                } => cli::OverlayCommand::Apply {
-                    file,
-                    dry_run,
-                    confirm,
-                },
-                OverlayArgs::Delete {
-                    id,
-                    dry_run,
-                    confirm,
-                } => cli::OverlayCommand::Delete {
-                    id,
-                    dry_run,
-                    confirm,
-                },
-            };
-            offline(cli.config, |c| cli::overlay(c, command))
-        }
+        Command::Overlay(args) => offline(cli.config, |c| {
+            cli::resource::<flux_inputs::domain::overlay::Overlay>(c, args.into())
+        }),
+        Command::Window(args) => offline(cli.config, |c| {
+            cli::resource::<flux_inputs::domain::window::Window>(c, args.into())
+        }),
         Command::Serve => match serve(cli.config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {

@@ -125,8 +125,13 @@ impl AuditApi {
         /// The number of clusters the revert takes inputs from, when it needs confirming
         /// (409 `blast_radius` names it).
         confirm: Query<Option<u64>>,
+        /// The number of clusters closed by a maintenance window whose feeds the revert
+        /// changes, when there are any (409 `window_closed` names them).
+        confirm_closed: Query<Option<u64>>,
     ) -> Result<RevertResponse, WriteError> {
-        let reverted = store.revert(revision.0, auth.0.0, confirm.0).await?;
+        let reverted = store
+            .revert(revision.0, auth.0.0, confirm.0, confirm_closed.0)
+            .await?;
         let result = RevertResult {
             revision: reverted.revision,
             kind: reverted.kind.to_owned(),

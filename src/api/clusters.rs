@@ -24,6 +24,13 @@ pub enum EffectiveResponse {
     Ok(Json<EffectiveCluster>),
 }
 
+#[derive(ApiResponse)]
+pub enum WindowsResponse {
+    /// Whether the cluster may change now, and when that changes.
+    #[oai(status = 200)]
+    Ok(Json<crate::domain::window::ClusterWindows>),
+}
+
 #[OpenApi(prefix_path = "/clusters", tag = "ApiTags::Clusters")]
 impl ClustersApi {
     /// List clusters
@@ -86,9 +93,17 @@ impl ClustersApi {
         dry_run: Query<bool>,
         /// Dry run: list the changed clusters from this offset on (100 per answer).
         changes_offset: Query<Option<u32>>,
+        /// The number of clusters closed by a maintenance window whose feeds the write
+        /// changes, when there are any (409 `window_closed` names them).
+        confirm_closed: Query<Option<u64>>,
         body: JsonBody<Cluster>,
     ) -> Result<Created<Cluster>, WriteError> {
-        let request = write_request(auth, "POST", (dry_run.0, changes_offset.0), None)?;
+        let request = write_request(
+            auth,
+            "POST",
+            (dry_run.0, changes_offset.0, confirm_closed.0),
+            None,
+        )?;
         let written = store.create(body.0, request).await?;
         Ok(Created::new(written, dry_run.0, "/clusters", |c| &c.id))
     }
@@ -103,6 +118,25 @@ impl ClustersApi {
     ) -> Result<Fetched<Cluster>, ReadError> {
         let (value, revision) = store.fetch_with_revision(id.0).await?;
         Ok(Fetched::Ok(Json(value), etag(revision)))
+    }
+
+    /// Whether a cluster may change now
+    ///
+    /// The maintenance windows whose selector matches the cluster, whether it is open now
+    /// (no deny window open; an allow window open when any matches it), the windows that
+    /// close it, and when that changes next.
+    #[oai(path = "/:id/windows", method = "get")]
+    async fn windows(
+        &self,
+        _auth: ReadAccess,
+        store: Data<&Store>,
+        id: Path<String>,
+    ) -> Result<WindowsResponse, ReadError> {
+        let (id, now) = (id.0, store.clock().now());
+        let view = store
+            .read(move |conn| crate::store::windows::for_cluster(conn, &id, now))
+            .await?;
+        Ok(WindowsResponse::Ok(Json(view)))
     }
 
     /// A cluster's effective values
@@ -142,6 +176,9 @@ impl ClustersApi {
         dry_run: Query<bool>,
         /// Dry run: list the changed clusters from this offset on (100 per answer).
         changes_offset: Query<Option<u32>>,
+        /// The number of clusters closed by a maintenance window whose feeds the write
+        /// changes, when there are any (409 `window_closed` names them).
+        confirm_closed: Query<Option<u64>>,
         /// The ETag last read; a stale one is refused with 412.
         #[oai(name = "If-Match")]
         if_match_header: Header<Option<String>>,
@@ -153,7 +190,7 @@ impl ClustersApi {
         let mut request = write_request(
             auth,
             "PUT",
-            (dry_run.0, changes_offset.0),
+            (dry_run.0, changes_offset.0, confirm_closed.0),
             if_match_header.0.as_deref(),
         )?;
         request.confirm = confirm.0;
@@ -173,6 +210,9 @@ impl ClustersApi {
         dry_run: Query<bool>,
         /// Dry run: list the changed clusters from this offset on (100 per answer).
         changes_offset: Query<Option<u32>>,
+        /// The number of clusters closed by a maintenance window whose feeds the write
+        /// changes, when there are any (409 `window_closed` names them).
+        confirm_closed: Query<Option<u64>>,
         /// The ETag last read; a stale one is refused with 412.
         #[oai(name = "If-Match")]
         if_match_header: Header<Option<String>>,
@@ -180,7 +220,7 @@ impl ClustersApi {
         let request = write_request(
             auth,
             "DELETE",
-            (dry_run.0, changes_offset.0),
+            (dry_run.0, changes_offset.0, confirm_closed.0),
             if_match_header.0.as_deref(),
         )?;
         let written = store.delete::<Cluster>(id.0, request).await?;

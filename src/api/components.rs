@@ -57,9 +57,17 @@ impl PlatformComponentsApi {
         dry_run: Query<bool>,
         /// Dry run: list the changed clusters from this offset on (100 per answer).
         changes_offset: Query<Option<u32>>,
+        /// The number of clusters closed by a maintenance window whose feeds the write
+        /// changes, when there are any (409 `window_closed` names them).
+        confirm_closed: Query<Option<u64>>,
         body: JsonBody<PlatformComponent>,
     ) -> Result<Created<PlatformComponent>, WriteError> {
-        let request = write_request(auth, "POST", (dry_run.0, changes_offset.0), None)?;
+        let request = write_request(
+            auth,
+            "POST",
+            (dry_run.0, changes_offset.0, confirm_closed.0),
+            None,
+        )?;
         let written = store.create(body.0, request).await?;
         Ok(Created::new(
             written,
@@ -95,6 +103,9 @@ impl PlatformComponentsApi {
         dry_run: Query<bool>,
         /// Dry run: list the changed clusters from this offset on (100 per answer).
         changes_offset: Query<Option<u32>>,
+        /// The number of clusters closed by a maintenance window whose feeds the write
+        /// changes, when there are any (409 `window_closed` names them).
+        confirm_closed: Query<Option<u64>>,
         /// The ETag last read; a stale one is refused with 412.
         #[oai(name = "If-Match")]
         if_match_header: Header<Option<String>>,
@@ -103,7 +114,7 @@ impl PlatformComponentsApi {
         let request = write_request(
             auth,
             "PUT",
-            (dry_run.0, changes_offset.0),
+            (dry_run.0, changes_offset.0, confirm_closed.0),
             if_match_header.0.as_deref(),
         )?;
         let written = store
@@ -124,6 +135,9 @@ impl PlatformComponentsApi {
         dry_run: Query<bool>,
         /// Dry run: list the changed clusters from this offset on (100 per answer).
         changes_offset: Query<Option<u32>>,
+        /// The number of clusters closed by a maintenance window whose feeds the write
+        /// changes, when there are any (409 `window_closed` names them).
+        confirm_closed: Query<Option<u64>>,
         /// The ETag last read; a stale one is refused with 412.
         #[oai(name = "If-Match")]
         if_match_header: Header<Option<String>>,
@@ -131,7 +145,7 @@ impl PlatformComponentsApi {
         let request = write_request(
             auth,
             "DELETE",
-            (dry_run.0, changes_offset.0),
+            (dry_run.0, changes_offset.0, confirm_closed.0),
             if_match_header.0.as_deref(),
         )?;
         let written = store.delete::<PlatformComponent>(id.0, request).await?;

@@ -41,7 +41,9 @@ pub enum WriteError {
     NotFound(Json<ErrorBody>),
     /// The id or `cluster_dns` exists already, or the resource is still referenced; or
     /// (`blast_radius`) the write would empty a feed or shrink feeds on more clusters than
-    /// `max_clusters_shrunk` and carries no matching `?confirm=`.
+    /// `max_clusters_shrunk` and carries no matching `?confirm=`; or (`window_closed`) it
+    /// changes the feeds of clusters a maintenance window closes and carries no matching
+    /// `?confirm_closed=`.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
     /// `If-Match` names a revision that is no longer current: reload and retry.
@@ -96,6 +98,7 @@ impl From<AppError> for WriteError {
             AppError::NotFound(m) => WriteError::NotFound(body("not_found", m)),
             AppError::Conflict(m) => WriteError::Conflict(body("conflict", m)),
             AppError::BlastRadius(m) => WriteError::Conflict(body("blast_radius", m)),
+            AppError::WindowClosed(m) => WriteError::Conflict(body("window_closed", m)),
             AppError::Validation(m) => WriteError::Unprocessable(body("validation_error", m)),
             AppError::PreconditionFailed(m) => {
                 WriteError::PreconditionFailed(body("precondition_failed", m))
@@ -118,6 +121,7 @@ impl From<AppError> for ReadError {
             // A read cannot conflict or fail validation; if one does, the store is at fault.
             AppError::Conflict(m)
             | AppError::BlastRadius(m)
+            | AppError::WindowClosed(m)
             | AppError::Validation(m)
             | AppError::PreconditionFailed(m)
             | AppError::Internal(m) => {

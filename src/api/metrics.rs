@@ -65,6 +65,7 @@ pub async fn render(store: &Store, requests: &RequestMetrics) -> String {
                 "namespaces",
                 "rolebindings",
                 "overlays",
+                "windows",
             ]
             .into_iter()
             .map(|table| {

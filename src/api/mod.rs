@@ -22,6 +22,7 @@ pub mod service;
 pub mod status;
 pub mod throttle;
 pub mod tokens;
+pub mod windows;
 
 use poem_openapi::{OpenApiService, Tags};
 
@@ -51,6 +52,8 @@ pub enum ApiTags {
     Rollouts,
     /// Values and assignments for every cluster a selector matches (crud mode).
     Overlays,
+    /// Maintenance windows and freezes: when clusters may change (crud mode).
+    Windows,
 }
 
 const TITLE: &str = "flux-inputs";
@@ -74,6 +77,7 @@ type CrudApis = (
     rolebindings::RolebindingsApi,
     rollouts::RolloutsApi,
     overlays::OverlaysApi,
+    windows::WindowsApi,
 );
 
 pub fn read_only_service() -> OpenApiService<ReadOnlyApis, ()> {
@@ -104,6 +108,7 @@ pub fn crud_service() -> OpenApiService<CrudApis, ()> {
             rolebindings::RolebindingsApi,
             rollouts::RolloutsApi,
             overlays::OverlaysApi,
+            windows::WindowsApi,
         ),
         TITLE,
         env!("CARGO_PKG_VERSION"),

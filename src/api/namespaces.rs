@@ -50,9 +50,17 @@ impl NamespacesApi {
         dry_run: Query<bool>,
         /// Dry run: list the changed clusters from this offset on (100 per answer).
         changes_offset: Query<Option<u32>>,
+        /// The number of clusters closed by a maintenance window whose feeds the write
+        /// changes, when there are any (409 `window_closed` names them).
+        confirm_closed: Query<Option<u64>>,
         body: JsonBody<Namespace>,
     ) -> Result<Created<Namespace>, WriteError> {
-        let request = write_request(auth, "POST", (dry_run.0, changes_offset.0), None)?;
+        let request = write_request(
+            auth,
+            "POST",
+            (dry_run.0, changes_offset.0, confirm_closed.0),
+            None,
+        )?;
         let written = store.create(body.0, request).await?;
         Ok(Created::new(written, dry_run.0, "/namespaces", |c| &c.id))
     }
@@ -83,6 +91,9 @@ impl NamespacesApi {
         dry_run: Query<bool>,
         /// Dry run: list the changed clusters from this offset on (100 per answer).
         changes_offset: Query<Option<u32>>,
+        /// The number of clusters closed by a maintenance window whose feeds the write
+        /// changes, when there are any (409 `window_closed` names them).
+        confirm_closed: Query<Option<u64>>,
         /// The ETag last read; a stale one is refused with 412.
         #[oai(name = "If-Match")]
         if_match_header: Header<Option<String>>,
@@ -91,7 +102,7 @@ impl NamespacesApi {
         let request = write_request(
             auth,
             "PUT",
-            (dry_run.0, changes_offset.0),
+            (dry_run.0, changes_offset.0, confirm_closed.0),
             if_match_header.0.as_deref(),
         )?;
         let written = store.update::<Namespace>(id.0, body.0, request).await?;
@@ -110,6 +121,9 @@ impl NamespacesApi {
         dry_run: Query<bool>,
         /// Dry run: list the changed clusters from this offset on (100 per answer).
         changes_offset: Query<Option<u32>>,
+        /// The number of clusters closed by a maintenance window whose feeds the write
+        /// changes, when there are any (409 `window_closed` names them).
+        confirm_closed: Query<Option<u64>>,
         /// The ETag last read; a stale one is refused with 412.
         #[oai(name = "If-Match")]
         if_match_header: Header<Option<String>>,
@@ -117,7 +131,7 @@ impl NamespacesApi {
         let request = write_request(
             auth,
             "DELETE",
-            (dry_run.0, changes_offset.0),
+            (dry_run.0, changes_offset.0, confirm_closed.0),
             if_match_header.0.as_deref(),
         )?;
         let written = store.delete::<Namespace>(id.0, request).await?;

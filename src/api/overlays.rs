@@ -52,12 +52,20 @@ impl OverlaysApi {
         dry_run: Query<bool>,
         /// Dry run: list the changed clusters from this offset on (100 per answer).
         changes_offset: Query<Option<u32>>,
+        /// The number of clusters closed by a maintenance window whose feeds the write
+        /// changes, when there are any (409 `window_closed` names them).
+        confirm_closed: Query<Option<u64>>,
         /// The number of clusters the write takes inputs from, when it needs confirming
         /// (409 `blast_radius` names it).
         confirm: Query<Option<u64>>,
         body: JsonBody<Overlay>,
     ) -> Result<Created<Overlay>, WriteError> {
-        let mut request = write_request(auth, "POST", (dry_run.0, changes_offset.0), None)?;
+        let mut request = write_request(
+            auth,
+            "POST",
+            (dry_run.0, changes_offset.0, confirm_closed.0),
+            None,
+        )?;
         request.confirm = confirm.0;
         let written = store.create(body.0, request).await?;
         Ok(Created::new(written, dry_run.0, "/overlays", |c| &c.id))
@@ -91,6 +99,9 @@ impl OverlaysApi {
         dry_run: Query<bool>,
         /// Dry run: list the changed clusters from this offset on (100 per answer).
         changes_offset: Query<Option<u32>>,
+        /// The number of clusters closed by a maintenance window whose feeds the write
+        /// changes, when there are any (409 `window_closed` names them).
+        confirm_closed: Query<Option<u64>>,
         /// The ETag last read; a stale one is refused with 412.
         #[oai(name = "If-Match")]
         if_match_header: Header<Option<String>>,
@@ -102,7 +113,7 @@ impl OverlaysApi {
         let mut request = write_request(
             auth,
             "PUT",
-            (dry_run.0, changes_offset.0),
+            (dry_run.0, changes_offset.0, confirm_closed.0),
             if_match_header.0.as_deref(),
         )?;
         request.confirm = confirm.0;
@@ -122,6 +133,9 @@ impl OverlaysApi {
         dry_run: Query<bool>,
         /// Dry run: list the changed clusters from this offset on (100 per answer).
         changes_offset: Query<Option<u32>>,
+        /// The number of clusters closed by a maintenance window whose feeds the write
+        /// changes, when there are any (409 `window_closed` names them).
+        confirm_closed: Query<Option<u64>>,
         /// The ETag last read; a stale one is refused with 412.
         #[oai(name = "If-Match")]
         if_match_header: Header<Option<String>>,
@@ -132,7 +146,7 @@ impl OverlaysApi {
         let mut request = write_request(
             auth,
             "DELETE",
-            (dry_run.0, changes_offset.0),
+            (dry_run.0, changes_offset.0, confirm_closed.0),
             if_match_header.0.as_deref(),
         )?;
         request.confirm = confirm.0;

@@ -28,11 +28,11 @@ pub enum Fetched<T: ParseFromJSON + ToJSON + Send + Sync> {
 }
 
 /// How a CRUD write was asked for: the caller, the method, `?dry_run` with its
-/// `changes_offset`, and `If-Match`.
+/// `changes_offset` and `?confirm_closed`, and `If-Match`.
 pub fn write_request(
     auth: crate::auth::WriteAccess,
     method: &'static str,
-    (dry_run, changes_offset): (bool, Option<u32>),
+    (dry_run, changes_offset, confirm_closed): (bool, Option<u32>, Option<u64>),
     if_match_header: Option<&str>,
 ) -> crate::error::Result<crate::store::WriteRequest> {
     Ok(crate::store::WriteRequest {
@@ -44,6 +44,7 @@ pub fn write_request(
         },
         if_match: if_match(if_match_header)?,
         confirm: None,
+        confirm_closed,
     })
 }
 

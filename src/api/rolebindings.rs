@@ -52,9 +52,17 @@ impl RolebindingsApi {
         dry_run: Query<bool>,
         /// Dry run: list the changed clusters from this offset on (100 per answer).
         changes_offset: Query<Option<u32>>,
+        /// The number of clusters closed by a maintenance window whose feeds the write
+        /// changes, when there are any (409 `window_closed` names them).
+        confirm_closed: Query<Option<u64>>,
         body: JsonBody<Rolebinding>,
     ) -> Result<Created<Rolebinding>, WriteError> {
-        let request = write_request(auth, "POST", (dry_run.0, changes_offset.0), None)?;
+        let request = write_request(
+            auth,
+            "POST",
+            (dry_run.0, changes_offset.0, confirm_closed.0),
+            None,
+        )?;
         let written = store.create(body.0, request).await?;
         Ok(Created::new(written, dry_run.0, "/rolebindings", |c| &c.id))
     }
@@ -85,6 +93,9 @@ impl RolebindingsApi {
         dry_run: Query<bool>,
         /// Dry run: list the changed clusters from this offset on (100 per answer).
         changes_offset: Query<Option<u32>>,
+        /// The number of clusters closed by a maintenance window whose feeds the write
+        /// changes, when there are any (409 `window_closed` names them).
+        confirm_closed: Query<Option<u64>>,
         /// The ETag last read; a stale one is refused with 412.
         #[oai(name = "If-Match")]
         if_match_header: Header<Option<String>>,
@@ -93,7 +104,7 @@ impl RolebindingsApi {
         let request = write_request(
             auth,
             "PUT",
-            (dry_run.0, changes_offset.0),
+            (dry_run.0, changes_offset.0, confirm_closed.0),
             if_match_header.0.as_deref(),
         )?;
         let written = store.update::<Rolebinding>(id.0, body.0, request).await?;
@@ -112,6 +123,9 @@ impl RolebindingsApi {
         dry_run: Query<bool>,
         /// Dry run: list the changed clusters from this offset on (100 per answer).
         changes_offset: Query<Option<u32>>,
+        /// The number of clusters closed by a maintenance window whose feeds the write
+        /// changes, when there are any (409 `window_closed` names them).
+        confirm_closed: Query<Option<u64>>,
         /// The ETag last read; a stale one is refused with 412.
         #[oai(name = "If-Match")]
         if_match_header: Header<Option<String>>,
@@ -119,7 +133,7 @@ impl RolebindingsApi {
         let request = write_request(
             auth,
             "DELETE",
-            (dry_run.0, changes_offset.0),
+            (dry_run.0, changes_offset.0, confirm_closed.0),
             if_match_header.0.as_deref(),
         )?;
         let written = store.delete::<Rolebinding>(id.0, request).await?;

@@ -155,6 +155,10 @@ pub async fn revert_form(
                 "Confirm a number of clusters (only when the server asks: blast radius)"
                 input type="number" name="confirm" min="0";
             }
+            label {
+                "Confirm a number of closed clusters (only when the server asks: maintenance window)"
+                input type="number" name="confirm_closed" min="0";
+            }
             p { button type="submit" { "Revert revision " (entry.revision) } " " a href="/ui/audit" { "Cancel" } }
         }
     };
@@ -168,6 +172,8 @@ pub async fn revert_form(
 struct RevertForm {
     #[serde(default)]
     confirm: String,
+    #[serde(default)]
+    confirm_closed: String,
 }
 
 #[handler]
@@ -182,7 +188,11 @@ pub async fn revert(
         Err(response) => return *response,
     };
     let confirm = form.confirm.trim().parse().ok();
-    match store.revert(revision, session.actor(), confirm).await {
+    let confirm_closed = form.confirm_closed.trim().parse().ok();
+    match store
+        .revert(revision, session.actor(), confirm, confirm_closed)
+        .await
+    {
         Ok(reverted) => {
             Redirect::see_other(format!("/ui/audit#revision-{}", reverted.revision)).into_response()
         }

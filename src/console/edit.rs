@@ -23,6 +23,9 @@ struct EditForm {
     /// Clusters the write may take inputs from (blast radius).
     #[serde(default)]
     confirm: String,
+    /// Closed clusters the write may change (maintenance windows).
+    #[serde(default)]
+    confirm_closed: String,
 }
 
 /// The edit form of a resource page: its document, posted to `{base}/preview`.
@@ -68,6 +71,7 @@ fn edit_request(session: &Session, dry_run: bool, form: &EditForm) -> WriteReque
         },
         if_match: form.revision.trim().parse().ok(),
         confirm: form.confirm.trim().parse().ok(),
+        confirm_closed: form.confirm_closed.trim().parse().ok(),
     }
 }
 
@@ -119,6 +123,16 @@ where
                 @if radius.needs_confirm { " Saving needs the confirmation below." }
             }
         }
+        @if preview.window_closed.clusters > 0 {
+            p.notice.error role="alert" {
+                "It changes " (preview.window_closed.clusters) " cluster(s) a maintenance window closes now: "
+                @for (i, closed) in preview.window_closed.listed.iter().enumerate() {
+                    @if i > 0 { ", " }
+                    (closed.cluster_id) " (" (closed.windows.join(", ")) ")"
+                }
+                ". Saving overrides the window(s) and says so in the audit trail."
+            }
+        }
         @if preview.changes.is_empty() {
             p.muted { "No feed changes (the edit touches fields Flux does not see, or nothing)." }
         } @else {
@@ -147,6 +161,9 @@ where
             input type="hidden" name="revision" value=(revision);
             @if radius.needs_confirm {
                 label { "Confirm the number of clusters that lose inputs" input type="number" name="confirm" min="0" required; }
+            }
+            @if preview.window_closed.clusters > 0 {
+                label { "Confirm the number of closed clusters to change" input type="number" name="confirm_closed" min="0" required; }
             }
             p { button type="submit" { "Save" } " " a href=(format!("{base}/{id}")) { "Cancel" } }
         }

@@ -259,7 +259,9 @@ pub(super) fn failure(err: crate::error::AppError) -> Response {
     let status = match &err {
         AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
         AppError::NotFound(_) => StatusCode::NOT_FOUND,
-        AppError::Conflict(_) | AppError::BlastRadius(_) => StatusCode::CONFLICT,
+        AppError::Conflict(_) | AppError::BlastRadius(_) | AppError::WindowClosed(_) => {
+            StatusCode::CONFLICT
+        }
         AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
         AppError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
         AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -131,6 +131,70 @@ pub struct Preview {
     /// What the write takes away from Flux; a real write with `needs_confirm` is refused
     /// with 409 `blast_radius` unless it carries `?confirm=<clusters_shrunk>`.
     pub blast_radius: crate::domain::blast::BlastRadius,
+    /// Clusters a maintenance window closes now whose feeds the write changes; a real write
+    /// with any is refused with 409 `window_closed` unless it carries
+    /// `?confirm_closed=<clusters>`.
+    pub window_closed: WindowClosed,
+}
+
+/// The closed clusters a write changes (README, "Maintenance windows").
+#[derive(Object, Clone, Debug, Default, PartialEq)]
+pub struct WindowClosed {
+    /// How many; the number `?confirm_closed=` must carry.
+    pub clusters: u64,
+    /// The first of them, each with the windows that close it.
+    pub listed: Vec<ClosedCluster>,
+}
+
+#[derive(Object, Clone, Debug, Default, PartialEq)]
+pub struct ClosedCluster {
+    pub cluster_id: String,
+    pub windows: Vec<String>,
+}
+
+impl WindowClosed {
+    /// Clusters named in a refusal or a preview.
+    pub const LISTED: usize = 20;
+
+    /// Counts one closed cluster the write changes (named while fewer than `LISTED` are).
+    pub fn add(&mut self, cluster_id: &str, windows: &[String]) {
+        self.clusters += 1;
+        if self.listed.len() < Self::LISTED {
+            self.listed.push(ClosedCluster {
+                cluster_id: cluster_id.to_owned(),
+                windows: windows.to_vec(),
+            });
+        }
+    }
+
+    /// Refuses the write unless `confirm` states the number of closed clusters it changes.
+    pub fn check(&self, confirm: Option<u64>) -> Result<(), String> {
+        if self.clusters == 0 || confirm == Some(self.clusters) {
+            return Ok(());
+        }
+        let named: Vec<String> = self
+            .listed
+            .iter()
+            .map(|c| format!("{} ({})", c.cluster_id, c.windows.join(", ")))
+            .collect();
+        let more = self.clusters as usize - self.listed.len().min(self.clusters as usize);
+        Err(format!(
+            "the write changes the feeds of {} cluster(s) a maintenance window closes now: {}{}; \
+             send it again with ?confirm_closed={} to override the window(s){}",
+            self.clusters,
+            named.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            },
+            self.clusters,
+            match confirm {
+                Some(given) => format!(" (it carried {given})"),
+                None => String::new(),
+            }
+        ))
+    }
 }
 
 /// Clusters listed per dry-run answer.

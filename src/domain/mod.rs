@@ -13,3 +13,4 @@ pub mod report;
 pub mod rollout;
 pub mod validate;
 pub mod values;
+pub mod window;

@@ -219,6 +219,24 @@ pub fn overlay(overlay: &super::overlay::Overlay) -> Result<(), AppError> {
     problems.into_result()
 }
 
+/// A window: its id, description, selector labels and schedule (`window::schedule` names
+/// every problem of the schedule: weekdays, start, duration, time zone, instants).
+pub fn window(window: &super::window::Window) -> Result<(), AppError> {
+    let mut problems = Problems::default();
+    check_label(&mut problems, "id", &window.id);
+    check_text(&mut problems, "description", &window.description, true);
+    check_metadata(
+        &mut problems,
+        "selector.labels",
+        &window.selector.labels,
+        true,
+    );
+    if let Err(schedule) = super::window::schedule(window) {
+        problems.0.extend(schedule);
+    }
+    problems.into_result()
+}
+
 pub fn cluster(cluster: &Cluster) -> Result<(), AppError> {
     let mut problems = Problems::default();
     problems.check(is_dns_name(&cluster.id), || {

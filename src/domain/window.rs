@@ -382,6 +382,63 @@ pub fn closing<'a>(windows: &[Applying<'a>], at: i64) -> Vec<&'a str> {
     allows.iter().map(|w| w.window.id.as_str()).collect()
 }
 
+/// One window as it applies to a cluster now.
+#[derive(Object, Clone, Debug, PartialEq)]
+pub struct WindowNow {
+    pub id: String,
+    pub kind: WindowKind,
+    /// Whether the window itself is open (a deny window open closes the cluster; an allow
+    /// window open lets it change).
+    pub active: bool,
+}
+
+/// Whether a cluster may change now, and when that changes (`GET /clusters/{id}/windows`).
+#[derive(Object, Clone, Debug, PartialEq)]
+pub struct ClusterWindows {
+    pub cluster_id: String,
+    /// The cluster may change now (no deny window open, and an allow window open if any
+    /// matches it).
+    pub open: bool,
+    /// When `open` changes next (Unix seconds); `null`: not within about a year.
+    #[oai(nullable)]
+    pub next_change: Option<i64>,
+    /// `next_change` as an RFC 3339 instant (UTC).
+    #[oai(nullable)]
+    pub next_change_at: Option<String>,
+    /// The windows that close it now.
+    pub closed_by: Vec<String>,
+    /// Every window whose selector matches the cluster.
+    pub windows: Vec<WindowNow>,
+}
+
+/// Unix seconds as an RFC 3339 instant in UTC.
+pub fn rfc3339(seconds: i64) -> String {
+    instant(seconds).to_string()
+}
+
+/// The cluster's view of the windows that match it, at `at`.
+pub fn cluster_windows(cluster_id: &str, windows: &[Applying<'_>], at: i64) -> ClusterWindows {
+    let next_change = next_change(windows, at);
+    ClusterWindows {
+        cluster_id: cluster_id.to_owned(),
+        open: is_open(windows, at),
+        next_change,
+        next_change_at: next_change.map(rfc3339),
+        closed_by: closing(windows, at)
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        windows: windows
+            .iter()
+            .map(|w| WindowNow {
+                id: w.window.id.clone(),
+                kind: w.window.kind,
+                active: w.schedule.is_open(at),
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,7 +477,13 @@ mod tests {
     fn opening_hours_in_berlin_follow_summer_time() {
         // Stores open 08:00–20:00 local, every day.
         let all = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-        let w = [weekly(WindowKind::Deny, &all, "08:00", 720, "Europe/Berlin")];
+        let w = [weekly(
+            WindowKind::Deny,
+            &all,
+            "08:00",
+            720,
+            "Europe/Berlin",
+        )];
         let w = applying(&w);
         // Winter (UTC+1): 08:00 local is 07:00Z.
         assert!(is_open(&w, at("2026-03-28T06:59:00Z")));
@@ -428,19 +491,34 @@ mod tests {
         // 29 March 2026, 02:00 → 03:00: summer (UTC+2), 08:00 local is 06:00Z.
         assert!(!is_open(&w, at("2026-03-29T06:00:00Z")));
         assert!(is_open(&w, at("2026-03-29T05:59:00Z")));
-        assert_eq!(next_change(&w, at("2026-03-29T01:00:00Z")), Some(at("2026-03-29T06:00:00Z")));
+        assert_eq!(
+            next_change(&w, at("2026-03-29T01:00:00Z")),
+            Some(at("2026-03-29T06:00:00Z"))
+        );
         // Back to winter on 25 October 2026.
-        assert_eq!(next_change(&w, at("2026-10-25T01:00:00Z")), Some(at("2026-10-25T07:00:00Z")));
+        assert_eq!(
+            next_change(&w, at("2026-10-25T01:00:00Z")),
+            Some(at("2026-10-25T07:00:00Z"))
+        );
     }
 
     #[test]
     fn a_start_in_the_gap_opens_after_it_and_new_york_moves_on_its_own_date() {
         // 02:30 does not exist in New York on 8 March 2026 (02:00 → 03:00 EDT).
-        let w = [weekly(WindowKind::Allow, &["sun"], "02:30", 60, "America/New_York")];
+        let w = [weekly(
+            WindowKind::Allow,
+            &["sun"],
+            "02:30",
+            60,
+            "America/New_York",
+        )];
         let w = applying(&w);
         // Opens at 03:30 EDT = 07:30Z, the first instant after the gap plus 30 minutes, as
         // the tz database's "compatible" rule says, and stays 60 minutes.
-        assert_eq!(next_change(&w, at("2026-03-08T05:00:00Z")), Some(at("2026-03-08T07:30:00Z")));
+        assert_eq!(
+            next_change(&w, at("2026-03-08T05:00:00Z")),
+            Some(at("2026-03-08T07:30:00Z"))
+        );
         assert!(is_open(&w, at("2026-03-08T08:00:00Z")));
         assert!(!is_open(&w, at("2026-03-08T08:30:00Z")));
         // The week before, in EST: 02:30 is 07:30Z too; the week after (EDT) it is 06:30Z.
@@ -459,12 +537,21 @@ mod tests {
         assert!(is_open(&w, at("2026-12-04T23:30:00Z")));
         assert!(is_open(&w, at("2026-12-05T01:59:00Z")));
         assert!(!is_open(&w, at("2026-12-05T02:00:00Z")));
-        assert_eq!(next_change(&w, at("2026-12-05T03:00:00Z")), Some(at("2026-12-11T22:00:00Z")));
+        assert_eq!(
+            next_change(&w, at("2026-12-05T03:00:00Z")),
+            Some(at("2026-12-11T22:00:00Z"))
+        );
     }
 
     #[test]
     fn deny_wins_over_allow_and_allow_closes_outside_its_hours() {
-        let nights = weekly(WindowKind::Allow, &["mon", "tue", "wed", "thu", "fri"], "01:00", 180, "UTC");
+        let nights = weekly(
+            WindowKind::Allow,
+            &["mon", "tue", "wed", "thu", "fri"],
+            "01:00",
+            180,
+            "UTC",
+        );
         let freeze = Window {
             id: "freeze".into(),
             description: String::new(),
@@ -488,12 +575,21 @@ mod tests {
         assert_eq!(closing(&w, at("2026-11-27T02:00:00Z")), vec!["freeze"]);
         // After the freeze the next opening is Tuesday 1 December 01:00 (Monday's ends 04:00
         // on 30 November, inside the freeze).
-        assert_eq!(next_change(&w, at("2026-11-27T02:00:00Z")), Some(at("2026-12-01T01:00:00Z")));
+        assert_eq!(
+            next_change(&w, at("2026-11-27T02:00:00Z")),
+            Some(at("2026-12-01T01:00:00Z"))
+        );
     }
 
     #[test]
     fn schedules_are_checked() {
-        let mut w = weekly(WindowKind::Deny, &["mon", "fun"], "08:00", 0, "Mars/Olympus");
+        let mut w = weekly(
+            WindowKind::Deny,
+            &["mon", "fun"],
+            "08:00",
+            0,
+            "Mars/Olympus",
+        );
         let problems = schedule(&w).unwrap_err().join("; ");
         for words in ["'fun'", "duration_minutes", "Mars/Olympus"] {
             assert!(problems.contains(words), "{problems}");

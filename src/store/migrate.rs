@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     HUB_HEARTBEAT,
     REPORTS_FOLLOW_THE_CLUSTER,
     OVERLAYS,
+    WINDOWS,
 ];
 
 /// Version 2: token creation and revocation are audited (kind `tokens`). SQLite cannot alter
@@ -277,6 +278,79 @@ CREATE INDEX audit_log_by_resource ON audit_log (kind, resource_id, revision);
 -- A rollout step gives a cluster that has the component only from an overlay an entry of
 -- its own; a rollback or the promotion removes what the rollout added.
 ALTER TABLE rollout_clusters ADD COLUMN added INTEGER NOT NULL DEFAULT 0 CHECK (added IN (0, 1));
+";
+
+/// Version 9: maintenance windows and freezes (README, "Maintenance windows"). A window's
+/// selector labels are a JSON object, matched with `json_each` like an overlay's selector.
+/// The audit trail gains the kind `windows` and `window_override` (the closed clusters a
+/// confirmed write changed, and the windows it overrode); a rollout's cluster may be
+/// `waiting_window`, with the instant its window opens. Both CHECKs need their tables
+/// rebuilt, keeping every row (and the audit's AUTOINCREMENT counter).
+const WINDOWS: &str = "
+CREATE TABLE windows (
+    id               TEXT PRIMARY KEY NOT NULL
+                     CHECK (length(id) BETWEEN 1 AND 63 AND id NOT GLOB '*[^a-z0-9-]*'),
+    description      TEXT NOT NULL DEFAULT '',
+    kind             TEXT NOT NULL CHECK (kind IN ('deny', 'allow')),
+    environment      TEXT CHECK (environment IS NULL OR environment IN ('dev', 'qa', 'uat', 'prod')),
+    labels           TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(labels) AND json_type(labels) = 'object'),
+    -- Recurring: weekdays as 'mon,tue', local start 'HH:MM', minutes, IANA zone.
+    days             TEXT,
+    start            TEXT,
+    duration_minutes INTEGER CHECK (duration_minutes IS NULL OR duration_minutes BETWEEN 1 AND 10080),
+    time_zone        TEXT,
+    -- Absolute: RFC 3339 instants as given.
+    absolute_from    TEXT,
+    absolute_to      TEXT,
+    CHECK ((days IS NULL) <> (absolute_from IS NULL))
+) STRICT;
+
+CREATE TABLE audit_log_v9 (
+    revision        INTEGER PRIMARY KEY AUTOINCREMENT,
+    at              INTEGER NOT NULL,
+    actor           TEXT NOT NULL,
+    method          TEXT NOT NULL CHECK (method IN ('POST', 'PUT', 'DELETE', 'REVERT', 'IMPORT')),
+    kind            TEXT NOT NULL
+                    CHECK (kind IN ('clusters', 'platform_components', 'namespaces', 'rolebindings', 'tokens', 'overlays', 'windows')),
+    resource_id     TEXT NOT NULL,
+    before          TEXT CHECK (before IS NULL OR json_valid(before)),
+    after           TEXT CHECK (after IS NULL OR json_valid(after)),
+    window_override TEXT CHECK (window_override IS NULL OR json_valid(window_override))
+);
+INSERT INTO audit_log_v9 (revision, at, actor, method, kind, resource_id, before, after)
+    SELECT revision, at, actor, method, kind, resource_id, before, after FROM audit_log;
+DELETE FROM sqlite_sequence WHERE name = 'audit_log_v9';
+INSERT INTO sqlite_sequence (name, seq) SELECT 'audit_log_v9', seq FROM sqlite_sequence WHERE name = 'audit_log';
+DROP TABLE audit_log;
+ALTER TABLE audit_log_v9 RENAME TO audit_log;
+CREATE INDEX audit_log_by_resource ON audit_log (kind, resource_id, revision);
+
+CREATE TABLE rollout_clusters_v9 (
+    rollout_id              TEXT NOT NULL REFERENCES rollouts (id) ON DELETE CASCADE,
+    cluster_id              TEXT NOT NULL,
+    cluster_dns             TEXT NOT NULL,
+    step                    INTEGER,
+    state                   TEXT NOT NULL CHECK (state IN ('pending', 'progressing', 'passed', 'failed',
+                                'skipped', 'pinned', 'unselected', 'rolled_back', 'waiting_window')),
+    reason                  TEXT,
+    message                 TEXT,
+    changed                 INTEGER NOT NULL DEFAULT 0 CHECK (changed IN (0, 1)),
+    planned_oci_tag         TEXT,
+    planned_component_path  TEXT,
+    previous_oci_tag        TEXT,
+    previous_component_path TEXT,
+    added                   INTEGER NOT NULL DEFAULT 0 CHECK (added IN (0, 1)),
+    -- waiting_window: when its window opens (Unix seconds); NULL: look again now.
+    window_opens_at         INTEGER,
+    PRIMARY KEY (rollout_id, cluster_id)
+) STRICT, WITHOUT ROWID;
+INSERT INTO rollout_clusters_v9 (rollout_id, cluster_id, cluster_dns, step, state, reason, message,
+        changed, planned_oci_tag, planned_component_path, previous_oci_tag, previous_component_path, added)
+    SELECT rollout_id, cluster_id, cluster_dns, step, state, reason, message, changed, planned_oci_tag,
+        planned_component_path, previous_oci_tag, previous_component_path, added FROM rollout_clusters;
+DROP TABLE rollout_clusters;
+ALTER TABLE rollout_clusters_v9 RENAME TO rollout_clusters;
+CREATE INDEX rollout_clusters_by_step ON rollout_clusters (rollout_id, step);
 ";
 
 /// `PRAGMA application_id` of a flux-inputs database: "FLXI".

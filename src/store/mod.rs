@@ -26,6 +26,7 @@ pub mod seed;
 pub mod sql;
 pub mod tokens;
 pub mod watch;
+pub mod windows;
 pub mod write;
 
 use rusqlite::Connection;

@@ -6,7 +6,7 @@
 use rusqlite::Connection;
 use serde_json::Value;
 
-use super::{clusters, components, namespaces, overlays, rolebindings};
+use super::{clusters, components, namespaces, overlays, rolebindings, windows};
 use crate::domain::blast::{self, FeedShrink};
 use crate::domain::encode::Feed;
 use crate::domain::model::{
@@ -15,6 +15,7 @@ use crate::domain::model::{
 };
 use crate::domain::overlay::{self, Overlay, OverlayUpdate};
 use crate::domain::validate;
+use crate::domain::window::{Window, WindowUpdate};
 use crate::error::Result;
 
 pub trait Resource:
@@ -421,5 +422,42 @@ impl Resource for Overlay {
             shrinks.push((cluster_id, shrunk));
         }
         Ok(shrinks)
+    }
+}
+
+/// A window changes no feed; it decides when writes may change them.
+impl Resource for Window {
+    const COLLECTION: &'static str = "windows";
+    const KIND: &'static str = "window";
+    const FEEDS: &'static [Feed] = &[];
+    type Update = WindowUpdate;
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn update_id(update: &WindowUpdate) -> Option<&str> {
+        update.id.as_deref()
+    }
+    fn validate(&self) -> Result<()> {
+        validate::window(self)
+    }
+    fn apply(self, update: WindowUpdate) -> Self {
+        Window::apply(self, update)
+    }
+    fn get(conn: &Connection, id: &str) -> Result<Option<Self>> {
+        windows::get(conn, id)
+    }
+    fn insert(conn: &Connection, value: &Self) -> Result<()> {
+        windows::insert(conn, value)
+    }
+    fn update(conn: &Connection, value: &Self) -> Result<()> {
+        windows::update(conn, value)
+    }
+    fn delete(conn: &Connection, id: &str) -> Result<Self> {
+        windows::delete(conn, id)
+    }
+    fn affected_clusters(conn: &Connection, id: &str) -> Result<Vec<String>> {
+        let _ = (conn, id);
+        Ok(Vec::new())
     }
 }

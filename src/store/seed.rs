@@ -1,5 +1,5 @@
 //! Seed files: `{"clusters", "platform_components", "namespaces", "rolebindings"}` and
-//! optionally `"overlays"`, loaded as a stream through the write pipeline.
+//! optionally `"overlays"` and `"windows"`, loaded as a stream through the write pipeline.
 //!
 //! The format is flux-resourceset's `data/seed.json`: records may carry their id as `_id`,
 //! and a cluster's `namespaces`/`rolebindings` entries may hold the whole definition inline
@@ -24,10 +24,11 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde_json::Value;
 
 use super::write::Pipeline;
-use super::{clusters, components, namespaces, overlays, rolebindings};
+use super::{clusters, components, namespaces, overlays, rolebindings, windows};
 use crate::domain::model::{Cluster, Namespace, PlatformComponent, Rolebinding};
 use crate::domain::overlay::Overlay;
 use crate::domain::validate;
+use crate::domain::window::Window;
 use crate::error::{AppError, Result};
 
 /// The demo inventory compiled into the binary (`seed/demo.json`).
@@ -69,12 +70,13 @@ pub enum Mode {
     Upsert,
 }
 
-const KEYS: [&str; 5] = [
+const KEYS: [&str; 6] = [
     "clusters",
     "platform_components",
     "namespaces",
     "rolebindings",
     "overlays",
+    "windows",
 ];
 
 /// Streams `input` into the pipeline's transaction; see the module documentation.
@@ -122,6 +124,7 @@ struct Definitions {
     components: HashSet<String>,
     clusters: HashSet<String>,
     overlays: HashSet<String>,
+    windows: HashSet<String>,
 }
 
 fn listed_once(seen: &mut HashSet<String>, kind: &str, id: &str) -> Result<()> {
@@ -187,6 +190,11 @@ impl Loader<'_, '_> {
                 validate::overlay(&overlay).map_err(|e| record_at.wrap(e))?;
                 self.overlays.push(overlay);
                 Ok(())
+            }
+            (Pass::Catalog, "windows") => {
+                let window: Window = parse_one(value, &at)?;
+                listed_once(&mut self.definitions.windows, "windows", &window.id)?;
+                self.window(window)
             }
             _ => Ok(()),
         }
@@ -297,6 +305,22 @@ impl Loader<'_, '_> {
             })
             .map_err(|e| at.wrap(e))?;
         *self.counts.entry("overlays").or_default() += 1;
+        Ok(())
+    }
+
+    fn window(&mut self, window: Window) -> Result<()> {
+        let at = record("windows", &window.id);
+        validate::window(&window).map_err(|e| at.wrap(e))?;
+        let mode = self.mode;
+        self.pipeline
+            .record::<Window, _>(&window.id, |conn| {
+                match (mode, windows::get(conn, &window.id)?.is_some()) {
+                    (Mode::Upsert, true) => windows::update(conn, &window),
+                    _ => windows::insert(conn, &window),
+                }
+            })
+            .map_err(|e| at.wrap(e))?;
+        *self.counts.entry("windows").or_default() += 1;
         Ok(())
     }
 
@@ -429,7 +453,7 @@ impl<'de> Visitor<'de> for Root<'_, '_, '_> {
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str(
-            "a JSON object with clusters, platform_components, namespaces, rolebindings, overlays",
+            "a JSON object with clusters, platform_components, namespaces, rolebindings, overlays, windows",
         )
     }
 
@@ -553,6 +577,10 @@ pub fn export(conn: &Connection) -> Result<Value> {
     let overlays = overlays::list(conn, all)?;
     if !overlays.is_empty() {
         document["overlays"] = overlays.to_json().unwrap_or_default();
+    }
+    let windows = windows::list(conn, all)?;
+    if !windows.is_empty() {
+        document["windows"] = windows.to_json().unwrap_or_default();
     }
     Ok(document)
 }

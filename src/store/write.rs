@@ -24,7 +24,7 @@ use super::{Resource, Store, clusters, stored};
 use crate::domain::blast::BlastRadius;
 use crate::domain::diff::{self, FeedDigest};
 use crate::domain::encode::{self, Catalog, Fragments, LoadedCluster};
-use crate::domain::feed::{FeedChange, FeedCount, PREVIEW_PAGE, Preview};
+use crate::domain::feed::{FeedChange, FeedCount, PREVIEW_PAGE, Preview, WindowClosed};
 use crate::domain::model::{Cluster, Namespace, PlatformComponent, Rolebinding};
 use crate::error::{AppError, Result};
 
@@ -53,6 +53,18 @@ pub struct Finish<'a> {
     /// must not see the transaction: another connection), listing changed clusters from
     /// this offset on.
     pub preview: Option<(&'a Connection, usize)>,
+    /// Maintenance windows: refuse a change to the feed of a closed cluster unless confirmed.
+    pub windows: Option<WindowGuard<'a>>,
+}
+
+/// What the window check needs: the state before the write, the instant, the confirmation.
+pub struct WindowGuard<'a> {
+    /// A connection that does not see the transaction (as `Finish::preview`'s).
+    pub before: &'a Connection,
+    /// Unix seconds the windows are judged at.
+    pub at: i64,
+    /// `?confirm_closed=`: the number of closed clusters the client agrees to change.
+    pub confirm: Option<u64>,
 }
 
 /// What the checks found.
@@ -71,6 +83,8 @@ pub struct CacheUpdate {
     pub revision: i64,
     /// The catalog after the write.
     pub catalog: Option<Catalog>,
+    /// A window was written: the rollout controller looks at its waiting clusters again.
+    pub windows_changed: bool,
     /// DNS names the changed clusters were and are served at.
     pub changed: std::collections::HashSet<String>,
     /// A cluster was created, deleted or rewritten: the fleet list may have changed.
@@ -86,6 +100,8 @@ pub struct Pipeline<'c> {
     now: i64,
     scope: BTreeMap<String, FeedSet>,
     revision: i64,
+    /// The audit revision of the first recorded write.
+    first_revision: Option<i64>,
     /// What the recorded cluster and overlay writes take away from Flux.
     blast: BlastRadius,
     layers: Layers,
@@ -102,6 +118,7 @@ impl<'c> Pipeline<'c> {
             now,
             scope: BTreeMap::new(),
             revision: 0,
+            first_revision: None,
             blast: BlastRadius::default(),
             layers: Layers::default(),
             cache: CacheUpdate::default(),
@@ -193,6 +210,9 @@ impl<'c> Pipeline<'c> {
         )? {
             self.blast.add(&cluster, &shrunk);
         }
+        if R::COLLECTION == <crate::domain::window::Window as Resource>::COLLECTION {
+            self.cache.windows_changed = true;
+        }
         if let Some(change) = &self.change {
             self.revision = audit::append(
                 self.conn,
@@ -203,6 +223,7 @@ impl<'c> Pipeline<'c> {
                 before.as_ref(),
                 after.as_ref(),
             )?;
+            self.first_revision.get_or_insert(self.revision);
         }
         Ok(())
     }
@@ -256,10 +277,20 @@ impl<'c> Pipeline<'c> {
         bump_revision(self.conn)?;
         self.cache.revision = super::revision::revision(self.conn)?;
         let after_catalog = feeds::load_catalog(self.conn)?;
-        let before_catalog = match options.preview {
-            Some((before, _)) => Some(feeds::load_catalog(before)?),
+        // The clusters in scope a window closes now, judged on their states before and after
+        // the write (new labels must not slip a cluster out of a freeze).
+        let closed = match &options.windows {
+            Some(guard) => closed_in_scope(self.conn, guard, &self.scope)?,
+            None => HashMap::new(),
+        };
+        let before_conn = options.preview.map(|(conn, _)| conn).or_else(|| {
+            (!closed.is_empty()).then(|| options.windows.as_ref().map(|g| g.before))?
+        });
+        let before_catalog = match before_conn {
+            Some(before) => Some(feeds::load_catalog(before)?),
             None => None,
         };
+        let mut closed_changed = WindowClosed::default();
         let mut finished = Finished::default();
         let mut tally = Tally::new(options.preview.map_or(0, |(_, offset)| offset));
         let names = diff::names(before_catalog.iter().chain([&after_catalog]));
@@ -268,8 +299,16 @@ impl<'c> Pipeline<'c> {
             let union = chunk.iter().fold(0, |set, id| set | self.scope[*id]);
             let wanted = Feed::ALL.map(|feed| union & feed_bit(feed) != 0);
             let mut before = HashMap::new();
-            if let (Some((conn, _)), Some(catalog)) = (options.preview, &before_catalog) {
-                clusters::set_scope(conn, chunk.iter().map(|id| id.as_str()))?;
+            // A dry run compares every cluster; a real write the closed ones only.
+            let compared: Vec<&str> = chunk
+                .iter()
+                .map(|id| id.as_str())
+                .filter(|id| options.preview.is_some() || closed.contains_key(*id))
+                .collect();
+            if let (Some(conn), Some(catalog), false) =
+                (before_conn, &before_catalog, compared.is_empty())
+            {
+                clusters::set_scope(conn, compared.iter().copied())?;
                 clusters::for_each_in_scope(conn, catalog, wanted, |cluster| {
                     let feeds = self.scope[&cluster.id];
                     before.insert(cluster.id.clone(), digests(cluster, catalog, feeds));
@@ -304,21 +343,37 @@ impl<'c> Pipeline<'c> {
                         finished.warnings.push(problem);
                     }
                 }
-                if options.preview.is_some() {
+                let closing = closed.get(&id);
+                if options.preview.is_some() || closing.is_some() {
                     let mut scratch = Vec::new();
                     let after: [Option<FeedDigest>; 3] = Feed::ALL.map(|feed| {
                         (feeds & feed_bit(feed) != 0).then(|| {
                             diff::digest(&refs, &after_catalog, &fragments, feed, &mut scratch)
                         })
                     });
-                    let (_, previous) = before.remove(&id).unwrap_or_default();
-                    changed.push((id, dns, previous, after));
+                    // A cluster the write creates has nothing running to disturb yet.
+                    if let (Some(windows), Some((_, previous))) = (closing, before.get(&id))
+                        && differs(previous, &after)
+                    {
+                        closed_changed.add(&id, windows);
+                    }
+                    if options.preview.is_some() {
+                        let (_, previous) = before.remove(&id).unwrap_or_default();
+                        changed.push((id, dns, previous, after));
+                    } else {
+                        before.remove(&id);
+                    }
                 }
                 Ok(())
             })?;
             // Clusters that existed only before the write (deleted by it).
             for (id, (dns, previous)) in before {
-                changed.push((id, dns, previous, Default::default()));
+                if let Some(windows) = closed.get(&id) {
+                    closed_changed.add(&id, windows);
+                }
+                if options.preview.is_some() {
+                    changed.push((id, dns, previous, Default::default()));
+                }
             }
             changed.sort_by(|a, b| a.0.cmp(&b.0));
             for (_, dns, previous, after) in changed {
@@ -339,12 +394,77 @@ impl<'c> Pipeline<'c> {
         if options.preview.is_some() {
             let mut preview = tally.into_preview();
             preview.blast_radius = self.blast;
+            preview.window_closed = closed_changed;
             finished.preview = Some(preview);
+        } else if closed_changed.clusters > 0 {
+            let confirm = options.windows.as_ref().and_then(|g| g.confirm);
+            closed_changed
+                .check(confirm)
+                .map_err(AppError::WindowClosed)?;
+            self.record_override(&closed_changed)?;
         }
         self.cache.catalog = Some(after_catalog);
         finished.cache = self.cache;
         Ok(finished)
     }
+}
+
+impl Pipeline<'_> {
+    /// Marks this write's audit entries as overriding the windows of the closed clusters
+    /// it changed.
+    fn record_override(&self, closed: &WindowClosed) -> Result<()> {
+        let Some(first) = self.first_revision else {
+            return Ok(());
+        };
+        let record = serde_json::json!({
+            "clusters": closed.clusters,
+            "listed": closed.listed.iter().map(|c| serde_json::json!({
+                "cluster_id": c.cluster_id, "windows": c.windows
+            })).collect::<Vec<_>>(),
+        });
+        self.conn
+            .prepare_cached(
+                "UPDATE audit_log SET window_override = ?3 WHERE revision BETWEEN ?1 AND ?2",
+            )
+            .db()?
+            .execute(rusqlite::params![first, self.revision, record.to_string()])
+            .db()?;
+        Ok(())
+    }
+}
+
+/// The clusters of `scope` a window closes at the guard's instant, as they were before the
+/// write or are after it, each with the windows that close it.
+fn closed_in_scope(
+    conn: &Connection,
+    guard: &WindowGuard<'_>,
+    scope: &BTreeMap<String, FeedSet>,
+) -> Result<HashMap<String, Vec<String>>> {
+    if scope.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids: std::collections::HashSet<&str> = scope.keys().map(String::as_str).collect();
+    let mut closed = super::windows::closed(conn, guard.at, Some(&ids))?;
+    for (cluster, windows) in super::windows::closed(guard.before, guard.at, Some(&ids))? {
+        let known = closed.entry(cluster).or_default();
+        for window in windows {
+            if !known.contains(&window) {
+                known.push(window);
+            }
+        }
+    }
+    Ok(closed)
+}
+
+/// Whether any feed of a cluster differs between two digests of it.
+fn differs(before: &[Option<FeedDigest>; 3], after: &[Option<FeedDigest>; 3]) -> bool {
+    before.iter().zip(after).any(|(old, new)| {
+        !diff::compare(
+            old.as_deref().unwrap_or_default(),
+            new.as_deref().unwrap_or_default(),
+        )
+        .is_empty()
+    })
 }
 
 /// A cluster's feeds in scope, digested with names, keyed for the comparison.
@@ -518,6 +638,7 @@ impl Tally {
             changes: self.changes,
             truncated,
             next_changes_offset: truncated.then_some(end as u64),
+            window_closed: WindowClosed::default(),
             blast_radius: BlastRadius::default(),
         }
     }
@@ -549,6 +670,9 @@ pub struct WriteRequest {
     pub if_match: Option<i64>,
     /// `?confirm=`: the number of clusters the client agrees to take inputs from.
     pub confirm: Option<u64>,
+    /// `?confirm_closed=`: the number of clusters closed by a maintenance window whose feeds
+    /// the client agrees to change.
+    pub confirm_closed: Option<u64>,
 }
 
 impl WriteRequest {
@@ -559,6 +683,7 @@ impl WriteRequest {
             change,
             if_match: None,
             confirm: None,
+            confirm_closed: None,
         }
     }
 }
@@ -728,7 +853,13 @@ impl Store {
                 Pipeline::new(&tx, Some(request.change.clone()), store.clock().now());
             let value = op(&mut pipeline)?;
             let revision = pipeline.revision();
-            let before = if request.dry_run {
+            // A rollout's own writes wait for windows by themselves (`waiting_window`).
+            let windowed = !request
+                .change
+                .actor
+                .starts_with(super::rollouts::ACTOR_PREFIX)
+                && super::windows::any(&tx)?;
+            let before = if request.dry_run || windowed {
                 Some(store.connection()?)
             } else {
                 None
@@ -741,7 +872,18 @@ impl Store {
                 strict_dependencies: settings.strict_dependencies,
                 guard: settings.guard,
                 confirm: request.confirm,
-                preview: reader.as_deref().map(|conn| (conn, request.changes_offset)),
+                preview: reader
+                    .as_deref()
+                    .filter(|_| request.dry_run)
+                    .map(|conn| (conn, request.changes_offset)),
+                windows: reader
+                    .as_deref()
+                    .filter(|_| windowed)
+                    .map(|before| WindowGuard {
+                        before,
+                        at: store.clock().now(),
+                        confirm: request.confirm_closed,
+                    }),
             })?;
             if request.dry_run {
                 drop(reader);
@@ -758,6 +900,9 @@ impl Store {
                         update.fleet_changed,
                     ),
                     None => store.cache.invalidate(),
+                }
+                if update.windows_changed {
+                    store.wake_rollouts();
                 }
                 // A cluster's DNS name may have changed under a scoped token.
                 store.tokens.invalidate();
@@ -852,10 +997,12 @@ impl Store {
         revision: i64,
         actor: String,
         confirm: Option<u64>,
+        confirm_closed: Option<u64>,
     ) -> Result<Reverted> {
         let entry = self.read(move |conn| audit::get(conn, revision)).await?;
         let request = WriteRequest {
             confirm,
+            confirm_closed,
             ..WriteRequest::new(Change {
                 actor,
                 method: "REVERT",
@@ -868,6 +1015,10 @@ impl Store {
             "rolebindings" => self.revert_to::<Rolebinding>(entry, request).await,
             "overlays" => {
                 self.revert_to::<crate::domain::overlay::Overlay>(entry, request)
+                    .await
+            }
+            "windows" => {
+                self.revert_to::<crate::domain::window::Window>(entry, request)
                     .await
             }
             super::tokens::TOKENS => Err(AppError::Validation(format!(
