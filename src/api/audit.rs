@@ -26,7 +26,8 @@ pub struct AuditEntry {
     pub actor: String,
     /// `POST`, `PUT`, `DELETE`, `REVERT` or `IMPORT`.
     pub method: String,
-    /// `clusters`, `platform_components`, `namespaces` or `rolebindings`.
+    /// `clusters`, `platform_components`, `namespaces`, `rolebindings`, `tokens`, `overlays`
+    /// or `windows`.
     pub kind: String,
     pub id: String,
     /// The resource before the write; `null` for a create.
@@ -35,6 +36,10 @@ pub struct AuditEntry {
     /// The resource after the write; `null` for a delete.
     #[oai(nullable)]
     pub after: Option<Value>,
+    /// Present when the write overrode maintenance windows (`?confirm_closed=`): the number
+    /// of closed clusters it changed, and the first of them with their windows.
+    #[oai(skip_serializing_if_is_none)]
+    pub window_override: Option<Value>,
 }
 
 impl From<audit::Entry> for AuditEntry {
@@ -48,6 +53,7 @@ impl From<audit::Entry> for AuditEntry {
             id: e.resource_id,
             before: e.before,
             after: e.after,
+            window_override: e.window_override,
         }
     }
 }

@@ -33,6 +33,9 @@ pub struct WritePreview<T: ParseFromJSON + ToJSON> {
     /// What the write takes away from Flux (inputs removed or disabled, feeds emptied), and
     /// whether it needs `?confirm=`.
     pub blast_radius: crate::domain::blast::BlastRadius,
+    /// Clusters a maintenance window closes now whose feeds the write changes, and whether
+    /// it needs `?confirm_closed=`.
+    pub window_closed: crate::domain::feed::WindowClosed,
 }
 
 impl<T: ParseFromJSON + ToJSON> WritePreview<T> {
@@ -41,7 +44,7 @@ impl<T: ParseFromJSON + ToJSON> WritePreview<T> {
         WritePreview {
             dry_run: true,
             // A write the blast-radius rail refuses would answer 409.
-            status: if preview.blast_radius.refused {
+            status: if preview.blast_radius.refused || preview.window_closed.refused {
                 409
             } else {
                 status
@@ -54,6 +57,7 @@ impl<T: ParseFromJSON + ToJSON> WritePreview<T> {
             truncated: preview.truncated,
             next_changes_offset: preview.next_changes_offset,
             blast_radius: preview.blast_radius,
+            window_closed: preview.window_closed,
         }
     }
 }

@@ -144,6 +144,9 @@ pub struct WindowClosed {
     pub clusters: u64,
     /// The first of them, each with the windows that close it.
     pub listed: Vec<ClosedCluster>,
+    /// Whether this request would be refused: it changes closed clusters and carries no
+    /// matching `?confirm_closed=`.
+    pub refused: bool,
 }
 
 #[derive(Object, Clone, Debug, Default, PartialEq)]

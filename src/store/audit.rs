@@ -18,6 +18,9 @@ pub struct Entry {
     pub resource_id: String,
     pub before: Option<Value>,
     pub after: Option<Value>,
+    /// The write changed clusters a maintenance window closed, confirmed with
+    /// `?confirm_closed=`: how many, and the first of them with their windows.
+    pub window_override: Option<Value>,
 }
 
 /// Who writes, and how (`POST`, `PUT`, `DELETE`, `REVERT`, `IMPORT`).
@@ -68,11 +71,11 @@ fn from_row(row: &rusqlite::Row) -> rusqlite::Result<Entry> {
         resource_id: row.get(5)?,
         before: json(row.get(6)?),
         after: json(row.get(7)?),
+        window_override: json(row.get(8)?),
     })
 }
 
-const SELECT: &str =
-    "SELECT revision, at, actor, method, kind, resource_id, before, after FROM audit_log";
+const SELECT: &str = "SELECT revision, at, actor, method, kind, resource_id, before, after, window_override FROM audit_log";
 
 pub fn get(conn: &Connection, revision: i64) -> Result<Entry> {
     conn.prepare_cached(&format!("{SELECT} WHERE revision = ?1"))

@@ -394,6 +394,8 @@ impl<'c> Pipeline<'c> {
         if options.preview.is_some() {
             let mut preview = tally.into_preview();
             preview.blast_radius = self.blast;
+            let confirm = options.windows.as_ref().and_then(|g| g.confirm);
+            closed_changed.refused = closed_changed.check(confirm).is_err();
             preview.window_closed = closed_changed;
             finished.preview = Some(preview);
         } else if closed_changed.clusters > 0 {

@@ -37,3 +37,4 @@ mod systemd;
 mod tls;
 mod tokens;
 mod walkthrough;
+mod windows;
