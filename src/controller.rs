@@ -1,29 +1,55 @@
 //! The rollout controller: it looks at every running rollout, lets the domain decide what
 //! comes next (`domain::rollout::decide`), and applies the decision through the store, one
-//! transaction per move. It runs in the crud-mode server, woken by new events and by verbs,
-//! and at least every `TICK`; all its state and deadlines are rows, so a server killed at any
-//! moment resumes every rollout where it stood.
+//! transaction per move. It runs in the crud-mode server, woken by new events, verbs and
+//! window writes, and looks at each rollout again when its clock says so (`next_look`): a
+//! rollout waiting hours for a maintenance window costs nothing meanwhile. All its state and
+//! deadlines are rows, so a server killed at any moment resumes every rollout where it stood.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::domain::rollout::{Decision, Next, OnFailure, RolloutRecord};
+use crate::domain::rollout::{Decision, Next, OnFailure, RolloutRecord, next_look};
 use crate::error::{AppError, Result};
-use crate::store::Store;
+use crate::store::{Store, revision};
 
-/// How often the controller looks at running rollouts when nothing wakes it (deadlines and
-/// bakes end by the clock).
+/// How often the controller checks which rollouts are due (a cheap read); a rollout is
+/// looked at when due: every tick while its clusters are judged, otherwise at its bake's end
+/// or when the first window of its waiting clusters opens.
 pub const TICK: Duration = Duration::from_secs(1);
 
-/// The controller's loop: a look at every running rollout on each wake-up or tick.
+/// The controller's loop. Every rollout is looked at when it is due, and all of them when
+/// something may have moved them: a wake-up (events, verbs, a window written here) or an
+/// inventory revision written by another process (the CLI).
 pub async fn run(store: Store) {
     let mut ticker = tokio::time::interval(TICK);
+    let mut due: HashMap<String, i64> = HashMap::new();
+    let mut seen_revision = None;
     loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            () = store.rollouts_woken() => {}
-        }
-        if let Err(err) = advance_rollouts(&store, store.clock().now()).await {
+        let woken = tokio::select! {
+            _ = ticker.tick() => false,
+            () = store.rollouts_woken() => true,
+        };
+        let now = store.clock().now();
+        let looked = async {
+            let revision = store.read(revision::revision).await?;
+            let everything = woken || seen_revision != Some(revision);
+            seen_revision = Some(revision);
+            let running = store.running_rollouts().await?;
+            due.retain(|id, _| running.contains(id));
+            let ids: Vec<String> = running
+                .into_iter()
+                .filter(|id| everything || due.get(id).is_none_or(|at| *at <= now))
+                .collect();
+            let (_, next) = advance(&store, &ids, now).await?;
+            for (id, at) in next {
+                // Nothing but a wake-up moves it: look again in an hour anyway.
+                due.insert(id, at.unwrap_or(now + 3600));
+            }
+            Ok::<_, AppError>(())
+        };
+        if let Err(err) = looked.await {
             tracing::warn!(error = %err, "the rollout controller could not look at the rollouts");
+            due.clear();
         }
     }
 }
@@ -32,13 +58,28 @@ pub async fn run(store: Store) {
 /// pause, a rollback or the promotion, each in its own transaction. Returns the number of
 /// transactions written.
 pub async fn advance_rollouts(store: &Store, now: i64) -> Result<usize> {
+    let ids = store.running_rollouts().await?;
+    Ok(advance(store, &ids, now).await?.0)
+}
+
+/// `advance_rollouts` for the rollouts `ids`; also when each needs its next look.
+async fn advance(
+    store: &Store,
+    ids: &[String],
+    now: i64,
+) -> Result<(usize, HashMap<String, Option<i64>>)> {
     let mut written = 0;
-    for id in store.running_rollouts().await? {
+    let mut next = HashMap::new();
+    for id in ids {
         // A few passes: a gate that passes with no bake goes on to the next step at once.
+        let mut due = Some(now);
         for _ in 0..4 {
-            match advance_rollout(store, &id, now).await {
-                Ok(true) => written += 1,
-                Ok(false) => break,
+            match advance_rollout(store, id, now).await {
+                Ok(Look::Moved) => written += 1,
+                Ok(Look::Stayed(at)) => {
+                    due = at;
+                    break;
+                }
                 // Another writer moved it first: look again next time.
                 Err(AppError::PreconditionFailed(message)) => {
                     tracing::debug!(rollout = %id, %message, "rollout step deferred");
@@ -47,28 +88,38 @@ pub async fn advance_rollouts(store: &Store, now: i64) -> Result<usize> {
                 Err(err) => return Err(err),
             }
         }
+        next.insert(id.clone(), due);
     }
-    Ok(written)
+    Ok((written, next))
 }
 
-/// One look at one rollout, and the move it calls for; whether anything was written.
-async fn advance_rollout(store: &Store, id: &str, now: i64) -> Result<bool> {
+/// What one look at a rollout did.
+enum Look {
+    Moved,
+    /// Nothing to do now; when it is next due (`None`: only a wake-up moves it).
+    Stayed(Option<i64>),
+}
+
+/// One look at one rollout, and the move it calls for.
+async fn advance_rollout(store: &Store, id: &str, now: i64) -> Result<Look> {
     let Some((record, mut decision)) = store.look_at_rollout(id, now).await? else {
-        return Ok(false);
+        return Ok(Look::Stayed(None));
     };
+    let due = next_look(&record, now, TICK.as_secs() as i64);
     let started = std::time::Instant::now();
     let next = std::mem::take(&mut decision.next);
     let action = format!("{next:?}");
-    let moved = act(store, record, decision, next, now).await;
-    if moved.as_ref().is_ok_and(|moved| *moved) {
-        tracing::debug!(
-            rollout = id,
-            action,
-            took_ms = started.elapsed().as_millis() as u64,
-            "rollout moved"
-        );
+    let moved = act(store, record, decision, next, now).await?;
+    if !moved {
+        return Ok(Look::Stayed(due));
     }
-    moved
+    tracing::debug!(
+        rollout = id,
+        action,
+        took_ms = started.elapsed().as_millis() as u64,
+        "rollout moved"
+    );
+    Ok(Look::Moved)
 }
 
 /// Writes what `decide` found, each kind of move in its own transaction.

@@ -81,6 +81,8 @@ impl NamespacesApi {
     ///
     /// Fields present in the body replace the stored ones; omitted fields keep their values.
     #[oai(path = "/:id", method = "put")]
+    // poem-openapi takes each query parameter and header as an argument of its own.
+    #[allow(clippy::too_many_arguments)]
     async fn update(
         &self,
         auth: WriteAccess,

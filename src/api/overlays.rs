@@ -123,6 +123,8 @@ impl OverlaysApi {
 
     /// Delete an overlay
     #[oai(path = "/:id", method = "delete")]
+    // poem-openapi takes each query parameter and header as an argument of its own.
+    #[allow(clippy::too_many_arguments)]
     async fn delete(
         &self,
         auth: WriteAccess,

@@ -265,3 +265,101 @@ async fn a_cluster_says_whether_it_may_change_and_when_that_changes() {
         .await
         .expect_error(StatusCode::NOT_FOUND, "not_found");
 }
+
+#[tokio::test]
+async fn a_rollout_canary_waits_for_its_window_and_moves_when_it_opens() {
+    use crate::rollouts::{NEW, OLD, cluster_of, feed_tag, fleet, member, poll, rollout, verb};
+    let mut canary = member("store-canary", "prod");
+    canary.labels = json!({"canary": "true"});
+    let app = fleet(&[canary]).await;
+    let clock = app.store.clock().clone();
+    // Wednesday 2 December 2026, 10:00 in Berlin: the store is open, so closed to changes
+    // until 20:00 (19:00Z).
+    let mut t = at("2026-12-02T09:00:00Z");
+    clock.set(t);
+    let hours = json!({"id": "store-hours", "kind": "deny", "selector": {"labels": {"canary": "true"}},
+        "recurrence": {"days": ["mon", "tue", "wed", "thu", "fri", "sat"], "start": "08:00",
+                       "duration_minutes": 720, "time_zone": "Europe/Berlin"}});
+    assert_eq!(
+        app.post("/windows", &hours).await.status,
+        StatusCode::CREATED
+    );
+    let spec = json!({"id": "cm", "component": "cert-manager", "target": {"oci_tag": NEW},
+        "waves": [{"labels": {"canary": "true"}}], "gate": "polled", "bake_seconds": 5,
+        "wave_timeout_seconds": 60, "max_failures": 0, "on_failure": "pause"});
+    assert_eq!(
+        app.post("/rollouts", &spec).await.status,
+        StatusCode::CREATED
+    );
+    poll(&app, "store-canary").await;
+    assert_eq!(verb(&app, "cm", "start").await.status, StatusCode::OK);
+
+    tick(&app, t).await;
+    let r = rollout(&app, "cm").await;
+    let waiting = cluster_of(&r, "store-canary");
+    assert_eq!(waiting["state"], "waiting_window", "{r}");
+    assert_eq!(waiting["window_opens_at"], "2026-12-02T19:00:00Z");
+    assert_eq!(r["steps"][0]["counts"]["waiting_window"], 1);
+    assert_eq!(
+        feed_tag(&app, "store-canary").await,
+        OLD,
+        "not moved while closed"
+    );
+
+    // Hours pass, far beyond wave_timeout_seconds: waiting is neither a failure nor a timeout.
+    for _ in 0..9 {
+        t += 3600;
+        clock.set(t);
+        poll(&app, "store-canary").await;
+        tick(&app, t).await;
+    }
+    let r = rollout(&app, "cm").await;
+    assert_eq!(r["state"], "running", "{r}");
+    assert_eq!(cluster_of(&r, "store-canary")["state"], "waiting_window");
+    assert_eq!(feed_tag(&app, "store-canary").await, OLD);
+
+    // 20:00 in Berlin: the window opens, the canary gets the target, its deadline starts now.
+    t = at("2026-12-02T19:00:00Z");
+    clock.set(t);
+    poll(&app, "store-canary").await;
+    tick(&app, t).await;
+    let r = rollout(&app, "cm").await;
+    assert_eq!(
+        cluster_of(&r, "store-canary")["state"],
+        "progressing",
+        "{r}"
+    );
+    assert_eq!(feed_tag(&app, "store-canary").await, NEW);
+    let notes: Vec<&str> = r["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("wait for a maintenance window"))
+            && notes
+                .iter()
+                .any(|n| n.contains("whose maintenance window opened")),
+        "{notes:?}"
+    );
+
+    // Gate, bake and promotion as always.
+    t += 2;
+    clock.set(t);
+    poll(&app, "store-canary").await;
+    tick(&app, t).await;
+    t += 10;
+    clock.set(t);
+    tick(&app, t).await;
+    tick(&app, t).await;
+    assert_eq!(rollout(&app, "cm").await["state"], "succeeded");
+}
+
+async fn tick(app: &TestApp, t: i64) {
+    flux_inputs::controller::advance_rollouts(&app.store, t)
+        .await
+        .expect("controller runs");
+}

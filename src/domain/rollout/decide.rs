@@ -48,6 +48,8 @@ pub struct ClusterRecord {
     /// The cluster had the component only from an overlay: the rollout gave it an entry of
     /// its own, which a rollback or the promotion removes again.
     pub added: bool,
+    /// `waiting_window`: when its window opens (Unix seconds); `None`: look again now.
+    pub window_opens_at: Option<i64>,
 }
 
 /// A cluster's own values for the component (`None`: the catalog's).
@@ -84,6 +86,33 @@ pub fn moved(target: &super::RolloutTarget, previous: &Overrides) -> Overrides {
 
 // ---------------------------------------------------------------------------------------
 // The controller's decisions
+
+/// When a running rollout next needs a look that nothing but the clock can prompt (new
+/// events and verbs wake the controller on their own): at once for a step to start, every
+/// `tick` while clusters are judged (deadlines, polls), at the bake's end, or when the first
+/// window of its waiting clusters opens. `None`: only a wake-up can move it.
+pub fn next_look(record: &RolloutRecord, now: i64, tick: i64) -> Option<i64> {
+    let current = record.current_step.unwrap_or(0);
+    let Some(step) = record.steps.get(current as usize) else {
+        return Some(now);
+    };
+    match step.state {
+        super::StepState::Pending => Some(now),
+        super::StepState::Baking => step.bake_until.or(Some(now)),
+        super::StepState::Waiting => {
+            let in_step = || record.clusters.iter().filter(|c| c.step == Some(current));
+            if in_step().any(|c| c.state == ClusterState::Progressing) {
+                return Some(now + tick);
+            }
+            in_step()
+                .filter(|c| c.state == ClusterState::WaitingWindow)
+                .map(|c| c.window_opens_at.unwrap_or(now))
+                .min()
+                .or(Some(now + tick))
+        }
+        _ => Some(now + tick),
+    }
+}
 
 /// What one look at a running rollout decided.
 #[derive(Debug, Default)]
@@ -126,6 +155,8 @@ pub fn decide(
     let started = |s: u32| record.steps.get(s as usize);
     let mut failures: HashMap<u32, Vec<String>> = HashMap::new();
     let mut progressing = 0;
+    // Clusters of the current step a window holds, and those whose window has opened.
+    let (mut waiting, mut opened) = (0, 0);
     for c in &record.clusters {
         let Some(number) = c.step.filter(|s| *s <= current) else {
             continue;
@@ -214,6 +245,12 @@ pub fn decide(
                 .or_default()
                 .push(c.cluster_id.clone()),
             ClusterState::Progressing if number == current => progressing += 1,
+            ClusterState::WaitingWindow if number == current => {
+                waiting += 1;
+                if c.window_opens_at.is_none_or(|opens| now >= opens) {
+                    opened += 1;
+                }
+            }
             _ => {}
         }
     }
@@ -253,8 +290,13 @@ pub fn decide(
         decision.step = Some(StepState::Failed);
         return decision;
     }
+    // Clusters whose window opened get the target now (their step starts for them).
+    if opened > 0 && step.state == StepState::Waiting {
+        decision.next = Next::StartStep(current);
+        return decision;
+    }
     match step.state {
-        StepState::Waiting if progressing == 0 => {
+        StepState::Waiting if progressing == 0 && waiting == 0 => {
             decision.step = Some(StepState::Baking);
             decision.notes.push((
                 Some(current),

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 pub use decide::{
     ClusterRecord, Decision, Next, Overrides, RolloutRecord, Seen, StepRecord, decide, moved,
+    next_look,
 };
 
 use poem_openapi::{Enum, Object};
@@ -286,10 +287,13 @@ pub enum ClusterState {
     Unselected,
     /// Got its previous values back.
     RolledBack,
+    /// Its step has started, but a maintenance window closes it: it gets the target when
+    /// the window opens. Neither a failure nor counted against `wave_timeout_seconds`.
+    WaitingWindow,
 }
 
 impl ClusterState {
-    pub const ALL: [ClusterState; 8] = [
+    pub const ALL: [ClusterState; 9] = [
         ClusterState::Pending,
         ClusterState::Progressing,
         ClusterState::Passed,
@@ -298,6 +302,7 @@ impl ClusterState {
         ClusterState::Pinned,
         ClusterState::Unselected,
         ClusterState::RolledBack,
+        ClusterState::WaitingWindow,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -310,6 +315,7 @@ impl ClusterState {
             ClusterState::Pinned => "pinned",
             ClusterState::Unselected => "unselected",
             ClusterState::RolledBack => "rolled_back",
+            ClusterState::WaitingWindow => "waiting_window",
         }
     }
 
@@ -360,6 +366,7 @@ pub struct ClusterCounts {
     pub pinned: u64,
     pub unselected: u64,
     pub rolled_back: u64,
+    pub waiting_window: u64,
 }
 
 impl ClusterCounts {
@@ -377,6 +384,7 @@ impl ClusterCounts {
             ClusterState::Pinned => &mut self.pinned,
             ClusterState::Unselected => &mut self.unselected,
             ClusterState::RolledBack => &mut self.rolled_back,
+            ClusterState::WaitingWindow => &mut self.waiting_window,
         } += n;
     }
 
@@ -390,6 +398,7 @@ impl ClusterCounts {
             ClusterState::Pinned => self.pinned,
             ClusterState::Unselected => self.unselected,
             ClusterState::RolledBack => self.rolled_back,
+            ClusterState::WaitingWindow => self.waiting_window,
         }
     }
 }
@@ -435,6 +444,9 @@ pub struct RolloutCluster {
     pub reason: Option<String>,
     #[oai(skip_serializing_if_is_none)]
     pub message: Option<String>,
+    /// `waiting_window`: when its window opens (RFC 3339).
+    #[oai(skip_serializing_if_is_none)]
+    pub window_opens_at: Option<String>,
 }
 
 /// A cluster left on its previous values at promotion.
@@ -729,6 +741,70 @@ mod tests {
         );
         assert_eq!(ids(&plan.unselected), vec!["f"]);
         assert_eq!(ids(&plan.pinned), vec!["g"]);
+    }
+
+    fn waiting_record(opens_at: Option<i64>) -> RolloutRecord {
+        let cluster = |id: &str, state, opens| ClusterRecord {
+            cluster_id: id.into(),
+            cluster_dns: format!("{id}.example.com"),
+            step: Some(0),
+            state,
+            reason: None,
+            message: None,
+            changed: state != ClusterState::WaitingWindow,
+            planned: Overrides::default(),
+            previous: Overrides::default(),
+            added: false,
+            window_opens_at: opens,
+        };
+        RolloutRecord {
+            spec: spec(vec![Wave::default()]),
+            state: RolloutState::Running,
+            current_step: Some(0),
+            created_at: 0,
+            started_at: Some(0),
+            finished_at: None,
+            kept: Vec::new(),
+            steps: vec![StepRecord {
+                step: 0,
+                wave: 0,
+                state: StepState::Waiting,
+                started_at: Some(0),
+                deadline_at: Some(60),
+                passed_at: None,
+                bake_until: None,
+            }],
+            clusters: vec![
+                cluster("skipped", ClusterState::Skipped, None),
+                cluster("store", ClusterState::WaitingWindow, opens_at),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_waiting_cluster_holds_its_step_until_its_window_opens_and_the_controller_sleeps_till_then()
+    {
+        let record = waiting_record(Some(36_000));
+        let seen = std::collections::HashMap::new();
+        // Long after the step's deadline: no failure, no gate, nothing to do.
+        let decision = decide(&record, &seen, false, 20_000);
+        assert_eq!(decision.next, Next::Stay);
+        assert_eq!(decision.step, None, "the step neither passes nor fails");
+        assert!(decision.clusters.is_empty());
+        // Nothing to judge: the next look is when the window opens, not in a second.
+        assert_eq!(next_look(&record, 20_000, 1), Some(36_000));
+        // At the opening the step starts again for it.
+        assert_eq!(
+            decide(&record, &seen, false, 36_000).next,
+            Next::StartStep(0)
+        );
+        // A window written meanwhile (opening unknown): look at once.
+        let record = waiting_record(None);
+        assert_eq!(
+            decide(&record, &seen, false, 20_000).next,
+            Next::StartStep(0)
+        );
+        assert_eq!(next_look(&record, 20_000, 1), Some(20_000));
     }
 
     #[test]

@@ -81,7 +81,7 @@ pub(super) fn load(
         conn.prepare_cached(
             "SELECT cluster_id, cluster_dns, step, state, reason, message, changed, \
              planned_oci_tag, planned_component_path, previous_oci_tag, previous_component_path, \
-             added FROM rollout_clusters WHERE rollout_id = ?1 ORDER BY step IS NULL, step, cluster_id",
+             added, window_opens_at FROM rollout_clusters WHERE rollout_id = ?1 ORDER BY step IS NULL, step, cluster_id",
         )
         .db()?
         .query_map([id], cluster_row)
@@ -123,6 +123,7 @@ pub(super) fn cluster_row(row: &Row) -> rusqlite::Result<ClusterRecord> {
             component_path: row.get(10)?,
         },
         added: row.get(11)?,
+        window_opens_at: row.get(12)?,
     })
 }
 
@@ -235,6 +236,10 @@ pub(super) fn view(
             state: c.state,
             reason: c.reason,
             message: c.message,
+            window_opens_at: c
+                .window_opens_at
+                .filter(|_| c.state == ClusterState::WaitingWindow)
+                .map(crate::domain::window::rfc3339),
         };
         match c.step.and_then(|s| steps.get_mut(s as usize)) {
             Some(step) => {

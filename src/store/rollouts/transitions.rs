@@ -19,7 +19,7 @@ use crate::error::{AppError, Result};
 use crate::store::audit::Change;
 use crate::store::polls::PollTracker;
 use crate::store::write::Pipeline;
-use crate::store::{SqlResultExt, Store, WriteRequest, components, overlays};
+use crate::store::{SqlResultExt, Store, WriteRequest, components, overlays, windows};
 
 // ---------------------------------------------------------------------------------------
 // Writing transitions
@@ -272,8 +272,13 @@ pub(super) fn write_overrides(
     pipeline.recorded_as::<Cluster>(cluster, before, &stored)
 }
 
+/// When a closed cluster whose window does not open within the look-ahead is looked at again.
+const WINDOW_RECHECK_SECONDS: i64 = 86_400;
+
 /// Gives the clusters of `step` the target (one inventory write), skipping those that are
-/// stale, gone, disabled or edited by hand since the plan.
+/// stale, gone, disabled or edited by hand since the plan; those a maintenance window closes
+/// wait (`waiting_window`) until it opens, when the step starts again for them (its deadline
+/// then counts from that moment).
 pub(super) fn start_step(
     pipeline: &mut Pipeline<'_>,
     record: &RolloutRecord,
@@ -283,12 +288,22 @@ pub(super) fn start_step(
 ) -> Result<()> {
     let spec = &record.spec;
     let id = &spec.id;
-    let (mut moved_count, mut skipped) = (0, 0);
-    for c in record
+    let (mut moved_count, mut skipped, mut waiting) = (0, 0, 0);
+    let due: Vec<&ClusterRecord> = record
         .clusters
         .iter()
-        .filter(|c| c.step == Some(step) && c.state == ClusterState::Pending)
-    {
+        .filter(|c| {
+            c.step == Some(step)
+                && matches!(c.state, ClusterState::Pending | ClusterState::WaitingWindow)
+        })
+        .collect();
+    let ids: Vec<&str> = due.iter().map(|c| c.cluster_id.as_str()).collect();
+    let closed = windows::opens_at(pipeline.conn(), &ids, now)?;
+    let resumed = record
+        .steps
+        .get(step as usize)
+        .is_some_and(|s| s.state != StepState::Pending);
+    for c in due {
         let tx = pipeline.conn();
         let dns: Option<String> = tx
             .prepare_cached("SELECT cluster_dns FROM clusters WHERE id = ?1")
@@ -327,6 +342,26 @@ pub(super) fn start_step(
             skipped += 1;
             continue;
         }
+        if let Some(opens) = closed.get(&c.cluster_id) {
+            let opens_at = opens.unwrap_or(now + WINDOW_RECHECK_SECONDS);
+            let reason = match opens {
+                Some(opens) => format!(
+                    "a maintenance window closes it; it moves when it opens at {}",
+                    crate::domain::window::rfc3339(*opens)
+                ),
+                None => "a maintenance window closes it and does not open within a year".into(),
+            };
+            pipeline
+                .conn()
+                .prepare_cached(
+                    "UPDATE rollout_clusters SET state = 'waiting_window', reason = ?3,                      message = NULL, window_opens_at = ?4 WHERE rollout_id = ?1 AND cluster_id = ?2",
+                )
+                .db()?
+                .execute(params![id, c.cluster_id, reason, opens_at])
+                .db()?;
+            waiting += 1;
+            continue;
+        }
         let (previous, listed) = found.map_or((Overrides::default(), true), |a| (a.own, a.listed));
         write_overrides(
             pipeline,
@@ -338,7 +373,7 @@ pub(super) fn start_step(
             .conn()
             .prepare_cached(
                 "UPDATE rollout_clusters SET state = 'progressing', changed = 1, reason = NULL, message = NULL, \
-                 previous_oci_tag = ?3, previous_component_path = ?4, added = ?5 \
+                 previous_oci_tag = ?3, previous_component_path = ?4, added = ?5, window_opens_at = NULL \
                  WHERE rollout_id = ?1 AND cluster_id = ?2",
             )
             .db()?
@@ -347,12 +382,42 @@ pub(super) fn start_step(
         moved_count += 1;
     }
     let tx = pipeline.conn();
+    if resumed && moved_count == 0 {
+        // Windows rescheduled, none opened: the step's deadline stays, nothing to note.
+        return Ok(());
+    }
     set_step(tx, id, step, StepState::Waiting, spec, now)?;
+    if resumed {
+        // The gate judges polls and reports from the moment the released clusters moved.
+        tx.prepare_cached(
+            "UPDATE rollout_steps SET started_at = ?3 WHERE rollout_id = ?1 AND step = ?2",
+        )
+        .db()?
+        .execute(params![id, step, now])
+        .db()?;
+    }
     tx.prepare_cached("UPDATE rollouts SET current_step = ?2 WHERE id = ?1")
         .db()?
         .execute(params![id, step])
         .db()?;
     let wave = record.steps.get(step as usize).map_or(0, |s| s.wave);
+    let what = if resumed {
+        format!(
+            "step {step}: {moved_count} cluster(s) whose maintenance window opened given oci_tag '{}'; \
+             the step's deadline counts from now",
+            spec.target.oci_tag
+        )
+    } else {
+        format!(
+            "step {step} (wave {wave}) started: {moved_count} cluster(s) given oci_tag '{}', {skipped} skipped",
+            spec.target.oci_tag
+        )
+    };
+    let what = if waiting > 0 {
+        format!("{what}; {waiting} wait for a maintenance window")
+    } else {
+        what
+    };
     note(
         tx,
         id,
@@ -360,10 +425,7 @@ pub(super) fn start_step(
         RolloutState::Running,
         Some(step),
         CONTROLLER,
-        &format!(
-            "step {step} (wave {wave}) started: {moved_count} cluster(s) given oci_tag '{}', {skipped} skipped",
-            spec.target.oci_tag
-        ),
+        &what,
     )
 }
 
