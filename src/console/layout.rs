@@ -74,11 +74,20 @@ pub fn state(state: &str) -> Markup {
 
 /// `12 s ago`, `5 min ago`, `3 h ago`, `2 d ago`.
 pub fn age(seconds: u64) -> String {
+    format!("{} ago", duration(seconds))
+}
+
+/// A time ahead, as "in 3 h".
+pub fn ahead(seconds: u64) -> String {
+    format!("in {}", duration(seconds))
+}
+
+fn duration(seconds: u64) -> String {
     match seconds {
-        0..60 => format!("{seconds} s ago"),
-        60..3600 => format!("{} min ago", seconds / 60),
-        3600..86400 => format!("{} h ago", seconds / 3600),
-        _ => format!("{} d ago", seconds / 86400),
+        0..60 => format!("{seconds} s"),
+        60..3600 => format!("{} min", seconds / 60),
+        3600..86400 => format!("{} h", seconds / 3600),
+        _ => format!("{} d", seconds / 86400),
     }
 }
 

@@ -312,7 +312,8 @@ pub struct FleetQuery {
     q: String,
     #[serde(default)]
     environment: String,
-    /// `failing`: clusters with a reported failure.
+    /// `failing`: clusters with a reported failure; `closed`: clusters a maintenance window
+    /// closes now.
     #[serde(default)]
     show: String,
     #[serde(default)]
@@ -325,6 +326,8 @@ struct FleetRow {
     counts: Vec<(State, u64)>,
     worst: Option<State>,
     last_poll: Option<u64>,
+    /// The maintenance windows that close it now.
+    closed_by: Option<Vec<String>>,
 }
 
 /// Most urgent first: what a person should look at.
@@ -348,17 +351,23 @@ pub async fn fleet_page(
     let Some(session) = session_of(req) else {
         return Redirect::see_other("/ui/login").into_response();
     };
-    let browse = Browse {
+    let mut browse = Browse {
         search: Some(query.q.trim().to_ascii_lowercase()).filter(|q| !q.is_empty()),
         environment: Environment::parse(&query.environment),
         failing: query.show == "failing",
+        only: None,
         limit: FLEET_PAGE,
         offset: query.offset,
     };
+    let only_closed = query.show == "closed";
     let polls = store.polls().clone();
     let now = store.clock().now_u64();
     let found = store
         .read(move |conn| {
+            let closed = crate::store::windows::closed(conn, now as i64, None)?;
+            if only_closed {
+                browse.only = Some(closed.keys().cloned().collect());
+            }
             let (total, clusters) = crate::store::clusters::browse(conn, &browse)?;
             let mut rows = Vec::with_capacity(clusters.len());
             for cluster in clusters {
@@ -380,6 +389,7 @@ pub async fn fleet_page(
                 let mut counts: Vec<(State, u64)> = counts.into_iter().collect();
                 counts.sort_by_key(|(state, _)| urgency(*state));
                 rows.push(FleetRow {
+                    closed_by: closed.get(&cluster.id).cloned(),
                     cluster,
                     counts,
                     worst,
@@ -428,6 +438,7 @@ pub async fn fleet_page(
                 select name="show" {
                     option value="" { "every cluster" }
                     option value="failing" selected[query.show == "failing"] { "clusters with a reported failure" }
+                    option value="closed" selected[query.show == "closed"] { "clusters a maintenance window closes now" }
                 }
             }
             button type="submit" { "Filter" }
@@ -443,6 +454,9 @@ pub async fn fleet_page(
                         tr {
                             td {
                                 a href=(format!("/ui/clusters/{}", row.cluster.id)) { (row.cluster.id) }
+                                @if let Some(windows) = &row.closed_by {
+                                    " " span.label title=(format!("closed by {}", windows.join(", "))) { "closed" }
+                                }
                                 br; span.muted { (row.cluster.cluster_dns) }
                             }
                             td { (row.cluster.environment.as_str()) }
@@ -502,16 +516,18 @@ pub async fn cluster_page(
         return Redirect::see_other("/ui/login").into_response();
     };
     let lookup = id.clone();
+    let at = store.clock().now();
     let found = store
         .read(move |conn| {
             let Some(cluster) = crate::store::clusters::get(conn, &lookup)? else {
                 return Ok(None);
             };
             let layers = crate::store::overlays::effective_view(conn, &lookup)?;
-            Ok(Some((cluster, layers)))
+            let windows = crate::store::windows::for_cluster(conn, &lookup, at)?;
+            Ok(Some((cluster, layers, windows)))
         })
         .await;
-    let (cluster, layers) = match found {
+    let (cluster, layers, windows) = match found {
         Ok(Some(found)) => found,
         Ok(None) => {
             return error_page(StatusCode::NOT_FOUND, &format!("no cluster with id '{id}'"));
@@ -548,6 +564,20 @@ pub async fn cluster_page(
                 }
             }
             @if let Some(version) = &convergence.operator_version { dt { "Flux Operator" } dd { (version) } }
+            @if !windows.windows.is_empty() {
+                dt { "Changes" } dd {
+                    @if windows.open { "allowed now" } @else {
+                        strong { "not allowed now" } " (" (windows.closed_by.join(", ")) ")"
+                    }
+                    @if let (Some(next), Some(at)) = (windows.next_change, &windows.next_change_at) {
+                        " · " @if windows.open { "closes" } @else { "opens" } " "
+                        time datetime=(at) title=(at) { (layout::ahead(next.saturating_sub(now as i64).max(0) as u64)) }
+                    }
+                    br; span.muted { "Windows: " @for (i, w) in windows.windows.iter().enumerate() {
+                        @if i > 0 { ", " } (w.id) " (" (w.kind.as_str()) @if w.active { ", active" } ")"
+                    } }
+                }
+            }
         }
         h2 { "Components: desired and reported" }
         table {

@@ -171,6 +171,8 @@ pub struct Browse {
     pub environment: Option<Environment>,
     /// Only clusters whose latest decisive report of some HelmRelease is a failure.
     pub failing: bool,
+    /// Only these clusters (ids), when given: those a maintenance window closes now.
+    pub only: Option<Vec<String>>,
     pub limit: u32,
     pub offset: u32,
 }
@@ -192,11 +194,19 @@ pub fn browse(conn: &Connection, browse: &Browse) -> Result<(u64, Vec<Browsed>)>
          WHERE l.cluster_id = c.id AND instr(l.key || '=' || l.value, ?1) > 0)) \
          AND (?2 IS NULL OR c.environment = ?2) \
          AND (?3 = 0 OR c.cluster_dns IN (SELECT cluster_dns FROM reported_objects \
-         WHERE kind = 'HelmRelease' AND outcome = 'failure'))";
+         WHERE kind = 'HelmRelease' AND outcome = 'failure')) \
+         AND (?6 IS NULL OR c.id IN (SELECT value FROM json_each(?6)))";
+    let only = browse
+        .only
+        .as_ref()
+        .map(|ids| serde_json::Value::from(ids.clone()).to_string());
     let filter = params![
         browse.search,
         browse.environment.map(Environment::as_str),
-        browse.failing
+        browse.failing,
+        None::<i64>,
+        None::<i64>,
+        only
     ];
     let total: i64 = conn
         .prepare_cached(&format!("SELECT count(*) FROM clusters c {WHERE}"))
@@ -217,7 +227,8 @@ pub fn browse(conn: &Connection, browse: &Browse) -> Result<(u64, Vec<Browsed>)>
                 browse.environment.map(Environment::as_str),
                 browse.failing,
                 browse.limit,
-                browse.offset
+                browse.offset,
+                only
             ],
             |row| {
                 let environment: String = row.get(3)?;

@@ -646,3 +646,39 @@ fn a_trickled_sign_in_body_is_cut_off() {
         "{answer} (closed: {closed})"
     );
 }
+
+#[tokio::test]
+async fn the_console_says_which_clusters_a_window_closes_and_when_they_open() {
+    let app = TestApp::new();
+    // Wednesday 2 December 2026, 10:00 in Berlin (09:00Z).
+    let wednesday = 1_796_202_000;
+    app.store.clock().set(wednesday);
+    let hours = json!({"id": "store-hours", "kind": "deny", "selector": {"environment": "prod"},
+        "recurrence": {"days": ["mon", "tue", "wed", "thu", "fri", "sat"], "start": "08:00",
+                       "duration_minutes": 720, "time_zone": "Europe/Berlin"}});
+    assert_eq!(
+        app.post("/windows", &hours).await.status,
+        StatusCode::CREATED
+    );
+    let cookie = cookie_of(&sign_in(&app, READ).await);
+
+    let closed = text(&page(&app, &cookie, "/ui/?show=closed").await);
+    assert!(
+        closed.contains("edge-prod-01")
+            && closed.contains("edge-prod-02")
+            && closed.contains("of 2"),
+        "{closed}"
+    );
+    assert!(!closed.contains("edge-qa-01"), "{closed}");
+    assert!(closed.contains("closed by store-hours"), "{closed}");
+
+    let cluster = text(&page(&app, &cookie, "/ui/clusters/edge-prod-01").await);
+    assert!(cluster.contains("not allowed now"), "{cluster}");
+    // It opens at 20:00 in Berlin, in 10 hours.
+    assert!(
+        cluster.contains(r#"datetime="2026-12-02T19:00:00Z""#) && cluster.contains("in 10 h"),
+        "{cluster}"
+    );
+    let qa = text(&page(&app, &cookie, "/ui/clusters/edge-qa-01").await);
+    assert!(!qa.contains("not allowed now"));
+}
