@@ -410,3 +410,88 @@ fn backups_are_private() {
         assert_eq!(mode & 0o777, 0o600, "{}", file.display());
     }
 }
+
+#[tokio::test]
+async fn a_freeze_holds_imports_and_reverts_until_confirmed_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("inventory.db");
+    drop(Server::ready(&database, &[("AUTH_TOKEN", "t")])); // seeded with the demo
+    // A freeze of prod that is on now (the command line runs on the system's clock).
+    let freeze = dir.path().join("freeze.json");
+    std::fs::write(
+        &freeze,
+        r#"{"id": "freeze", "description": "prod is frozen", "kind": "deny",
+            "selector": {"environment": "prod"},
+            "absolute": {"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"}}"#,
+    )
+    .unwrap();
+    let applied = run(
+        &database,
+        &["window", "apply", "-f", freeze.to_str().unwrap()],
+    );
+    assert!(applied.status.success(), "{}", text(&applied.stderr));
+    assert!(text(&applied.stderr).contains("window 'freeze' stored"));
+    let listed = text(&run(&database, &["window", "list"]).stdout);
+    assert!(
+        listed.contains(r#""active":true"#) && listed.contains(r#""clusters":2"#),
+        "{listed}"
+    );
+    let before = all_feeds(&database).await;
+
+    // A catalog change reaching both prod clusters and two others.
+    let catalog = dir.path().join("traefik.json");
+    let mut export: serde_json::Value =
+        serde_json::from_slice(&run(&database, &["export"]).stdout).unwrap();
+    for component in export["platform_components"].as_array_mut().unwrap() {
+        if component["id"] == "traefik" {
+            component["oci_tag"] = "33.9.9".into();
+        }
+    }
+    std::fs::write(&catalog, export.to_string()).unwrap();
+    let refused = run(&database, &["import", catalog.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(3));
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains("edge-prod-01 (freeze)") && stderr.contains("confirm_closed=2"),
+        "{stderr}"
+    );
+    assert_eq!(all_feeds(&database).await, before, "nothing written");
+    let confirmed = run(
+        &database,
+        &["import", catalog.to_str().unwrap(), "--confirm-closed", "2"],
+    );
+    assert!(confirmed.status.success(), "{}", text(&confirmed.stderr));
+    assert_ne!(all_feeds(&database).await, before);
+
+    // Undoing it changes the frozen clusters again: the revert asks too.
+    let store = Store::open(&database).unwrap();
+    let revision = store
+        .read(|conn| {
+            let entries = flux_inputs::store::audit::list(
+                conn,
+                &flux_inputs::store::audit::Filter {
+                    kind: Some("platform_components".into()),
+                    resource_id: Some("traefik".into()),
+                    ..Default::default()
+                },
+            )?;
+            Ok(entries
+                .last()
+                .map(|e| (e.revision, e.window_override.clone())))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        revision.1.unwrap()["clusters"],
+        2,
+        "the override is on record"
+    );
+    drop(store);
+    let number = revision.0.to_string();
+    let refused = run(&database, &["revert", &number]);
+    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused.stderr));
+    let reverted = run(&database, &["revert", &number, "--confirm-closed", "2"]);
+    assert!(reverted.status.success(), "{}", text(&reverted.stderr));
+    assert_eq!(all_feeds(&database).await, before);
+}
