@@ -515,6 +515,61 @@ mod tests {
     }
 
     #[test]
+    fn version_8_keeps_its_audit_trail_and_rollouts_when_windows_arrive() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for migration in &MIGRATIONS[..8] {
+            conn.execute_batch(migration).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 8).unwrap();
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO audit_log (at, actor, method, kind, resource_id, after) VALUES (1, 'a', 'POST', 'overlays', 'o', '{}');
+             INSERT INTO audit_log (at, actor, method, kind, resource_id) VALUES (2, 'a', 'POST', 'clusters', 'c');
+             DELETE FROM audit_log WHERE revision = 2;
+             INSERT INTO rollouts (id, component, spec, state, created_at) VALUES ('r', 'x', '{}', 'running', 1);
+             INSERT INTO rollout_clusters (rollout_id, cluster_id, cluster_dns, step, state, changed, added)
+                 VALUES ('r', 'c', 'c.example.com', 0, 'progressing', 1, 1);",
+        )
+        .unwrap();
+        assert_eq!(
+            migrate(&mut conn, |_| Ok(())).unwrap(),
+            Migration::Upgraded { from: 8 }
+        );
+        let kept: (String, bool, Option<i64>) = conn
+            .query_row(
+                "SELECT state, added, window_opens_at FROM rollout_clusters WHERE cluster_id = 'c'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(kept, ("progressing".into(), true, None));
+        conn.execute(
+            "INSERT INTO audit_log (at, actor, method, kind, resource_id, window_override) \
+             VALUES (3, 'a', 'POST', 'windows', 'w', '{\"clusters\": 1}')",
+            [],
+        )
+        .unwrap();
+        let revisions: Vec<i64> = conn
+            .prepare("SELECT revision FROM audit_log ORDER BY revision")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            revisions,
+            vec![1, 3],
+            "a pruned revision is never handed out again"
+        );
+        conn.execute(
+            "UPDATE rollout_clusters SET state = 'waiting_window', window_opens_at = 9",
+            [],
+        )
+        .unwrap();
+    }
+
+    #[test]
     fn refuses_a_newer_schema() {
         let mut conn = Connection::open_in_memory().unwrap();
         conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
