@@ -78,6 +78,14 @@ pub async fn audit_page(
     let Some(session) = session_of(req) else {
         return Redirect::see_other("/ui/login").into_response();
     };
+    // The API's rule (`GET /audit` takes the write token): every before and after of the
+    // trail is not for a read token's eyes.
+    if session.access != super::Access::Write {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "the audit trail is read with the write token, as GET /audit is",
+        );
+    }
     let before = query.before;
     let entries = match store
         .read(move |conn| audit::recent(conn, before, PAGE))

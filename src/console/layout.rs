@@ -37,8 +37,8 @@ pub fn page(title: &str, section: Section, session: Option<&Session>, body: Mark
                             a href="/ui/catalog" aria-current=[current(section, Section::Catalog)] { "Catalog" }
                             a href="/ui/overlays" aria-current=[current(section, Section::Overlays)] { "Overlays" }
                             a href="/ui/rollouts" aria-current=[current(section, Section::Rollouts)] { "Rollouts" }
-                            a href="/ui/audit" aria-current=[current(section, Section::Audit)] { "Audit" }
                             @if session.access == super::Access::Write {
+                                a href="/ui/audit" aria-current=[current(section, Section::Audit)] { "Audit" }
                                 a href="/ui/tokens" aria-current=[current(section, Section::Tokens)] { "Tokens" }
                             }
                         }
