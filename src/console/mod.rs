@@ -50,7 +50,10 @@ pub fn routes() -> impl Endpoint<Output = Response> {
         .at("/rollouts/plan", post(rollouts::plan))
         .at("/rollouts/create", post(rollouts::create))
         .at("/rollouts/:id", get(rollouts::rollout_page))
-        .at("/rollouts/:id/:verb", post(rollouts::act))
+        .at(
+            "/rollouts/:id/:verb",
+            get(rollouts::confirm_page).post(rollouts::act),
+        )
         .at("/audit", get(audit::audit_page))
         .at(
             "/audit/:revision/revert",

@@ -195,6 +195,12 @@ pub async fn rollout_page(
             )
         })
         .collect();
+    let waiting: Vec<_> = rollout
+        .steps
+        .iter()
+        .flat_map(|s| s.clusters.iter().map(move |c| (s.step, c)))
+        .filter(|(_, c)| c.state == ClusterState::WaitingWindow)
+        .collect();
     let body = html! {
         dl.facts {
             dt { "Component" } dd { (rollout.spec.component) }
@@ -204,14 +210,20 @@ pub async fn rollout_page(
             dt { "Clusters" } dd {
                 (rollout.counts.passed) " passed · " (rollout.counts.progressing) " progressing · "
                 (rollout.counts.pending) " pending · " (rollout.counts.failed) " failed"
+                @if rollout.counts.waiting_window > 0 { " · " (rollout.counts.waiting_window) " waiting for a window" }
             }
         }
         @if writes && !verbs.is_empty() {
             div.actions {
                 @for verb in &verbs {
-                    form method="post" action=(format!("/ui/rollouts/{}/{}", rollout.spec.id, verb.as_str())) {
-                        input type="hidden" name="csrf" value=(session.csrf);
-                        button.secondary[matches!(verb, Verb::Abort | Verb::Rollback)] type="submit" { (label(*verb)) }
+                    @if destructive(*verb) {
+                        // Asks first, on a page that says what will happen.
+                        a.button.secondary href=(format!("/ui/rollouts/{}/{}", rollout.spec.id, verb.as_str())) { (label(*verb)) "…" }
+                    } @else {
+                        form method="post" action=(format!("/ui/rollouts/{}/{}", rollout.spec.id, verb.as_str())) {
+                            input type="hidden" name="csrf" value=(session.csrf);
+                            button type="submit" { (label(*verb)) }
+                        }
                     }
                 }
             }
@@ -236,6 +248,24 @@ pub async fn rollout_page(
                 }
             }
         }
+        @if !waiting.is_empty() {
+            h2 { "Waiting for a maintenance window" }
+            table {
+                thead { tr { th { "Cluster" } th { "Step" } th { "Opens" } } }
+                tbody {
+                    @for (step, c) in &waiting {
+                        tr {
+                            td { a href=(format!("/ui/clusters/{}", c.id)) { (c.id) } }
+                            td { (step) }
+                            td { @match &c.window_opens_at {
+                                Some(at) => time datetime=(at) { (at) },
+                                None => span.muted { "not within a year" },
+                            } }
+                        }
+                    }
+                }
+            }
+        }
         @if !rollout.kept_previous.is_empty() {
             h2 { "Kept on their previous values at promotion" }
             ul { @for k in &rollout.kept_previous { li { (k.cluster) " — " code { (k.oci_tag) } } } }
@@ -252,6 +282,91 @@ pub async fn rollout_page(
         StatusCode::OK,
         page(&title, Section::Rollouts, Some(session), body),
     )
+}
+
+/// Verbs that leave clusters where they are or take values back: asked for on a page first.
+fn destructive(verb: Verb) -> bool {
+    matches!(verb, Verb::Abort | Verb::Rollback)
+}
+
+/// What a destructive verb will do, in numbers, for the page that asks.
+fn consequence(rollout: &Rollout, verb: Verb) -> String {
+    let moved = rollout.counts.progressing + rollout.counts.passed + rollout.counts.failed;
+    match verb {
+        Verb::Rollback => format!(
+            "{moved} cluster(s) the rollout moved to oci_tag '{}' get their previous values back \
+             (those edited by hand since keep the edit); the catalog keeps its value; the rollout \
+             ends rolled back.",
+            rollout.spec.target.oci_tag
+        ),
+        _ => format!(
+            "The rollout stops here and ends aborted: {moved} cluster(s) already moved keep oci_tag \
+             '{}' as their own override; {} pending cluster(s) are never moved. Roll back instead to \
+             give the moved clusters their previous values.",
+            rollout.spec.target.oci_tag,
+            rollout.counts.pending + rollout.counts.waiting_window
+        ),
+    }
+}
+
+/// The page that asks before an abort or a rollback.
+#[handler]
+pub async fn confirm_page(
+    req: &Request,
+    Data(store): Data<&Store>,
+    Path((id, verb)): Path<(String, String)>,
+) -> Response {
+    let Some(session) = session_of(req) else {
+        return Redirect::see_other("/ui/login").into_response();
+    };
+    let Some(verb) = parse_verb(&verb).filter(|v| destructive(*v)) else {
+        return error_page(StatusCode::NOT_FOUND, "no such page");
+    };
+    if !can_write(req, session) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "this session reads only: sign in with the write token to change a rollout",
+        );
+    }
+    let rollout = match store.rollout(id.clone()).await {
+        Ok(rollout) => rollout,
+        Err(err) => return failure(err),
+    };
+    let body = html! {
+        p.notice.error role="alert" { (consequence(&rollout, verb)) }
+        form method="post" action=(format!("/ui/rollouts/{id}/{}", verb.as_str())) {
+            input type="hidden" name="csrf" value=(session.csrf);
+            input type="hidden" name="confirmed" value="yes";
+            p { button type="submit" { (label(verb)) " rollout " (id) } " " a href=(format!("/ui/rollouts/{id}")) { "Cancel" } }
+        }
+    };
+    html_response(
+        StatusCode::OK,
+        page(
+            &format!("{}?", label(verb)),
+            Section::Rollouts,
+            Some(session),
+            body,
+        ),
+    )
+}
+
+fn parse_verb(text: &str) -> Option<Verb> {
+    Some(match text {
+        "start" => Verb::Start,
+        "pause" => Verb::Pause,
+        "resume" => Verb::Resume,
+        "abort" => Verb::Abort,
+        "rollback" => Verb::Rollback,
+        _ => return None,
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct VerbForm {
+    /// `yes` once the confirmation page was seen (abort, rollback).
+    #[serde(default)]
+    confirmed: String,
 }
 
 fn label(verb: Verb) -> &'static str {
@@ -271,23 +386,19 @@ pub async fn act(
     Path((id, verb)): Path<(String, String)>,
     body: Body,
 ) -> Response {
-    let (_, session) = match write_form::<super::pages::CsrfForm>(req, body).await {
+    let (form, session) = match write_form::<VerbForm>(req, body).await {
         Ok(posted) => posted,
         Err(response) => return *response,
     };
-    let verb = match verb.as_str() {
-        "start" => Verb::Start,
-        "pause" => Verb::Pause,
-        "resume" => Verb::Resume,
-        "abort" => Verb::Abort,
-        "rollback" => Verb::Rollback,
-        other => {
-            return error_page(
-                StatusCode::NOT_FOUND,
-                &format!("no rollout action '{other}'"),
-            );
-        }
+    let Some(verb) = parse_verb(&verb) else {
+        return error_page(
+            StatusCode::NOT_FOUND,
+            &format!("no rollout action '{verb}'"),
+        );
     };
+    if destructive(verb) && form.confirmed != "yes" {
+        return Redirect::see_other(format!("/ui/rollouts/{id}/{}", verb.as_str())).into_response();
+    }
     match store.rollout_verb(id.clone(), verb, session.actor()).await {
         Ok(_) => Redirect::see_other(format!("/ui/rollouts/{id}")).into_response(),
         Err(err) => failure(err),

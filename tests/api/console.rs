@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::helpers::{READ, TestApp, WRITE, answer};
 
 /// Signs in with `token`; returns the answer (a redirect with the cookie, or the page).
-async fn sign_in(app: &TestApp, token: &str) -> crate::helpers::Answer {
+pub async fn sign_in(app: &TestApp, token: &str) -> crate::helpers::Answer {
     answer(
         app.client
             .post("/ui/login")
@@ -22,16 +22,16 @@ async fn sign_in(app: &TestApp, token: &str) -> crate::helpers::Answer {
 }
 
 /// The `name=value` part of the session cookie a sign-in set.
-fn cookie_of(signed_in: &crate::helpers::Answer) -> String {
+pub fn cookie_of(signed_in: &crate::helpers::Answer) -> String {
     let set = signed_in.header("Set-Cookie").expect("a session cookie");
     set.split(';').next().unwrap().to_owned()
 }
 
-async fn page(app: &TestApp, cookie: &str, path: &str) -> crate::helpers::Answer {
+pub async fn page(app: &TestApp, cookie: &str, path: &str) -> crate::helpers::Answer {
     answer(app.client.get(path).header("Cookie", cookie).send().await.0).await
 }
 
-fn text(answer: &crate::helpers::Answer) -> String {
+pub fn text(answer: &crate::helpers::Answer) -> String {
     String::from_utf8_lossy(&answer.bytes).into_owned()
 }
 
@@ -584,6 +584,33 @@ async fn a_rollout_is_planned_created_and_controlled_from_the_console() {
     assert_eq!(wrong.status, StatusCode::CONFLICT);
     let listed = text(&page(&app, &cookie, "/ui/rollouts").await);
     assert!(listed.contains("/ui/rollouts/cm"));
+
+    // Roll back and abort ask first, saying what will happen; a post that skipped the
+    // question is sent to it and changes nothing.
+    let hasty = post_form(
+        &app,
+        &cookie,
+        "/ui/rollouts/cm/rollback",
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(hasty.status, StatusCode::SEE_OTHER);
+    assert_eq!(hasty.header("Location"), Some("/ui/rollouts/cm/rollback"));
+    assert_eq!(app.get("/rollouts/cm").await.json["state"], "running");
+    let ask = text(&page(&app, &cookie, "/ui/rollouts/cm/rollback").await);
+    assert!(
+        ask.contains("get their previous values back") && ask.contains("v1.17.0"),
+        "{ask}"
+    );
+    let rolled = post_form(
+        &app,
+        &cookie,
+        "/ui/rollouts/cm/rollback",
+        &[("csrf", &csrf), ("confirmed", "yes")],
+    )
+    .await;
+    assert_eq!(rolled.status, StatusCode::SEE_OTHER, "{}", text(&rolled));
+    assert_eq!(app.get("/rollouts/cm").await.json["state"], "rolled_back");
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 use poem::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::console;
 use crate::helpers::{TestApp, WRITE};
 
 const PROD_01: &str = "/api/v2/flux/clusters/edge-prod-01.k8s.example.com/platform-components";
@@ -304,6 +305,14 @@ async fn a_rollout_canary_waits_for_its_window_and_moves_when_it_opens() {
         feed_tag(&app, "store-canary").await,
         OLD,
         "not moved while closed"
+    );
+    // The console's rollout page lists it with the time its window opens.
+    let cookie = console::cookie_of(&console::sign_in(&app, crate::helpers::READ).await);
+    let shown = console::text(&console::page(&app, &cookie, "/ui/rollouts/cm").await);
+    assert!(
+        shown.contains("Waiting for a maintenance window")
+            && shown.contains(r#"datetime="2026-12-02T19:00:00Z""#),
+        "{shown}"
     );
 
     // Hours pass, far beyond wave_timeout_seconds: waiting is neither a failure nor a timeout.
