@@ -534,11 +534,20 @@ pub async fn cluster_page(
         }
         Err(err) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &err.to_string()),
     };
-    let convergence =
+    let mut convergence =
         match crate::store::convergence::cluster_convergence(store, cluster.clone()).await {
             Ok(view) => view,
             Err(err) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &err.to_string()),
         };
+    // What needs a look first: failing, then stale and progressing, in feed order within.
+    convergence.components.sort_by_key(|c| urgency(c.state));
+    let mut per_state: Vec<(State, usize)> = Vec::new();
+    for c in &convergence.components {
+        match per_state.iter_mut().find(|(s, _)| *s == c.state) {
+            Some((_, n)) => *n += 1,
+            None => per_state.push((c.state, 1)),
+        }
+    }
     let mut feeds = Vec::new();
     for feed in Feed::ALL {
         let text = match store.feed(&cluster.cluster_dns, feed).await {
@@ -580,6 +589,12 @@ pub async fn cluster_page(
             }
         }
         h2 { "Components: desired and reported" }
+        p {
+            @for (i, (state, n)) in per_state.iter().enumerate() {
+                @if i > 0 { " · " }
+                (n) " " (layout::state(state.as_str()))
+            }
+        }
         table {
             thead { tr { th { "Component" } th { "Desired" } th { "Reported" } th { "State" } th { "Reason" } th { "Event" } } }
             tbody {
@@ -593,7 +608,12 @@ pub async fn cluster_page(
                             @if let Some(reason) = &c.reason { (reason) }
                             @if let Some(message) = &c.message { br; span.muted { (message) } }
                         }
-                        td { @if let Some(at) = &c.event_time { (at) } }
+                        td { @if let Some(at) = &c.event_time {
+                            @match at.parse::<jiff::Timestamp>() {
+                                Ok(t) => time datetime=(at) title=(at) { (layout::age(now.saturating_sub(t.as_second().max(0) as u64))) },
+                                Err(_) => (at),
+                            }
+                        } }
                     }
                 }
             }

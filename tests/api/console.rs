@@ -255,6 +255,12 @@ async fn the_fleet_page_searches_filters_and_pages() {
         cluster.contains("UpgradeFailed")
             && cluster.contains("timed out waiting for the condition")
     );
+    // The failing component comes first, under a count per state; the event's time is a
+    // relative one with the exact instant in a <time> element.
+    let table = &cluster[cluster.find("<tbody>").unwrap()..];
+    let first_state = table.find("state-").unwrap();
+    assert!(table[first_state..].starts_with("state-failed"), "{table}");
+    assert!(cluster.contains("<time datetime=") && cluster.contains(" ago</time>"));
     assert!(
         cluster.contains("platform-components") && cluster.contains("&quot;oci_url&quot;")
             || cluster.contains("\"oci_url\"")
