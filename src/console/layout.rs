@@ -29,6 +29,7 @@ pub fn page(title: &str, section: Section, session: Option<&Session>, body: Mark
                 link rel="icon" href="/ui/static/favicon.svg" type="image/svg+xml";
             }
             body {
+                a.skip href="#main" { "Skip to the content" }
                 header {
                     a.brand href="/ui/" { "flux-inputs" }
                     @if let Some(session) = session {
@@ -54,7 +55,7 @@ pub fn page(title: &str, section: Section, session: Option<&Session>, body: Mark
                         }
                     }
                 }
-                main {
+                main id="main" {
                     h1 { (title) }
                     (body)
                 }
