@@ -20,7 +20,10 @@ fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display
     );
 }
 
-pub async fn render(store: &Store, requests: &RequestMetrics) -> String {
+/// The metrics text. `per_cluster`: also a series per cluster (its last poll per feed and
+/// whether it is stale): asked for, never by default, since at 100,000 clusters they are
+/// most of the answer.
+pub async fn render(store: &Store, requests: &RequestMetrics, per_cluster: bool) -> String {
     let mut out = String::new();
     requests.render(&mut out);
     gauge(
@@ -99,7 +102,16 @@ pub async fn render(store: &Store, requests: &RequestMetrics) -> String {
     }
     render_reports(&mut out, store).await;
     render_rollouts(&mut out, store).await;
-    if let Ok(statuses) = crate::store::convergence::cluster_statuses(store).await {
+    let Ok(statuses) = crate::store::convergence::cluster_statuses(store).await else {
+        return out;
+    };
+    gauge(
+        &mut out,
+        "flux_inputs_clusters_stale",
+        "Clusters that have not polled within poll_stale_after (per cluster: ?per_cluster=true).",
+        statuses.iter().filter(|s| s.stale).count(),
+    );
+    if per_cluster {
         out.push_str("# HELP flux_inputs_cluster_last_poll_timestamp_seconds When a cluster last polled a feed.\n");
         out.push_str("# TYPE flux_inputs_cluster_last_poll_timestamp_seconds gauge\n");
         for status in &statuses {
@@ -239,10 +251,21 @@ async fn render_rollouts(out: &mut String, store: &Store) {
     }
 }
 
+/// `?per_cluster=true` of the dedicated listener.
+#[derive(serde::Deserialize, Default)]
+pub struct MetricsQuery {
+    #[serde(default)]
+    per_cluster: bool,
+}
+
 /// The metrics endpoint of the dedicated metrics listener (no token: bind it to loopback).
 #[handler]
-pub async fn endpoint(store: Data<&Store>, requests: Data<&Arc<RequestMetrics>>) -> Response {
-    render(&store, &requests)
+pub async fn endpoint(
+    store: Data<&Store>,
+    requests: Data<&Arc<RequestMetrics>>,
+    poem::web::Query(query): poem::web::Query<MetricsQuery>,
+) -> Response {
+    render(&store, &requests, query.per_cluster)
         .await
         .with_content_type(CONTENT_TYPE)
         .into_response()

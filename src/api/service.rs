@@ -103,17 +103,20 @@ impl ServiceApi {
     /// Prometheus metrics
     ///
     /// Requests by route and status, latency, the database pool, the feed cache, inventory
-    /// counts, the last write and every cluster's last poll. Also served without a token on
-    /// `metrics_addr` when that is set.
+    /// counts, the last write, clusters per component and state, stale clusters. Also served
+    /// without a token on `metrics_addr` when that is set.
     #[oai(path = "/metrics", method = "get")]
     async fn metrics(
         &self,
         _auth: ReadAccess,
         store: Data<&Store>,
         requests: Data<&Arc<RequestMetrics>>,
+        /// Also a series per cluster: its last poll per feed, whether it is stale.
+        #[oai(default)]
+        per_cluster: poem_openapi::param::Query<bool>,
     ) -> Result<MetricsResponse, ReadError> {
         Ok(MetricsResponse::Ok(PlainText(
-            super::metrics::render(&store, &requests).await,
+            super::metrics::render(&store, &requests, per_cluster.0).await,
         )))
     }
 

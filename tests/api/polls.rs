@@ -63,7 +63,14 @@ async fn status_shows_last_poll_client_version_and_staleness() {
         .map(|c| c["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["edge-prod-01", "edge-prod-02", "lab-dev-01"]);
+    // By default a count, no series per cluster (100,000 clusters would be most of it).
     let metrics = String::from_utf8(app.get("/metrics").await.bytes).unwrap();
+    assert!(
+        metrics.contains("flux_inputs_clusters_stale 3"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("flux_inputs_cluster_stale{"), "{metrics}");
+    let metrics = String::from_utf8(app.get("/metrics?per_cluster=true").await.bytes).unwrap();
     assert!(
         metrics.contains(r#"flux_inputs_cluster_stale{cluster="edge-qa-01"} 0"#),
         "{metrics}"
