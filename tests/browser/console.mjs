@@ -1,7 +1,8 @@
 // The console in a real browser (contract §11): Debian's chromium driven by playwright-core.
 // Signs in, visits every page (a screenshot of each into $SCREENSHOTS), edits a cluster through
 // its preview, reverts that edit from the audit page, plans, creates, starts, pauses and
-// resumes a rollout. Fails on any console error, failed request, or request to another host.
+// resumes a rollout; at 390 px, no page scrolls sideways. Fails on any console error, failed
+// request, request to another host, or page wider than a phone.
 //
 //   BASE=http://127.0.0.1:PORT WRITE_TOKEN=… SCREENSHOTS=dir node tests/browser/console.mjs
 import { chromium } from "playwright-core";
@@ -138,6 +139,19 @@ await page.waitForSelector("text=Saved as audit revision");
 await visit("/ui/clusters/edge-prod-02", "cluster-layers", ["Values and where they come from", "32.2.0"]);
 check(await page.locator('tr:has-text("traefik") >> text=prod-pins').count() > 0,
   "the cluster page says traefik's tag comes from the overlay");
+
+// A phone: every page fits 390 px without sideways scrolling (a wide table scrolls in its box).
+await page.setViewportSize({ width: 390, height: 844 });
+for (const path of ["/ui/", "/ui/clusters/edge-qa-01", "/ui/catalog", "/ui/overlays", "/ui/rollouts",
+                    "/ui/rollouts/cm-browser", "/ui/audit", "/ui/tokens"]) {
+  await visit(path, null, []);
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+  check(wide <= 390, `${path}: ${wide} px wide in a 390 px window`);
+}
+await page.screenshot({ path: `${shots}/phone-tokens.png`, fullPage: true });
+await visit("/ui/", "phone-fleet", []);
+await visit("/ui/clusters/edge-qa-01", "phone-cluster", []);
+await page.setViewportSize({ width: 1280, height: 900 });
 
 // Keyboard: the sign-out button is reachable with Tab.
 let reached = false;
