@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::Session;
 use super::layout::{Section, page};
-use super::pages::{error_page, failure, html_response, write_form};
+use super::pages::{failure, html_response, write_form};
 use crate::store::{Resource, Store, WriteRequest};
 
 #[derive(Deserialize)]
@@ -34,6 +34,11 @@ pub fn form(session: &Session, base: &str, what: &str, value: &impl ToJSON) -> M
         .to_json()
         .and_then(|value| serde_json::to_string_pretty(&value).ok())
         .unwrap_or_default();
+    form_with(session, base, what, &document)
+}
+
+/// The edit form holding `document` as given.
+fn form_with(session: &Session, base: &str, what: &str, document: &str) -> Markup {
     html! {
         form method="post" action=(format!("{base}/preview")) {
             input type="hidden" name="csrf" value=(session.csrf);
@@ -46,19 +51,46 @@ pub fn form(session: &Session, base: &str, what: &str, value: &impl ToJSON) -> M
     }
 }
 
-fn parse_update<U: ParseFromJSON>(text: &str) -> Result<U, Box<Response>> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|err| {
-        Box::new(error_page(
-            StatusCode::BAD_REQUEST,
-            &format!("the document is not JSON: {err}"),
-        ))
-    })?;
-    U::parse_from_json(Some(value)).map_err(|err| {
-        Box::new(error_page(
-            StatusCode::BAD_REQUEST,
-            &format!("the document: {}", err.into_message()),
-        ))
-    })
+fn parse_update<U: ParseFromJSON>(text: &str) -> Result<U, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|err| format!("the document is not JSON: {err}"))?;
+    U::parse_from_json(Some(value)).map_err(|err| format!("the document: {}", err.into_message()))
+}
+
+/// An edit that cannot be previewed or saved: the form again, with the text as typed and
+/// what is wrong with it above, so nothing typed is lost.
+fn again<R: Resource>(
+    session: &Session,
+    status: StatusCode,
+    (base, id, section): (&str, &str, Section),
+    document: &str,
+    problem: &str,
+) -> Response {
+    let body = html! {
+        p.notice.error role="alert" id="problem" { (problem) }
+        (form_with(session, &format!("{base}/{id}"), &format!("The {}", R::KIND), document))
+        p { a href=(format!("{base}/{id}")) { "Discard the edit" } }
+    };
+    html_response(
+        status,
+        page(&format!("Edit: {id}"), section, Some(session), body),
+    )
+}
+
+/// The status and text of a refusal the person can act on in the form; other errors as they
+/// are.
+fn refusal(err: crate::error::AppError) -> Result<(StatusCode, String), crate::error::AppError> {
+    use crate::error::AppError;
+    let status = match &err {
+        AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        AppError::Conflict(_) | AppError::BlastRadius(_) | AppError::WindowClosed(_) => {
+            StatusCode::CONFLICT
+        }
+        AppError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+        _ => return Err(err),
+    };
+    Ok((status, err.to_string()))
 }
 
 fn edit_request(session: &Session, dry_run: bool, form: &EditForm) -> WriteRequest {
@@ -75,14 +107,27 @@ fn edit_request(session: &Session, dry_run: bool, form: &EditForm) -> WriteReque
     }
 }
 
-/// An edit form as posted: its fields, the session allowed to post it, the update it asks for.
-async fn posted<U: ParseFromJSON>(
-    req: &Request,
+/// An edit form as posted: its fields, the session allowed to post it, the update it asks
+/// for (or the form again with the problem).
+async fn posted<'r, R: Resource>(
+    req: &'r Request,
     body: Body,
-) -> Result<(EditForm, &Session, U), Box<Response>> {
+    place: (&str, &str, Section),
+) -> Result<(EditForm, &'r Session, R::Update), Box<Response>>
+where
+    R::Update: ParseFromJSON,
+{
     let (form, session) = write_form::<EditForm>(req, body).await?;
-    let update = parse_update(&form.document)?;
-    Ok((form, session, update))
+    match parse_update(&form.document) {
+        Ok(update) => Ok((form, session, update)),
+        Err(problem) => Err(Box::new(again::<R>(
+            session,
+            StatusCode::BAD_REQUEST,
+            place,
+            &form.document,
+            &problem,
+        ))),
+    }
 }
 
 /// What an edit of `R` `id` (whose page is `{base}/{id}`) would change for Flux, before it
@@ -98,7 +143,8 @@ pub async fn preview<R: Resource>(
 where
     R::Update: ParseFromJSON,
 {
-    let (form, session, update) = match posted::<R::Update>(req, body).await {
+    let place = (base, id.as_str(), section);
+    let (form, session, update) = match posted::<R>(req, body, place).await {
         Ok(posted) => posted,
         Err(response) => return *response,
     };
@@ -109,7 +155,14 @@ where
     let request = edit_request(session, true, &form);
     let preview = match store.update::<R>(id.clone(), update, request).await {
         Ok(written) => written.preview.unwrap_or_default(),
-        Err(err) => return failure(err),
+        Err(err) => {
+            return match refusal(err) {
+                Ok((status, problem)) => {
+                    again::<R>(session, status, place, &form.document, &problem)
+                }
+                Err(err) => failure(err),
+            };
+        }
     };
     let radius = &preview.blast_radius;
     let body = html! {
@@ -181,11 +234,13 @@ pub async fn save<R: Resource>(
     id: String,
     body: Body,
     base: &str,
+    section: Section,
 ) -> Response
 where
     R::Update: ParseFromJSON,
 {
-    let (form, session, update) = match posted::<R::Update>(req, body).await {
+    let place = (base, id.as_str(), section);
+    let (form, session, update) = match posted::<R>(req, body, place).await {
         Ok(posted) => posted,
         Err(response) => return *response,
     };
@@ -194,6 +249,9 @@ where
         Ok(written) => {
             Redirect::see_other(format!("{base}/{id}?saved={}", written.revision)).into_response()
         }
-        Err(err) => failure(err),
+        Err(err) => match refusal(err) {
+            Ok((status, problem)) => again::<R>(session, status, place, &form.document, &problem),
+            Err(err) => failure(err),
+        },
     }
 }

@@ -210,5 +210,5 @@ pub async fn save_edit(
     Path(id): Path<String>,
     body: Body,
 ) -> Response {
-    edit::save::<Overlay>(req, store, id, body, "/ui/overlays").await
+    edit::save::<Overlay>(req, store, id, body, "/ui/overlays", Section::Overlays).await
 }

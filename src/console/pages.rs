@@ -730,5 +730,5 @@ pub async fn save_edit(
     Path(id): Path<String>,
     body: Body,
 ) -> Response {
-    edit::save::<Cluster>(req, store, id, body, "/ui/clusters").await
+    edit::save::<Cluster>(req, store, id, body, "/ui/clusters", Section::Fleet).await
 }

@@ -314,6 +314,20 @@ async fn post_form(
     .await
 }
 
+/// The text of the textarea `name` in a page.
+fn textarea(html: &str, name: &str) -> String {
+    let start = html
+        .find(&format!(r#"<textarea name="{name}""#))
+        .unwrap_or_else(|| panic!("textarea {name}"));
+    let open = start + html[start..].find('>').unwrap() + 1;
+    let end = open + html[open..].find("</textarea>").unwrap();
+    html[open..end]
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
 /// The value of a hidden or textarea field `name` in a page.
 fn field(html: &str, name: &str) -> String {
     let marker = format!(r#"name="{name}" value=""#);
@@ -363,6 +377,35 @@ async fn an_edit_is_previewed_saved_audited_and_reverted() {
         "the changed input is listed"
     );
     assert!(app.all_feeds().await == before, "a preview stores nothing");
+
+    // A typo (a trailing comma) or a refused value comes back in the form, as typed, with
+    // what is wrong above it.
+    let typo = r#"{"node_count": 4,}"#;
+    let again = post_form(
+        &app,
+        &cookie,
+        "/ui/clusters/lab-dev-01/preview",
+        &[("csrf", &csrf), ("document", typo)],
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        textarea(&text(&again), "document"),
+        typo,
+        "the text is kept"
+    );
+    assert!(text(&again).contains("not JSON") && text(&again).contains("Preview the change"));
+    let refused = r#"{"platform_components": [{"id": "no-such", "enabled": true}]}"#;
+    let again = post_form(
+        &app,
+        &cookie,
+        "/ui/clusters/lab-dev-01/preview",
+        &[("csrf", &csrf), ("document", refused)],
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(textarea(&text(&again), "document"), refused);
+    assert!(text(&again).contains("no-such"));
 
     let saved = post_form(
         &app,
