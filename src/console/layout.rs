@@ -18,12 +18,25 @@ pub enum Section {
 
 /// A whole page: `title` is the document's and the page's heading.
 pub fn page(title: &str, section: Section, session: Option<&Session>, body: Markup) -> Markup {
+    refreshing_page(title, section, session, body, None)
+}
+
+/// `page`, reloaded by the browser every `refresh` seconds (a running rollout's page): no
+/// script, so the strict CSP stays as it is.
+pub fn refreshing_page(
+    title: &str,
+    section: Section,
+    session: Option<&Session>,
+    body: Markup,
+    refresh: Option<u32>,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                @if let Some(seconds) = refresh { meta http-equiv="refresh" content=(seconds); }
                 title { (title) " · flux-inputs" }
                 link rel="stylesheet" href="/ui/static/console.css";
                 link rel="icon" href="/ui/static/favicon.svg" type="image/svg+xml";

@@ -16,6 +16,31 @@ use crate::store::Store;
 /// What the new-rollout form starts with.
 const EXAMPLE: &str = include_str!("../../examples/rollouts/cert-manager-v1-17.json");
 
+/// A wave as its selector reads: `canary=true`, `prod, batch 100`.
+fn wave_text(rollout: &Rollout, wave: u32) -> String {
+    let Some(w) = rollout.spec.waves.get(wave as usize) else {
+        return format!("wave {}", wave + 1);
+    };
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(env) = w.environment {
+        parts.push(env.as_str().to_owned());
+    }
+    parts.extend(w.labels.iter().map(|(k, v)| format!("{k}={v}")));
+    match w.clusters.len() {
+        0 => {}
+        1..=3 => parts.push(w.clusters.join(", ")),
+        n => parts.push(format!("{n} named clusters")),
+    }
+    if let Some(batch) = w.batch {
+        parts.push(format!("batch {batch}"));
+    }
+    if parts.is_empty() {
+        "every cluster".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
 fn step_rows(rollout: &Rollout) -> Markup {
     html! {
         table {
@@ -23,8 +48,8 @@ fn step_rows(rollout: &Rollout) -> Markup {
             tbody {
                 @for step in &rollout.steps {
                     tr aria-current=[(rollout.current_step == Some(step.step) && rollout.state.is_active()).then_some("step")] {
-                        td { (step.step) }
-                        td { (step.wave) }
+                        td { (step.step + 1) }
+                        td { (wave_text(rollout, step.wave)) }
                         td { (step.state.as_str()) }
                         td {
                             @let total = step.clusters_total();
@@ -205,7 +230,7 @@ pub async fn rollout_page(
         dl.facts {
             dt { "Component" } dd { (rollout.spec.component) }
             dt { "Target" } dd { code { (rollout.spec.target.oci_tag) } }
-            dt { "State" } dd { strong { (rollout.state.as_str()) } @if let Some(step) = rollout.current_step { " — step " (step) } }
+            dt { "State" } dd { strong { (rollout.state.as_str()) } @if let Some(step) = rollout.current_step { " — step " (step + 1) " of " (rollout.steps.len()) } }
             dt { "Gate" } dd { (format!("{:?}", rollout.spec.gate).to_lowercase()) ", bake " (rollout.spec.bake_seconds) " s, timeout " (rollout.spec.wave_timeout_seconds) " s" }
             dt { "Clusters" } dd {
                 (rollout.counts.passed) " passed · " (rollout.counts.progressing) " progressing · "
@@ -266,6 +291,27 @@ pub async fn rollout_page(
                 }
             }
         }
+        @if !rollout.not_in_steps.is_empty() {
+            h2 { "Not moved by this rollout" }
+            table {
+                thead { tr { th { "Cluster" } th { "Why" } } }
+                tbody {
+                    @for c in &rollout.not_in_steps {
+                        tr {
+                            td { a href=(format!("/ui/clusters/{}", c.id)) { (c.id) } }
+                            td {
+                                @match c.state {
+                                    ClusterState::Pinned => "pinned: its own (or an overlay's) oci_tag for the component",
+                                    ClusterState::Unselected => "no wave selects it",
+                                    other => (other.as_str()),
+                                }
+                                @if let Some(r) = &c.reason { br; span.muted { (r) } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
         @if !rollout.kept_previous.is_empty() {
             h2 { "Kept on their previous values at promotion" }
             ul { @for k in &rollout.kept_previous { li { (k.cluster) " — " code { (k.oci_tag) } } } }
@@ -278,9 +324,11 @@ pub async fn rollout_page(
         }
     };
     let title = format!("Rollout {}", rollout.spec.id);
+    // While it runs (a step waiting, baking), the page follows it on its own.
+    let refresh = (rollout.state == crate::domain::rollout::RolloutState::Running).then_some(10);
     html_response(
         StatusCode::OK,
-        page(&title, Section::Rollouts, Some(session), body),
+        layout::refreshing_page(&title, Section::Rollouts, Some(session), body, refresh),
     )
 }
 

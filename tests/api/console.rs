@@ -629,6 +629,17 @@ async fn a_rollout_is_planned_created_and_controlled_from_the_console() {
         shown.contains("resume by console"),
         "the transitions with who moved it"
     );
+    // One numbering (from 1, as the list), waves by their selectors, the clusters left out
+    // and why, and a page that follows the running rollout by itself.
+    assert!(shown.contains("step 1 of 2"), "{shown}");
+    assert!(
+        shown.contains("<td>dev</td>") && shown.contains("<td>qa</td>"),
+        "{shown}"
+    );
+    assert!(shown.contains("Not moved by this rollout") && shown.contains("no wave selects it"));
+    assert!(shown.contains(r#"http-equiv="refresh""#));
+    let listed = text(&page(&app, &cookie, "/ui/rollouts").await);
+    assert!(listed.contains("1 of 2"), "{listed}");
     let wrong = post_form(&app, &cookie, "/ui/rollouts/cm/start", &[("csrf", &csrf)]).await;
     assert_eq!(wrong.status, StatusCode::CONFLICT);
     let listed = text(&page(&app, &cookie, "/ui/rollouts").await);
