@@ -21,30 +21,106 @@ const PAGE: u32 = 50;
 pub struct AuditQuery {
     /// Entries older than this revision (the next page).
     before: Option<i64>,
+    /// Only this kind of record (`clusters`, `platform_components`, …).
+    #[serde(default)]
+    kind: String,
+    /// Only this record's id.
+    #[serde(default)]
+    id: String,
+    /// Only this actor (a token's name, `write-token`, `console:…`, `rollout:…`).
+    #[serde(default)]
+    actor: String,
 }
 
-/// What changed between two states: each top-level field whose value differs, with both
-/// values as compact JSON (`None`: absent on that side).
+/// The kinds of record the audit trail holds.
+const KINDS: [&str; 7] = [
+    "clusters",
+    "platform_components",
+    "namespaces",
+    "rolebindings",
+    "overlays",
+    "windows",
+    "tokens",
+];
+
+/// What changed between two states, field by field: objects are followed key by key, lists
+/// of records by their `id` (`platform_components[traefik].oci_tag`), anything else compared
+/// whole; each difference with both values as compact JSON (`None`: absent on that side).
 pub fn changed_fields(
     before: Option<&Value>,
     after: Option<&Value>,
 ) -> Vec<(String, Option<String>, Option<String>)> {
-    let empty = serde_json::Map::new();
-    let fields = |v: Option<&Value>| v.and_then(Value::as_object).unwrap_or(&empty).clone();
-    let (old, new) = (fields(before), fields(after));
-    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    keys.into_iter()
-        .filter(|key| old.get(*key) != new.get(*key))
-        .map(|key| {
-            (
-                key.clone(),
-                old.get(key).map(Value::to_string),
-                new.get(key).map(Value::to_string),
-            )
-        })
-        .collect()
+    let mut found = Vec::new();
+    walk("", before, after, &mut found);
+    found
+}
+
+fn walk(
+    path: &str,
+    old: Option<&Value>,
+    new: Option<&Value>,
+    found: &mut Vec<(String, Option<String>, Option<String>)>,
+) {
+    if old == new {
+        return;
+    }
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match (old, new) {
+        (Some(Value::Object(a)), Some(Value::Object(b))) => {
+            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for key in keys {
+                walk(&join(key), a.get(key), b.get(key), found);
+            }
+        }
+        (Some(Value::Array(a)), Some(Value::Array(b))) if by_id(a) && by_id(b) => {
+            let id = |v: &Value| v["id"].as_str().unwrap_or_default().to_owned();
+            let mut ids: Vec<String> = a.iter().chain(b.iter()).map(id).collect();
+            ids.dedup();
+            let mut seen = std::collections::HashSet::new();
+            for key in ids.into_iter().filter(|key| seen.insert(key.clone())) {
+                let pick = |list: &[Value]| list.iter().find(|v| id(v) == key).cloned();
+                let (x, y) = (pick(a), pick(b));
+                walk(&format!("{path}[{key}]"), x.as_ref(), y.as_ref(), found);
+            }
+        }
+        // A create or a delete at the top: one line per field.
+        (None, Some(Value::Object(b))) if path.is_empty() => {
+            for (key, value) in b {
+                found.push((key.clone(), None, Some(value.to_string())));
+            }
+        }
+        (Some(Value::Object(a)), None) if path.is_empty() => {
+            for (key, value) in a {
+                found.push((key.clone(), Some(value.to_string()), None));
+            }
+        }
+        _ => found.push((
+            path.to_owned(),
+            old.map(Value::to_string),
+            new.map(Value::to_string),
+        )),
+    }
+}
+
+/// A list of records that carry an `id` (components, overlay entries): compared per record.
+fn by_id(list: &[Value]) -> bool {
+    list.iter()
+        .all(|v| v.get("id").is_some_and(Value::is_string))
+}
+
+fn urlencode(text: &str) -> String {
+    serde_urlencoded::to_string([("", text)])
+        .unwrap_or_default()
+        .trim_start_matches('=')
+        .to_owned()
 }
 
 fn diff(entry: &Entry) -> Markup {
@@ -87,15 +163,49 @@ pub async fn audit_page(
         );
     }
     let before = query.before;
+    let given = |text: &str| Some(text.trim().to_owned()).filter(|t| !t.is_empty());
+    let narrow = audit::Narrow {
+        kind: given(&query.kind),
+        resource_id: given(&query.id),
+        actor: given(&query.actor),
+    };
     let entries = match store
-        .read(move |conn| audit::recent(conn, before, PAGE))
+        .read(move |conn| audit::recent(conn, before, PAGE, &narrow))
         .await
     {
         Ok(entries) => entries,
         Err(err) => return failure(err),
     };
     let writes = can_write(req, session);
+    let older = |revision: i64| {
+        let mut params = vec![("before", revision.to_string())];
+        for (key, value) in [
+            ("kind", &query.kind),
+            ("id", &query.id),
+            ("actor", &query.actor),
+        ] {
+            if !value.is_empty() {
+                params.push((key, value.clone()));
+            }
+        }
+        format!(
+            "/ui/audit?{}",
+            serde_urlencoded::to_string(&params).unwrap_or_default()
+        )
+    };
     let body = html! {
+        form.filters method="get" action="/ui/audit" role="search" {
+            label {
+                "Kind"
+                select name="kind" {
+                    option value="" { "all" }
+                    @for kind in KINDS { option value=(kind) selected[query.kind == kind] { (kind) } }
+                }
+            }
+            label { "Id" input type="search" name="id" value=(query.id); }
+            label { "Who" input type="search" name="actor" value=(query.actor) placeholder="write-token, console:…"; }
+            button type="submit" { "Filter" }
+        }
         @if entries.is_empty() {
             p.notice { "No audit entry." }
         }
@@ -106,9 +216,17 @@ pub async fn audit_page(
                     tr id=(format!("revision-{}", entry.revision)) {
                         td { (entry.revision) }
                         td { (format_timestamp(entry.at)) }
-                        td { (entry.actor) }
-                        td { (entry.method) " " (entry.kind) " " code { (entry.resource_id) } }
-                        td { details { summary { "before / after" } (diff(entry)) } }
+                        td { a href=(format!("/ui/audit?actor={}", urlencode(&entry.actor))) { (entry.actor) } }
+                        td {
+                            (entry.method) " " (entry.kind) " "
+                            a href=(format!("/ui/audit?kind={}&id={}", urlencode(&entry.kind), urlencode(&entry.resource_id))) { code { (entry.resource_id) } }
+                            @if entry.window_override.is_some() { br; span.label { "overrode a maintenance window" } }
+                        }
+                        td {
+                            @let lines = changed_fields(entry.before.as_ref(), entry.after.as_ref()).len();
+                            @if lines <= 6 { (diff(entry)) }
+                            @else { details { summary { (lines) " fields" } (diff(entry)) } }
+                        }
                         @if writes {
                             td {
                                 @if entry.kind != crate::store::tokens::TOKENS {
@@ -121,7 +239,7 @@ pub async fn audit_page(
             }
         }
         @if let Some(last) = entries.last().filter(|_| entries.len() as u32 == PAGE) {
-            nav.pager aria-label="Pages" { a href=(format!("/ui/audit?before={}", last.revision)) { "Older →" } }
+            nav.pager aria-label="Pages" { a href=(older(last.revision)) { "Older →" } }
         }
     };
     html_response(
@@ -219,12 +337,39 @@ mod tests {
         let after = json!({"id": "a", "labels": {"x": "2"}, "vm_image": "v"});
         let fields = changed_fields(Some(&before), Some(&after));
         let names: Vec<&str> = fields.iter().map(|(k, ..)| k.as_str()).collect();
-        assert_eq!(names, vec!["labels", "node_count", "vm_image"]);
+        assert_eq!(names, vec!["labels.x", "node_count", "vm_image"]);
         assert_eq!(fields[1].2, None, "node_count is gone after");
         assert_eq!(
             changed_fields(None, Some(&after)).len(),
             3,
             "a create lists every field"
+        );
+    }
+
+    #[test]
+    fn a_tag_typo_in_one_component_is_one_line() {
+        let before = json!({"platform_components": [
+            {"id": "cert-manager", "oci_tag": null, "enabled": true},
+            {"id": "traefik", "oci_tag": "33.2.1", "enabled": true}]});
+        let after = json!({"platform_components": [
+            {"id": "cert-manager", "oci_tag": null, "enabled": true},
+            {"id": "traefik", "oci_tag": "33.2.l", "enabled": true},
+            {"id": "loki", "enabled": true}]});
+        let fields = changed_fields(Some(&before), Some(&after));
+        assert_eq!(
+            fields,
+            vec![
+                (
+                    "platform_components[traefik].oci_tag".to_owned(),
+                    Some("\"33.2.1\"".to_owned()),
+                    Some("\"33.2.l\"".to_owned())
+                ),
+                (
+                    "platform_components[loki]".to_owned(),
+                    None,
+                    Some(r#"{"id":"loki","enabled":true}"#.to_owned())
+                ),
+            ]
         );
     }
 }

@@ -118,15 +118,35 @@ pub fn list(conn: &Connection, filter: &Filter) -> Result<Vec<Entry>> {
     rows.collect::<rusqlite::Result<Vec<_>>>().db()
 }
 
-/// The newest `limit` entries before `before` (all when `None`), newest first: the console's
-/// audit page.
-pub fn recent(conn: &Connection, before: Option<i64>, limit: u32) -> Result<Vec<Entry>> {
+/// Which entries the console's audit page shows: every one given must hold.
+#[derive(Debug, Default, Clone)]
+pub struct Narrow {
+    pub kind: Option<String>,
+    pub resource_id: Option<String>,
+    pub actor: Option<String>,
+}
+
+/// The newest `limit` entries before `before` (all when `None`) that `narrow` admits, newest
+/// first: the console's audit page.
+pub fn recent(
+    conn: &Connection,
+    before: Option<i64>,
+    limit: u32,
+    narrow: &Narrow,
+) -> Result<Vec<Entry>> {
     let mut stmt = conn
         .prepare_cached(&format!(
-            "{SELECT} WHERE revision < coalesce(?1, 9223372036854775807) ORDER BY revision DESC LIMIT ?2"
+            "{SELECT} WHERE revision < coalesce(?1, 9223372036854775807) \
+             AND (?3 IS NULL OR kind = ?3) AND (?4 IS NULL OR resource_id = ?4) \
+             AND (?5 IS NULL OR actor = ?5) ORDER BY revision DESC LIMIT ?2"
         ))
         .db()?;
-    let rows = stmt.query_map(params![before, limit], from_row).db()?;
+    let rows = stmt
+        .query_map(
+            params![before, limit, narrow.kind, narrow.resource_id, narrow.actor],
+            from_row,
+        )
+        .db()?;
     rows.collect::<rusqlite::Result<Vec<_>>>().db()
 }
 

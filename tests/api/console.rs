@@ -433,9 +433,17 @@ async fn an_edit_is_previewed_saved_audited_and_reverted() {
     let audit_html = text(&page(&app, &cookie, "/ui/audit").await);
     assert!(audit_html.contains(&format!("revision-{revision}")) && audit_html.contains("console"));
     assert!(
-        audit_html.contains("platform_components"),
-        "the changed field"
+        audit_html.contains("platform_components[cert-manager].oci_tag")
+            && audit_html.contains("&quot;v1.17.0&quot;"),
+        "the changed field, down to the component: {audit_html}"
     );
+    // Narrowed to one record, or to one actor.
+    let narrowed = text(&page(&app, &cookie, "/ui/audit?kind=clusters&id=lab-dev-01").await);
+    assert!(narrowed.contains(&format!("revision-{revision}")));
+    let other = text(&page(&app, &cookie, "/ui/audit?kind=clusters&id=edge-qa-01").await);
+    assert!(!other.contains(&format!("revision-{revision}")) && other.contains("No audit entry"));
+    let by_actor = text(&page(&app, &cookie, "/ui/audit?actor=write-token").await);
+    assert!(!by_actor.contains(&format!("revision-{revision}")));
     let ask = text(&page(&app, &cookie, &format!("/ui/audit/{revision}/revert")).await);
     assert!(ask.contains(&format!("Revert revision {revision}")));
     let reverted = post_form(
