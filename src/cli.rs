@@ -401,8 +401,11 @@ pub fn revert(config: &Config, revision: i64, confirm: Confirm) -> Result<(), Fa
     let reverted = runtime()?.block_on(store.revert(
         revision,
         "cli".into(),
-        confirm.confirm,
-        confirm.confirm_closed,
+        crate::store::RevertOptions {
+            confirm: confirm.confirm,
+            confirm_closed: confirm.confirm_closed,
+            dry_run: false,
+        },
     ))?;
     for warning in &reverted.warnings {
         eprintln!("warning: {warning}");

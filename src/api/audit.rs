@@ -135,9 +135,12 @@ impl AuditApi {
         /// changes, when there are any (409 `window_closed` names them).
         confirm_closed: Query<Option<u64>>,
     ) -> Result<RevertResponse, WriteError> {
-        let reverted = store
-            .revert(revision.0, auth.0.0, confirm.0, confirm_closed.0)
-            .await?;
+        let options = crate::store::RevertOptions {
+            confirm: confirm.0,
+            confirm_closed: confirm_closed.0,
+            dry_run: false,
+        };
+        let reverted = store.revert(revision.0, auth.0.0, options).await?;
         let result = RevertResult {
             revision: reverted.revision,
             kind: reverted.kind.to_owned(),

@@ -268,6 +268,15 @@ pub async fn revert_form(
         Ok(entry) => entry,
         Err(err) => return failure(err),
     };
+    // What the revert would do, as a dry run of the same write.
+    let dry_run = crate::store::RevertOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    let previewed = store.revert(revision, session.actor(), dry_run).await;
+    if let Err(crate::error::AppError::Internal(message)) = &previewed {
+        tracing::error!(error = %message, revision, "a revert could not be previewed");
+    }
     let body = html! {
         p {
             "Put " (entry.kind) " " code { (entry.resource_id) } " back to its state before revision "
@@ -275,17 +284,36 @@ pub async fn revert_form(
             "The revert is a new write, checked and audited like any other."
         }
         (diff(&entry))
-        form method="post" action=(format!("/ui/audit/{}/revert", entry.revision)) {
-            input type="hidden" name="csrf" value=(session.csrf);
-            label {
-                "Confirm a number of clusters (only when the server asks: blast radius)"
-                input type="number" name="confirm" min="0";
+        @match &previewed {
+            Ok(reverted) => {
+                @if let Some(preview) = &reverted.preview { (super::edit::summary(preview)) }
+                form method="post" action=(format!("/ui/audit/{}/revert", entry.revision)) {
+                    input type="hidden" name="csrf" value=(session.csrf);
+                    @if let Some(preview) = reverted.preview.as_ref().filter(|p| p.blast_radius.needs_confirm) {
+                        label {
+                            "Confirm the number of clusters that lose inputs (" (preview.blast_radius.clusters_shrunk) ")"
+                            input type="number" name="confirm" min="0" required;
+                        }
+                    }
+                    @if let Some(preview) = reverted.preview.as_ref().filter(|p| p.window_closed.clusters > 0) {
+                        label {
+                            "Confirm the number of closed clusters to change (" (preview.window_closed.clusters) ")"
+                            input type="number" name="confirm_closed" min="0" required;
+                        }
+                    }
+                    p { button type="submit" { "Revert revision " (entry.revision) } " " a href="/ui/audit" { "Cancel" } }
+                }
             }
-            label {
-                "Confirm a number of closed clusters (only when the server asks: maintenance window)"
-                input type="number" name="confirm_closed" min="0";
+            Err(err) => {
+                p.notice.error role="alert" {
+                    "This revision cannot be reverted now: "
+                    @match err {
+                        crate::error::AppError::Internal(_) => "a server fault (see the server log)",
+                        other => (other.to_string()),
+                    }
+                }
+                p { a href="/ui/audit" { "Back to the audit trail" } }
             }
-            p { button type="submit" { "Revert revision " (entry.revision) } " " a href="/ui/audit" { "Cancel" } }
         }
     };
     html_response(
@@ -315,10 +343,12 @@ pub async fn revert(
     };
     let confirm = form.confirm.trim().parse().ok();
     let confirm_closed = form.confirm_closed.trim().parse().ok();
-    match store
-        .revert(revision, session.actor(), confirm, confirm_closed)
-        .await
-    {
+    let options = crate::store::RevertOptions {
+        confirm,
+        confirm_closed,
+        dry_run: false,
+    };
+    match store.revert(revision, session.actor(), options).await {
         Ok(reverted) => {
             Redirect::see_other(format!("/ui/audit#revision-{}", reverted.revision)).into_response()
         }

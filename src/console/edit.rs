@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::Session;
 use super::layout::{Section, page};
 use super::pages::{failure, html_response, write_form};
+use crate::domain::feed::Preview;
 use crate::store::{Resource, Store, WriteRequest};
 
 #[derive(Deserialize)]
@@ -107,6 +108,56 @@ fn edit_request(session: &Session, dry_run: bool, form: &EditForm) -> WriteReque
     }
 }
 
+/// What a previewed write changes for Flux: clusters and feeds, what it takes away, the
+/// maintenance windows it overrides (an edit's preview and a revert's question share it).
+pub fn summary(preview: &Preview) -> Markup {
+    let radius = &preview.blast_radius;
+    html! {
+        p.notice role="status" {
+            "Nothing is saved yet. The change alters the feeds of " (preview.clusters_changed) " cluster(s)."
+        }
+        @if radius.clusters_shrunk > 0 {
+            p.notice.error role="alert" {
+                "It takes inputs away from " (radius.clusters_shrunk) " cluster(s) ("
+                (radius.clusters_emptied) " emptied): Flux deletes what they rendered."
+                @if radius.needs_confirm { " Saving needs the confirmation below." }
+            }
+        }
+        @if preview.window_closed.clusters > 0 {
+            p.notice.error role="alert" {
+                "It changes " (preview.window_closed.clusters) " cluster(s) a maintenance window closes now: "
+                @for (i, closed) in preview.window_closed.listed.iter().enumerate() {
+                    @if i > 0 { ", " }
+                    (closed.cluster_id) " (" (closed.windows.join(", ")) ")"
+                }
+                ". Saving overrides the window(s) and says so in the audit trail."
+            }
+        }
+        @if preview.changes.is_empty() {
+            p.muted { "No feed changes (the edit touches fields Flux does not see, or nothing)." }
+        } @else {
+            table {
+                thead { tr { th { "Cluster" } th { "Feed" } th { "Added" } th { "Removed" } th { "Changed" } th { "Disabled" } } }
+                tbody {
+                    @for change in &preview.changes {
+                        tr {
+                            td { (change.cluster_dns) }
+                            td { (change.feed) }
+                            td { (change.added.join(", ")) }
+                            td { (change.removed.join(", ")) }
+                            td { (change.changed.join(", ")) }
+                            td { (change.disabled.join(", ")) }
+                        }
+                    }
+                }
+            }
+            @if preview.truncated {
+                p.muted { "The first " (preview.changes.len()) " changed clusters are listed; the counts above cover them all." }
+            }
+        }
+    }
+}
+
 /// An edit form as posted: its fields, the session allowed to post it, the update it asks
 /// for (or the form again with the problem).
 async fn posted<'r, R: Resource>(
@@ -166,48 +217,7 @@ where
     };
     let radius = &preview.blast_radius;
     let body = html! {
-        p.notice role="status" {
-            "Nothing is saved yet. The change alters the feeds of " (preview.clusters_changed) " cluster(s)."
-        }
-        @if radius.clusters_shrunk > 0 {
-            p.notice.error role="alert" {
-                "It takes inputs away from " (radius.clusters_shrunk) " cluster(s) ("
-                (radius.clusters_emptied) " emptied): Flux deletes what they rendered."
-                @if radius.needs_confirm { " Saving needs the confirmation below." }
-            }
-        }
-        @if preview.window_closed.clusters > 0 {
-            p.notice.error role="alert" {
-                "It changes " (preview.window_closed.clusters) " cluster(s) a maintenance window closes now: "
-                @for (i, closed) in preview.window_closed.listed.iter().enumerate() {
-                    @if i > 0 { ", " }
-                    (closed.cluster_id) " (" (closed.windows.join(", ")) ")"
-                }
-                ". Saving overrides the window(s) and says so in the audit trail."
-            }
-        }
-        @if preview.changes.is_empty() {
-            p.muted { "No feed changes (the edit touches fields Flux does not see, or nothing)." }
-        } @else {
-            table {
-                thead { tr { th { "Cluster" } th { "Feed" } th { "Added" } th { "Removed" } th { "Changed" } th { "Disabled" } } }
-                tbody {
-                    @for change in &preview.changes {
-                        tr {
-                            td { (change.cluster_dns) }
-                            td { (change.feed) }
-                            td { (change.added.join(", ")) }
-                            td { (change.removed.join(", ")) }
-                            td { (change.changed.join(", ")) }
-                            td { (change.disabled.join(", ")) }
-                        }
-                    }
-                }
-            }
-            @if preview.truncated {
-                p.muted { "The first " (preview.changes.len()) " changed clusters are listed; the counts above cover them all." }
-            }
-        }
+        (summary(&preview))
         form method="post" action=(format!("{base}/{id}/save")) {
             input type="hidden" name="csrf" value=(session.csrf);
             input type="hidden" name="document" value=(form.document);

@@ -36,7 +36,7 @@ pub use pool::{BLOCKING_THREADS, PAGE_CACHE_KIB, Store, StoreSettings, create_pr
 pub use resource::Resource;
 pub use role::Role;
 pub use sql::{Page, SqlResultExt, storage_error};
-pub use write::{Reverted, WriteRequest, Written, write_transaction};
+pub use write::{RevertOptions, Reverted, WriteRequest, Written, write_transaction};
 
 fn stored<R: Resource>(conn: &Connection, id: &str) -> Result<R> {
     R::get(conn, id)?.ok_or_else(|| AppError::NotFound(format!("{} '{id}' not found", R::KIND)))

@@ -697,6 +697,16 @@ pub struct Reverted {
     pub id: String,
     pub revision: i64,
     pub warnings: Vec<String>,
+    /// A dry run: what the revert would change; nothing was stored.
+    pub preview: Option<Preview>,
+}
+
+/// How a revert is asked for: the confirmations it carries, or a dry run.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RevertOptions {
+    pub confirm: Option<u64>,
+    pub confirm_closed: Option<u64>,
+    pub dry_run: bool,
 }
 
 /// Runs `f` in an IMMEDIATE transaction on `conn`; commits on `Ok`, rolls back on `Err`.
@@ -998,13 +1008,13 @@ impl Store {
         &self,
         revision: i64,
         actor: String,
-        confirm: Option<u64>,
-        confirm_closed: Option<u64>,
+        options: RevertOptions,
     ) -> Result<Reverted> {
         let entry = self.read(move |conn| audit::get(conn, revision)).await?;
         let request = WriteRequest {
-            confirm,
-            confirm_closed,
+            confirm: options.confirm,
+            confirm_closed: options.confirm_closed,
+            dry_run: options.dry_run,
             ..WriteRequest::new(Change {
                 actor,
                 method: "REVERT",
@@ -1074,6 +1084,7 @@ impl Store {
             id,
             revision: written.revision,
             warnings: written.warnings,
+            preview: written.preview,
         })
     }
 }

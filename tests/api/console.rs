@@ -446,6 +446,10 @@ async fn an_edit_is_previewed_saved_audited_and_reverted() {
     assert!(!by_actor.contains(&format!("revision-{revision}")));
     let ask = text(&page(&app, &cookie, &format!("/ui/audit/{revision}/revert")).await);
     assert!(ask.contains(&format!("Revert revision {revision}")));
+    assert!(
+        ask.contains("alters the feeds of 1 cluster(s)") && ask.contains("<td>cert-manager</td>"),
+        "the revert's own preview: {ask}"
+    );
     let reverted = post_form(
         &app,
         &cookie,
