@@ -125,7 +125,7 @@ pub async fn catalog_page(
             tbody {
                 @for component in &catalog {
                     tr {
-                        td { strong { (component.id) } br; span.muted { (component.component_path) } }
+                        td { a href=(format!("/ui/components/{}", component.id)) { strong { (component.id) } } br; span.muted { (component.component_path) } }
                         td { code { (component.oci_tag) } br; span.muted { (component.component_version) } }
                         @for env in environments {
                             td {

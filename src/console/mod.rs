@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod component;
 pub mod edit;
 pub mod layout;
 pub mod overlays;
@@ -42,6 +43,7 @@ pub fn routes() -> impl Endpoint<Output = Response> {
         .at("/clusters/:id/preview", post(pages::preview_edit))
         .at("/clusters/:id/save", post(pages::save_edit))
         .at("/catalog", get(catalog::catalog_page))
+        .at("/components/:id", get(component::component_page))
         .at("/overlays", get(overlays::overlays_page))
         .at("/overlays/:id", get(overlays::overlay_page))
         .at("/overlays/:id/preview", post(overlays::preview_edit))

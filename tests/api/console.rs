@@ -261,6 +261,26 @@ async fn the_fleet_page_searches_filters_and_pages() {
     let first_state = table.find("state-").unwrap();
     assert!(table[first_state..].starts_with("state-failed"), "{table}");
     assert!(cluster.contains("<time datetime=") && cluster.contains(" ago</time>"));
+
+    // The component's page: which version runs where; the failure is a link to the cluster.
+    let component = text(&page(&app, &cookie, "/ui/components/cert-manager").await);
+    let failed_link =
+        "/ui/components/cert-manager?environment=prod&amp;version=v1.16.2&amp;state=failed";
+    assert!(
+        component.contains("Which version runs where") && component.contains(failed_link),
+        "{component}"
+    );
+    let behind = text(&page(&app, &cookie, &failed_link.replace("&amp;", "&")).await);
+    assert!(
+        behind.contains("1 cluster(s)") && behind.contains("/ui/clusters/store-007"),
+        "{behind}"
+    );
+    assert_eq!(
+        page(&app, &cookie, "/ui/components/nope").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let catalog = text(&page(&app, &cookie, "/ui/catalog").await);
+    assert!(catalog.contains(r#"href="/ui/components/cert-manager""#));
     assert!(
         cluster.contains("platform-components") && cluster.contains("&quot;oci_url&quot;")
             || cluster.contains("\"oci_url\"")

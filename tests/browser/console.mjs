@@ -61,6 +61,7 @@ await visit("/ui/", "fleet", ["Fleet", "lab-dev-01", "edge-prod-02"]);
 await visit("/ui/?environment=prod", null, ["edge-prod-01"]);
 await visit("/ui/clusters/edge-qa-01", "cluster", ["Components: desired and reported", "Feeds, as Flux receives them"]);
 await visit("/ui/catalog", "catalog", ["Catalog", "cert-manager"]);
+await visit("/ui/components/cert-manager", "component", ["Which version runs where", "Rollouts"]);
 await visit("/ui/rollouts", "rollouts", ["New rollout"]);
 await visit("/ui/audit", "audit", ["Audit"]);
 await visit("/ui/tokens", "tokens", ["New token"]);
@@ -142,7 +143,8 @@ check(await page.locator('tr:has-text("traefik") >> text=prod-pins').count() > 0
 
 // A phone: every page fits 390 px without sideways scrolling (a wide table scrolls in its box).
 await page.setViewportSize({ width: 390, height: 844 });
-for (const path of ["/ui/", "/ui/clusters/edge-qa-01", "/ui/catalog", "/ui/overlays", "/ui/rollouts",
+for (const path of ["/ui/", "/ui/clusters/edge-qa-01", "/ui/catalog", "/ui/components/cert-manager",
+                    "/ui/overlays", "/ui/rollouts",
                     "/ui/rollouts/cm-browser", "/ui/audit", "/ui/tokens"]) {
   await visit(path, null, []);
   const wide = await page.evaluate(() => document.documentElement.scrollWidth);

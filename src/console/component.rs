@@ -1,0 +1,240 @@
+//! One component across the fleet: which version runs where (reported chart revisions ×
+//! environments, in version order, the catalog's marked, failures in the failure colour),
+//! each count opening the clusters behind it, and the component's rollouts.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use maud::html;
+use poem::http::StatusCode;
+use poem::web::{Data, Path, Query, Redirect};
+use poem::{IntoResponse, Request, Response, handler};
+use serde::Deserialize;
+
+use super::layout::{self, Section, page};
+use super::pages::{error_page, failure, html_response, session_of};
+use crate::domain::report::State;
+use crate::store::Store;
+use crate::store::convergence::{ComponentState, Scope};
+
+/// Clusters listed under a chosen count.
+const LISTED: usize = 200;
+const ENVIRONMENTS: [&str; 4] = ["dev", "qa", "uat", "prod"];
+
+#[derive(Deserialize, Default)]
+pub struct ComponentQuery {
+    #[serde(default)]
+    environment: String,
+    /// A reported revision; `none`: nothing decisive reported.
+    #[serde(default)]
+    version: String,
+    /// `failed`: only failing clusters.
+    #[serde(default)]
+    state: String,
+}
+
+/// Clusters of one environment on one reported revision.
+#[derive(Default, Clone, Copy)]
+struct Count {
+    clusters: u64,
+    failed: u64,
+}
+
+/// Orders chart versions as versions, not strings: `0.2.3` < `0.16.12-dev` < `0.16.12` <
+/// `0.22.6`; a leading `v` is ignored; a pre-release sorts before its release.
+pub fn version_order(a: &str, b: &str) -> Ordering {
+    fn key(text: &str) -> (Vec<u64>, bool, &str) {
+        let text = text.strip_prefix('v').unwrap_or(text);
+        let (main, pre) = text.split_once(['-', '+']).unwrap_or((text, ""));
+        let numbers = main
+            .split('.')
+            .map(|part| part.parse::<u64>().unwrap_or(0))
+            .collect();
+        (numbers, pre.is_empty(), pre)
+    }
+    key(a).cmp(&key(b)).then_with(|| a.cmp(b))
+}
+
+fn link(id: &str, environment: &str, version: &str, state: &str) -> String {
+    let mut params = vec![("environment", environment), ("version", version)];
+    if !state.is_empty() {
+        params.push(("state", state));
+    }
+    format!(
+        "/ui/components/{id}?{}",
+        serde_urlencoded::to_string(&params).unwrap_or_default()
+    )
+}
+
+#[handler]
+pub async fn component_page(
+    req: &Request,
+    Data(store): Data<&Store>,
+    Path(id): Path<String>,
+    Query(query): Query<ComponentQuery>,
+) -> Response {
+    let Some(session) = session_of(req) else {
+        return Redirect::see_other("/ui/login").into_response();
+    };
+    let polls = store.polls().clone();
+    let now = store.clock().now_u64();
+    let lookup = id.clone();
+    let (environment, version, only_failed) = (
+        query.environment.clone(),
+        query.version.clone(),
+        query.state == "failed",
+    );
+    let chosen = !environment.is_empty() || !version.is_empty() || only_failed;
+    let loaded = store
+        .read(move |conn| {
+            let Some(component) = crate::store::components::get(conn, &lookup)? else {
+                return Ok(None);
+            };
+            let scope = Scope {
+                component: Some(lookup.clone()),
+                ..Scope::default()
+            };
+            let mut matrix: BTreeMap<Option<String>, BTreeMap<String, Count>> = BTreeMap::new();
+            let (mut listed, mut matching) = (Vec::new(), 0usize);
+            crate::store::convergence::for_each_component(conn, &scope, &polls, now, |row| {
+                if !row.enabled {
+                    return;
+                }
+                let revision = row.reported_revision.map(str::to_owned);
+                let count = matrix
+                    .entry(revision.clone())
+                    .or_default()
+                    .entry(row.environment.to_owned())
+                    .or_default();
+                count.clusters += 1;
+                count.failed += u64::from(row.state == State::Failed);
+                let wanted = (environment.is_empty() || environment == row.environment)
+                    && (version.is_empty()
+                        || revision.as_deref().unwrap_or("none") == version.as_str())
+                    && (!only_failed || row.state == State::Failed);
+                if chosen && wanted {
+                    matching += 1;
+                    if listed.len() < LISTED {
+                        listed.push(ComponentState::from(row));
+                    }
+                }
+            })?;
+            Ok(Some((component, matrix, listed, matching)))
+        })
+        .await;
+    let (component, matrix, listed, matching) = match loaded {
+        Ok(Some(loaded)) => loaded,
+        Ok(None) => {
+            return error_page(
+                StatusCode::NOT_FOUND,
+                &format!("no platform component with id '{id}'"),
+            );
+        }
+        Err(err) => return failure(err),
+    };
+    let rollouts = match store.rollouts().await {
+        Ok(all) => all
+            .into_iter()
+            .filter(|r| r.spec.component == id)
+            .collect::<Vec<_>>(),
+        Err(err) => return failure(err),
+    };
+    let mut versions: Vec<Option<String>> = matrix.keys().cloned().collect();
+    // Newest first; "nothing reported" last.
+    versions.sort_by(|a, b| match (a, b) {
+        (Some(a), Some(b)) => version_order(b, a),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    });
+    let catalog_version = component.component_version.clone();
+    let body = html! {
+        dl.facts {
+            dt { "Catalog" } dd { code { (component.oci_tag) } " · chart " code { (component.component_version) } " · " (component.component_path) }
+            @if !component.depends_on.is_empty() { dt { "Depends on" } dd { (component.depends_on.join(", ")) } }
+        }
+        h2 { "Which version runs where" }
+        p.muted { "Clusters per reported chart revision and environment; each number opens the clusters behind it." }
+        table {
+            thead { tr { th { "Revision" } @for env in ENVIRONMENTS { th { (env) } } } }
+            tbody {
+                @for revision in &versions {
+                    @let key = revision.as_deref().unwrap_or("none");
+                    tr {
+                        td {
+                            @match revision { Some(r) => code { (r) }, None => span.muted { "nothing reported" } }
+                            @if revision.as_deref() == Some(catalog_version.as_str()) { " " span.label { "catalog" } }
+                        }
+                        @for env in ENVIRONMENTS {
+                            td {
+                                @match matrix.get(revision).and_then(|m| m.get(env)) {
+                                    Some(count) => {
+                                        a href=(link(&id, env, key, "")) { (count.clusters) }
+                                        @if count.failed > 0 {
+                                            " " a.state.state-failed href=(link(&id, env, key, "failed")) { (count.failed) " failed" }
+                                        }
+                                    }
+                                    None => span.muted { "—" },
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if chosen {
+            h2 {
+                (matching) " cluster(s)"
+                @if !query.environment.is_empty() { " in " (query.environment) }
+                @if !query.version.is_empty() { " on " code { (query.version) } }
+                @if query.state == "failed" { ", failing" }
+            }
+            @if matching > listed.len() { p.muted { "The first " (listed.len()) " are listed." } }
+            table {
+                thead { tr { th { "Cluster" } th { "Desired" } th { "Reported" } th { "State" } th { "Reason" } } }
+                tbody {
+                    @for c in &listed {
+                        tr {
+                            td { a href=(format!("/ui/clusters/{}", c.cluster_id)) { (c.cluster_id) } }
+                            td { code { (c.desired) } }
+                            td { @if let Some(r) = &c.reported_revision { code { (r) } } }
+                            td { (layout::state(c.state.as_str())) }
+                            td { @if let Some(reason) = &c.reason { (reason) } }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Rollouts" }
+        @if rollouts.is_empty() { p.muted { "None of this component." } }
+        ul {
+            @for r in &rollouts {
+                li { a href=(format!("/ui/rollouts/{}", r.spec.id)) { (r.spec.id) } " → " code { (r.spec.target.oci_tag) } " · " (r.state.as_str()) }
+            }
+        }
+    };
+    html_response(
+        StatusCode::OK,
+        page(
+            &format!("Component {id}"),
+            Section::Catalog,
+            Some(session),
+            body,
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_sort_as_versions() {
+        let mut found = vec!["0.16.12-dev", "0.2.3", "0.22.6-dev", "0.16.12", "v0.3.0"];
+        found.sort_by(|a, b| version_order(a, b));
+        assert_eq!(
+            found,
+            vec!["0.2.3", "v0.3.0", "0.16.12-dev", "0.16.12", "0.22.6-dev"]
+        );
+    }
+}
