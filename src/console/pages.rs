@@ -320,6 +320,14 @@ pub struct FleetQuery {
     offset: u32,
 }
 
+/// The fleet's numbers above the list, each a filter.
+struct Glance {
+    clusters: u64,
+    failing: u64,
+    stale: u64,
+    closed: u64,
+}
+
 /// One row of the fleet page: the cluster and its components per state.
 struct FleetRow {
     cluster: Browsed,
@@ -359,14 +367,36 @@ pub async fn fleet_page(
         limit: FLEET_PAGE,
         offset: query.offset,
     };
-    let only_closed = query.show == "closed";
+    let show = query.show.clone();
     let polls = store.polls().clone();
     let now = store.clock().now_u64();
     let found = store
         .read(move |conn| {
             let closed = crate::store::windows::closed(conn, now as i64, None)?;
-            if only_closed {
-                browse.only = Some(closed.keys().cloned().collect());
+            // The fleet at a glance: every cluster, failing, stale, closed (each a filter).
+            let stale: Vec<String> = crate::store::clusters::ids_and_dns(conn, None)?
+                .into_iter()
+                .filter(|(_, dns)| polls.is_stale(&polls.get(dns), now))
+                .map(|(id, _)| id)
+                .collect();
+            let count = |failing: bool| -> crate::error::Result<u64> {
+                let all = Browse {
+                    failing,
+                    limit: 0,
+                    ..Browse::default()
+                };
+                Ok(crate::store::clusters::browse(conn, &all)?.0)
+            };
+            let glance = Glance {
+                clusters: count(false)?,
+                failing: count(true)?,
+                stale: stale.len() as u64,
+                closed: closed.len() as u64,
+            };
+            match show.as_str() {
+                "closed" => browse.only = Some(closed.keys().cloned().collect()),
+                "stale" => browse.only = Some(stale),
+                _ => {}
             }
             let (total, clusters) = crate::store::clusters::browse(conn, &browse)?;
             let mut rows = Vec::with_capacity(clusters.len());
@@ -396,10 +426,10 @@ pub async fn fleet_page(
                     last_poll,
                 });
             }
-            Ok((total, rows))
+            Ok((total, rows, glance))
         })
         .await;
-    let (total, rows) = match found {
+    let (total, rows, glance) = match found {
         Ok(found) => found,
         Err(err) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &err.to_string()),
     };
@@ -422,6 +452,12 @@ pub async fn fleet_page(
     let first = u64::from(query.offset) + 1;
     let last = u64::from(query.offset) + rows.len() as u64;
     let body = html! {
+        p.glance {
+            a href="/ui/" { (glance.clusters) " clusters" } " · "
+            a href="/ui/?show=failing" { span class="state state-failed" { (glance.failing) " with a reported failure" } } " · "
+            a href="/ui/?show=stale" { span class="state state-stale" { (glance.stale) " stale" } }
+            @if glance.closed > 0 { " · " a href="/ui/?show=closed" { (glance.closed) " closed by a maintenance window" } }
+        }
         form.filters method="get" action="/ui/" role="search" {
             label { "Search" input type="search" name="q" value=(query.q) placeholder="id, name, DNS or key=value"; }
             label {
@@ -438,6 +474,7 @@ pub async fn fleet_page(
                 select name="show" {
                     option value="" { "every cluster" }
                     option value="failing" selected[query.show == "failing"] { "clusters with a reported failure" }
+                    option value="stale" selected[query.show == "stale"] { "stale clusters (no poll within poll_stale_after)" }
                     option value="closed" selected[query.show == "closed"] { "clusters a maintenance window closes now" }
                 }
             }

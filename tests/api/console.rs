@@ -250,6 +250,20 @@ async fn the_fleet_page_searches_filters_and_pages() {
         "{failing}"
     );
     assert!(failing.contains("state-failed"));
+    // At a glance above every list: how many clusters, failing, stale; each a filter.
+    assert!(
+        failing.contains("64 clusters") && failing.contains("1 with a reported failure"),
+        "{failing}"
+    );
+    assert!(
+        failing.contains("63 stale"),
+        "store-007 polled; nobody else did: {failing}"
+    );
+    let stale = text(&page(&app, &cookie, "/ui/?show=stale").await);
+    assert!(
+        stale.contains("of 63") && !stale.contains("/ui/clusters/store-007\""),
+        "{stale}"
+    );
     let cluster = text(&page(&app, &cookie, "/ui/clusters/store-007").await);
     assert!(
         cluster.contains("UpgradeFailed")
