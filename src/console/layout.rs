@@ -21,8 +21,8 @@ pub fn page(title: &str, section: Section, session: Option<&Session>, body: Mark
     refreshing_page(title, section, session, body, None)
 }
 
-/// `page`, reloaded by the browser every `refresh` seconds (a running rollout's page): no
-/// script, so the strict CSP stays as it is.
+/// `page`, reloaded every `refresh` seconds while shown (a running rollout's page), by the
+/// console's one script file (`assets/follow.js`; the CSP allows no inline script).
 pub fn refreshing_page(
     title: &str,
     section: Section,
@@ -36,12 +36,12 @@ pub fn refreshing_page(
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                @if let Some(seconds) = refresh { meta http-equiv="refresh" content=(seconds); }
+                @if refresh.is_some() { script src="/ui/static/follow.js" defer {} }
                 title { (title) " · flux-inputs" }
                 link rel="stylesheet" href="/ui/static/console.css";
                 link rel="icon" href="/ui/static/favicon.svg" type="image/svg+xml";
             }
-            body {
+            body data-follow=[refresh] {
                 a.skip href="#main" { "Skip to the content" }
                 header {
                     a.brand href="/ui/" { "flux-inputs" }

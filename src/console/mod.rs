@@ -65,6 +65,7 @@ pub fn routes() -> impl Endpoint<Output = Response> {
         .at("/tokens/:name/revoke", post(tokens::revoke))
         .at("/static/console.css", get(stylesheet))
         .at("/static/favicon.svg", get(favicon))
+        .at("/static/follow.js", get(follow_script))
         .around(signed_in)
         .around(page_headers)
 }
@@ -74,6 +75,15 @@ pub fn routes() -> impl Endpoint<Output = Response> {
 fn stylesheet() -> Response {
     include_str!("../../assets/console.css")
         .with_content_type("text/css; charset=utf-8")
+        .with_header(header::CACHE_CONTROL, "max-age=3600")
+        .into_response()
+}
+
+/// The one script: reloads a page that follows a running rollout (`layout::refreshing_page`).
+#[poem::handler]
+fn follow_script() -> Response {
+    include_str!("../../assets/follow.js")
+        .with_content_type("text/javascript; charset=utf-8")
         .with_header(header::CACHE_CONTROL, "max-age=3600")
         .into_response()
 }
@@ -122,7 +132,8 @@ async fn signed_in<E: Endpoint>(ep: Arc<E>, mut req: Request) -> poem::Result<Re
     }
 }
 
-/// On every console answer: no inline script, no framing, no referrer, nothing cached.
+/// On every console answer: no inline script (the one script is a file of our own), no
+/// framing, no referrer, nothing cached.
 async fn page_headers<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Response> {
     let mut response = match ep.call(req).await {
         Ok(response) => response.into_response(),
@@ -132,8 +143,8 @@ async fn page_headers<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Res
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         header::HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
-             frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     headers.insert(

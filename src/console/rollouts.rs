@@ -185,15 +185,26 @@ pub async fn create(req: &Request, Data(store): Data<&Store>, body: Body) -> Res
     }
 }
 
+/// How often a running rollout's page reloads itself.
+const FOLLOW_SECONDS: u32 = 10;
+
+#[derive(Deserialize, Default)]
+pub struct FollowQuery {
+    /// `0`: do not reload the page by itself.
+    follow: Option<u8>,
+}
+
 #[handler]
 pub async fn rollout_page(
     req: &Request,
     Data(store): Data<&Store>,
     Path(id): Path<String>,
+    poem::web::Query(query): poem::web::Query<FollowQuery>,
 ) -> Response {
     let Some(session) = session_of(req) else {
         return Redirect::see_other("/ui/login").into_response();
     };
+    let following = query.follow != Some(0);
     let rollout = match store.rollout(id).await {
         Ok(rollout) => rollout,
         Err(err) => return failure(err),
@@ -226,7 +237,18 @@ pub async fn rollout_page(
         .flat_map(|s| s.clusters.iter().map(move |c| (s.step, c)))
         .filter(|(_, c)| c.state == ClusterState::WaitingWindow)
         .collect();
+    let running = rollout.state == crate::domain::rollout::RolloutState::Running;
     let body = html! {
+        @if running {
+            p.muted {
+                @if following {
+                    "This page follows the rollout: it reloads every " (FOLLOW_SECONDS) " s. "
+                    a href=(format!("/ui/rollouts/{}?follow=0", rollout.spec.id)) { "Stop following" }
+                } @else {
+                    a href=(format!("/ui/rollouts/{}", rollout.spec.id)) { "Follow the rollout (reload every " (FOLLOW_SECONDS) " s)" }
+                }
+            }
+        }
         dl.facts {
             dt { "Component" } dd { (rollout.spec.component) }
             dt { "Target" } dd { code { (rollout.spec.target.oci_tag) } }
@@ -324,8 +346,9 @@ pub async fn rollout_page(
         }
     };
     let title = format!("Rollout {}", rollout.spec.id);
-    // While it runs (a step waiting, baking), the page follows it on its own.
-    let refresh = (rollout.state == crate::domain::rollout::RolloutState::Running).then_some(10);
+    // While it runs (a step waiting, baking), the page follows it on its own unless told not to.
+    let refresh = (following && rollout.state == crate::domain::rollout::RolloutState::Running)
+        .then_some(FOLLOW_SECONDS);
     html_response(
         StatusCode::OK,
         layout::refreshing_page(&title, Section::Rollouts, Some(session), body, refresh),

@@ -146,7 +146,9 @@ async fn every_page_carries_the_security_headers() {
         let csp = answer.header("Content-Security-Policy").unwrap_or_default();
         assert!(
             csp.contains("default-src 'none'")
+                && csp.contains("script-src 'self';")
                 && !csp.contains("unsafe-inline")
+                && !csp.contains("unsafe-eval")
                 && csp.contains("frame-ancestors 'none'"),
             "{path}: {csp}"
         );
@@ -161,7 +163,10 @@ async fn every_page_carries_the_security_headers() {
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert!(text(&missing).contains("no cluster with id"));
     let html = text(&page(&app, &cookie, "/ui/").await);
-    assert!(!html.contains("<script"), "no script at all");
+    assert!(
+        !html.contains("<script"),
+        "no script where nothing is followed"
+    );
     assert!(html.contains("signed in to write"));
 }
 
@@ -683,7 +688,11 @@ async fn a_rollout_is_planned_created_and_controlled_from_the_console() {
         "{shown}"
     );
     assert!(shown.contains("Not moved by this rollout") && shown.contains("no wave selects it"));
-    assert!(shown.contains(r#"http-equiv="refresh""#));
+    assert!(
+        shown.contains(r#"data-follow="10""#) && shown.contains(r#"src="/ui/static/follow.js""#)
+    );
+    let still = text(&page(&app, &cookie, "/ui/rollouts/cm?follow=0").await);
+    assert!(!still.contains("data-follow") && still.contains("Follow the rollout"));
     let listed = text(&page(&app, &cookie, "/ui/rollouts").await);
     assert!(listed.contains("1 of 2"), "{listed}");
     let wrong = post_form(&app, &cookie, "/ui/rollouts/cm/start", &[("csrf", &csrf)]).await;

@@ -2,11 +2,17 @@
 // Signs in, visits every page (a screenshot of each into $SCREENSHOTS), edits a cluster through
 // its preview, reverts that edit from the audit page, plans, creates, starts, pauses and
 // resumes a rollout; at 390 px, no page scrolls sideways. Fails on any console error, failed
-// request, request to another host, or page wider than a phone.
+// request, request to another host, page wider than a phone, or accessibility violation that
+// axe-core finds (WCAG 2.1 A and AA).
 //
 //   BASE=http://127.0.0.1:PORT WRITE_TOKEN=… SCREENSHOTS=dir node tests/browser/console.mjs
 import { chromium } from "playwright-core";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+
+// axe-core, run inside each page (through the DevTools protocol, so the page's strict CSP
+// stays as served): WCAG 2.x A and AA rules.
+const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 
 const base = process.env.BASE;
 const token = process.env.WRITE_TOKEN;
@@ -42,7 +48,16 @@ async function visit(path, shot, expect) {
   for (const text of expect) {
     if (!(await page.content()).includes(text)) problems.push(`${path}: no "${text}"`);
   }
+  await accessible(path);
   if (shot) await page.screenshot({ path: `${shots}/${shot}.png`, fullPage: true });
+}
+
+async function accessible(path) {
+  await page.evaluate(axeSource);
+  const violations = await page.evaluate(async () =>
+    (await axe.run(document, { runOnly: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] })).violations
+      .map((v) => `${v.id} (${v.nodes.length}): ${v.help} — ${v.nodes[0]?.target}`));
+  for (const violation of violations) problems.push(`${path}: accessibility: ${violation}`);
 }
 
 function check(condition, message) {
