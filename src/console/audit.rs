@@ -124,7 +124,13 @@ fn urlencode(text: &str) -> String {
 }
 
 fn diff(entry: &Entry) -> Markup {
-    let fields = changed_fields(entry.before.as_ref(), entry.after.as_ref());
+    field_table(entry.before.as_ref(), entry.after.as_ref())
+}
+
+/// What changed between two states of a record, one row per field (an audit entry, an
+/// edit's preview).
+pub fn field_table(before: Option<&Value>, after: Option<&Value>) -> Markup {
+    let fields = changed_fields(before, after);
     html! {
         @if fields.is_empty() {
             span.muted { "no field changed" }

@@ -199,13 +199,13 @@ where
         Ok(posted) => posted,
         Err(response) => return *response,
     };
-    let revision = match store.fetch_with_revision::<R>(id.clone()).await {
-        Ok((_, revision)) => revision,
+    let (current, revision) = match store.fetch_with_revision::<R>(id.clone()).await {
+        Ok(found) => found,
         Err(err) => return failure(err),
     };
     let request = edit_request(session, true, &form);
-    let preview = match store.update::<R>(id.clone(), update, request).await {
-        Ok(written) => written.preview.unwrap_or_default(),
+    let (preview, edited) = match store.update::<R>(id.clone(), update, request).await {
+        Ok(written) => (written.preview.unwrap_or_default(), written.value),
         Err(err) => {
             return match refusal(err) {
                 Ok((status, problem)) => {
@@ -217,6 +217,9 @@ where
     };
     let radius = &preview.blast_radius;
     let body = html! {
+        h2 { "What the edit changes" }
+        (super::audit::field_table(current.to_json().as_ref(), edited.to_json().as_ref()))
+        h2 { "What Flux gets" }
         (summary(&preview))
         form method="post" action=(format!("{base}/{id}/save")) {
             input type="hidden" name="csrf" value=(session.csrf);

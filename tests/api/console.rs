@@ -415,6 +415,11 @@ async fn an_edit_is_previewed_saved_audited_and_reverted() {
         preview_html.contains("<td>cert-manager</td>"),
         "the changed input is listed"
     );
+    assert!(
+        preview_html.contains("platform_components[cert-manager].oci_tag")
+            && preview_html.contains("&quot;v1.17.0&quot;"),
+        "the edited field, before and after: {preview_html}"
+    );
     assert!(app.all_feeds().await == before, "a preview stores nothing");
 
     // A typo (a trailing comma) or a refused value comes back in the form, as typed, with
