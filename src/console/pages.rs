@@ -312,10 +312,16 @@ pub struct FleetQuery {
     q: String,
     #[serde(default)]
     environment: String,
-    /// `failing`: clusters with a reported failure; `closed`: clusters a maintenance window
-    /// closes now.
+    /// `failing`: clusters with a reported failure; `stale`; `closed`: clusters a maintenance
+    /// window closes now.
     #[serde(default)]
     show: String,
+    /// Only clusters running this component…
+    #[serde(default)]
+    component: String,
+    /// …with this version desired or reported.
+    #[serde(default)]
+    version: String,
     #[serde(default)]
     offset: u32,
 }
@@ -364,10 +370,13 @@ pub async fn fleet_page(
         environment: Environment::parse(&query.environment),
         failing: query.show == "failing",
         only: None,
+        next: Vec::new(),
         limit: FLEET_PAGE,
         offset: query.offset,
     };
     let show = query.show.clone();
+    let given = |text: &str| Some(text.trim().to_owned()).filter(|t| !t.is_empty());
+    let (component, version) = (given(&query.component), given(&query.version));
     let polls = store.polls().clone();
     let now = store.clock().now_u64();
     let found = store
@@ -393,10 +402,35 @@ pub async fn fleet_page(
                 stale: stale.len() as u64,
                 closed: closed.len() as u64,
             };
+            browse.next = stale.clone();
             match show.as_str() {
                 "closed" => browse.only = Some(closed.keys().cloned().collect()),
                 "stale" => browse.only = Some(stale),
                 _ => {}
+            }
+            if let Some(component) = component.clone() {
+                // Clusters with the component (its version desired or reported, if given),
+                // within what the other filters chose.
+                let scope = Scope {
+                    component: Some(component),
+                    ..Scope::default()
+                };
+                let mut running = Vec::new();
+                crate::store::convergence::for_each_component(conn, &scope, &polls, now, |row| {
+                    let on_version = version
+                        .as_deref()
+                        .is_none_or(|v| row.desired == v || row.reported_revision == Some(v));
+                    if row.enabled && on_version {
+                        running.push(row.cluster_id.to_owned());
+                    }
+                })?;
+                browse.only = Some(match browse.only.take() {
+                    Some(chosen) => running
+                        .into_iter()
+                        .filter(|id| chosen.contains(id))
+                        .collect(),
+                    None => running,
+                });
             }
             let (total, clusters) = crate::store::clusters::browse(conn, &browse)?;
             let mut rows = Vec::with_capacity(clusters.len());
@@ -439,6 +473,8 @@ pub async fn fleet_page(
             ("q", &query.q),
             ("environment", &query.environment),
             ("show", &query.show),
+            ("component", &query.component),
+            ("version", &query.version),
         ] {
             if !value.is_empty() {
                 params.push((key, value.clone()));
@@ -478,26 +514,29 @@ pub async fn fleet_page(
                     option value="closed" selected[query.show == "closed"] { "clusters a maintenance window closes now" }
                 }
             }
+            label { "Component" input type="search" name="component" value=(query.component) placeholder="traefik"; }
+            label { "Version" input type="search" name="version" value=(query.version) placeholder="33.2.1"; }
             button type="submit" { "Filter" }
         }
         @if rows.is_empty() {
             p.notice { "No cluster matches." }
         } @else {
             p.muted { "Clusters " (first) "–" (last) " of " (total) }
-            table {
+            table.compact {
                 thead { tr { th { "Cluster" } th { "Environment" } th { "Labels" } th { "Last poll" } th { "Components" } } }
                 tbody {
                     @for row in &rows {
                         tr {
                             td {
-                                a href=(format!("/ui/clusters/{}", row.cluster.id)) { (row.cluster.id) }
+                                a href=(format!("/ui/clusters/{}", row.cluster.id)) title=(row.cluster.cluster_dns) { (row.cluster.id) }
                                 @if let Some(windows) = &row.closed_by {
                                     " " span.label title=(format!("closed by {}", windows.join(", "))) { "closed" }
                                 }
-                                br; span.muted { (row.cluster.cluster_dns) }
                             }
                             td { (row.cluster.environment.as_str()) }
-                            td { @for (key, value) in &row.cluster.labels { span.label { (key) "=" (value) } } }
+                            td { @for (key, value) in &row.cluster.labels {
+                                a.label href=(format!("/ui/?{}", serde_urlencoded::to_string([("q", format!("{key}={value}"))]).unwrap_or_default())) { (key) "=" (value) }
+                            } }
                             td {
                                 @match row.last_poll {
                                     Some(at) => (layout::age(now.saturating_sub(at))),

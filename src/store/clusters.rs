@@ -173,6 +173,8 @@ pub struct Browse {
     pub failing: bool,
     /// Only these clusters (ids), when given: those a maintenance window closes now.
     pub only: Option<Vec<String>>,
+    /// Listed first after those with a reported failure (ids): the stale ones.
+    pub next: Vec<String>,
     pub limit: u32,
     pub offset: u32,
 }
@@ -187,7 +189,8 @@ pub struct Browsed {
     pub labels: std::collections::BTreeMap<String, String>,
 }
 
-/// One page of the clusters `browse` selects, in id order, and how many it selects.
+/// One page of the clusters `browse` selects — those with a reported failure first, then
+/// `next`, then by id — and how many it selects.
 pub fn browse(conn: &Connection, browse: &Browse) -> Result<(u64, Vec<Browsed>)> {
     const WHERE: &str = "WHERE (?1 IS NULL OR instr(c.id, ?1) > 0 OR instr(c.cluster_dns, ?1) > 0 \
          OR instr(lower(c.cluster_name), ?1) > 0 OR EXISTS (SELECT 1 FROM cluster_labels l \
@@ -196,6 +199,11 @@ pub fn browse(conn: &Connection, browse: &Browse) -> Result<(u64, Vec<Browsed>)>
          AND (?3 = 0 OR c.cluster_dns IN (SELECT cluster_dns FROM reported_objects \
          WHERE kind = 'HelmRelease' AND outcome = 'failure')) \
          AND (?6 IS NULL OR c.id IN (SELECT value FROM json_each(?6)))";
+    // What needs a look first: a reported failure, then `next` (stale), then by id.
+    const ORDER: &str = "ORDER BY c.cluster_dns IN (SELECT cluster_dns FROM reported_objects \
+         WHERE kind = 'HelmRelease' AND outcome = 'failure') DESC, \
+         c.id IN (SELECT value FROM json_each(?7)) DESC, c.id";
+    let next = serde_json::Value::from(browse.next.clone()).to_string();
     let only = browse
         .only
         .as_ref()
@@ -217,7 +225,7 @@ pub fn browse(conn: &Connection, browse: &Browse) -> Result<(u64, Vec<Browsed>)>
         .prepare_cached(&format!(
             "SELECT c.id, c.cluster_name, c.cluster_dns, c.environment, \
              (SELECT json_group_object(l.key, l.value) FROM cluster_labels l WHERE l.cluster_id = c.id) \
-             FROM clusters c {WHERE} ORDER BY c.id LIMIT ?4 OFFSET ?5"
+             FROM clusters c {WHERE} {ORDER} LIMIT ?4 OFFSET ?5"
         ))
         .db()?;
     let rows = stmt
@@ -228,7 +236,8 @@ pub fn browse(conn: &Connection, browse: &Browse) -> Result<(u64, Vec<Browsed>)>
                 browse.failing,
                 browse.limit,
                 browse.offset,
-                only
+                only,
+                next
             ],
             |row| {
                 let environment: String = row.get(3)?;

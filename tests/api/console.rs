@@ -264,6 +264,21 @@ async fn the_fleet_page_searches_filters_and_pages() {
         failing.contains("63 stale"),
         "store-007 polled; nobody else did: {failing}"
     );
+    // Failing first, then stale, then the rest: store-007 heads the unfiltered list.
+    let all = text(&page(&app, &cookie, "/ui/").await);
+    let first_row = &all[all.find("<tbody>").unwrap()..];
+    assert!(
+        first_row[..first_row.find("</tr>").unwrap()].contains("store-007"),
+        "{all}"
+    );
+    // By component and version (desired or reported).
+    let on = text(&page(&app, &cookie, "/ui/?component=cert-manager&version=v1.16.2").await);
+    assert!(
+        on.contains("store-007") && on.contains("Clusters 1–"),
+        "{on}"
+    );
+    let off = text(&page(&app, &cookie, "/ui/?component=cert-manager&version=9.9.9").await);
+    assert!(off.contains("No cluster matches."));
     let stale = text(&page(&app, &cookie, "/ui/?show=stale").await);
     assert!(
         stale.contains("of 63") && !stale.contains("/ui/clusters/store-007\""),
