@@ -221,6 +221,7 @@ page_ms() {
     done | sort -g | sed -n 3p | python3 -c 'import sys; print(f"{float(sys.stdin.read()) * 1000:.0f}")'
 }
 console_ms="$(page_ms /ui/) / $(page_ms '/ui/?q=cluster-00042') / $(page_ms "/ui/clusters/$(head -1 "$work/ids.txt")") / $(page_ms /ui/catalog) / $(page_ms /ui/audit)"
+console_more_ms="$(page_ms /ui/components/fleet-agent) / $(page_ms '/ui/components/fleet-agent?environment=prod&state=failed') / $(page_ms '/ui/?show=stale') / $(page_ms '/ui/?component=fleet-agent') / $(page_ms /ui/rollouts) / $(page_ms /ui/overlays)"
 status_component_ms="$(timed '/status/components/fleet-agent?state=failed')"
 events_saved="$(curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:$port/metrics" \
     | awk '/^flux_inputs_events_received_total/ {n += $2} END {print n}')"
@@ -324,6 +325,7 @@ printf '| %-52s | %14s |\n' \
     "GET /status/fleet, $clusters clusters (median of 5)" "$status_fleet_ms ms" \
     "GET /status/components/{id}?state=failed (median of 5)" "$status_component_ms ms" \
     "console: fleet / search / cluster / catalog / audit" "$console_ms ms" \
+    "console: component / its failures / stale / by component / rollouts / overlays" "$console_more_ms ms" \
     "rollout over $clusters clusters, 4 waves: POST ?dry_run (plan)" "$rollout_plan_ms ms" \
     "  GET /rollouts/{id} (every cluster listed)" "$rollout_get_ms ms" \
     "  a step's write, $((clusters / 4)) clusters (2nd of 4)" "$rollout_step_ms ms" \
