@@ -17,6 +17,8 @@ use crate::store::{Resource, Store, WriteRequest};
 
 #[derive(Deserialize)]
 struct EditForm {
+    /// The update as JSON; empty when the component form (`cluster_form`) was posted.
+    #[serde(default)]
     document: String,
     /// The revision the preview was made at (`If-Match` of the save).
     #[serde(default)]
@@ -27,6 +29,9 @@ struct EditForm {
     /// Closed clusters the write may change (maintenance windows).
     #[serde(default)]
     confirm_closed: String,
+    /// The component form's fields (`c.<n>.id`, `c.<n>.oci_tag`, …).
+    #[serde(flatten)]
+    fields: std::collections::BTreeMap<String, String>,
 }
 
 /// The edit form of a resource page: its document, posted to `{base}/preview`.
@@ -168,7 +173,21 @@ async fn posted<'r, R: Resource>(
 where
     R::Update: ParseFromJSON,
 {
-    let (form, session) = write_form::<EditForm>(req, body).await?;
+    let (mut form, session) = write_form::<EditForm>(req, body).await?;
+    if form.document.trim().is_empty() {
+        match super::cluster_form::document(&form.fields) {
+            Ok(document) => form.document = document,
+            Err(problem) => {
+                return Err(Box::new(again::<R>(
+                    session,
+                    StatusCode::BAD_REQUEST,
+                    place,
+                    "",
+                    &problem,
+                )));
+            }
+        }
+    }
     match parse_update(&form.document) {
         Ok(update) => Ok((form, session, update)),
         Err(problem) => Err(Box::new(again::<R>(

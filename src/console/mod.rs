@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod cluster_form;
 pub mod component;
 pub mod edit;
 pub mod layout;

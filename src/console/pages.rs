@@ -600,10 +600,15 @@ pub async fn cluster_page(
             };
             let layers = crate::store::overlays::effective_view(conn, &lookup)?;
             let windows = crate::store::windows::for_cluster(conn, &lookup, at)?;
-            Ok(Some((cluster, layers, windows)))
+            let catalog: Vec<String> =
+                crate::store::components::list(conn, None, crate::store::Page::default())?
+                    .into_iter()
+                    .map(|c| c.id)
+                    .collect();
+            Ok(Some((cluster, layers, windows, catalog)))
         })
         .await;
-    let (cluster, layers, windows) = match found {
+    let (cluster, layers, windows, catalog) = match found {
         Ok(Some(found)) => found,
         Ok(None) => {
             return error_page(StatusCode::NOT_FOUND, &format!("no cluster with id '{id}'"));
@@ -742,7 +747,12 @@ pub async fn cluster_page(
         }
         @if can_write(req, session) {
             h2 { "Edit" }
-            (edit::form(session, &format!("/ui/clusters/{}", cluster.id), "The cluster", &cluster))
+            (super::cluster_form::render(
+                session,
+                &cluster,
+                &catalog,
+                edit::form(session, &format!("/ui/clusters/{}", cluster.id), "The cluster", &cluster),
+            ))
         }
         h2 { "Last events" }
         @if convergence.events.is_empty() {

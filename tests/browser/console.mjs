@@ -81,15 +81,16 @@ await visit("/ui/rollouts", "rollouts", ["New rollout"]);
 await visit("/ui/audit", "audit", ["Audit"]);
 await visit("/ui/tokens", "tokens", ["New token"]);
 
-// An edit through its preview: pin cert-manager on lab-dev-01.
-await visit("/ui/clusters/lab-dev-01", null, ["Preview the change"]);
-const document = JSON.parse(await page.inputValue('textarea[name="document"]'));
-document.platform_components[0].oci_tag = "v1.17.0";
-await page.fill('textarea[name="document"]', JSON.stringify(document, null, 2));
-await page.click('text=Preview the change');
+// An edit through its preview, in the component form: pin cert-manager on lab-dev-01.
+await visit("/ui/clusters/lab-dev-01", null, ["Preview the change", "Advanced: the whole cluster as JSON"]);
+check(await page.inputValue('input[name="c.0.id"]') === "cert-manager", "the first component row is cert-manager");
+await page.fill('input[name="c.0.oci_tag"]', "v1.17.0");
+await page.click('button:has-text("Preview the change")');
 await page.waitForSelector("text=Nothing is saved yet");
+await accessible("the preview");
 await page.screenshot({ path: `${shots}/cluster-preview.png`, fullPage: true });
 check((await page.content()).includes("<td>cert-manager</td>"), "the preview lists cert-manager as changed");
+check((await page.content()).includes("platform_components[cert-manager].oci_tag"), "the preview shows the edited field");
 await page.click('button:has-text("Save")');
 await page.waitForSelector("text=Saved as audit revision");
 const saved = Number(new URL(page.url()).searchParams.get("saved"));
