@@ -54,6 +54,13 @@ impl MatrixCache {
     }
 }
 
+/// A cell's revisions newest first (as versions, not strings), "nothing reported" last.
+fn in_version_order(revisions: &BTreeMap<Option<String>, u64>) -> Vec<(&Option<String>, &u64)> {
+    let mut ordered: Vec<_> = revisions.iter().collect();
+    ordered.sort_by(|(a, _), (b, _)| super::component::newest_first(a, b));
+    ordered
+}
+
 #[handler]
 pub async fn catalog_page(
     req: &Request,
@@ -112,7 +119,7 @@ pub async fn catalog_page(
     let environments = ["dev", "qa", "uat", "prod"];
     let body = html! {
         p.muted {
-            "Per environment: clusters per reported chart revision (— : nothing decisive reported yet), and how many fail or are stale. "
+            "Per environment: clusters per reported chart revision, newest first (✓: the catalog's; — : nothing decisive reported yet), and how many fail or are stale; a component's page breaks each number down. "
             "Counted at most " (MATRIX_FRESH.as_secs()) " s ago."
         }
         table {
@@ -126,12 +133,16 @@ pub async fn catalog_page(
                 @for component in &catalog {
                     tr {
                         td { a href=(format!("/ui/components/{}", component.id)) { strong { (component.id) } } br; span.muted { (component.component_path) } }
-                        td { code { (component.oci_tag) } br; span.muted { (component.component_version) } }
+                        td { "tag " code { (component.oci_tag) } br; span.muted { "chart " (component.component_version) } }
                         @for env in environments {
                             td {
                                 @if let Some(cell) = matrix.get(&component.id).and_then(|m| m.get(env)) {
-                                    @for (revision, n) in &cell.revisions {
-                                        span.label { @match revision { Some(r) => code { (r) }, None => "—" } " ×" (n) }
+                                    @for (revision, n) in in_version_order(&cell.revisions) {
+                                        @let catalog = revision.as_deref() == Some(component.component_version.as_str());
+                                        span.label title=[catalog.then_some("the catalog's version")] {
+                                            @match revision { Some(r) => code { (r) }, None => "—" } " ×" (n)
+                                            @if catalog { " ✓" }
+                                        }
                                     }
                                     @if cell.failed > 0 { br; span class="state state-failed" { (cell.failed) " failed" } }
                                     @if cell.stale > 0 { br; span class="state state-stale" { (cell.stale) " stale" } }

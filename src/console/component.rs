@@ -55,6 +55,16 @@ pub fn version_order(a: &str, b: &str) -> Ordering {
     key(a).cmp(&key(b)).then_with(|| a.cmp(b))
 }
 
+/// Reported revisions newest first, "nothing reported" (`None`) last.
+pub fn newest_first(a: &Option<String>, b: &Option<String>) -> Ordering {
+    match (a, b) {
+        (Some(a), Some(b)) => version_order(b, a),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+}
+
 fn link(id: &str, environment: &str, version: &str, state: &str) -> String {
     let mut params = vec![("environment", environment), ("version", version)];
     if !state.is_empty() {
@@ -140,13 +150,7 @@ pub async fn component_page(
         Err(err) => return failure(err),
     };
     let mut versions: Vec<Option<String>> = matrix.keys().cloned().collect();
-    // Newest first; "nothing reported" last.
-    versions.sort_by(|a, b| match (a, b) {
-        (Some(a), Some(b)) => version_order(b, a),
-        (Some(_), None) => Ordering::Less,
-        (None, Some(_)) => Ordering::Greater,
-        (None, None) => Ordering::Equal,
-    });
+    versions.sort_by(newest_first);
     let catalog_version = component.component_version.clone();
     let body = html! {
         dl.facts {
