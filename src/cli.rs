@@ -660,14 +660,22 @@ pub trait Managed: crate::store::Resource {
     /// Every record, in id order.
     fn all(conn: &rusqlite::Connection) -> crate::error::Result<Vec<Self>>;
     /// The line `list` prints for one record.
-    fn line(&self, conn: &rusqlite::Connection) -> crate::error::Result<serde_json::Value>;
+    fn line(
+        &self,
+        conn: &rusqlite::Connection,
+        now: i64,
+    ) -> crate::error::Result<serde_json::Value>;
 }
 
 impl Managed for crate::domain::overlay::Overlay {
     fn all(conn: &rusqlite::Connection) -> crate::error::Result<Vec<Self>> {
         crate::store::overlays::all(conn)
     }
-    fn line(&self, conn: &rusqlite::Connection) -> crate::error::Result<serde_json::Value> {
+    fn line(
+        &self,
+        conn: &rusqlite::Connection,
+        _now: i64,
+    ) -> crate::error::Result<serde_json::Value> {
         use poem_openapi::types::ToJSON;
         let matched = crate::store::overlays::count_matching(conn, &self.selector)?;
         Ok(serde_json::json!({"id": self.id, "priority": self.priority,
@@ -680,11 +688,15 @@ impl Managed for crate::domain::window::Window {
     fn all(conn: &rusqlite::Connection) -> crate::error::Result<Vec<Self>> {
         crate::store::windows::all(conn)
     }
-    fn line(&self, conn: &rusqlite::Connection) -> crate::error::Result<serde_json::Value> {
+    fn line(
+        &self,
+        conn: &rusqlite::Connection,
+        now: i64,
+    ) -> crate::error::Result<serde_json::Value> {
         use poem_openapi::types::ToJSON;
         let matched = crate::store::overlays::count_matching(conn, &self.selector)?;
         let schedule = crate::domain::window::schedule(self).ok();
-        let active = schedule.is_some_and(|s| s.is_open(crate::clock::Clock::system().now()));
+        let active = schedule.is_some_and(|s| s.is_open(now));
         Ok(
             serde_json::json!({"id": self.id, "kind": self.kind.as_str(),
             "selector": self.selector.to_json(), "clusters": matched, "active": active,
@@ -710,10 +722,11 @@ pub fn resource<R: Managed>(config: &Config, command: ResourceCommand) -> Result
     };
     let written = match command {
         ResourceCommand::List => {
-            let listed = runtime.block_on(store.read(|conn| {
+            let now = store.clock().now();
+            let listed = runtime.block_on(store.read(move |conn| {
                 R::all(conn)?
                     .iter()
-                    .map(|record| record.line(conn))
+                    .map(|record| record.line(conn, now))
                     .collect::<crate::error::Result<Vec<_>>>()
             }))?;
             for line in listed {

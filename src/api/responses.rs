@@ -38,13 +38,12 @@ pub fn write_request(
     Ok(crate::store::WriteRequest {
         dry_run,
         changes_offset: changes_offset.unwrap_or(0) as usize,
-        change: crate::store::audit::Change {
+        if_match: if_match(if_match_header)?,
+        confirm_closed,
+        ..crate::store::WriteRequest::new(crate::store::audit::Change {
             actor: auth.0.0,
             method,
-        },
-        if_match: if_match(if_match_header)?,
-        confirm: None,
-        confirm_closed,
+        })
     })
 }
 

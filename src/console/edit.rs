@@ -102,14 +102,13 @@ fn refusal(err: crate::error::AppError) -> Result<(StatusCode, String), crate::e
 fn edit_request(session: &Session, dry_run: bool, form: &EditForm) -> WriteRequest {
     WriteRequest {
         dry_run,
-        changes_offset: 0,
-        change: crate::store::audit::Change {
-            actor: session.actor(),
-            method: "PUT",
-        },
         if_match: form.revision.trim().parse().ok(),
         confirm: form.confirm.trim().parse().ok(),
         confirm_closed: form.confirm_closed.trim().parse().ok(),
+        ..WriteRequest::new(crate::store::audit::Change {
+            actor: session.actor(),
+            method: "PUT",
+        })
     }
 }
 

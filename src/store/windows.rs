@@ -103,7 +103,11 @@ fn write(conn: &Connection, sql: &str, w: &Window) -> Result<()> {
             a.map(|a| a.to.as_str()),
         ])
         .db()?;
-    // A rollout's waiting clusters are looked at again under the new schedules.
+    look_again_at_waiting(conn)
+}
+
+/// A rollout's waiting clusters are looked at again under the new schedules.
+fn look_again_at_waiting(conn: &Connection) -> Result<()> {
     conn.prepare_cached(
         "UPDATE rollout_clusters SET window_opens_at = NULL WHERE state = 'waiting_window'",
     )
@@ -145,12 +149,7 @@ pub fn delete(conn: &Connection, id: &str) -> Result<Window> {
         .db()?
         .execute([id])
         .db()?;
-    conn.prepare_cached(
-        "UPDATE rollout_clusters SET window_opens_at = NULL WHERE state = 'waiting_window'",
-    )
-    .db()?
-    .execute([])
-    .db()?;
+    look_again_at_waiting(conn)?;
     Ok(w)
 }
 
@@ -169,6 +168,25 @@ pub fn scheduled(conn: &Connection) -> Result<Vec<(Window, window::Schedule)>> {
     Ok(found)
 }
 
+/// Per cluster (among `among`, or all), the indexes of the `windows` that `counts` and whose
+/// selector matches it.
+fn matched(
+    conn: &Connection,
+    windows: &[(Window, window::Schedule)],
+    among: Option<&HashSet<&str>>,
+    counts: impl Fn(&(Window, window::Schedule)) -> bool,
+) -> Result<HashMap<String, Vec<usize>>> {
+    let mut matched: HashMap<String, Vec<usize>> = HashMap::new();
+    for (index, entry) in windows.iter().enumerate().filter(|(_, e)| counts(e)) {
+        for cluster in overlays::matching_clusters(conn, &entry.0.selector)? {
+            if among.is_none_or(|among| among.contains(cluster.as_str())) {
+                matched.entry(cluster).or_default().push(index);
+            }
+        }
+    }
+    Ok(matched)
+}
+
 /// The clusters closed at `at` (among `among`, or all), each with the windows that close it.
 pub fn closed(
     conn: &Connection,
@@ -179,19 +197,10 @@ pub fn closed(
     if windows.is_empty() {
         return Ok(HashMap::new());
     }
-    // Per cluster, the windows that match it (deny windows only while open: a closed one
-    // cannot close anything).
-    let mut matched: HashMap<String, Vec<usize>> = HashMap::new();
-    for (index, (w, schedule)) in windows.iter().enumerate() {
-        if w.kind == WindowKind::Deny && !schedule.is_open(at) {
-            continue;
-        }
-        for cluster in overlays::matching_clusters(conn, &w.selector)? {
-            if among.is_none_or(|among| among.contains(cluster.as_str())) {
-                matched.entry(cluster).or_default().push(index);
-            }
-        }
-    }
+    // Deny windows only while open: a closed one cannot close anything.
+    let matched = matched(conn, &windows, among, |(w, schedule)| {
+        w.kind == WindowKind::Allow || schedule.is_open(at)
+    })?;
     let mut closed = HashMap::new();
     for (cluster, indexes) in matched {
         let applying: Vec<Applying<'_>> = indexes
@@ -257,14 +266,7 @@ pub fn opens_at(
         return Ok(HashMap::new());
     }
     let wanted: HashSet<&str> = clusters.iter().copied().collect();
-    let mut matched: HashMap<String, Vec<usize>> = HashMap::new();
-    for (index, (w, _)) in windows.iter().enumerate() {
-        for cluster in overlays::matching_clusters(conn, &w.selector)? {
-            if wanted.contains(cluster.as_str()) {
-                matched.entry(cluster).or_default().push(index);
-            }
-        }
-    }
+    let matched = matched(conn, &windows, Some(&wanted), |_| true)?;
     let mut judged: HashMap<Vec<usize>, (bool, Option<i64>)> = HashMap::new();
     let mut found = HashMap::new();
     for (cluster, indexes) in matched {

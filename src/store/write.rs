@@ -675,6 +675,9 @@ pub struct WriteRequest {
     /// `?confirm_closed=`: the number of clusters closed by a maintenance window whose feeds
     /// the client agrees to change.
     pub confirm_closed: Option<u64>,
+    /// Maintenance windows hold this write (all but a rollout's own, which waits for
+    /// windows cluster by cluster: `waiting_window`).
+    pub held_by_windows: bool,
 }
 
 impl WriteRequest {
@@ -686,6 +689,7 @@ impl WriteRequest {
             if_match: None,
             confirm: None,
             confirm_closed: None,
+            held_by_windows: true,
         }
     }
 }
@@ -865,12 +869,7 @@ impl Store {
                 Pipeline::new(&tx, Some(request.change.clone()), store.clock().now());
             let value = op(&mut pipeline)?;
             let revision = pipeline.revision();
-            // A rollout's own writes wait for windows by themselves (`waiting_window`).
-            let windowed = !request
-                .change
-                .actor
-                .starts_with(super::rollouts::ACTOR_PREFIX)
-                && super::windows::any(&tx)?;
+            let windowed = request.held_by_windows && super::windows::any(&tx)?;
             let before = if request.dry_run || windowed {
                 Some(store.connection()?)
             } else {

@@ -24,11 +24,8 @@ pub use read::{ActiveGauges, Gauges, gauges};
 pub const CONTROLLER: &str = "rollout";
 
 /// The audit actor of a rollout's writes.
-/// What a rollout's actor name starts with.
-pub const ACTOR_PREFIX: &str = "rollout:";
-
 pub fn actor(id: &str) -> String {
-    format!("{ACTOR_PREFIX}{id}")
+    format!("rollout:{id}")
 }
 
 pub(super) fn parse_state(text: &str) -> RolloutState {

@@ -660,11 +660,16 @@ pub(super) fn promote(pipeline: &mut Pipeline<'_>, record: &RolloutRecord, now: 
 // The store's rollout operations
 
 /// The inventory write of a rollout's step, rollback or promotion.
+/// A rollout's own inventory write: not held by maintenance windows, since its steps never
+/// move a closed cluster (they wait as `waiting_window`).
 pub(super) fn rollout_write(id: &str) -> WriteRequest {
-    WriteRequest::new(Change {
-        actor: actor(id),
-        method: "PUT",
-    })
+    WriteRequest {
+        held_by_windows: false,
+        ..WriteRequest::new(Change {
+            actor: actor(id),
+            method: "PUT",
+        })
+    }
 }
 
 impl Store {
