@@ -48,7 +48,7 @@ pub fn build_app_with_metrics(
         .data(tokens)
         .data(spec)
         .data(crate::console::Sessions::default())
-        .data(crate::console::catalog::MatrixCache::default())
+        .data(crate::console::catalog::UsageCache::default())
         .data(crate::console::ConsoleSettings {
             writable: mode == ApiMode::Crud,
         })

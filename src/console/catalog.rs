@@ -1,5 +1,6 @@
-//! The catalog page: each component with its version matrix — per environment, how many
-//! clusters report which revision, and how many fail.
+//! The catalog page: one line per component — the catalog's tag and chart, how many clusters
+//! run it, how many report the catalog's chart, how many another or nothing yet, and how
+//! many fail or are stale. Its page (`component.rs`) breaks each number down.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -17,55 +18,74 @@ use crate::domain::report::State;
 use crate::store::convergence::Scope;
 use crate::store::{Page, Store, components};
 
-/// One cell of the matrix: clusters of one environment running one component.
+/// The clusters running one component (enabled).
 #[derive(Default)]
-struct Cell {
+struct Usage {
+    clusters: u64,
     /// Reported revision (`None`: nothing decisive reported) → clusters.
     revisions: BTreeMap<Option<String>, u64>,
     failed: u64,
     stale: u64,
 }
 
-/// component → environment → cell.
-type Matrix = BTreeMap<String, BTreeMap<String, Cell>>;
+/// component → its usage.
+type Usages = BTreeMap<String, Usage>;
 
-/// How long a computed matrix is shown before it is computed again: one pass over every
+/// How long counted usages are shown before it is computed again: one pass over every
 /// (cluster, component) costs about 0.2 s at 10,000 clusters × 31 components.
-const MATRIX_FRESH: Duration = Duration::from_secs(10);
+const USAGE_FRESH: Duration = Duration::from_secs(10);
 
-/// A matrix and when it was counted.
-type Counted = (Instant, Arc<Matrix>);
+/// Usages and when they were counted.
+type Counted = (Instant, Arc<Usages>);
 
-/// The last matrix computed (shared by every request).
+/// The last usages counted (shared by every request).
 #[derive(Clone, Default)]
-pub struct MatrixCache(Arc<Mutex<Option<Counted>>>);
+pub struct UsageCache(Arc<Mutex<Option<Counted>>>);
 
-impl MatrixCache {
-    fn fresh(&self) -> Option<Arc<Matrix>> {
+impl UsageCache {
+    fn fresh(&self) -> Option<Arc<Usages>> {
         let cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
         cached
             .as_ref()
-            .filter(|(at, _)| at.elapsed() < MATRIX_FRESH)
-            .map(|(_, matrix)| matrix.clone())
+            .filter(|(at, _)| at.elapsed() < USAGE_FRESH)
+            .map(|(_, usages)| usages.clone())
     }
 
-    fn keep(&self, matrix: Arc<Matrix>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), matrix));
+    fn keep(&self, usages: Arc<Usages>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), usages));
     }
 }
 
-/// A cell's revisions newest first (as versions, not strings), "nothing reported" last.
-fn in_version_order(revisions: &BTreeMap<Option<String>, u64>) -> Vec<(&Option<String>, &u64)> {
-    let mut ordered: Vec<_> = revisions.iter().collect();
-    ordered.sort_by(|(a, _), (b, _)| super::component::newest_first(a, b));
-    ordered
+impl Usage {
+    /// Clusters reporting `version`.
+    fn on(&self, version: &str) -> u64 {
+        self.revisions
+            .get(&Some(version.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Clusters with nothing decisive reported yet.
+    fn unreported(&self) -> u64 {
+        self.revisions.get(&None).copied().unwrap_or(0)
+    }
+
+    /// Other reported revisions than `version`: how many, on how many clusters.
+    fn others(&self, version: &str) -> (usize, u64) {
+        self.revisions
+            .iter()
+            .filter(|(revision, _)| revision.as_deref().is_some_and(|r| r != version))
+            .fold((0, 0), |(kinds, clusters), (_, n)| {
+                (kinds + 1, clusters + n)
+            })
+    }
 }
 
 #[handler]
 pub async fn catalog_page(
     req: &Request,
     Data(store): Data<&Store>,
-    Data(cache): Data<&MatrixCache>,
+    Data(cache): Data<&UsageCache>,
 ) -> Response {
     let Some(session) = session_of(req) else {
         return Redirect::see_other("/ui/login").into_response();
@@ -76,11 +96,11 @@ pub async fn catalog_page(
     let loaded = store
         .read(move |conn| {
             let catalog = components::list(conn, None, Page::default())?;
-            if let Some(matrix) = cached {
-                return Ok((catalog, matrix, true));
+            if let Some(usages) = cached {
+                return Ok((catalog, usages, true));
             }
-            // component → environment → cell, in one pass over the fleet.
-            let mut matrix = Matrix::new();
+            // component → usage, in one pass over the fleet.
+            let mut usages = Usages::new();
             crate::store::convergence::for_each_component(
                 conn,
                 &Scope::default(),
@@ -90,66 +110,65 @@ pub async fn catalog_page(
                     if !row.enabled {
                         return;
                     }
-                    let cell = matrix
-                        .entry(row.component.to_owned())
-                        .or_default()
-                        .entry(row.environment.to_owned())
-                        .or_default();
-                    *cell
+                    let usage = usages.entry(row.component.to_owned()).or_default();
+                    usage.clusters += 1;
+                    *usage
                         .revisions
                         .entry(row.reported_revision.map(str::to_owned))
                         .or_default() += 1;
                     match row.state {
-                        State::Failed => cell.failed += 1,
-                        State::Stale => cell.stale += 1,
+                        State::Failed => usage.failed += 1,
+                        State::Stale => usage.stale += 1,
                         _ => {}
                     }
                 },
             )?;
-            Ok((catalog, Arc::new(matrix), false))
+            Ok((catalog, Arc::new(usages), false))
         })
         .await;
-    let (catalog, matrix, reused): (Vec<PlatformComponent>, Arc<Matrix>, bool) = match loaded {
+    let (catalog, usages, reused): (Vec<PlatformComponent>, Arc<Usages>, bool) = match loaded {
         Ok(loaded) => loaded,
         Err(err) => return failure(err),
     };
     if !reused {
-        cache.keep(matrix.clone());
+        cache.keep(usages.clone());
     }
-    let environments = ["dev", "qa", "uat", "prod"];
+    let none = Usage::default();
     let body = html! {
         p.muted {
-            "Per environment: clusters per reported chart revision, newest first (✓: the catalog's; — : nothing decisive reported yet), and how many fail or are stale; a component's page breaks each number down. "
-            "Counted at most " (MATRIX_FRESH.as_secs()) " s ago."
+            "Each component: the catalog's values, the clusters it is enabled on, what they report (the catalog's chart, another revision, nothing decisive yet), and how many fail or are stale. A component's page breaks each number down by environment and revision. "
+            "Counted at most " (USAGE_FRESH.as_secs()) " s ago."
         }
-        table {
+        table.compact {
             thead {
                 tr {
-                    th { "Component" } th { "Catalog" }
-                    @for env in environments { th { (env) } }
+                    th { "Component" } th { "Tag" } th.wide { "Chart" } th { "Clusters" }
+                    th.wide { "On the chart" } th.wide { "Other revisions" } th.wide { "Not reported" } th { "Failed" } th { "Stale" }
                 }
             }
             tbody {
                 @for component in &catalog {
+                    @let usage = usages.get(&component.id).unwrap_or(&none);
+                    @let href = format!("/ui/components/{}", component.id);
+                    @let (other_kinds, other_clusters) = usage.others(&component.component_version);
                     tr {
-                        td { a href=(format!("/ui/components/{}", component.id)) { strong { (component.id) } } br; span.muted { (component.component_path) } }
-                        td { "tag " code { (component.oci_tag) } br; span.muted { "chart " (component.component_version) } }
-                        @for env in environments {
-                            td {
-                                @if let Some(cell) = matrix.get(&component.id).and_then(|m| m.get(env)) {
-                                    @for (revision, n) in in_version_order(&cell.revisions) {
-                                        @let catalog = revision.as_deref() == Some(component.component_version.as_str());
-                                        span.label title=[catalog.then_some("the catalog's version")] {
-                                            @match revision { Some(r) => code { (r) }, None => "—" } " ×" (n)
-                                            @if catalog { " ✓" }
-                                        }
-                                    }
-                                    @if cell.failed > 0 { br; span class="state state-failed" { (cell.failed) " failed" } }
-                                    @if cell.stale > 0 { br; span class="state state-stale" { (cell.stale) " stale" } }
-                                } @else {
-                                    span.muted { "—" }
-                                }
-                            }
+                        td { a href=(href) { strong { (component.id) } } }
+                        td { code { (component.oci_tag) } }
+                        td.wide { code { (component.component_version) } }
+                        td.number { (usage.clusters) }
+                        td.number.wide { (usage.on(&component.component_version)) }
+                        td.number.wide {
+                            @if other_kinds > 0 { a href=(href) title="clusters on another revision" { (other_clusters) " on " (other_kinds) } }
+                            @else { span.muted { "0" } }
+                        }
+                        td.number.wide { (usage.unreported()) }
+                        td.number {
+                            @if usage.failed > 0 { a.state.state-failed href=(format!("{href}?state=failed")) { (usage.failed) } }
+                            @else { span.muted { "0" } }
+                        }
+                        td.number {
+                            @if usage.stale > 0 { span class="state state-stale" { (usage.stale) } }
+                            @else { span.muted { "0" } }
                         }
                     }
                 }

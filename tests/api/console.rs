@@ -748,17 +748,36 @@ async fn a_rollout_is_planned_created_and_controlled_from_the_console() {
     assert_eq!(app.get("/rollouts/cm").await.json["state"], "rolled_back");
 }
 
+/// The catalog is one line per component: its values and what the fleet reports, each
+/// number that needs a look a link to the component's page.
 #[tokio::test]
-async fn the_catalog_shows_a_version_matrix() {
+async fn the_catalog_lists_each_component_on_one_line() {
     let app = TestApp::new();
     let cookie = cookie_of(&sign_in(&app, READ).await);
     let html = text(&page(&app, &cookie, "/ui/catalog").await);
-    for component in ["cert-manager", "traefik", "podinfo"] {
-        assert!(html.contains(component), "{component}");
-    }
+    let components = app.get("/platform_components").await.json;
+    let rows = html.matches("<tr>").count() - 1;
+    assert_eq!(rows, components.as_array().unwrap().len(), "{html}");
+    let row = |id: &str| {
+        let at = html
+            .find(&format!(r#"href="/ui/components/{id}""#))
+            .unwrap();
+        html[at..at + html[at..].find("</tr>").unwrap()].to_owned()
+    };
+    // Nothing reported yet: every cluster it is enabled on counts as not reported.
+    let traefik = row("traefik");
+    assert!(traefik.contains("<code>"), "{traefik}");
+    let status = app.get("/status/components/traefik").await.json;
+    let clusters =
+        status["clusters"].as_u64().unwrap() - status["counts"]["disabled"].as_u64().unwrap();
+    assert!(clusters > 0, "{status}");
     assert!(
-        html.contains("<th>prod</th>") && html.contains("×"),
-        "per environment, clusters per revision"
+        traefik.contains(&format!(r#"<td class="number">{clusters}</td>"#)),
+        "{clusters} in {traefik}"
+    );
+    assert!(
+        traefik.contains(r#"<td class="number wide">0</td>"#),
+        "{traefik}"
     );
 }
 
