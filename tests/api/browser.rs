@@ -33,6 +33,7 @@ fn the_console_works_in_a_real_browser() {
     for page in [
         "login",
         "fleet",
+        "fleet-laptop",
         "cluster",
         "catalog",
         "rollouts",

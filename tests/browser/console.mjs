@@ -157,6 +157,26 @@ await visit("/ui/clusters/edge-prod-02", "cluster-layers", ["Values and where th
 check(await page.locator('tr:has-text("traefik") >> text=prod-pins').count() > 0,
   "the cluster page says traefik's tag comes from the overlay");
 
+// A laptop screen (1280×800) shows at least 20 clusters of the fleet without scrolling:
+// 24 more clusters through the API, then the rows whose bottom is inside the window counted.
+for (let i = 1; i <= 24; i++) {
+  const id = `shelf-dev-${String(i).padStart(2, "0")}`;
+  const created = await fetch(`${base}/clusters`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ id, cluster_name: id, cluster_dns: `${id}.k8s.example.com`, environment: "dev",
+      labels: { site: "shelf", rack: `r${i % 3}` },
+      platform_components: [{ id: "cert-manager", enabled: true }, { id: "podinfo", enabled: true }] }),
+  });
+  check(created.status === 201, `creating ${id}: ${created.status}`);
+}
+await page.setViewportSize({ width: 1280, height: 800 });
+await visit("/ui/", "fleet-laptop", []);
+const inView = await page.evaluate(() => [...document.querySelectorAll("main table tbody tr")]
+  .filter((row) => row.getBoundingClientRect().bottom <= window.innerHeight).length);
+check(inView >= 20, `the fleet shows ${inView} clusters on a 1280×800 screen (at least 20 wanted)`);
+console.log(`fleet rows on a 1280×800 screen: ${inView}`);
+
 // A phone: every page fits 390 px without sideways scrolling (a wide table scrolls in its box).
 await page.setViewportSize({ width: 390, height: 844 });
 for (const path of ["/ui/", "/ui/clusters/edge-qa-01", "/ui/catalog", "/ui/components/cert-manager",
