@@ -142,8 +142,8 @@ pub async fn catalog_page(
         table.compact {
             thead {
                 tr {
-                    th { "Component" } th { "Tag" } th.wide { "Chart" } th { "Clusters" }
-                    th.wide { "On the chart" } th.wide { "Other revisions" } th.wide { "Not reported" } th { "Failed" } th { "Stale" }
+                    th { "Component" } th { "Tag" } th.wide { "Chart" } th.number { "Clusters" }
+                    th.number.wide { "On the chart" } th.number.wide { "Other revisions" } th.number.wide { "Not reported" } th.number { "Failed" } th.number { "Stale" }
                 }
             }
             tbody {
