@@ -413,6 +413,8 @@ pub async fn fleet_page(
                 // within what the other filters chose.
                 let scope = Scope {
                     component: Some(component),
+                    // Reports matter only for a version (desired or reported).
+                    desired_only: version.is_none(),
                     ..Scope::default()
                 };
                 let mut running = Vec::new();
@@ -425,10 +427,14 @@ pub async fn fleet_page(
                     }
                 })?;
                 browse.only = Some(match browse.only.take() {
-                    Some(chosen) => running
-                        .into_iter()
-                        .filter(|id| chosen.contains(id))
-                        .collect(),
+                    Some(chosen) => {
+                        let chosen: std::collections::HashSet<String> =
+                            chosen.into_iter().collect();
+                        running
+                            .into_iter()
+                            .filter(|id| chosen.contains(id))
+                            .collect()
+                    }
                     None => running,
                 });
             }

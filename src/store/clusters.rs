@@ -221,14 +221,13 @@ pub fn browse(conn: &Connection, browse: &Browse) -> Result<(u64, Vec<Browsed>)>
         .db()?
         .query_row(filter, |row| row.get(0))
         .db()?;
-    let mut stmt = conn
+    // The page's ids first, its rows and labels after: sorting carries only the id, and
+    // labels are read for the rows shown, not for every row sorted.
+    let ids = conn
         .prepare_cached(&format!(
-            "SELECT c.id, c.cluster_name, c.cluster_dns, c.environment, \
-             (SELECT json_group_object(l.key, l.value) FROM cluster_labels l WHERE l.cluster_id = c.id) \
-             FROM clusters c {WHERE} {ORDER} LIMIT ?4 OFFSET ?5"
+            "SELECT c.id FROM clusters c {WHERE} {ORDER} LIMIT ?4 OFFSET ?5"
         ))
-        .db()?;
-    let rows = stmt
+        .db()?
         .query_map(
             params![
                 browse.search,
@@ -239,22 +238,36 @@ pub fn browse(conn: &Connection, browse: &Browse) -> Result<(u64, Vec<Browsed>)>
                 only,
                 next
             ],
-            |row| {
+            |row| row.get::<_, String>(0),
+        )
+        .db()?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .db()?;
+    let mut row_of = conn
+        .prepare_cached(
+            "SELECT id, cluster_name, cluster_dns, environment FROM clusters WHERE id = ?1",
+        )
+        .db()?;
+    let mut page = Vec::with_capacity(ids.len());
+    for id in ids {
+        let found = row_of
+            .query_row([&id], |row| {
                 let environment: String = row.get(3)?;
-                let labels: Option<String> = row.get(4)?;
                 Ok(Browsed {
                     id: row.get(0)?,
                     cluster_name: row.get(1)?,
                     cluster_dns: row.get(2)?,
                     environment: Environment::parse(&environment).unwrap_or(Environment::Dev),
-                    labels: labels
-                        .and_then(|text| serde_json::from_str(&text).ok())
-                        .unwrap_or_default(),
+                    labels: Default::default(),
                 })
-            },
-        )
-        .db()?;
-    let page = rows.collect::<rusqlite::Result<Vec<_>>>().db()?;
+            })
+            .optional()
+            .db()?;
+        if let Some(mut cluster) = found {
+            cluster.labels = labels_of(conn, &cluster.id)?;
+            page.push(cluster);
+        }
+    }
     Ok((total.max(0) as u64, page))
 }
 

@@ -222,6 +222,9 @@ pub struct Scope {
     pub cluster_dns: Option<String>,
     /// Only this component.
     pub component: Option<String>,
+    /// Read no report: every row as if nothing was reported yet (its state decided by what
+    /// is desired alone), for views that ask only where a component is desired.
+    pub desired_only: bool,
 }
 
 /// One component on one cluster: desired, reported, and the state that follows. Borrowed
@@ -374,19 +377,57 @@ pub fn for_each_component(
     let mut assignments = assignments_stmt.query(bind).db()?;
     // Messages are up to 2 KiB: read for views of one cluster or one component only.
     let with_messages = single || scope.component.is_some();
+    // The reports of every cluster in scope, in cluster id order too: one statement for the
+    // whole walk rather than one per cluster. CROSS JOIN keeps clusters the outer loop (SQLite
+    // 3.53 would otherwise scan every report and sort).
+    let message = if with_messages {
+        "r.outcome_message"
+    } else {
+        "NULL"
+    };
+    let any = if scope.desired_only { "0" } else { "1" };
+    let clusters_in_scope = cluster_condition(scope, "c.id = ?1", "c.cluster_dns = ?2");
+    let component_named = if scope.component.is_some() {
+        " AND (r.component = ?3 OR (r.component IS NULL AND r.name = ?3))"
+    } else {
+        ""
+    };
     let mut reports_stmt = conn
         .prepare_cached(&format!(
-            "SELECT component, name, event_at, outcome, outcome_revision, desired_then, outcome_at, \
-             outcome_reason, {}, outcome_via, kind FROM reported_objects \
-             WHERE cluster_dns = ?1 AND kind IN ('HelmRelease', 'OCIRepository', 'HelmRepository', 'HelmChart'){}",
-            if with_messages { "outcome_message" } else { "NULL" },
-            if scope.component.is_some() {
-                " AND (component = ?2 OR (component IS NULL AND name = ?2))"
-            } else {
-                " AND ?2 IS ?2"
-            }
+            "SELECT c.id, r.component, r.name, r.event_at, r.outcome, r.outcome_revision, \
+             r.desired_then, r.outcome_at, r.outcome_reason, {message}, r.outcome_via, r.kind \
+             FROM clusters c CROSS JOIN reported_objects r ON r.cluster_dns = c.cluster_dns \
+             AND r.kind IN ('HelmRelease', 'OCIRepository', 'HelmRepository', 'HelmChart') \
+             WHERE {any}{clusters_in_scope}{component_named}{unused} ORDER BY c.id"
         ))
         .db()?;
+    let mut report_rows = reports_stmt.query(bind).db()?;
+    let mut next_report = || -> Result<Option<(String, Option<HelmReport>)>> {
+        let Some(r) = report_rows.next().db()? else {
+            return Ok(None);
+        };
+        let outcome: Option<String> = r.get(4).db()?;
+        let via: Option<String> = r.get(10).db()?;
+        let kind: String = r.get(11).db()?;
+        let report = match report::Claimant::of_kind(&kind) {
+            None => None,
+            Some(claimant) => Some(HelmReport {
+                claimant,
+                component: r.get(1).db()?,
+                name: r.get(2).db()?,
+                event_at: r.get(3).db()?,
+                outcome: outcome.as_deref().and_then(Outcome::parse),
+                revision: r.get(5).db()?,
+                desired_then: r.get(6).db()?,
+                outcome_at: r.get(7).db()?,
+                reason: r.get(8).db()?,
+                message: r.get(9).db()?,
+                via: via.as_deref().and_then(Via::parse),
+            }),
+        };
+        Ok(Some((r.get(0).db()?, report)))
+    };
+    let mut pending_report = next_report()?;
 
     let overlays = super::overlays::all(conn)?;
     let mut next_assignment = || -> Result<Option<(String, ComponentRef)>> {
@@ -456,27 +497,15 @@ pub fn for_each_component(
         let dns: String = cluster.get(1).db()?;
         let stale = polls.is_stale(&polls.get(&dns), now);
         reports.clear();
-        let mut rows = reports_stmt.query(params![dns, scope.component]).db()?;
-        while let Some(r) = rows.next().db()? {
-            let outcome: Option<String> = r.get(3).db()?;
-            let via: Option<String> = r.get(9).db()?;
-            let kind: String = r.get(10).db()?;
-            let Some(claimant) = report::Claimant::of_kind(&kind) else {
-                continue;
-            };
-            reports.push(HelmReport {
-                claimant,
-                component: r.get(0).db()?,
-                name: r.get(1).db()?,
-                event_at: r.get(2).db()?,
-                outcome: outcome.as_deref().and_then(Outcome::parse),
-                revision: r.get(4).db()?,
-                desired_then: r.get(5).db()?,
-                outcome_at: r.get(6).db()?,
-                reason: r.get(7).db()?,
-                message: r.get(8).db()?,
-                via: via.as_deref().and_then(Via::parse),
-            });
+        while let Some((cluster_id, report)) = pending_report.take() {
+            if cluster_id > id {
+                pending_report = Some((cluster_id, report));
+                break;
+            }
+            if cluster_id == id {
+                reports.extend(report);
+            }
+            pending_report = next_report()?;
         }
         for (component, enabled, tag) in &assigned {
             let component = component.as_str();

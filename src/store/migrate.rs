@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     REPORTS_FOLLOW_THE_CLUSTER,
     OVERLAYS,
     WINDOWS,
+    FAILURES_INDEX,
 ];
 
 /// Version 2: token creation and revocation are audited (kind `tokens`). SQLite cannot alter
@@ -387,6 +388,14 @@ pub(super) fn check_ownership(conn: &Connection) -> Result<()> {
         }
     )))
 }
+
+/// Version 10: the clusters with a reported failure (the fleet page's count, filter and first
+/// rows) come from a partial index of the failing HelmReleases instead of a scan of every
+/// reported object.
+const FAILURES_INDEX: &str = "
+CREATE INDEX reported_failures ON reported_objects (cluster_dns)
+    WHERE kind = 'HelmRelease' AND outcome = 'failure';
+";
 
 /// The schema version this binary serves.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
