@@ -31,8 +31,9 @@ done
 if ! command -v wrk >/dev/null; then
     apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
-cargo build --release --quiet
+cargo build --release --quiet --bin flux-inputs --example limit-server
 binary="$PWD/target/release/flux-inputs"
+limit_server="$PWD/target/release/examples/limit-server"
 work="$(mktemp -d)"
 token=bench-token
 pids=() groups=()
@@ -175,11 +176,24 @@ start "$work/db-$size.sqlite" none
 feed_bytes="$(curl -s -H "Authorization: Bearer $token" \
     "http://127.0.0.1:$port/api/v2/flux/clusters/$(head -1 "$work/dns-$size.txt")/platform-components" | wc -c)"
 warm
-declare -A main
+declare -A main limit
 for feed in health platform-components namespaces rolebindings clusters; do
     main[$feed]="$(load "$feed")"
 done
 rss_kib="$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")"
+# The limit server (bench/limit_server.rs) with the same wrk runs, in the same run: /health
+# and a body the size of the platform-components feed.
+serving_port="$port"
+port="$(free_port)"
+"$limit_server" "127.0.0.1:$port" "$feed_bytes" &
+limit_pid=$!
+pids+=("$limit_pid")
+until curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1; do sleep 0.01; done
+for feed in health platform-components; do
+    limit[$feed]="$(load "$feed")"
+done
+kill "$limit_pid"
+port="$serving_port"
 cut -d. -f1 "$work/dns-$size.txt" | sed 's/\.fleet.*//' >"$work/ids.txt"
 writes="$(ID_FILE="$work/ids.txt" TOKEN="$token" wrk -t1 -c1 -d5s -s bench/put.lua "http://127.0.0.1:$port" \
     | awk '/^RESULT/ {print $2, $3, $4, $5, $6}')"
@@ -276,11 +290,16 @@ stop
 for group in "${groups[@]}"; do kill -s TERM -- "-$group" 2>/dev/null || true; done
 groups=()
 
-health_rps="$(echo "${main[health]}" | cut -d' ' -f1)"
 printf '\nflux-inputs %s — %s, %s cores — wrk -t1 -c%s -d%ss, RUST_LOG=warn\n\n' \
     "$("$binary" --version | cut -d' ' -f2)" "$(uname -m)" "$(nproc)" "$connections" "$duration"
-printf '| %-44s | %10s | %8s | %8s | %9s | %6s |\n' "endpoint ($clusters clusters)" "req/s" "p50 ms" "p99 ms" "vs health" "non-2xx"
+limit_feed_rps="$(echo "${limit[platform-components]}" | cut -d' ' -f1)"
+read -r limit_health_rps _ limit_health_p99 _ _ <<<"${limit[health]}"
+read -r _ _ limit_feed_p99 _ _ <<<"${limit[platform-components]}"
+printf '| %-44s | %10s | %8s | %8s | %9s | %6s |\n' "endpoint ($clusters clusters)" "req/s" "p50 ms" "p99 ms" "vs limit" "non-2xx"
 printf '|%s|%s|%s|%s|%s|%s|\n' "----------------------------------------------" "------------" "----------" "----------" "-----------" "--------"
+printf '| %-44s | %10s | %8s | %8s | %9s | %6s |\n' \
+    "limit server: /health (15 bytes)" "$limit_health_rps" "" "$limit_health_p99" "1.00" "" \
+    "limit server: a $feed_bytes-byte body" "$limit_feed_rps" "" "$limit_feed_p99" "1.00" ""
 for feed in health platform-components namespaces rolebindings clusters; do
     read -r rps p50 p99 non2xx errors <<<"${main[$feed]}"
     case "$feed" in
@@ -288,8 +307,10 @@ for feed in health platform-components namespaces rolebindings clusters; do
         clusters) label="GET /api/v2/flux/clusters?limit=100&offset=…" ;;
         *) label="GET …/{cluster_dns}/$feed" ;;
     esac
+    # /health against the limit's /health, every feed against the limit's feed-sized body.
+    if [ "$feed" = health ]; then yardstick="$limit_health_rps"; else yardstick="$limit_feed_rps"; fi
     printf '| %-44s | %10s | %8s | %8s | %9s | %6s |\n' "$label" "$rps" "$p50" "$p99" \
-        "$(python3 -c "print(f'{$rps / $health_rps:.2f}')")" "$((non2xx + errors))"
+        "$(python3 -c "print(f'{$rps / $yardstick:.2f}')")" "$((non2xx + errors))"
 done
 read -r wrps _ _ wnon2xx werrors <<<"$writes"
 read -r _ _ p99_small _ _ <<<"${result[$small]}"

@@ -278,7 +278,10 @@ async fn the_fleet_page_searches_filters_and_pages() {
         "{on}"
     );
     let with = text(&page(&app, &cookie, "/ui/?component=cert-manager").await);
-    assert!(with.contains("store-007") && with.contains("Clusters 1–"), "{with}");
+    assert!(
+        with.contains("store-007") && with.contains("Clusters 1–"),
+        "{with}"
+    );
     let off = text(&page(&app, &cookie, "/ui/?component=cert-manager&version=9.9.9").await);
     assert!(off.contains("No cluster matches."));
     let stale = text(&page(&app, &cookie, "/ui/?show=stale").await);
