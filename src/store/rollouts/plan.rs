@@ -73,12 +73,15 @@ pub(super) fn assigned(
     });
     let mut stmt = conn
         .prepare_cached(
-            "SELECT c.id, c.cluster_dns, c.environment, cc.enabled, cc.oci_tag, cc.component_path, \
+            // The component's aborted rollouts first, once; then per cluster a primary-key
+            // lookup in each (not a scan of every rollout's clusters per cluster).
+            "WITH aborted AS MATERIALIZED (SELECT id, json_extract(spec, '$.target.oci_tag') AS tag \
+               FROM rollouts WHERE component = ?1 AND state = 'aborted') \
+             SELECT c.id, c.cluster_dns, c.environment, cc.enabled, cc.oci_tag, cc.component_path, \
              (SELECT json_group_object(l.key, l.value) FROM cluster_labels l WHERE l.cluster_id = c.id), \
-             EXISTS (SELECT 1 FROM rollout_clusters rc JOIN rollouts r ON r.id = rc.rollout_id \
-               WHERE r.component = ?1 AND r.state = 'aborted' AND rc.cluster_id = c.id AND rc.changed = 1 \
-               AND rc.state NOT IN ('rolled_back', 'pinned') \
-               AND cc.oci_tag IS json_extract(r.spec, '$.target.oci_tag')) \
+             EXISTS (SELECT 1 FROM aborted a CROSS JOIN rollout_clusters rc \
+               ON rc.rollout_id = a.id AND rc.cluster_id = c.id \
+               WHERE rc.changed = 1 AND rc.state NOT IN ('rolled_back', 'pinned') AND cc.oci_tag IS a.tag) \
              FROM clusters c LEFT JOIN cluster_components cc \
                ON cc.cluster_id = c.id AND cc.component_id = ?1 \
              WHERE cc.cluster_id IS NOT NULL OR ?2 ORDER BY c.id",
