@@ -88,20 +88,28 @@ pub fn state(state: &str) -> Markup {
 
 /// `12 s ago`, `5 min ago`, `3 h ago`, `2 d ago`.
 pub fn age(seconds: u64) -> String {
-    format!("{} ago", duration(seconds))
+    format!("{} ago", duration(seconds, false))
 }
 
-/// A time ahead, as "in 3 h".
+/// A time ahead, as "in 3 h", to the nearest unit: an opening 9 h 59 min 59 s away is "in
+/// 10 h", not "in 9 h".
 pub fn ahead(seconds: u64) -> String {
-    format!("in {}", duration(seconds))
+    format!("in {}", duration(seconds, true))
 }
 
-fn duration(seconds: u64) -> String {
+fn duration(seconds: u64, nearest: bool) -> String {
+    let count = |unit: u64| {
+        if nearest {
+            (seconds + unit / 2) / unit
+        } else {
+            seconds / unit
+        }
+    };
     match seconds {
         0..60 => format!("{seconds} s"),
-        60..3600 => format!("{} min", seconds / 60),
-        3600..86400 => format!("{} h", seconds / 3600),
-        _ => format!("{} d", seconds / 86400),
+        60..3600 => format!("{} min", count(60)),
+        3600..86400 => format!("{} h", count(3600)),
+        _ => format!("{} d", count(86400)),
     }
 }
 
@@ -115,6 +123,9 @@ mod tests {
         assert_eq!(age(125), "2 min ago");
         assert_eq!(age(7200), "2 h ago");
         assert_eq!(age(3 * 86400), "3 d ago");
+        assert_eq!(age(10 * 3600 - 1), "9 h ago");
+        assert_eq!(ahead(10 * 3600 - 1), "in 10 h");
+        assert_eq!(ahead(3600 + 60), "in 1 h");
     }
 
     #[test]
