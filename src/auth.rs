@@ -148,7 +148,16 @@ pub async fn identify(req: &Request, token: &str) -> poem::Result<Option<Identit
             cluster_dns: dns.clone(),
         }));
     }
-    if let Some(tokens) = req.data::<Tokens>() {
+    identify_token(req.data::<Tokens>(), req.data::<Store>(), token).await
+}
+
+/// Who a bearer token is, by the static tokens and the named tokens of `store`.
+pub async fn identify_token(
+    tokens: Option<&Tokens>,
+    store: Option<&Store>,
+    token: &str,
+) -> poem::Result<Option<Identity>> {
+    if let Some(tokens) = tokens {
         // Both comparisons always run.
         let (write, read) = (matches(token, &tokens.write), matches(token, &tokens.read));
         if write {
@@ -158,7 +167,7 @@ pub async fn identify(req: &Request, token: &str) -> poem::Result<Option<Identit
             return Ok(Some(Identity::Fleet));
         }
     }
-    let Some(store) = req.data::<Store>() else {
+    let Some(store) = store else {
         return Ok(None);
     };
     let grant = store.tokens().check(store, token).await.map_err(|err| {

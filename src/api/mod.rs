@@ -8,6 +8,7 @@ pub mod clusters;
 pub mod components;
 pub mod encoded;
 pub mod error;
+pub mod feed_path;
 pub mod flux;
 pub mod metrics;
 pub mod namespaces;

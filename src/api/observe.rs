@@ -65,7 +65,7 @@ impl RequestMetrics {
         });
     }
 
-    fn record(&self, route: Option<usize>, status: u16, seconds: f64) {
+    pub(super) fn record(&self, route: Option<usize>, status: u16, seconds: f64) {
         let Some(routes) = self.routes.get() else {
             return;
         };
@@ -147,7 +147,7 @@ impl RequestMetrics {
 }
 
 /// A request id: the client's `X-Request-Id` when it is short and printable, else a new one.
-fn request_id(req: &Request, metrics: &RequestMetrics) -> String {
+pub(super) fn request_id(req: &Request, metrics: &RequestMetrics) -> String {
     req.headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
@@ -204,16 +204,35 @@ pub async fn access_log<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<R
     if let Some((method, path, remote)) = line
         && (mode == AccessLog::All || status >= 400)
     {
-        tracing::info!(
-            target: "flux_inputs::access",
-            request_id = %id,
-            %method,
-            path = %path,
-            status,
-            duration_ms = seconds * 1000.0,
-            remote = %remote,
-            "request"
-        );
+        write_line(&id, &method, &path, &remote, status, seconds);
     }
     Ok(response)
+}
+
+/// The access line of a request the Flux feeds' short way answered (`feed_path`).
+pub(super) fn log_request(id: &str, req: &Request, status: u16, seconds: f64) {
+    if tracing::enabled!(target: "flux_inputs::access", tracing::Level::INFO) {
+        let remote = crate::net::identity::peer(req.remote_addr());
+        write_line(id, req.method(), req.uri().path(), &remote, status, seconds);
+    }
+}
+
+fn write_line(
+    id: &str,
+    method: &poem::http::Method,
+    path: &str,
+    remote: &dyn std::fmt::Display,
+    status: u16,
+    seconds: f64,
+) {
+    tracing::info!(
+        target: "flux_inputs::access",
+        request_id = %id,
+        %method,
+        path = %path,
+        status,
+        duration_ms = seconds * 1000.0,
+        remote = %remote,
+        "request"
+    );
 }

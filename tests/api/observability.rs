@@ -80,6 +80,72 @@ async fn responses_carry_a_request_id_and_keep_a_sane_one_from_the_client() {
     assert_ne!(answer.header("x-request-id"), Some("bad id\twith spaces"));
 }
 
+/// A good poll takes the feeds' short way (`api::feed_path`): its answer carries the same
+/// headers as any other, and whatever is not a good poll is answered the full way as before.
+#[tokio::test]
+async fn a_poll_on_the_short_way_answers_as_the_full_way_does() {
+    let app = TestApp::new();
+    let feed = "/api/v2/flux/clusters/lab-dev-01.k8s.example.com/platform-components";
+    let bearer = format!("Bearer {READ}");
+    let poll = app
+        .raw(
+            Method::GET,
+            feed,
+            &[("Authorization", &bearer), ("X-Request-Id", "poll-7")],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(poll.status, StatusCode::OK);
+    assert_eq!(poll.header("x-request-id"), Some("poll-7"));
+    assert_eq!(poll.header("cache-control"), Some("no-store"));
+    assert_eq!(poll.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(
+        poll.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    let inputs: serde_json::Value = serde_json::from_slice(&poll.bytes).unwrap();
+    assert!(inputs["inputs"].as_array().is_some_and(|i| !i.is_empty()));
+    // A HEAD is never short: the full way answers it.
+    let head = app
+        .raw(
+            Method::HEAD,
+            feed,
+            &[("Authorization", &bearer)],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(head.status, StatusCode::OK);
+    // Not good polls: no token, a wrong one, an unknown cluster, a scoped token of another.
+    app.call(Method::GET, feed, None, None)
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    app.call(Method::GET, feed, Some("wrong"), None)
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    app.get("/api/v2/flux/clusters/nowhere.example.com/namespaces")
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "not_found");
+    let scoped = app
+        .post(
+            "/tokens",
+            &json!({"name": "edge", "cluster": "edge-prod-01"}),
+        )
+        .await;
+    let token = scoped.json["token"].as_str().unwrap().to_owned();
+    app.call(Method::GET, feed, Some(&token), None)
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "forbidden");
+    let own = app
+        .call(
+            Method::GET,
+            "/api/v2/flux/clusters/edge-prod-01.k8s.example.com/namespaces",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::OK);
+}
+
 #[test]
 fn json_access_log_has_one_line_per_request_and_never_a_token() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,161 @@
+//! The Flux feeds' short way through the application. Polls are most of what the server
+//! answers, and a good poll needs little: a token good for the feed, the cached feed, the
+//! request's metrics and access line (and the protective headers, added outside). This layer
+//! answers such a poll at once, before the request data, the routers and the extractors every
+//! other request passes. Anything else — no bearer token, a token not good for this feed, a
+//! cluster not found, a store error, a `HEAD` — goes the full way, which answers it exactly as
+//! before (401/403/404/503 with their bodies, counted by the failed-auth throttle).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use poem::http::{HeaderValue, Method, StatusCode, header};
+use poem::web::headers::authorization::Bearer;
+use poem::web::headers::{Authorization, HeaderMapExt};
+use poem::{Endpoint, Request, Response};
+
+use super::error::AllowedMethods;
+use super::observe::{self, RequestMetrics};
+use crate::auth::{self, Identity, Tokens};
+use crate::store::Store;
+use crate::store::feeds::Feed;
+
+/// What the short way needs, held once rather than looked up per request.
+#[derive(Clone)]
+pub struct FeedPath {
+    store: Store,
+    tokens: Tokens,
+    requests: Arc<RequestMetrics>,
+    /// The metrics route of each feed, in `Feed` order.
+    routes: [Option<usize>; 3],
+}
+
+const FEEDS: [(&str, Feed); 3] = [
+    ("platform-components", Feed::PlatformComponents),
+    ("namespaces", Feed::Namespaces),
+    ("rolebindings", Feed::Rolebindings),
+];
+
+impl FeedPath {
+    pub fn new(
+        store: Store,
+        tokens: Tokens,
+        requests: Arc<RequestMetrics>,
+        allowed: &AllowedMethods,
+    ) -> Self {
+        let routes =
+            FEEDS.map(|(name, _)| allowed.route_index(&format!("/api/v2/flux/clusters/x/{name}")));
+        FeedPath {
+            store,
+            tokens,
+            requests,
+            routes,
+        }
+    }
+
+    /// The answer to a good poll, or `None`: the request goes the full way.
+    async fn answer(&self, req: &Request) -> Option<Response> {
+        let started = Instant::now();
+        if req.method() != Method::GET {
+            return None;
+        }
+        let (cluster_dns, which) = feed_of(req.uri().path())?;
+        let token = req
+            .headers()
+            .typed_get::<Authorization<Bearer>>()?
+            .token()
+            .to_owned();
+        match auth::identify_token(Some(&self.tokens), Some(&self.store), &token)
+            .await
+            .ok()??
+        {
+            Identity::Write | Identity::Fleet => {}
+            Identity::Cluster {
+                cluster_dns: own, ..
+            } if *own == *cluster_dns => {}
+            Identity::Cluster { .. } => return None,
+        }
+        let (_, feed) = FEEDS[which];
+        let body = self.store.feed(cluster_dns, feed).await.ok()?;
+        let user_agent = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let now = self.store.clock().now_u64();
+        self.store
+            .polls()
+            .record(cluster_dns, feed, user_agent, now);
+
+        let id = observe::request_id(req, &self.requests);
+        let mut response = Response::builder()
+            .status(StatusCode::OK)
+            .content_type("application/json; charset=utf-8")
+            .body(body);
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert("x-request-id", value);
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        self.requests.record(self.routes[which], 200, seconds);
+        let mode = req
+            .data::<crate::config::AccessLog>()
+            .copied()
+            .unwrap_or_default();
+        if mode == crate::config::AccessLog::All {
+            observe::log_request(&id, req, 200, seconds);
+        }
+        Some(response)
+    }
+}
+
+/// The cluster DNS name and the feed (index into `FEEDS`) of a feed's path; `None` for any
+/// other path, and for one with percent-escapes (the router decodes those).
+fn feed_of(path: &str) -> Option<(&str, usize)> {
+    let (dns, name) = path
+        .strip_prefix("/api/v2/flux/clusters/")?
+        .split_once('/')?;
+    if dns.is_empty() || dns.contains('%') {
+        return None;
+    }
+    let which = FEEDS.iter().position(|(feed, _)| *feed == name)?;
+    Some((dns, which))
+}
+
+/// The middleware: a good poll answered here, every other request passed on.
+pub async fn short_way<E: Endpoint<Output = Response>>(
+    ep: Arc<E>,
+    path: FeedPath,
+    req: Request,
+) -> poem::Result<Response> {
+    if let Some(response) = path.answer(&req).await {
+        return Ok(response);
+    }
+    ep.call(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_three_feeds_of_a_named_cluster_take_the_short_way() {
+        assert_eq!(
+            feed_of("/api/v2/flux/clusters/a.example.com/platform-components"),
+            Some(("a.example.com", 0))
+        );
+        assert_eq!(
+            feed_of("/api/v2/flux/clusters/a.example.com/rolebindings"),
+            Some(("a.example.com", 2))
+        );
+        for other in [
+            "/api/v2/flux/clusters/a.example.com/events",
+            "/api/v2/flux/clusters//namespaces",
+            "/api/v2/flux/clusters/a%2Eexample.com/namespaces",
+            "/api/v2/flux/clusters/a.example.com/namespaces/x",
+            "/api/v2/flux/clusters",
+            "/health",
+        ] {
+            assert_eq!(feed_of(other), None, "{other}");
+        }
+    }
+}
