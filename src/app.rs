@@ -57,6 +57,7 @@ pub fn build_app_with_metrics(
         })
         // A good Flux poll is answered here, past everything above it.
         .around(move |ep, req| feed_path::short_way(ep, feed_path.clone(), req))
+        .boxed()
         .with(CatchPanic::new())
         .catch_all_error(error::render)
         .into_endpoint()
