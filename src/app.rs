@@ -1,8 +1,8 @@
 //! The whole application: the API and the console mounted side by side, and the middleware
 //! every request passes (tokens before bodies, body limits, a replica's refusal of writes,
-//! JSON errors, access log and metrics, protective headers); a good Flux poll takes a short
-//! way past most of it (`api::feed_path`). `server` serves what `build_app` returns; tests
-//! drive it in process.
+//! JSON errors, access log and metrics, protective headers); a good Flux poll and a liveness
+//! probe take a short way past most of it (`api::short_way`). `server` serves what
+//! `build_app` returns; tests drive it in process.
 
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use poem::http::Method;
 use poem::middleware::CatchPanic;
 use poem::{Endpoint, EndpointExt, IntoEndpoint, Request, Response, Route};
 
-use crate::api::feed_path::{self, FeedPath};
+use crate::api::short_way::{self, ShortWay};
 use crate::api::{self, error, observe, reports, service::SpecYaml, throttle};
 use crate::auth::{self, Tokens};
 use crate::config::{ApiMode, MAX_WRITE_BODY_BYTES};
@@ -36,7 +36,7 @@ pub fn build_app_with_metrics(
     .nest("/ui", crate::console::routes());
     let allow = error::AllowedMethods::from_spec(&spec.0);
     requests.init(&allow);
-    let feed_path = FeedPath::new(store.clone(), tokens.clone(), requests.clone(), &allow);
+    let short_way = ShortWay::new(store.clone(), tokens.clone(), requests.clone(), &allow);
     routes
         .around(limit_write_bodies)
         .around(auth::certificate_identity)
@@ -55,8 +55,8 @@ pub fn build_app_with_metrics(
         .data(crate::console::ConsoleSettings {
             writable: mode == ApiMode::Crud,
         })
-        // A good Flux poll is answered here, past everything above it.
-        .around(move |ep, req| feed_path::short_way(ep, feed_path.clone(), req))
+        // A good Flux poll or a liveness probe is answered here, past everything above it.
+        .around(move |ep, req| short_way::short_way(ep, short_way.clone(), req))
         .boxed()
         .with(CatchPanic::new())
         .catch_all_error(error::render)

@@ -209,7 +209,7 @@ pub async fn access_log<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<R
     Ok(response)
 }
 
-/// The access line of a request the Flux feeds' short way answered (`feed_path`).
+/// The access line of a request the short way answered (`short_way`).
 pub(super) fn log_request(id: &str, req: &Request, status: u16, seconds: f64) {
     if tracing::enabled!(target: "flux_inputs::access", tracing::Level::INFO) {
         let remote = crate::net::identity::peer(req.remote_addr());

@@ -80,7 +80,7 @@ async fn responses_carry_a_request_id_and_keep_a_sane_one_from_the_client() {
     assert_ne!(answer.header("x-request-id"), Some("bad id\twith spaces"));
 }
 
-/// A good poll takes the feeds' short way (`api::feed_path`): its answer carries the same
+/// A good poll and `/health` take the short way (`api::short_way`): the answer carries the same
 /// headers as any other, and whatever is not a good poll is answered the full way as before.
 #[tokio::test]
 async fn a_poll_on_the_short_way_answers_as_the_full_way_does() {
@@ -105,6 +105,15 @@ async fn a_poll_on_the_short_way_answers_as_the_full_way_does() {
     );
     let inputs: serde_json::Value = serde_json::from_slice(&poll.bytes).unwrap();
     assert!(inputs["inputs"].as_array().is_some_and(|i| !i.is_empty()));
+    // The liveness probe takes it too, with the same answer as the full way's.
+    let health = app.get("/health").await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.json, json!({"status": "ok"}));
+    assert_eq!(health.header("cache-control"), Some("no-store"));
+    assert_eq!(
+        health.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
     // A HEAD is never short: the full way answers it.
     let head = app
         .raw(

@@ -1,10 +1,11 @@
-//! The Flux feeds' short way through the application. Polls are most of what the server
-//! answers, and a good poll needs little: a token good for the feed, the cached feed, the
-//! request's metrics and access line (and the protective headers, added outside). This layer
-//! answers such a poll at once, before the request data, the routers and the extractors every
-//! other request passes. Anything else — no bearer token, a token not good for this feed, a
-//! cluster not found, a store error, a `HEAD` — goes the full way, which answers it exactly as
-//! before (401/403/404/503 with their bodies, counted by the failed-auth throttle).
+//! The short way through the application, for what the server answers most: Flux polls and
+//! liveness probes. A good poll needs little — a token good for the feed, the cached feed,
+//! the request's metrics and access line (and the protective headers, added outside) — and
+//! `/health` less. This layer answers both at once, before the request data, the routers and
+//! the extractors every other request passes. Anything else — no bearer token, a token not
+//! good for this feed, a cluster not found, a store error, a `HEAD` — goes the full way,
+//! which answers it exactly as before (401/403/404/503 with their bodies, counted by the
+//! failed-auth throttle).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,7 +13,7 @@ use std::time::Instant;
 use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::web::headers::authorization::Bearer;
 use poem::web::headers::{Authorization, HeaderMapExt};
-use poem::{Endpoint, Request, Response};
+use poem::{Body, Endpoint, Request, Response};
 
 use super::error::AllowedMethods;
 use super::observe::{self, RequestMetrics};
@@ -22,12 +23,13 @@ use crate::store::feeds::Feed;
 
 /// What the short way needs, held once rather than looked up per request.
 #[derive(Clone)]
-pub struct FeedPath {
+pub struct ShortWay {
     store: Store,
     tokens: Tokens,
     requests: Arc<RequestMetrics>,
-    /// The metrics route of each feed, in `Feed` order.
+    /// The metrics route of each feed, in `FEEDS` order.
     routes: [Option<usize>; 3],
+    health_route: Option<usize>,
 }
 
 const FEEDS: [(&str, Feed); 3] = [
@@ -36,7 +38,7 @@ const FEEDS: [(&str, Feed); 3] = [
     ("rolebindings", Feed::Rolebindings),
 ];
 
-impl FeedPath {
+impl ShortWay {
     pub fn new(
         store: Store,
         tokens: Tokens,
@@ -45,19 +47,25 @@ impl FeedPath {
     ) -> Self {
         let routes =
             FEEDS.map(|(name, _)| allowed.route_index(&format!("/api/v2/flux/clusters/x/{name}")));
-        FeedPath {
+        ShortWay {
             store,
             tokens,
             requests,
             routes,
+            health_route: allowed.route_index("/health"),
         }
     }
 
-    /// The answer to a good poll, or `None`: the request goes the full way.
+    /// The answer to a good poll or a liveness probe, or `None`: the request goes the full
+    /// way.
     async fn answer(&self, req: &Request) -> Option<Response> {
         let started = Instant::now();
         if req.method() != Method::GET {
             return None;
+        }
+        if req.uri().path() == "/health" {
+            let body = Body::from(r#"{"status":"ok"}"#);
+            return Some(self.answered(req, started, self.health_route, body));
         }
         let (cluster_dns, which) = feed_of(req.uri().path())?;
         let token = req
@@ -87,6 +95,17 @@ impl FeedPath {
             .polls()
             .record(cluster_dns, feed, user_agent, now);
 
+        Some(self.answered(req, started, self.routes[which], Body::from(body)))
+    }
+
+    /// A `200` with `body`, its request id, metrics and access line.
+    fn answered(
+        &self,
+        req: &Request,
+        started: Instant,
+        route: Option<usize>,
+        body: Body,
+    ) -> Response {
         let id = observe::request_id(req, &self.requests);
         let mut response = Response::builder()
             .status(StatusCode::OK)
@@ -96,7 +115,7 @@ impl FeedPath {
             response.headers_mut().insert("x-request-id", value);
         }
         let seconds = started.elapsed().as_secs_f64();
-        self.requests.record(self.routes[which], 200, seconds);
+        self.requests.record(route, 200, seconds);
         let mode = req
             .data::<crate::config::AccessLog>()
             .copied()
@@ -104,7 +123,7 @@ impl FeedPath {
         if mode == crate::config::AccessLog::All {
             observe::log_request(&id, req, 200, seconds);
         }
-        Some(response)
+        response
     }
 }
 
@@ -121,13 +140,14 @@ fn feed_of(path: &str) -> Option<(&str, usize)> {
     Some((dns, which))
 }
 
-/// The middleware: a good poll answered here, every other request passed on.
+/// The middleware: a good poll or a liveness probe answered here, every other request
+/// passed on.
 pub async fn short_way<E: Endpoint<Output = Response>>(
     ep: Arc<E>,
-    path: FeedPath,
+    short: ShortWay,
     req: Request,
 ) -> poem::Result<Response> {
-    if let Some(response) = path.answer(&req).await {
+    if let Some(response) = short.answer(&req).await {
         return Ok(response);
     }
     ep.call(req).await
