@@ -329,10 +329,10 @@ fn cluster_condition(scope: &Scope, by_id: &str, by_dns: &str) -> String {
 /// Visits every (cluster, component) in `scope` in cluster id order (a single cluster's in
 /// feed order); `polls` decides which clusters are stale at `now`.
 ///
-/// One pass at fleet size with memory per cluster, not per fleet: the assignments and the
-/// clusters are both read in cluster id order and merged, each cluster's values layered
-/// with the overlays that match it (README, "Overlays"), and its HelmRelease reports read
-/// through the reports' primary key when the pass reaches it.
+/// One pass at fleet size with memory per cluster, not per fleet: the clusters, their
+/// assignments and their reports are read by three statements, each in cluster id order, and
+/// merged (the reports through the reports' primary key, cluster by cluster); each cluster's
+/// values are layered with the overlays that match it (README, "Overlays").
 pub fn for_each_component(
     conn: &Connection,
     scope: &Scope,
