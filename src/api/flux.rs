@@ -58,8 +58,13 @@ pub enum ClusterListFeed {
 
 /// One feed of the cluster with this DNS name (from the feed cache), or the 404 Flux must see.
 /// A successful poll is noted for `/status/clusters`.
-async fn feed(store: &Store, req: &Request, cluster_dns: String, feed: Feed) -> Result<Vec<u8>> {
-    let body = store.feed(&cluster_dns, feed).await?;
+pub(super) async fn feed(
+    store: &Store,
+    req: &Request,
+    cluster_dns: &str,
+    feed: Feed,
+) -> Result<Vec<u8>> {
+    let body = store.feed(cluster_dns, feed).await?;
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)
@@ -67,7 +72,7 @@ async fn feed(store: &Store, req: &Request, cluster_dns: String, feed: Feed) -> 
         .unwrap_or("");
     store
         .polls()
-        .record(&cluster_dns, feed, user_agent, store.clock().now_u64());
+        .record(cluster_dns, feed, user_agent, store.clock().now_u64());
     Ok(body)
 }
 
@@ -86,7 +91,7 @@ impl FluxApi {
         /// The cluster's DNS name.
         cluster_dns: Path<String>,
     ) -> Result<PlatformComponentsFeed, ReadError> {
-        let body = feed(&store, req, cluster_dns.0, Feed::PlatformComponents).await?;
+        let body = feed(&store, req, &cluster_dns.0, Feed::PlatformComponents).await?;
         Ok(PlatformComponentsFeed::Ok(Encoded::new(body)))
     }
 
@@ -100,7 +105,7 @@ impl FluxApi {
         /// The cluster's DNS name.
         cluster_dns: Path<String>,
     ) -> Result<NamespacesFeed, ReadError> {
-        let body = feed(&store, req, cluster_dns.0, Feed::Namespaces).await?;
+        let body = feed(&store, req, &cluster_dns.0, Feed::Namespaces).await?;
         Ok(NamespacesFeed::Ok(Encoded::new(body)))
     }
 
@@ -117,7 +122,7 @@ impl FluxApi {
         /// The cluster's DNS name.
         cluster_dns: Path<String>,
     ) -> Result<RolebindingsFeed, ReadError> {
-        let body = feed(&store, req, cluster_dns.0, Feed::Rolebindings).await?;
+        let body = feed(&store, req, &cluster_dns.0, Feed::Rolebindings).await?;
         Ok(RolebindingsFeed::Ok(Encoded::new(body)))
     }
 

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use poem::http::{HeaderValue, Method, StatusCode, header};
+use poem::http::{HeaderValue, Method, StatusCode};
 use poem::web::headers::authorization::Bearer;
 use poem::web::headers::{Authorization, HeaderMapExt};
 use poem::{Body, Endpoint, Request, Response};
@@ -84,17 +84,9 @@ impl ShortWay {
             Identity::Cluster { .. } => return None,
         }
         let (_, feed) = FEEDS[which];
-        let body = self.store.feed(cluster_dns, feed).await.ok()?;
-        let user_agent = req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let now = self.store.clock().now_u64();
-        self.store
-            .polls()
-            .record(cluster_dns, feed, user_agent, now);
-
+        let body = super::flux::feed(&self.store, req, cluster_dns, feed)
+            .await
+            .ok()?;
         Some(self.answered(req, started, self.routes[which], Body::from(body)))
     }
 

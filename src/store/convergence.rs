@@ -326,6 +326,28 @@ fn cluster_condition(scope: &Scope, by_id: &str, by_dns: &str) -> String {
     sql
 }
 
+/// Takes the rows of cluster `id` from a stream in cluster id order (`pending` is the row
+/// read ahead, `next` reads the following one), passing each to `keep` and skipping rows of
+/// clusters before `id` (clusters the walk passed over).
+fn rows_of<T>(
+    id: &str,
+    pending: &mut Option<(String, T)>,
+    next: &mut impl FnMut() -> Result<Option<(String, T)>>,
+    mut keep: impl FnMut(T),
+) -> Result<()> {
+    while let Some((cluster_id, row)) = pending.take() {
+        if cluster_id.as_str() > id {
+            *pending = Some((cluster_id, row));
+            break;
+        }
+        if cluster_id == id {
+            keep(row);
+        }
+        *pending = next()?;
+    }
+    Ok(())
+}
+
 /// Visits every (cluster, component) in `scope` in cluster id order (a single cluster's in
 /// feed order); `polls` decides which clusters are stale at `now`.
 ///
@@ -450,16 +472,7 @@ pub fn for_each_component(
     while let Some(cluster) = clusters.next().db()? {
         let id: String = cluster.get(0).db()?;
         let mut own = Vec::new();
-        while let Some((cluster_id, assignment)) = pending.take() {
-            if cluster_id > id {
-                pending = Some((cluster_id, assignment));
-                break;
-            }
-            if cluster_id == id {
-                own.push(assignment);
-            }
-            pending = next_assignment()?;
-        }
+        rows_of(&id, &mut pending, &mut next_assignment, |a| own.push(a))?;
         if own.is_empty() && overlays.is_empty() {
             continue;
         }
@@ -497,16 +510,9 @@ pub fn for_each_component(
         let dns: String = cluster.get(1).db()?;
         let stale = polls.is_stale(&polls.get(&dns), now);
         reports.clear();
-        while let Some((cluster_id, report)) = pending_report.take() {
-            if cluster_id > id {
-                pending_report = Some((cluster_id, report));
-                break;
-            }
-            if cluster_id == id {
-                reports.extend(report);
-            }
-            pending_report = next_report()?;
-        }
+        rows_of(&id, &mut pending_report, &mut next_report, |r| {
+            reports.extend(r)
+        })?;
         for (component, enabled, tag) in &assigned {
             let component = component.as_str();
             let Some(desired) = tag
