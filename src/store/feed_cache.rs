@@ -36,15 +36,10 @@ struct FleetList(Vec<(Environment, Box<[u8]>)>);
 
 /// Every cluster's fleet-list entry, pre-encoded, in id order.
 fn fleet_list(conn: &rusqlite::Connection) -> Result<FleetList> {
-    let entries = clusters::list_headers(conn, &Default::default())?
-        .iter()
-        .map(|c| {
-            (
-                c.environment,
-                json_text(&merge::cluster_list_entry(c).to_json().unwrap_or_default()),
-            )
-        })
-        .collect();
+    let entries = clusters::map_headers(conn, |c| {
+        let entry = merge::cluster_list_entry(&c).to_json().unwrap_or_default();
+        (c.environment, json_text(&entry))
+    })?;
     Ok(FleetList(entries))
 }
 
