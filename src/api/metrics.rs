@@ -100,18 +100,22 @@ pub async fn render(store: &Store, requests: &RequestMetrics, per_cluster: bool)
             0,
         ),
     }
-    render_reports(&mut out, store).await;
+    let summary = crate::store::convergence::whole_fleet_summary(store).await;
+    render_reports(&mut out, store, summary.as_deref().ok());
     render_rollouts(&mut out, store).await;
-    let Ok(statuses) = crate::store::convergence::cluster_statuses(store).await else {
+    let Ok(summary) = summary else {
         return out;
     };
     gauge(
         &mut out,
         "flux_inputs_clusters_stale",
         "Clusters that have not polled within poll_stale_after (per cluster: ?per_cluster=true).",
-        statuses.iter().filter(|s| s.stale).count(),
+        summary.stale_count,
     );
     if per_cluster {
+        let Ok(statuses) = crate::store::convergence::cluster_statuses(store).await else {
+            return out;
+        };
         out.push_str("# HELP flux_inputs_cluster_last_poll_timestamp_seconds When a cluster last polled a feed.\n");
         out.push_str("# TYPE flux_inputs_cluster_last_poll_timestamp_seconds gauge\n");
         for status in &statuses {
@@ -146,7 +150,11 @@ pub async fn render(store: &Store, requests: &RequestMetrics, per_cluster: bool)
 
 /// Events received, and clusters per component and convergence state: bounded label sets
 /// (kinds and reasons outside Flux's own lists count as `other`; no per-cluster series).
-async fn render_reports(out: &mut String, store: &Store) {
+fn render_reports(
+    out: &mut String,
+    store: &Store,
+    summary: Option<&crate::domain::convergence::FleetStatus>,
+) {
     out.push_str("# HELP flux_inputs_events_received_total Flux events accepted, by object kind, reason and severity.\n");
     out.push_str("# TYPE flux_inputs_events_received_total counter\n");
     for ((kind, reason, severity), n) in store.reports().counts() {
@@ -155,14 +163,7 @@ async fn render_reports(out: &mut String, store: &Store) {
             "flux_inputs_events_received_total{{kind=\"{kind}\",reason=\"{reason}\",severity=\"{severity}\"}} {n}"
         );
     }
-    let polls = store.polls().clone();
-    let now = store.clock().now_u64();
-    let summary = store
-        .read(move |conn| {
-            crate::store::convergence::fleet_summary(conn, &Default::default(), &polls, now)
-        })
-        .await;
-    let Ok(summary) = summary else { return };
+    let Some(summary) = summary else { return };
     out.push_str(
         "# HELP flux_inputs_component_clusters Clusters per component and convergence state.\n",
     );

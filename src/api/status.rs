@@ -22,7 +22,7 @@ use crate::store::Store;
 use crate::store::clusters;
 use crate::store::convergence::Scope;
 use crate::store::convergence::{
-    cluster_convergence, cluster_statuses, fleet_summary, with_convergence,
+    cluster_convergence, cluster_statuses, fleet_summary, whole_fleet_summary, with_convergence,
 };
 use crate::store::reports;
 
@@ -213,15 +213,20 @@ impl StatusApi {
         auth: StatusAccess,
         store: Data<&Store>,
     ) -> Result<FleetStatusResponse, ReadError> {
-        let scope = Scope {
-            cluster_dns: auth.0.as_deref().map(str::to_owned),
-            ..Scope::default()
+        let summary = match auth.0 {
+            None => whole_fleet_summary(&store).await?.as_ref().clone(),
+            Some(dns) => {
+                let scope = Scope {
+                    cluster_dns: Some(dns.to_string()),
+                    ..Scope::default()
+                };
+                let polls = store.polls().clone();
+                let now = store.clock().now_u64();
+                store
+                    .read(move |conn| fleet_summary(conn, &scope, &polls, now))
+                    .await?
+            }
         };
-        let polls = store.polls().clone();
-        let now = store.clock().now_u64();
-        let summary = store
-            .read(move |conn| fleet_summary(conn, &scope, &polls, now))
-            .await?;
         Ok(FleetStatusResponse::Ok(Json(summary)))
     }
 

@@ -5,6 +5,7 @@
 //! per poll. After a restart the last flushed state is loaded back.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, params};
@@ -50,6 +51,9 @@ pub struct PollTracker {
     /// than `stale_after`), so the file soon says what the server says: the offline commands
     /// read it. Repeated polls wait for the regular flush.
     freshened: Arc<tokio::sync::Notify>,
+    /// Polls that made a feed fresh, counted: what was computed from staleness before a
+    /// larger count may be out of date (the fleet summary's cache).
+    revivals: Arc<AtomicU64>,
 }
 
 /// Flux polls every 10 minutes by default; three missed polls make a cluster stale.
@@ -61,6 +65,7 @@ impl Default for PollTracker {
             polls: Arc::new(std::array::from_fn(|_| Mutex::default())),
             stale_after: DEFAULT_STALE_AFTER_SECONDS,
             freshened: Arc::default(),
+            revivals: Arc::default(),
         }
     }
 }
@@ -68,12 +73,19 @@ impl Default for PollTracker {
 impl PollTracker {
     /// Whether the most recent of these polls is older than `stale_after` (or there is none).
     pub fn is_stale(&self, polls: &[Option<Poll>; 3], now: u64) -> bool {
-        polls
-            .iter()
-            .flatten()
-            .map(|p| p.at)
-            .max()
-            .is_none_or(|last| now.saturating_sub(last) > self.stale_after)
+        self.fresh_until(polls, now).is_none()
+    }
+
+    /// The last second these polls keep their cluster fresh, if it is fresh at `now`.
+    pub fn fresh_until(&self, polls: &[Option<Poll>; 3], now: u64) -> Option<u64> {
+        let last = polls.iter().flatten().map(|p| p.at).max()?;
+        let until = last.saturating_add(self.stale_after);
+        (now <= until).then_some(until)
+    }
+
+    /// Polls so far that made a feed fresh.
+    pub fn revivals(&self) -> u64 {
+        self.revivals.load(Ordering::Relaxed)
     }
 
     fn shard(
@@ -100,6 +112,7 @@ impl PollTracker {
             .as_ref()
             .is_some_and(|poll| now.saturating_sub(poll.at) <= self.stale_after);
         if !was_fresh {
+            self.revivals.fetch_add(1, Ordering::Relaxed);
             self.freshened.notify_one();
         }
         match &mut entry.polls[i] {

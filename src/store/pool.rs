@@ -94,6 +94,8 @@ pub struct Store {
     pub(super) tokens: tokens::TokenRegistry,
     /// Events received from the clusters, not yet written.
     pub(super) reports: inbox::ReportInbox,
+    /// The last whole-fleet summary.
+    summaries: super::convergence::SummaryCache,
     /// Wakes the rollout controller (new reports, a verb).
     pub(super) rollouts_wake: Arc<tokio::sync::Notify>,
     /// The last `data_version` of the writer: other processes' commits change it.
@@ -220,6 +222,7 @@ impl Store {
             polls: polls::PollTracker::default(),
             tokens: tokens::TokenRegistry::default(),
             reports: inbox::ReportInbox::default(),
+            summaries: Default::default(),
             rollouts_wake: Arc::default(),
             outside: Arc::default(),
             identity: file_identity(path),
@@ -301,6 +304,10 @@ impl Store {
         &self.reports
     }
 
+    pub fn summaries(&self) -> &super::convergence::SummaryCache {
+        &self.summaries
+    }
+
     pub fn polls(&self) -> &polls::PollTracker {
         &self.polls
     }
@@ -361,6 +368,7 @@ impl Store {
     pub fn forget_cached(&self) {
         self.cache.invalidate();
         self.tokens.invalidate();
+        self.summaries.forget();
     }
 
     /// Connections checked out of the pool right now.

@@ -1138,3 +1138,82 @@ async fn an_event_that_is_not_declared_json_is_415() {
     assert_eq!(answer.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(answer.json["error"], "bad_request");
 }
+
+/// Clusters of `component` in `state`, as `/status/fleet` counts them.
+fn fleet_count(fleet: &Value, component: &str, state: &str) -> u64 {
+    fleet["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["component"] == component)
+        .map_or(0, |c| c["counts"][state].as_u64().unwrap())
+}
+
+/// The unfiltered `/status/fleet` and `/metrics` share one summary kept between requests (at
+/// 100,000 clusters it reads 3 million assignments): every change it counts must show at
+/// once — a report, a poll that makes a cluster fresh, an inventory write, a cluster going
+/// stale as time passes, another process's write.
+#[tokio::test]
+async fn the_kept_fleet_summary_shows_every_change_at_once() {
+    let app = TestApp::new();
+    let first = app.get("/status/fleet").await.json;
+    assert_eq!(first["stale_count"], 4, "nobody polled yet");
+    assert_eq!(
+        app.get("/status/fleet").await.json,
+        first,
+        "nothing changed"
+    );
+
+    poll(&app, DEV).await;
+    let polled = app.get("/status/fleet").await.json;
+    assert_eq!(polled["stale_count"], 3, "a poll makes lab-dev-01 fresh");
+    let failed = fleet_count(&polled, "cert-manager", "failed");
+
+    let event = helm_event(
+        "cert-manager",
+        "error",
+        "UpgradeFailed",
+        "2026-08-20T10:00:00Z",
+        "v1.16.2",
+    );
+    accepted(&send(&app, DEV, READ, &event).await);
+    let reported = app.get("/status/fleet").await.json;
+    assert_eq!(fleet_count(&reported, "cert-manager", "failed"), failed + 1);
+    let metrics = String::from_utf8(app.get("/metrics").await.bytes).unwrap();
+    assert!(
+        metrics.contains("flux_inputs_clusters_stale 3\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains(&format!(
+        "flux_inputs_component_clusters{{component=\"cert-manager\",state=\"failed\"}} {}\n",
+        failed + 1
+    )));
+
+    let deleted = app.delete("/clusters/edge-prod-01").await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.json);
+    let written = app.get("/status/fleet").await.json;
+    assert_eq!(
+        (
+            written["clusters"].as_u64(),
+            written["stale_count"].as_u64()
+        ),
+        (Some(3), Some(2))
+    );
+
+    // Another process clears what was reported; the server's watcher notices such commits
+    // and drops what it keeps (`forget_cached`).
+    rusqlite::Connection::open(app.store.path())
+        .unwrap()
+        .execute("DELETE FROM reported_objects", [])
+        .unwrap();
+    app.store.forget_cached();
+    let outside = app.get("/status/fleet").await.json;
+    assert_eq!(fleet_count(&outside, "cert-manager", "failed"), failed);
+
+    app.store.clock().advance(1801);
+    let later = app.get("/status/fleet").await.json;
+    assert_eq!(
+        later["stale_count"], 3,
+        "lab-dev-01's last poll is 1801 s old"
+    );
+}
