@@ -75,6 +75,27 @@ load() {
         | awk '/^RESULT/ {print $2, $3, $4, $5, $6}'
 }
 
+# timed PATH → the median of 5 GETs with the token, in ms; once PATH → one GET, in ms
+ms() { python3 -c 'import sys; print(f"{float(sys.stdin.read()) * 1000:.0f}")'; }
+once() { curl -s -o /dev/null -w '%{time_total}\n' -H "Authorization: Bearer $token" "http://127.0.0.1:$port$1" | ms; }
+timed() {
+    for _ in 1 2 3 4 5; do
+        curl -s -o /dev/null -w '%{time_total}\n' -H "Authorization: Bearer $token" "http://127.0.0.1:$port$1"
+    done | sort -g | sed -n 3p | ms
+}
+# A catalog edit of fleet-agent (on every cluster): what the fleet's summary counts changed.
+after_write() {
+    curl -s -o /dev/null -X PUT -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+        -d "{\"oci_tag\": \"9.9.$RANDOM\"}" "http://127.0.0.1:$port/platform_components/fleet-agent"
+}
+# The console's pages, signed in with the write token: page_ms PATH → median of 5, in ms.
+sign_in() { curl -s -c "$work/console.jar" -o /dev/null -d "token=$token" "http://127.0.0.1:$port/ui/login"; }
+page_ms() {
+    for _ in 1 2 3 4 5; do
+        curl -s -b "$work/console.jar" -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:$port$1"
+    done | sort -g | sed -n 3p | ms
+}
+
 # Overlays (README, "Overlays"), on $clusters clusters labelled half=a|b: feeds with 20
 # overlays matching every cluster against the same fleet without overlays (alternated three
 # times, medians), tag edits of an overlay matching half the fleet against catalog edits of a
@@ -168,7 +189,26 @@ measure_p99() {
     stop
 }
 measure_p99 "$small"
-measure_p99 "$large"
+
+# The large fleet: feeds (p99 above), serving memory, the fleet-wide views and a catalog edit.
+size="$large"
+echo "== $size clusters: feeds, status, metrics, console, catalog edits" >&2
+start "$work/db-$size.sqlite" none
+warm
+result[$size]="$(load platform-components)"
+large_rss_kib="$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")"
+large_metrics_bytes="$(curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:$port/metrics" | wc -c)"
+large_metrics_ms="$(timed /metrics)"
+large_fleet_ms="$(timed /status/fleet)"
+sign_in
+large_console_ms="$(page_ms /ui/) / $(page_ms '/ui/?q=cluster-000042') / $(page_ms /ui/components/fleet-agent)"
+large_id="$(head -1 "$work/dns-$size.txt" | sed 's/\.fleet.*//')"
+read -r large_edit_p50 large_edit_p99 large_edit_status _ < <(python3 bench/measure.py edits "$port" "$token" \
+    fleet-agent "$large_id" 5)
+# The first summary after a write is computed afresh; the next ones are kept.
+large_fleet_fresh_ms="$(once /status/fleet)"
+large_metrics_fresh_ms="$(after_write; once /metrics)"
+stop
 
 size="$clusters"
 echo "== $size clusters: load" >&2
@@ -221,19 +261,10 @@ for round in 1 2 3; do
     events_rate+=("$(cut -d' ' -f1 "$work/events-$round.txt")")
 done
 # The convergence views over the whole fleet, after those events: median of 5, in ms.
-timed() {
-    for _ in 1 2 3 4 5; do
-        curl -s -o /dev/null -w '%{time_total}\n' -H "Authorization: Bearer $token" "http://127.0.0.1:$port$1"
-    done | sort -g | sed -n 3p | python3 -c 'import sys; print(f"{float(sys.stdin.read()) * 1000:.0f}")'
-}
 status_fleet_ms="$(timed /status/fleet)"
+status_fleet_fresh_ms="$(after_write; once /status/fleet)"
 # The console's pages, signed in with the write token (median of 5, in ms).
-curl -s -c "$work/console.jar" -o /dev/null -d "token=$token" "http://127.0.0.1:$port/ui/login"
-page_ms() {
-    for _ in 1 2 3 4 5; do
-        curl -s -b "$work/console.jar" -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:$port$1"
-    done | sort -g | sed -n 3p | python3 -c 'import sys; print(f"{float(sys.stdin.read()) * 1000:.0f}")'
-}
+sign_in
 console_ms="$(page_ms /ui/) / $(page_ms '/ui/?q=cluster-00042') / $(page_ms "/ui/clusters/$(head -1 "$work/ids.txt")") / $(page_ms /ui/catalog) / $(page_ms /ui/audit)"
 console_more_ms="$(page_ms /ui/components/fleet-agent) / $(page_ms '/ui/components/fleet-agent?environment=prod&state=failed') / $(page_ms '/ui/?show=stale') / $(page_ms '/ui/?component=fleet-agent') / $(page_ms /ui/rollouts) / $(page_ms /ui/overlays)"
 status_component_ms="$(timed '/status/components/fleet-agent?state=failed')"
@@ -343,7 +374,7 @@ printf '| %-52s | %14s |\n' \
     "  events/s sent meanwhile (median)" "$(median "${events_rate[@]}")" \
     "  ratio with events / alone (target >= 0.9)" "$(python3 -c "print(f'{$(median "${feeds_events[@]}") / $(median "${feeds_alone[@]}"):.2f}')")" \
     "events accepted by the server in this run" "$events_saved" \
-    "GET /status/fleet, $clusters clusters (median of 5)" "$status_fleet_ms ms" \
+    "GET /status/fleet, $clusters clusters: after a write / kept (median of 5)" "$status_fleet_fresh_ms / $status_fleet_ms ms" \
     "GET /status/components/{id}?state=failed (median of 5)" "$status_component_ms ms" \
     "console: fleet / search / cluster / catalog / audit" "$console_ms ms" \
     "console: component / its failures / stale / by component / rollouts / overlays" "$console_more_ms ms" \
@@ -356,5 +387,16 @@ printf '| %-52s | %14s |\n' \
     "  its p99" "$(echo "$replica_feeds" | cut -d' ' -f3) ms" \
     "  hub write to replica feed: median / max of 20" "$lag_median / $lag_max s" \
     "one platform-components feed" "$feed_bytes bytes"
+
+printf '\n| %-58s | %16s |\n' "$large clusters" "value"
+printf '|%s|%s|\n' "------------------------------------------------------------" "------------------"
+printf '| %-58s | %16s |\n' \
+    "peak RSS (VmHWM) serving, after the feeds' load" "$((large_rss_kib / 1024)) MiB" \
+    "GET /metrics: answer size" "$large_metrics_bytes bytes" \
+    "GET /metrics: after a write / kept (median of 5)" "$large_metrics_fresh_ms / $large_metrics_ms ms" \
+    "GET /status/fleet: after a write / kept (median of 5)" "$large_fleet_fresh_ms / $large_fleet_ms ms" \
+    "console: fleet / search / component (median of 5)" "$large_console_ms ms" \
+    "catalog edit on all $large clusters: p50 / p99 (5)" "$large_edit_p50 / $large_edit_p99 ms" \
+    "  its statuses" "$large_edit_status"
 if [ "$((wnon2xx + werrors))" -ne 0 ]; then echo "warning: $((wnon2xx + werrors)) failed writes" >&2; fi
 overlays_part
