@@ -4,6 +4,8 @@ use maud::{Markup, html};
 use poem::http::{StatusCode, header};
 use poem::web::{Data, Path, Query, Redirect};
 use poem::{Body, IntoResponse, Request, Response, handler};
+use std::collections::{BTreeMap, HashMap};
+
 use serde::Deserialize;
 
 use super::csrf_refusal;
@@ -383,22 +385,12 @@ pub async fn fleet_page(
         .read(move |conn| {
             let closed = crate::store::windows::closed(conn, now as i64, None)?;
             // The fleet at a glance: every cluster, failing, stale, closed (each a filter).
-            let stale: Vec<String> = crate::store::clusters::ids_and_dns(conn, None)?
-                .into_iter()
-                .filter(|(_, dns)| polls.is_stale(&polls.get(dns), now))
-                .map(|(id, _)| id)
-                .collect();
-            let count = |failing: bool| -> crate::error::Result<u64> {
-                let all = Browse {
-                    failing,
-                    limit: 0,
-                    ..Browse::default()
-                };
-                Ok(crate::store::clusters::browse(conn, &all)?.0)
-            };
+            let stale = crate::store::clusters::ids_where(conn, |dns| {
+                polls.is_stale(&polls.get(dns), now)
+            })?;
             let glance = Glance {
-                clusters: count(false)?,
-                failing: count(true)?,
+                clusters: crate::store::clusters::count(conn)? as u64,
+                failing: crate::store::clusters::failing_count(conn)?,
                 stale: stale.len() as u64,
                 closed: closed.len() as u64,
             };
@@ -439,16 +431,22 @@ pub async fn fleet_page(
                 });
             }
             let (total, clusters) = crate::store::clusters::browse(conn, &browse)?;
+            // The page's clusters per state, in one walk over the page.
+            let page = Scope {
+                clusters: Some(clusters.iter().map(|c| c.id.clone()).collect()),
+                ..Scope::default()
+            };
+            let mut states: HashMap<String, BTreeMap<State, u64>> = HashMap::new();
+            crate::store::convergence::for_each_component(conn, &page, &polls, now, |row| {
+                let counts = match states.get_mut(row.cluster_id) {
+                    Some(counts) => counts,
+                    None => states.entry(row.cluster_id.to_owned()).or_default(),
+                };
+                *counts.entry(row.state).or_insert(0) += 1;
+            })?;
             let mut rows = Vec::with_capacity(clusters.len());
             for cluster in clusters {
-                let scope = Scope {
-                    cluster: Some(cluster.id.clone()),
-                    ..Scope::default()
-                };
-                let mut counts = std::collections::BTreeMap::new();
-                crate::store::convergence::for_each_component(conn, &scope, &polls, now, |row| {
-                    *counts.entry(row.state).or_insert(0u64) += 1;
-                })?;
+                let counts = states.remove(&cluster.id).unwrap_or_default();
                 let worst = counts.keys().copied().min_by_key(|s| urgency(*s));
                 let last_poll = polls
                     .get(&cluster.cluster_dns)

@@ -205,9 +205,11 @@ pub struct Browsed {
 /// One page of the clusters `browse` selects — those with a reported failure first, then
 /// `next`, then by id — and how many it selects.
 pub fn browse(conn: &Connection, browse: &Browse) -> Result<(u64, Vec<Browsed>)> {
+    // The labels matching a search are found in one pass over the labels, not looked up
+    // cluster by cluster (a third of the search's time at 100,000 clusters).
     const WHERE: &str = "WHERE (?1 IS NULL OR instr(c.id, ?1) > 0 OR instr(c.cluster_dns, ?1) > 0 \
-         OR instr(lower(c.cluster_name), ?1) > 0 OR EXISTS (SELECT 1 FROM cluster_labels l \
-         WHERE l.cluster_id = c.id AND instr(l.key || '=' || l.value, ?1) > 0)) \
+         OR instr(lower(c.cluster_name), ?1) > 0 OR c.id IN (SELECT l.cluster_id FROM cluster_labels l \
+         WHERE instr(l.key || '=' || l.value, ?1) > 0)) \
          AND (?2 IS NULL OR c.environment = ?2) \
          AND (?3 = 0 OR c.cluster_dns IN (SELECT cluster_dns FROM reported_objects \
          WHERE kind = 'HelmRelease' AND outcome = 'failure')) \
@@ -282,6 +284,36 @@ pub fn browse(conn: &Connection, browse: &Browse) -> Result<(u64, Vec<Browsed>)>
         }
     }
     Ok((total.max(0) as u64, page))
+}
+
+/// Clusters whose latest decisive report of some HelmRelease is a failure (the partial
+/// index of failing HelmReleases; reports of a deleted cluster are deleted with it).
+pub fn failing_count(conn: &Connection) -> Result<u64> {
+    conn.prepare_cached(
+        "SELECT count(DISTINCT cluster_dns) FROM reported_objects \
+         WHERE kind = 'HelmRelease' AND outcome = 'failure'",
+    )
+    .db()?
+    .query_row([], |row| row.get::<_, i64>(0))
+    .db()
+    .map(|n| n.max(0) as u64)
+}
+
+/// The ids, in id order, of the clusters whose DNS name `keep` keeps: one pass, and no
+/// string allocated for a cluster not kept.
+pub fn ids_where(conn: &Connection, mut keep: impl FnMut(&str) -> bool) -> Result<Vec<String>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT id, cluster_dns FROM clusters ORDER BY id")
+        .db()?;
+    let mut rows = stmt.query([]).db()?;
+    let mut ids = Vec::new();
+    while let Some(row) = rows.next().db()? {
+        // STRICT and NOT NULL: always text.
+        if keep(row.get_ref(1).db()?.as_str().unwrap_or_default()) {
+            ids.push(row.get(0).db()?);
+        }
+    }
+    Ok(ids)
 }
 
 /// Every cluster's id and DNS name (or only the one with this DNS name), ordered by id.

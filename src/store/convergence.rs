@@ -319,6 +319,8 @@ pub struct Scope {
     pub cluster: Option<String>,
     /// Only the cluster with this DNS name (a cluster-scoped token's view).
     pub cluster_dns: Option<String>,
+    /// Only these clusters (by id): one page of the console's fleet, in one walk.
+    pub clusters: Option<Vec<String>>,
     /// Only this component.
     pub component: Option<String>,
     /// Read no report: every row as if nothing was reported yet (its state decided by what
@@ -414,10 +416,15 @@ fn claims<'a>(
 }
 
 /// `AND …` conditions on `column` for the scope's cluster (by id or DNS name), if any.
-fn cluster_condition(scope: &Scope, by_id: &str, by_dns: &str) -> String {
+fn cluster_condition(scope: &Scope, id_column: &str, by_dns: &str) -> String {
     let mut sql = String::new();
     if scope.cluster.is_some() {
-        sql.push_str(&format!(" AND {by_id}"));
+        sql.push_str(&format!(" AND {id_column} = ?1"));
+    }
+    if scope.clusters.is_some() {
+        sql.push_str(&format!(
+            " AND {id_column} IN (SELECT value FROM json_each(?4))"
+        ));
     }
     if scope.cluster_dns.is_some() {
         sql.push_str(&format!(" AND {by_dns}"));
@@ -461,10 +468,14 @@ pub fn for_each_component(
     now: u64,
     mut visit: impl FnMut(&ComponentRow<'_>),
 ) -> Result<()> {
-    let bind = params![scope.cluster, scope.cluster_dns, scope.component];
-    // ?1 cluster id, ?2 cluster DNS name, ?3 component: every statement names all three
-    // (`?n IS ?n` keeps an unused one bound), so one parameter list serves them all.
-    let unused = " AND ?1 IS ?1 AND ?2 IS ?2 AND ?3 IS ?3";
+    let ids = scope
+        .clusters
+        .as_ref()
+        .map(|ids| serde_json::Value::from(ids.clone()).to_string());
+    let bind = params![scope.cluster, scope.cluster_dns, scope.component, ids];
+    // ?1 cluster id, ?2 cluster DNS name, ?3 component, ?4 cluster ids: every statement
+    // names all four (`?n IS ?n` keeps an unused one bound), so one parameter list serves.
+    let unused = " AND ?1 IS ?1 AND ?2 IS ?2 AND ?3 IS ?3 AND ?4 IS ?4";
     let single = scope.cluster.is_some() || scope.cluster_dns.is_some();
     let catalog: HashMap<String, String> = conn
         .prepare_cached("SELECT id, oci_tag FROM platform_components")
@@ -477,7 +488,7 @@ pub fn for_each_component(
     let mut clusters_stmt = conn
         .prepare_cached(&format!(
             "SELECT id, cluster_dns, environment FROM clusters WHERE 1{}{unused} ORDER BY id",
-            cluster_condition(scope, "id = ?1", "cluster_dns = ?2")
+            cluster_condition(scope, "id", "cluster_dns = ?2")
         ))
         .db()?;
     let mut clusters = clusters_stmt.query(bind).db()?;
@@ -486,7 +497,7 @@ pub fn for_each_component(
             "SELECT cluster_id, component_id, enabled, oci_tag FROM cluster_components WHERE 1{}{}{unused}{}",
             cluster_condition(
                 scope,
-                "cluster_id = ?1",
+                "cluster_id",
                 "cluster_id = (SELECT id FROM clusters WHERE cluster_dns = ?2)"
             ),
             if scope.component.is_some() { " AND component_id = ?3" } else { "" },
@@ -507,7 +518,7 @@ pub fn for_each_component(
         "NULL"
     };
     let any = if scope.desired_only { "0" } else { "1" };
-    let clusters_in_scope = cluster_condition(scope, "c.id = ?1", "c.cluster_dns = ?2");
+    let clusters_in_scope = cluster_condition(scope, "c.id", "c.cluster_dns = ?2");
     let component_named = if scope.component.is_some() {
         " AND (r.component = ?3 OR (r.component IS NULL AND r.name = ?3))"
     } else {
