@@ -163,9 +163,10 @@ declare -A import_s import_kib ready_s
 done
 
 # Warm the feed cache until every cluster was loaded once (the cache's miss counter reaches
-# the fleet size), so the measured run sees the steady state; bounded to 60 s.
+# the fleet size), so the measured run sees the steady state; bounded to 60 s, 180 s for
+# 100,000 clusters and more.
 warm() {
-    local deadline=$((SECONDS + 60)) misses=0
+    local deadline=$((SECONDS + (size >= 100000 ? 180 : 60))) misses=0
     while [ "$SECONDS" -lt "$deadline" ]; do
         load platform-components 2 >/dev/null
         misses="$(curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:$port/metrics" \

@@ -332,14 +332,16 @@ async fn checkpoint(store: &Store) {
 /// How often the background task looks for commits made by other processes (the CLI, sqlite3)
 /// and checks that the database file is still the one opened.
 pub const EXTERNAL_WRITE_POLL: Duration = Duration::from_secs(1);
-/// How often recorded poll times are written to the database.
+/// How often recorded poll times are written to the database (a part every
+/// `POLL_FLUSH_EVERY / polls::FLUSH_PARTS`).
 pub const POLL_FLUSH_EVERY: Duration = Duration::from_secs(30);
 /// How soon a poll that made a cluster's feed fresh is written.
 pub const FRESH_POLL_FLUSH_AFTER: Duration = Duration::from_secs(1);
 
 /// The server's background work: a watcher for outside commits and the file's identity
-/// (every second), and the batched writes (every 30 s). They run apart so that a flush
-/// waiting for a lock never delays noticing a revoked token.
+/// (every second), and the batched writes (a part of the polls about every second, each
+/// part every 30 s). They run apart so that a flush waiting for a lock never delays
+/// noticing a revoked token.
 async fn background(store: Store, retention: (Option<u64>, Option<u64>)) {
     let flusher = tokio::spawn(flush_and_prune(store.clone(), retention));
     watch_outside_commits(store).await;
@@ -361,8 +363,11 @@ async fn watch_outside_commits(store: Store) {
 }
 
 async fn flush_and_prune(store: Store, retention: (Option<u64>, Option<u64>)) {
-    let mut ticker = tokio::time::interval(POLL_FLUSH_EVERY);
+    use crate::store::polls::FLUSH_PARTS;
+    // One part of the polls at a time, every part once per POLL_FLUSH_EVERY.
+    let mut ticker = tokio::time::interval(POLL_FLUSH_EVERY / FLUSH_PARTS as u32);
     ticker.tick().await;
+    let mut part = 0;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -374,8 +379,12 @@ async fn flush_and_prune(store: Store, retention: (Option<u64>, Option<u64>)) {
                 continue;
             }
         }
-        flush_polls(&store).await;
-        if retention.0.is_none() && retention.1.is_none() {
+        if let Err(err) = store.flush_usage_part(part).await {
+            tracing::warn!(error = %err, "cannot save poll times");
+        }
+        part = (part + 1) % FLUSH_PARTS;
+        // Pruning once a round.
+        if part != 0 || (retention.0.is_none() && retention.1.is_none()) {
             continue;
         }
         let now = store.clock().now();
