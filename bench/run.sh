@@ -6,12 +6,13 @@
 #                [--only overlays]
 #
 # Defaults: 10,000 clusters for the main table, 1,000 and 100,000 for the p99 scaling check
-# and the import, 10 s per wrk run, wrk -t1 -c64, after a warm-up that loads every cluster
+# and the import, 100,000 for the large fleet's table (serving RSS, /metrics, /status/fleet,
+# console pages, catalog edits), 10 s per wrk run, wrk -t1 -c64, after a warm-up that loads every cluster
 # into the feed cache once. Also: catalog edits of a component on every cluster with a
 # concurrent writer, events from every cluster (as fast as taken, and feeds with events at
 # 200/s against feeds alone), feeds with a token per cluster, and overlays (edits of one
 # matching half the fleet, feeds with 20 matching every cluster, an import with 50). A full
-# run takes about 12 minutes; `--only overlays` runs the overlays part alone (3 minutes).
+# run takes about 16 minutes; `--only overlays` runs the overlays part alone (3 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
