@@ -1,11 +1,11 @@
 //! The console's pages: sign-in and sign-out, the fleet, one cluster.
 
+use std::collections::{BTreeMap, HashMap};
+
 use maud::{Markup, html};
 use poem::http::{StatusCode, header};
 use poem::web::{Data, Path, Query, Redirect};
 use poem::{Body, IntoResponse, Request, Response, handler};
-use std::collections::{BTreeMap, HashMap};
-
 use serde::Deserialize;
 
 use super::csrf_refusal;
