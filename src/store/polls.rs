@@ -302,7 +302,7 @@ mod tests {
         assert_eq!(parts.iter().sum::<usize>(), 200, "every poll, once");
         assert!(
             parts.iter().all(|&n| n < 200),
-            "each part writes some: {parts:?}"
+            "spread over the parts: {parts:?}"
         );
         let rows: i64 = conn
             .query_row("SELECT count(*) FROM cluster_polls", [], |r| r.get(0))

@@ -35,6 +35,11 @@ async fn send(app: &TestApp, dns: &str, token: &str, event: &Value) -> crate::he
     .await
 }
 
+/// cert-manager's HelmRelease failing to upgrade to v1.16.2 at `at`.
+fn cert_manager_failure(at: &str) -> Value {
+    helm_event("cert-manager", "error", "UpgradeFailed", at, "v1.16.2")
+}
+
 #[track_caller]
 fn accepted(answer: &crate::helpers::Answer) {
     assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.json);
@@ -105,13 +110,7 @@ async fn upgrades_failures_and_rollbacks_set_the_state() {
     assert_eq!(converged["event_time"], "2026-08-20T10:15:42Z");
     assert_eq!(converged["authenticated_as"], "fleet");
 
-    let failed = helm_event(
-        "cert-manager",
-        "error",
-        "UpgradeFailed",
-        "2026-08-20T10:20:00Z",
-        "v1.16.2",
-    );
+    let failed = cert_manager_failure("2026-08-20T10:20:00Z");
     accepted(&send(&app, DEV, READ, &failed).await);
     let entry = component(&app, "lab-dev-01", "cert-manager").await;
     assert_eq!(entry["state"], "failed");
@@ -177,13 +176,7 @@ async fn late_and_repeated_events_never_overwrite_newer_state() {
         "2026-08-20T10:15:42Z",
         "v1.16.2",
     );
-    let earlier_failure = helm_event(
-        "cert-manager",
-        "error",
-        "UpgradeFailed",
-        "2026-08-20T10:10:00Z",
-        "v1.16.2",
-    );
+    let earlier_failure = cert_manager_failure("2026-08-20T10:10:00Z");
     accepted(&send(&app, DEV, READ, &success).await);
     // Delivered late (notification-controller retries for ~15 s, unordered).
     accepted(&send(&app, DEV, READ, &earlier_failure).await);
@@ -630,13 +623,7 @@ async fn events_are_status_not_inventory() {
 async fn reports_follow_a_cluster_whose_name_changes() {
     let app = TestApp::new();
     poll(&app, DEV).await;
-    let event = helm_event(
-        "cert-manager",
-        "error",
-        "UpgradeFailed",
-        "2026-08-20T10:00:00Z",
-        "v1.16.2",
-    );
+    let event = cert_manager_failure("2026-08-20T10:00:00Z");
     accepted(&send(&app, DEV, READ, &event).await);
     assert_eq!(state(&app, "lab-dev-01", "cert-manager").await, "failed");
     let renamed = app
@@ -979,7 +966,7 @@ async fn a_future_timestamp_does_not_hide_the_failure_after_it() {
             .unwrap()
             .as_secs() as i64,
     );
-    let failure = helm_event("cert-manager", "error", "UpgradeFailed", &now, "v1.16.2");
+    let failure = cert_manager_failure(&now);
     accepted(&send(&app, DEV, READ, &failure).await);
     assert_eq!(state(&app, "lab-dev-01", "cert-manager").await, "failed");
 }
@@ -990,13 +977,7 @@ async fn a_future_timestamp_does_not_hide_the_failure_after_it() {
 async fn a_flood_of_objects_does_not_evict_the_failing_release() {
     let app = TestApp::new();
     poll(&app, DEV).await;
-    let failure = helm_event(
-        "cert-manager",
-        "error",
-        "UpgradeFailed",
-        "2026-08-20T10:00:00Z",
-        "v1.16.2",
-    );
+    let failure = cert_manager_failure("2026-08-20T10:00:00Z");
     accepted(&send(&app, DEV, READ, &failure).await);
     for n in 0..1010 {
         let event = json!({
@@ -1025,13 +1006,7 @@ async fn a_flood_of_objects_does_not_evict_the_failing_release() {
 async fn a_second_release_claiming_a_component_cannot_hide_a_failure() {
     let app = TestApp::new();
     poll(&app, DEV).await;
-    let failure = helm_event(
-        "cert-manager",
-        "error",
-        "UpgradeFailed",
-        "2026-08-20T10:00:00Z",
-        "v1.16.2",
-    );
+    let failure = cert_manager_failure("2026-08-20T10:00:00Z");
     accepted(&send(&app, DEV, READ, &failure).await);
     let mut impostor = helm_event(
         "lookalike",
@@ -1169,13 +1144,7 @@ async fn the_kept_fleet_summary_shows_every_change_at_once() {
     assert_eq!(polled["stale_count"], 3, "a poll makes lab-dev-01 fresh");
     let failed = fleet_count(&polled, "cert-manager", "failed");
 
-    let event = helm_event(
-        "cert-manager",
-        "error",
-        "UpgradeFailed",
-        "2026-08-20T10:00:00Z",
-        "v1.16.2",
-    );
+    let event = cert_manager_failure("2026-08-20T10:00:00Z");
     accepted(&send(&app, DEV, READ, &event).await);
     let reported = app.get("/status/fleet").await.json;
     assert_eq!(fleet_count(&reported, "cert-manager", "failed"), failed + 1);
