@@ -26,8 +26,10 @@ pub struct AuditEntry {
     pub actor: String,
     /// `POST`, `PUT`, `DELETE`, `REVERT` or `IMPORT`.
     pub method: String,
-    /// `clusters`, `platform_components`, `namespaces`, `rolebindings`, `tokens`, `overlays`
-    /// or `windows`.
+    /// `clusters`, `platform_components`, `namespaces`, `rolebindings`, `tokens`, `overlays`,
+    /// `windows`, or `cluster_components`: one component's entry written on many clusters
+    /// (a rollout's step, rollback or promotion; `id` is the component, `before` and `after`
+    /// map each changed cluster to its entry, `null` where it had none).
     pub kind: String,
     pub id: String,
     /// The resource before the write; `null` for a create.
@@ -94,9 +96,11 @@ impl AuditApi {
         &self,
         _auth: WriteAccess,
         store: Data<&Store>,
-        /// Only this kind: `clusters`, `platform_components`, `namespaces`, `rolebindings`, `tokens`.
+        /// Only this kind: `clusters`, `platform_components`, `namespaces`, `rolebindings`,
+        /// `tokens`, `overlays`, `windows`, `cluster_components`.
         kind: Query<Option<String>>,
-        /// Only this resource id.
+        /// Only this resource id (a cluster's id also finds the `cluster_components` entries
+        /// that changed it).
         id: Query<Option<String>>,
         /// Only entries after this revision.
         #[oai(validator(minimum(value = "0")))]
@@ -119,8 +123,10 @@ impl AuditApi {
 
     /// Undo one write
     ///
-    /// Restores the resource to its state before `revision`, as a new write that passes every
-    /// integrity check (409/422 when it cannot) and is itself audited.
+    /// Restores the resource to its state before `revision` (for a `cluster_components`
+    /// entry: every cluster's entry of the component, leaving out clusters deleted since), as
+    /// a new write that passes every integrity check (409/422 when it cannot) and is itself
+    /// audited.
     #[oai(path = "/audit/:revision/revert", method = "post")]
     async fn revert(
         &self,

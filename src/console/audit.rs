@@ -33,8 +33,9 @@ pub struct AuditQuery {
 }
 
 /// The kinds of record the audit trail holds.
-const KINDS: [&str; 7] = [
+const KINDS: [&str; 8] = [
     "clusters",
+    crate::store::assignments::KIND,
     "platform_components",
     "namespaces",
     "rolebindings",

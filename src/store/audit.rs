@@ -50,14 +50,29 @@ pub fn append(
     Ok(conn.last_insert_rowid())
 }
 
-/// The revision of the last write to a resource; 0 if none was recorded (e.g. seeded).
+/// The revision of the last write to a resource; 0 if none was recorded (e.g. seeded). A
+/// cluster's counts the writes of one component's entry on many clusters that changed it.
 pub fn last_revision(conn: &Connection, kind: &str, resource_id: &str) -> Result<i64> {
     conn.prepare_cached(
-        "SELECT coalesce(max(revision), 0) FROM audit_log WHERE kind = ?1 AND resource_id = ?2",
+        "SELECT max(coalesce((SELECT max(revision) FROM audit_log WHERE kind = ?1 AND resource_id = ?2), 0), \
+         CASE WHEN ?1 = 'clusters' THEN coalesce((SELECT max(revision) FROM audit_clusters \
+         WHERE cluster_id = ?2), 0) ELSE 0 END)",
     )
     .db()?
     .query_row(params![kind, resource_id], |row| row.get(0))
     .db()
+}
+
+/// Names the clusters the entry at `revision` changed (an entry of kind
+/// `cluster_components`): it becomes their ETag and part of their history.
+pub fn touched(conn: &Connection, revision: i64, clusters: &[&str]) -> Result<()> {
+    let mut stmt = conn
+        .prepare_cached("INSERT INTO audit_clusters (cluster_id, revision) VALUES (?1, ?2)")
+        .db()?;
+    for cluster in clusters {
+        stmt.execute(params![cluster, revision]).db()?;
+    }
+    Ok(())
 }
 
 fn from_row(row: &rusqlite::Row) -> rusqlite::Result<Entry> {
@@ -86,6 +101,15 @@ pub fn get(conn: &Connection, revision: i64) -> Result<Entry> {
         .ok_or_else(|| AppError::NotFound(format!("no audit entry with revision {revision}")))
 }
 
+/// An entry is about resource `id` (a parameter) when it wrote it, or when it changed that
+/// cluster's entry of a component.
+fn has_id(id: &str) -> String {
+    format!(
+        "(resource_id = {id} OR (kind = 'cluster_components' AND revision IN \
+         (SELECT revision FROM audit_clusters WHERE cluster_id = {id})))"
+    )
+}
+
 /// Filters of `GET /audit`.
 #[derive(Debug, Default, Clone)]
 pub struct Filter {
@@ -100,8 +124,9 @@ pub struct Filter {
 pub fn list(conn: &Connection, filter: &Filter) -> Result<Vec<Entry>> {
     let mut stmt = conn
         .prepare_cached(&format!(
-            "{SELECT} WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR resource_id = ?2) \
-             AND revision > coalesce(?3, 0) ORDER BY revision LIMIT ?4"
+            "{SELECT} WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR {HAS_ID}) \
+             AND revision > coalesce(?3, 0) ORDER BY revision LIMIT ?4",
+            HAS_ID = has_id("?2")
         ))
         .db()?;
     let rows = stmt
@@ -137,8 +162,9 @@ pub fn recent(
     let mut stmt = conn
         .prepare_cached(&format!(
             "{SELECT} WHERE revision < coalesce(?1, 9223372036854775807) \
-             AND (?3 IS NULL OR kind = ?3) AND (?4 IS NULL OR resource_id = ?4) \
-             AND (?5 IS NULL OR actor = ?5) ORDER BY revision DESC LIMIT ?2"
+             AND (?3 IS NULL OR kind = ?3) AND (?4 IS NULL OR {HAS_ID}) \
+             AND (?5 IS NULL OR actor = ?5) ORDER BY revision DESC LIMIT ?2",
+            HAS_ID = has_id("?4")
         ))
         .db()?;
     let rows = stmt
@@ -170,13 +196,23 @@ pub fn prune(
         None => 0,
     };
     let oldest_allowed_at = keep_seconds.map_or(i64::MIN, |s| now - s as i64);
-    conn.prepare_cached(
-        "DELETE FROM audit_log WHERE revision IN (SELECT revision FROM audit_log \
+    let deleted = conn
+        .prepare_cached(
+            "DELETE FROM audit_log WHERE revision IN (SELECT revision FROM audit_log \
          WHERE revision <= ?1 OR at < ?2 ORDER BY revision LIMIT ?3)",
+        )
+        .db()?
+        .execute(params![newest_kept_by_count, oldest_allowed_at, batch])
+        .db()?;
+    // Entries go oldest first, so the clusters of the pruned ones are those below the oldest kept.
+    conn.prepare_cached(
+        "DELETE FROM audit_clusters WHERE revision < \
+         coalesce((SELECT min(revision) FROM audit_log), 9223372036854775807)",
     )
     .db()?
-    .execute(params![newest_kept_by_count, oldest_allowed_at, batch])
-    .db()
+    .execute([])
+    .db()?;
+    Ok(deleted)
 }
 
 #[cfg(test)]
@@ -244,5 +280,53 @@ mod tests {
         assert_eq!(prune(&conn, None, Some(3600), 100, 2_000).unwrap(), 1);
         assert_eq!(last_revision(&conn, "namespaces", "ns-2").unwrap(), 3);
         assert_eq!(last_revision(&conn, "namespaces", "nope").unwrap(), 0);
+    }
+
+    #[test]
+    fn a_component_write_is_each_clusters_etag_and_history_until_pruned() {
+        let conn = database_with(2);
+        let change = Change {
+            actor: "rollout:r".into(),
+            method: "PUT",
+        };
+        let empty = serde_json::json!({});
+        let fleet = append(
+            &conn,
+            &change,
+            1_000,
+            "cluster_components",
+            "app",
+            Some(&empty),
+            Some(&empty),
+        )
+        .unwrap();
+        touched(&conn, fleet, &["c1", "c2"]).unwrap();
+        append(&conn, &change, 1_000, "clusters", "c2", None, None).unwrap();
+        assert_eq!(last_revision(&conn, "clusters", "c1").unwrap(), fleet);
+        assert_eq!(last_revision(&conn, "clusters", "c2").unwrap(), fleet + 1);
+        assert_eq!(
+            last_revision(&conn, "namespaces", "c1").unwrap(),
+            0,
+            "clusters only"
+        );
+        let history = |id: &str| {
+            let filter = Filter {
+                resource_id: Some(id.into()),
+                ..Filter::default()
+            };
+            list(&conn, &filter)
+                .unwrap()
+                .iter()
+                .map(|e| e.revision)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(history("c1"), [fleet]);
+        assert_eq!(history("c2"), [fleet, fleet + 1]);
+        assert_eq!(prune(&conn, Some(1), None, 100, 2_000).unwrap(), 3);
+        assert_eq!(last_revision(&conn, "clusters", "c1").unwrap(), 0);
+        let left: i64 = conn
+            .query_row("SELECT count(*) FROM audit_clusters", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
     }
 }

@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     OVERLAYS,
     WINDOWS,
     FAILURES_INDEX,
+    COMPONENT_WRITES,
 ];
 
 /// Version 2: token creation and revocation are audited (kind `tokens`). SQLite cannot alter
@@ -395,6 +396,42 @@ pub(super) fn check_ownership(conn: &Connection) -> Result<()> {
 const FAILURES_INDEX: &str = "
 CREATE INDEX reported_failures ON reported_objects (cluster_dns)
     WHERE kind = 'HelmRelease' AND outcome = 'failure';
+";
+
+/// Version 11: a write of one component's entry on many clusters (a rollout's step,
+/// rollback or promotion) is audited as one entry of kind `cluster_components`, and
+/// `audit_clusters` names the clusters it changed (their ETags and histories). The audit
+/// table is rebuilt for its CHECK, keeping revisions and the AUTOINCREMENT counter.
+const COMPONENT_WRITES: &str = "
+CREATE TABLE audit_log_v11 (
+    revision        INTEGER PRIMARY KEY AUTOINCREMENT,
+    at              INTEGER NOT NULL,
+    actor           TEXT NOT NULL,
+    method          TEXT NOT NULL CHECK (method IN ('POST', 'PUT', 'DELETE', 'REVERT', 'IMPORT')),
+    kind            TEXT NOT NULL
+                    CHECK (kind IN ('clusters', 'platform_components', 'namespaces', 'rolebindings',
+                        'tokens', 'overlays', 'windows', 'cluster_components')),
+    resource_id     TEXT NOT NULL,
+    before          TEXT CHECK (before IS NULL OR json_valid(before)),
+    after           TEXT CHECK (after IS NULL OR json_valid(after)),
+    window_override TEXT CHECK (window_override IS NULL OR json_valid(window_override))
+);
+INSERT INTO audit_log_v11 SELECT revision, at, actor, method, kind, resource_id, before, after,
+    window_override FROM audit_log;
+DELETE FROM sqlite_sequence WHERE name = 'audit_log_v11';
+INSERT INTO sqlite_sequence (name, seq) SELECT 'audit_log_v11', seq FROM sqlite_sequence WHERE name = 'audit_log';
+DROP TABLE audit_log;
+ALTER TABLE audit_log_v11 RENAME TO audit_log;
+CREATE INDEX audit_log_by_resource ON audit_log (kind, resource_id, revision);
+
+-- The clusters a `cluster_components` entry changed. No foreign key: the audit table is
+-- rebuilt by migrations; pruning removes these rows with their entries.
+CREATE TABLE audit_clusters (
+    cluster_id TEXT NOT NULL,
+    revision   INTEGER NOT NULL,
+    PRIMARY KEY (cluster_id, revision)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX audit_clusters_by_revision ON audit_clusters (revision);
 ";
 
 /// The schema version this binary serves.

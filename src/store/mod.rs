@@ -2,6 +2,7 @@
 //! off the async workers. `pool.rs` opens the file and runs reads; `write.rs` is the one write
 //! pipeline every change goes through. The modules per table group hold the SQL.
 
+pub mod assignments;
 pub mod audit;
 pub mod clusters;
 pub mod components;

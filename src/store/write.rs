@@ -13,8 +13,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use poem_openapi::types::ToJSON;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
+use super::assignments::{self, ComponentWrite};
 use super::audit::{self, Change};
 use super::feeds::{self, FLUX_DEFAULT_INPUT_LIMIT, FLUX_MAX_BODY_BYTES, Feed};
 use super::resource::Layers;
@@ -224,6 +226,81 @@ impl<'c> Pipeline<'c> {
                 after.as_ref(),
             )?;
             self.first_revision.get_or_insert(self.revision);
+        }
+        Ok(())
+    }
+
+    /// A write of one component's entries on many clusters that already happened: each
+    /// changed cluster's platform-components feed joins the scope, and one audit entry
+    /// records the component and every changed entry before and after.
+    pub fn recorded_assignments(&mut self, write: ComponentWrite) -> Result<()> {
+        if write.is_empty() {
+            return Ok(());
+        }
+        let (component, before, after, changed) = write.into_parts();
+        for cluster in &changed {
+            *self.scope.entry(cluster.cluster.clone()).or_default() |=
+                feed_bit(Feed::PlatformComponents);
+            self.cache.changed.insert(cluster.cluster_dns.clone());
+            if cluster.removed {
+                // The component may leave the feed: judged on the whole served cluster,
+                // as a cluster write is.
+                self.removal_shrinks(&cluster.cluster, &component, &before)?;
+            }
+        }
+        if let Some(change) = &self.change {
+            self.revision = audit::append(
+                self.conn,
+                change,
+                self.now,
+                assignments::KIND,
+                &component,
+                Some(&before),
+                Some(&after),
+            )?;
+            self.first_revision.get_or_insert(self.revision);
+            let clusters: Vec<&str> = changed.iter().map(|c| c.cluster.as_str()).collect();
+            audit::touched(self.conn, self.revision, &clusters)?;
+        }
+        Ok(())
+    }
+
+    /// What removing `cluster`'s entry of `component` (as it was in `before`) took from its
+    /// feed: the cluster now against the cluster with the entry back.
+    fn removal_shrinks(
+        &mut self,
+        cluster: &str,
+        component: &str,
+        before: &serde_json::Value,
+    ) -> Result<()> {
+        let Some(now) = clusters::get(self.conn, cluster)? else {
+            return Ok(());
+        };
+        let Some(Some(was)) = assignments::parse_side(Some(before))?
+            .into_iter()
+            .find(|(id, _)| id == cluster)
+            .map(|(_, listed)| listed)
+        else {
+            return Ok(());
+        };
+        // Where it stood in the list does not change what the feed holds.
+        let mut then = now.clone();
+        then.platform_components
+            .push(crate::domain::model::ComponentRef {
+                id: component.to_owned(),
+                enabled: was.enabled,
+                oci_tag: was.oci_tag,
+                component_path: was.component_path,
+            });
+        let (then, now) = (then.to_json(), now.to_json());
+        for (cluster, shrunk) in Cluster::shrinks(
+            self.conn,
+            &mut self.layers,
+            cluster,
+            then.as_ref(),
+            now.as_ref(),
+        )? {
+            self.blast.add(&cluster, &shrunk);
         }
         Ok(())
     }
@@ -1033,6 +1110,7 @@ impl Store {
         };
         match entry.kind.as_str() {
             "clusters" => self.revert_to::<Cluster>(entry, request).await,
+            assignments::KIND => self.revert_assignments(entry, request).await,
             "platform_components" => self.revert_to::<PlatformComponent>(entry, request).await,
             "namespaces" => self.revert_to::<Namespace>(entry, request).await,
             "rolebindings" => self.revert_to::<Rolebinding>(entry, request).await,
@@ -1052,6 +1130,64 @@ impl Store {
                 "audit entry {revision} has unknown kind '{other}'"
             ))),
         }
+    }
+
+    /// Puts every cluster's entry of the component back as it was before the entry; a
+    /// cluster deleted since is left out, with a warning.
+    async fn revert_assignments(
+        &self,
+        entry: audit::Entry,
+        request: WriteRequest,
+    ) -> Result<Reverted> {
+        let targets = assignments::parse_side(entry.before.as_ref())?;
+        let component = entry.resource_id.clone();
+        let key = component.clone();
+        let mut written = self
+            .inventory_write(request, move |pipeline| {
+                if targets.iter().any(|(_, target)| target.is_some())
+                    && super::components::get(pipeline.conn(), &key)?.is_none()
+                {
+                    return Err(AppError::Conflict(format!(
+                        "platform component '{key}' is gone: its entries cannot come back"
+                    )));
+                }
+                let mut write = ComponentWrite::new(&key);
+                let mut gone = Vec::new();
+                for (cluster, target) in targets {
+                    if !write.set(pipeline.conn(), &cluster, |_| Ok(target))? {
+                        gone.push(cluster);
+                    }
+                }
+                if write.is_empty() {
+                    return Err(AppError::Conflict(format!(
+                        "every cluster's entry of '{key}' is as it was before this write \
+                         (or its cluster is gone): there is nothing to undo"
+                    )));
+                }
+                pipeline.recorded_assignments(write)?;
+                Ok(gone)
+            })
+            .await?;
+        if !written.value.is_empty() {
+            let shown: Vec<&str> = written.value.iter().take(5).map(String::as_str).collect();
+            written.warnings.push(format!(
+                "{} cluster(s) of the entry are gone and were left out: {}{}",
+                written.value.len(),
+                shown.join(", "),
+                if written.value.len() > shown.len() {
+                    ", …"
+                } else {
+                    ""
+                }
+            ));
+        }
+        Ok(Reverted {
+            kind: assignments::KIND,
+            id: component,
+            revision: written.revision,
+            warnings: written.warnings,
+            preview: written.preview,
+        })
     }
 
     async fn revert_to<R: Resource>(

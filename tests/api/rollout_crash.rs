@@ -288,7 +288,7 @@ fn check_outcome(port: u16, members: &[(String, &'static str)], finished: &Value
             .as_array()
             .unwrap()
             .iter()
-            .filter(|e| e["actor"] == "rollout:app-v2" && e["id"] == id.as_str())
+            .filter(|e| e["actor"] == "rollout:app-v2" && e["after"].get(id.as_str()).is_some())
             .count();
         // Moved clusters: their step and the promotion; uat clusters: the promotion pins them.
         let expected = if *env == "uat" { 1 } else { 2 };

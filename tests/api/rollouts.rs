@@ -422,7 +422,8 @@ async fn a_clean_rollout_moves_wave_by_wave_and_promotes_without_changing_a_feed
         "{reasons:?}"
     );
 
-    // One audited write per step and one for the promotion, all by the rollout.
+    // One audited write per step and one for the promotion, all by the rollout: each names
+    // the component and the clusters whose entry it changed, not every cluster whole.
     let audit = app
         .call(Method::GET, "/audit?since_revision=0", Some(WRITE), None)
         .await
@@ -433,9 +434,25 @@ async fn a_clean_rollout_moves_wave_by_wave_and_promotes_without_changing_a_feed
         .iter()
         .filter(|e| e["actor"] == "rollout:cm")
         .collect();
+    assert!(by_rollout.iter().all(|e| e["kind"] != "clusters"));
     for id in ["dev-1", "qa-1", "prod-3"] {
-        let writes = by_rollout.iter().filter(|e| e["id"] == id).count();
+        let writes = by_rollout
+            .iter()
+            .filter(|e| e["kind"] == "cluster_components" && e["after"].get(id).is_some())
+            .count();
         assert_eq!(writes, 2, "{id}: its step and the promotion");
+        // A cluster's history finds them.
+        let history = app
+            .call(Method::GET, &format!("/audit?id={id}"), Some(WRITE), None)
+            .await
+            .json;
+        let found = history
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["actor"] == "rollout:cm")
+            .count();
+        assert_eq!(found, 2, "{id}: {history}");
     }
     assert_eq!(
         by_rollout
@@ -444,6 +461,122 @@ async fn a_clean_rollout_moves_wave_by_wave_and_promotes_without_changing_a_feed
             .count(),
         1
     );
+}
+
+#[tokio::test]
+async fn a_steps_write_is_one_audit_entry_that_moves_etags_and_reverts_exactly() {
+    let app = fleet(&demo_fleet()).await;
+    let patched = app
+        .put(
+            "/clusters/dev-1",
+            &json!({"patches": {COMPONENT: {"replicas": 2}}}),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.json);
+    poll_all(&app).await;
+    let dev1 = app.get("/clusters/dev-1").await;
+    let etag = dev1.header("etag").unwrap().to_owned();
+    let before = fingerprint(&app).await;
+    app.post("/rollouts", &spec("cm", waves())).await;
+    verb(&app, "cm", "start").await;
+    let mut t = now();
+    tick(&app, &mut t, 1).await;
+    assert_eq!(feed_tag(&app, "dev-1").await, NEW);
+    assert_eq!(verb(&app, "cm", "abort").await.json["state"], "aborted");
+
+    // The step moved dev-1: its ETag moved, so an edit based on the old one is refused.
+    let moved = app.get("/clusters/dev-1").await;
+    assert_ne!(moved.header("etag").unwrap(), etag);
+    assert_eq!(moved.json["patches"], dev1.json["patches"], "patch kept");
+    let stale = app
+        .raw(
+            Method::PUT,
+            "/clusters/dev-1",
+            &[
+                ("Authorization", "Bearer write-token"),
+                ("If-Match", &etag),
+                ("Content-Type", "application/json"),
+            ],
+            br#"{"node_count": 3}"#.to_vec(),
+        )
+        .await;
+    stale.expect_error(StatusCode::PRECONDITION_FAILED, "precondition_failed");
+
+    let entries = app
+        .call(
+            Method::GET,
+            "/audit?kind=cluster_components",
+            Some(WRITE),
+            None,
+        )
+        .await
+        .json;
+    let step = &entries.as_array().unwrap()[0];
+    assert_eq!(step["id"], COMPONENT);
+    assert_eq!(step["actor"], "rollout:cm");
+    let moved_ids: Vec<&String> = step["after"].as_object().unwrap().keys().collect();
+    assert_eq!(moved_ids, ["dev-1", "dev-2"], "{step}");
+    assert_eq!(step["before"]["dev-1"]["oci_tag"], Value::Null);
+    assert_eq!(step["after"]["dev-1"]["oci_tag"], NEW);
+    assert_eq!(
+        moved.header("etag").unwrap(),
+        format!("\"{}\"", step["revision"])
+    );
+
+    // Reverting it puts every feed back byte for byte, and the revert reverts too.
+    let revision = step["revision"].as_i64().unwrap();
+    let reverted = app
+        .call(
+            Method::POST,
+            &format!("/audit/{revision}/revert"),
+            Some(WRITE),
+            None,
+        )
+        .await;
+    assert_eq!(reverted.status, StatusCode::OK, "{}", reverted.json);
+    assert_eq!(reverted.json["kind"], "cluster_components");
+    assert!(fingerprint(&app).await == before, "every feed as before");
+    assert_eq!(app.get("/clusters/dev-1").await.json, dev1.json);
+    let again = app
+        .call(
+            Method::POST,
+            &format!("/audit/{}/revert", reverted.json["revision"]),
+            Some(WRITE),
+            None,
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.json);
+    assert_eq!(feed_tag(&app, "dev-2").await, NEW);
+
+    // A cluster deleted since is left out and named; an entry with nothing left to undo is a
+    // conflict, not an empty write.
+    app.call(Method::DELETE, "/clusters/dev-2", Some(WRITE), None)
+        .await;
+    let partial = app
+        .call(
+            Method::POST,
+            &format!("/audit/{revision}/revert"),
+            Some(WRITE),
+            None,
+        )
+        .await;
+    assert_eq!(partial.status, StatusCode::OK, "{}", partial.json);
+    assert!(
+        partial
+            .header("warning")
+            .is_some_and(|w| w.contains("dev-2")),
+        "{:?}",
+        partial.headers
+    );
+    assert_eq!(feed_tag(&app, "dev-1").await, OLD);
+    app.call(
+        Method::POST,
+        &format!("/audit/{revision}/revert"),
+        Some(WRITE),
+        None,
+    )
+    .await
+    .expect_error(StatusCode::CONFLICT, "conflict");
 }
 
 #[tokio::test]

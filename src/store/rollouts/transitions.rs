@@ -9,13 +9,14 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::plan::*;
 use super::read::*;
 use super::{CONTROLLER, actor, parse_state};
-use crate::domain::model::{Cluster, ComponentRef, Environment, PlatformComponent};
+use crate::domain::model::{Environment, PlatformComponent};
 use crate::domain::overlay::{self, OverlayComponent};
 use crate::domain::rollout::{
     ClusterRecord, ClusterState, Decision, KeptValues, Overrides, Rollout, RolloutRecord,
     RolloutSpec, RolloutState, StepState, Verb, decide, moved,
 };
 use crate::error::{AppError, Result};
+use crate::store::assignments::{self, ComponentWrite, Listed};
 use crate::store::audit::Change;
 use crate::store::polls::PollTracker;
 use crate::store::write::Pipeline;
@@ -201,75 +202,32 @@ pub(super) fn assignment(
 
 /// Sets a cluster's own values for the component (an entry is added at the end of its list
 /// when it has the component only from an overlay), or with `None` removes the entry the
-/// rollout added; audited as a cluster write. The cluster is read once and its new state made
-/// in memory (a promotion writes every cluster using the component: a second read per
-/// cluster doubled its time).
+/// rollout added; only the entry's row is touched, and `write` keeps it for the transition's
+/// one audit entry.
 pub(super) fn write_overrides(
-    pipeline: &mut Pipeline<'_>,
+    write: &mut ComponentWrite,
+    conn: &Connection,
     cluster: &str,
-    component: &str,
     values: Option<&Overrides>,
 ) -> Result<()> {
-    let Some(mut stored) = crate::store::clusters::get(pipeline.conn(), cluster)? else {
-        return Ok(());
-    };
-    let before = stored.to_json();
-    let conn = pipeline.conn();
-    let found = stored
-        .platform_components
-        .iter()
-        .position(|c| c.id == component);
-    match (values, found) {
-        (Some(values), Some(index)) => {
-            let entry = &mut stored.platform_components[index];
-            entry.oci_tag = values.oci_tag.clone();
-            entry.component_path = values.component_path.clone();
-            conn.prepare_cached(
-                "UPDATE cluster_components SET oci_tag = ?3, component_path = ?4 \
-                 WHERE cluster_id = ?1 AND component_id = ?2",
-            )
-            .db()?
-            .execute(params![
-                cluster,
-                component,
-                values.oci_tag,
-                values.component_path
-            ])
-            .db()?;
-        }
-        (Some(values), None) => {
-            stored.platform_components.push(ComponentRef {
-                id: component.to_owned(),
+    write.set(conn, cluster, |current| {
+        Ok(match (values, current) {
+            (Some(values), Some(current)) => Some(Listed {
+                oci_tag: values.oci_tag.clone(),
+                component_path: values.component_path.clone(),
+                ..current.clone()
+            }),
+            (Some(values), None) => Some(Listed {
+                position: assignments::next_position(conn, cluster)?,
                 enabled: true,
                 oci_tag: values.oci_tag.clone(),
                 component_path: values.component_path.clone(),
-            });
-            conn.prepare_cached(
-                "INSERT INTO cluster_components (cluster_id, component_id, position, enabled, \
-                 oci_tag, component_path) VALUES (?1, ?2, (SELECT coalesce(max(position), -1) + 1 \
-                 FROM cluster_components WHERE cluster_id = ?1), 1, ?3, ?4)",
-            )
-            .db()?
-            .execute(params![
-                cluster,
-                component,
-                values.oci_tag,
-                values.component_path
-            ])
-            .db()?;
-        }
-        (None, Some(index)) => {
-            stored.platform_components.remove(index);
-            conn.prepare_cached(
-                "DELETE FROM cluster_components WHERE cluster_id = ?1 AND component_id = ?2",
-            )
-            .db()?
-            .execute(params![cluster, component])
-            .db()?;
-        }
-        (None, None) => return Ok(()),
-    }
-    pipeline.recorded_as::<Cluster>(cluster, before, &stored)
+                patch: None,
+            }),
+            (None, _) => None,
+        })
+    })?;
+    Ok(())
 }
 
 /// When a closed cluster whose window does not open within the look-ahead is looked at again.
@@ -299,6 +257,7 @@ pub(super) fn start_step(
         .collect();
     let ids: Vec<&str> = due.iter().map(|c| c.cluster_id.as_str()).collect();
     let closed = windows::opens_at(pipeline.conn(), &ids, now)?;
+    let mut write = ComponentWrite::new(&spec.component);
     let resumed = record
         .steps
         .get(step as usize)
@@ -364,9 +323,9 @@ pub(super) fn start_step(
         }
         let (previous, listed) = found.map_or((Overrides::default(), true), |a| (a.own, a.listed));
         write_overrides(
-            pipeline,
+            &mut write,
+            pipeline.conn(),
             &c.cluster_id,
-            &spec.component,
             Some(&moved(&spec.target, &previous)),
         )?;
         pipeline
@@ -381,6 +340,7 @@ pub(super) fn start_step(
             .db()?;
         moved_count += 1;
     }
+    pipeline.recorded_assignments(write)?;
     let tx = pipeline.conn();
     if resumed && moved_count == 0 {
         // Windows rescheduled, none opened: the step's deadline stays, nothing to note.
@@ -440,6 +400,7 @@ pub(super) fn roll_back(
 ) -> Result<()> {
     let spec = &record.spec;
     let mut restored = 0;
+    let mut write = ComponentWrite::new(&spec.component);
     for c in record.clusters.iter().filter(|c| {
         c.changed
             && !matches!(
@@ -450,7 +411,7 @@ pub(super) fn roll_back(
         match assignment(pipeline.conn(), &c.cluster_id, &spec.component)? {
             Some(a) if a.listed && a.own == moved(&spec.target, &c.previous) => {
                 let restored_values = (!c.added).then_some(&c.previous);
-                write_overrides(pipeline, &c.cluster_id, &spec.component, restored_values)?;
+                write_overrides(&mut write, pipeline.conn(), &c.cluster_id, restored_values)?;
                 set_cluster(
                     pipeline.conn(),
                     &spec.id,
@@ -479,6 +440,7 @@ pub(super) fn roll_back(
             )?,
         }
     }
+    pipeline.recorded_assignments(write)?;
     let tx = pipeline.conn();
     set_state(tx, &spec.id, RolloutState::RolledBack, now)?;
     note(
@@ -555,6 +517,7 @@ pub(super) fn promote(pipeline: &mut Pipeline<'_>, record: &RolloutRecord, now: 
         .map(|c| (c.cluster_id.as_str(), c))
         .collect();
     let (mut removed, mut kept) = (0, Vec::new());
+    let mut write = ComponentWrite::new(&spec.component);
     for cluster in clusters {
         let id = cluster.candidate.id.as_str();
         let listed = cluster.own.is_some();
@@ -630,9 +593,10 @@ pub(super) fn promote(pipeline: &mut Pipeline<'_>, record: &RolloutRecord, now: 
             Some(values)
         };
         if !listed || wanted.as_ref() != Some(&current) {
-            write_overrides(pipeline, id, &spec.component, wanted.as_ref())?;
+            write_overrides(&mut write, pipeline.conn(), id, wanted.as_ref())?;
         }
     }
+    pipeline.recorded_assignments(write)?;
     let tx = pipeline.conn();
     let kept_json = kept.to_json().unwrap_or_default().to_string();
     tx.prepare_cached("UPDATE rollouts SET kept = ?2, current_step = NULL WHERE id = ?1")
