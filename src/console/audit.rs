@@ -128,10 +128,14 @@ fn diff(entry: &Entry) -> Markup {
     field_table(entry.before.as_ref(), entry.after.as_ref())
 }
 
+/// Fields a table shows: a rollout's write over 10,000 clusters has tens of thousands.
+const SHOWN_FIELDS: usize = 200;
+
 /// What changed between two states of a record, one row per field (an audit entry, an
-/// edit's preview).
+/// edit's preview), the first `SHOWN_FIELDS` of them.
 pub fn field_table(before: Option<&Value>, after: Option<&Value>) -> Markup {
     let fields = changed_fields(before, after);
+    let more = fields.len().saturating_sub(SHOWN_FIELDS);
     html! {
         @if fields.is_empty() {
             span.muted { "no field changed" }
@@ -139,12 +143,15 @@ pub fn field_table(before: Option<&Value>, after: Option<&Value>) -> Markup {
             table {
                 thead { tr { th { "Field" } th { "Before" } th { "After" } } }
                 tbody {
-                    @for (field, old, new) in &fields {
+                    @for (field, old, new) in fields.iter().take(SHOWN_FIELDS) {
                         tr {
                             td { code { (field) } }
                             td { @match old { Some(v) => code { (v) }, None => span.muted { "—" } } }
                             td { @match new { Some(v) => code { (v) }, None => span.muted { "—" } } }
                         }
+                    }
+                    @if more > 0 {
+                        tr { td colspan="3" { span.muted { "… and " (more) " more (GET /audit has them all)" } } }
                     }
                 }
             }
@@ -408,5 +415,16 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn a_write_over_many_clusters_shows_its_first_fields_and_counts_the_rest() {
+        let side = |tag: &str| {
+            let entries = (0..250).map(|i| (format!("c{i:03}"), json!({"oci_tag": tag})));
+            Value::Object(entries.collect())
+        };
+        let html = field_table(Some(&side("1")), Some(&side("2"))).into_string();
+        assert_eq!(html.matches("<code>c").count(), SHOWN_FIELDS);
+        assert!(html.contains("… and 50 more"), "{html}");
     }
 }
