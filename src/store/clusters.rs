@@ -666,6 +666,18 @@ pub fn set_scope<'a>(conn: &Connection, ids: impl IntoIterator<Item = &'a str>) 
     Ok(())
 }
 
+/// The id and DNS name of every existing cluster of the scope (`set_scope`), in id order.
+pub fn dns_in_scope(conn: &Connection) -> Result<Vec<(String, String)>> {
+    conn.prepare_cached(
+        "SELECT c.id, c.cluster_dns FROM temp.write_scope s JOIN clusters c ON c.id = s.id ORDER BY s.id",
+    )
+    .db()?
+    .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+    .db()?
+    .collect::<rusqlite::Result<_>>()
+    .db()
+}
+
 /// Streams every existing cluster of the scope (`set_scope`), in id order, read for the
 /// encoder: four ordered queries merged by cluster id, one cluster in memory at a time.
 /// `CROSS JOIN` keeps the scope the outer loop (SQLite has no statistics for the TEMP table

@@ -43,6 +43,27 @@ fn fleet_list(conn: &rusqlite::Connection) -> Result<FleetList> {
     Ok(FleetList(entries))
 }
 
+/// A snapshot's clusters, for `FeedCache::kept_at`.
+pub struct KeptClusters(Arc<Snapshot>);
+
+impl KeptClusters {
+    /// `f` on the cached form of the cluster served at `cluster_dns` and the fragments it
+    /// refers to; `None` when it is not cached.
+    pub fn with<T>(
+        &self,
+        cluster_dns: &str,
+        f: impl FnOnce(&ClusterRefs, &Fragments) -> T,
+    ) -> Option<T> {
+        let entries = self
+            .0
+            .shard(cluster_dns)
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        let refs = entries.clusters.get(cluster_dns)?;
+        Some(f(refs, &entries.fragments))
+    }
+}
+
 /// Clusters of a snapshot, spread over shards by DNS name: concurrent polls of different
 /// clusters take different locks.
 const SHARDS: usize = 16;
@@ -239,6 +260,15 @@ impl FeedCache {
             let entry = entries.clusters.get(cluster_dns)?;
             Some(f(snapshot, &entries, entry))
         })
+    }
+
+    /// The cached clusters as they are at inventory `revision`, encodable against `catalog`
+    /// (same ids in the same order), if the snapshot is exactly there: a write's checks read
+    /// the clusters it did not change from here instead of from the database.
+    pub fn kept_at(&self, revision: i64, catalog: &Catalog) -> Option<KeptClusters> {
+        self.snapshot()
+            .filter(|s| s.revision == revision && s.catalog.same_layout(catalog))
+            .map(KeptClusters)
     }
 
     pub fn stats(&self) -> &CacheStats {

@@ -48,6 +48,11 @@ pub trait Resource:
         let _ = (conn, before);
         Ok(Vec::new())
     }
+    /// A write of it changes what the feed cache keeps of each cluster it reaches (the
+    /// cluster's own entries, or the overlays merged into them). Catalog records do not: the
+    /// cache encodes every cluster against the catalog of its snapshot, so their writes keep
+    /// the cached clusters (a catalog edit on 100,000 clusters does not reload them all).
+    const CHANGES_CLUSTER_ENTRIES: bool = true;
     /// The DNS name a stored state of this resource is polled at (a cluster's), if any.
     fn served_at(value: &Value) -> Option<&str> {
         let _ = value;
@@ -179,6 +184,7 @@ impl Resource for Cluster {
 }
 
 impl Resource for PlatformComponent {
+    const CHANGES_CLUSTER_ENTRIES: bool = false;
     const COLLECTION: &'static str = "platform_components";
     const FEEDS: &'static [Feed] = &[Feed::PlatformComponents];
     const KIND: &'static str = "platform component";
@@ -229,6 +235,7 @@ impl Resource for PlatformComponent {
 }
 
 impl Resource for Namespace {
+    const CHANGES_CLUSTER_ENTRIES: bool = false;
     const COLLECTION: &'static str = "namespaces";
     const FEEDS: &'static [Feed] = &[Feed::Namespaces];
     const KIND: &'static str = "namespace";
@@ -273,6 +280,7 @@ impl Resource for Namespace {
 }
 
 impl Resource for Rolebinding {
+    const CHANGES_CLUSTER_ENTRIES: bool = false;
     const COLLECTION: &'static str = "rolebindings";
     const FEEDS: &'static [Feed] = &[Feed::Rolebindings];
     const KIND: &'static str = "rolebinding";

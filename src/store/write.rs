@@ -57,6 +57,8 @@ pub struct Finish<'a> {
     pub preview: Option<(&'a Connection, usize)>,
     /// Maintenance windows: refuse a change to the feed of a closed cluster unless confirmed.
     pub windows: Option<WindowGuard<'a>>,
+    /// The feed cache, whose clusters the checks read where the write left them as they were.
+    pub kept: Option<&'a super::feed_cache::FeedCache>,
 }
 
 /// What the window check needs: the state before the write, the instant, the confirmation.
@@ -101,6 +103,8 @@ pub struct Pipeline<'c> {
     /// When its audit entries are stamped (Unix seconds).
     now: i64,
     scope: BTreeMap<String, FeedSet>,
+    /// Clusters in scope whose cached entries the write changed (not only their catalog).
+    reload: std::collections::HashSet<String>,
     revision: i64,
     /// The audit revision of the first recorded write.
     first_revision: Option<i64>,
@@ -119,6 +123,7 @@ impl<'c> Pipeline<'c> {
             change,
             now,
             scope: BTreeMap::new(),
+            reload: Default::default(),
             revision: 0,
             first_revision: None,
             blast: BlastRadius::default(),
@@ -241,6 +246,7 @@ impl<'c> Pipeline<'c> {
         for cluster in &changed {
             *self.scope.entry(cluster.cluster.clone()).or_default() |=
                 feed_bit(Feed::PlatformComponents);
+            self.reload.insert(cluster.cluster.clone());
             self.cache.changed.insert(cluster.cluster_dns.clone());
             if cluster.removed {
                 // The component may leave the feed: judged on the whole served cluster,
@@ -322,6 +328,9 @@ impl<'c> Pipeline<'c> {
             clusters.extend(R::affected_before(self.conn, before)?);
         }
         for cluster in clusters {
+            if R::CHANGES_CLUSTER_ENTRIES {
+                self.reload.insert(cluster.clone());
+            }
             *self.scope.entry(cluster).or_default() |= feeds;
         }
         Ok(())
@@ -351,9 +360,13 @@ impl<'c> Pipeline<'c> {
         if options.preview.is_none() {
             refusal.map_err(AppError::BlastRadius)?;
         }
+        let before_revision = super::revision::revision(self.conn)?;
         bump_revision(self.conn)?;
         self.cache.revision = super::revision::revision(self.conn)?;
         let after_catalog = feeds::load_catalog(self.conn)?;
+        let kept = options
+            .kept
+            .and_then(|cache| cache.kept_at(before_revision, &after_catalog));
         // The clusters in scope a window closes now, judged on their states before and after
         // the write (new labels must not slip a cluster out of a freeze).
         let closed = match &options.windows {
@@ -394,18 +407,21 @@ impl<'c> Pipeline<'c> {
             }
             clusters::set_scope(self.conn, chunk.iter().map(|id| id.as_str()))?;
             let mut changed = Vec::new();
-            let mut fragments = Fragments::default();
-            clusters::for_each_in_scope(self.conn, &after_catalog, wanted, |cluster| {
-                let feeds = self.scope[&cluster.id];
-                let (id, dns) = (cluster.id.clone(), cluster.cluster_dns.clone());
-                self.cache.changed.insert(dns.clone());
-                let refs = cluster.intern(&mut fragments);
+            let mut visit = |id: String,
+                             dns: String,
+                             refs: &encode::ClusterRefs,
+                             fragments: &Fragments|
+             -> Result<()> {
+                let feeds = self.scope[&id];
+                if self.reload.contains(&id) {
+                    self.cache.changed.insert(dns.clone());
+                }
                 check_feeds(
                     &id,
                     &dns,
-                    &refs,
+                    refs,
                     &after_catalog,
-                    &fragments,
+                    fragments,
                     feeds,
                     &mut finished.warnings,
                 )
@@ -425,7 +441,7 @@ impl<'c> Pipeline<'c> {
                     let mut scratch = Vec::new();
                     let after: [Option<FeedDigest>; 3] = Feed::ALL.map(|feed| {
                         (feeds & feed_bit(feed) != 0).then(|| {
-                            diff::digest(&refs, &after_catalog, &fragments, feed, &mut scratch)
+                            diff::digest(refs, &after_catalog, fragments, feed, &mut scratch)
                         })
                     });
                     // A cluster the write creates has nothing running to disturb yet.
@@ -442,7 +458,34 @@ impl<'c> Pipeline<'c> {
                     }
                 }
                 Ok(())
-            })?;
+            };
+            // The clusters this write left as they were are read from the feed cache when it
+            // holds them at the revision before the write; the others from the database.
+            let mut unkept: Vec<String> = Vec::new();
+            if let Some(kept) = &kept {
+                for (id, dns) in clusters::dns_in_scope(self.conn)? {
+                    if self.reload.contains(&id) {
+                        unkept.push(id);
+                        continue;
+                    }
+                    let visited = kept.with(&dns, |refs, fragments| {
+                        visit(id.clone(), dns.clone(), refs, fragments)
+                    });
+                    match visited {
+                        Some(result) => result?,
+                        None => unkept.push(id),
+                    }
+                }
+                clusters::set_scope(self.conn, unkept.iter().map(String::as_str))?;
+            }
+            if kept.is_none() || !unkept.is_empty() {
+                let mut fragments = Fragments::default();
+                clusters::for_each_in_scope(self.conn, &after_catalog, wanted, |cluster| {
+                    let (id, dns) = (cluster.id.clone(), cluster.cluster_dns.clone());
+                    let refs = cluster.intern(&mut fragments);
+                    visit(id, dns, &refs, &fragments)
+                })?;
+            }
             // Clusters that existed only before the write (deleted by it).
             for (id, (dns, previous)) in before {
                 if let Some(windows) = closed.get(&id) {
@@ -984,6 +1027,7 @@ impl Store {
                         at: store.clock().now(),
                         confirm: request.confirm_closed,
                     }),
+                kept: Some(&store.cache),
             })?;
             if request.dry_run {
                 drop(reader);

@@ -215,6 +215,9 @@ async fn a_catalog_edit_reaches_every_cluster_on_the_next_read() {
             "1.0.0"
         );
     }
+    let stats = app.store.feed_cache().stats();
+    let misses = || stats.misses.load(std::sync::atomic::Ordering::Relaxed);
+    let loaded = misses();
     assert_eq!(
         app.put("/platform_components/agent", &json!({"oci_tag": "1.1.0"}))
             .await
@@ -228,4 +231,20 @@ async fn a_catalog_edit_reaches_every_cluster_on_the_next_read() {
             "site-{i:03}"
         );
     }
+    // The clusters stayed cached: only the catalog they are encoded against moved.
+    assert_eq!(misses(), loaded, "no cluster reloaded after a catalog edit");
+    assert_cache_matches(&app).await;
+    // A cluster's own write reloads that cluster alone.
+    let own = json!({"platform_components": [{"id": "agent", "enabled": true, "oci_tag": "0.9.0",
+                                              "component_path": null}]});
+    assert_eq!(app.put("/clusters/site-007", &own).await.status, 200);
+    assert_eq!(
+        app.get(&feed(7)).await.json["inputs"][0]["source"]["oci_tag"],
+        "0.9.0"
+    );
+    assert_eq!(
+        app.get(&feed(8)).await.json["inputs"][0]["source"]["oci_tag"],
+        "1.1.0"
+    );
+    assert_eq!(misses(), loaded + 1);
 }
