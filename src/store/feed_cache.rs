@@ -27,7 +27,9 @@ use crate::error::{AppError, Result};
 /// The cached clusters of a snapshot and the fragments they share, under one lock.
 #[derive(Default)]
 struct Entries {
-    clusters: std::collections::HashMap<Box<str>, ClusterRefs>,
+    /// Shared with the snapshots a write carries them over to: a write copies pointers, not
+    /// 100,000 clusters.
+    clusters: std::collections::HashMap<Arc<str>, Arc<ClusterRefs>>,
     fragments: Fragments,
 }
 
@@ -367,7 +369,7 @@ impl FeedCache {
                     .unwrap_or_else(|e| e.into_inner());
                 let entry = cluster.intern(&mut entries.fragments);
                 let body = entry.encode(&snapshot.catalog, &entries.fragments, feed);
-                entries.clusters.insert(cluster_dns.into(), entry);
+                entries.clusters.insert(cluster_dns.into(), Arc::new(entry));
                 Ok(body)
             }
             Loaded::Fresh(body) => {
@@ -411,7 +413,9 @@ impl FeedCache {
                     .write()
                     .unwrap_or_else(|e| e.into_inner());
                 let entry = cluster.intern(&mut entries.fragments);
-                entries.clusters.insert(dns.as_str().into(), entry);
+                entries
+                    .clusters
+                    .insert(dns.as_str().into(), Arc::new(entry));
             }
         }
         *snapshot.fleet.write().unwrap_or_else(|e| e.into_inner()) =
