@@ -463,6 +463,17 @@ async fn a_clean_rollout_moves_wave_by_wave_and_promotes_without_changing_a_feed
     );
 }
 
+/// `POST /audit/{revision}/revert` with the write token.
+async fn revert(app: &TestApp, revision: impl std::fmt::Display) -> crate::helpers::Answer {
+    app.call(
+        Method::POST,
+        &format!("/audit/{revision}/revert"),
+        Some(WRITE),
+        None,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_steps_write_is_one_audit_entry_that_moves_etags_and_reverts_exactly() {
     let app = fleet(&demo_fleet()).await;
@@ -525,26 +536,12 @@ async fn a_steps_write_is_one_audit_entry_that_moves_etags_and_reverts_exactly()
 
     // Reverting it puts every feed back byte for byte, and the revert reverts too.
     let revision = step["revision"].as_i64().unwrap();
-    let reverted = app
-        .call(
-            Method::POST,
-            &format!("/audit/{revision}/revert"),
-            Some(WRITE),
-            None,
-        )
-        .await;
+    let reverted = revert(&app, revision).await;
     assert_eq!(reverted.status, StatusCode::OK, "{}", reverted.json);
     assert_eq!(reverted.json["kind"], "cluster_components");
     assert!(fingerprint(&app).await == before, "every feed as before");
     assert_eq!(app.get("/clusters/dev-1").await.json, dev1.json);
-    let again = app
-        .call(
-            Method::POST,
-            &format!("/audit/{}/revert", reverted.json["revision"]),
-            Some(WRITE),
-            None,
-        )
-        .await;
+    let again = revert(&app, &reverted.json["revision"]).await;
     assert_eq!(again.status, StatusCode::OK, "{}", again.json);
     assert_eq!(feed_tag(&app, "dev-2").await, NEW);
 
@@ -552,14 +549,7 @@ async fn a_steps_write_is_one_audit_entry_that_moves_etags_and_reverts_exactly()
     // conflict, not an empty write.
     app.call(Method::DELETE, "/clusters/dev-2", Some(WRITE), None)
         .await;
-    let partial = app
-        .call(
-            Method::POST,
-            &format!("/audit/{revision}/revert"),
-            Some(WRITE),
-            None,
-        )
-        .await;
+    let partial = revert(&app, revision).await;
     assert_eq!(partial.status, StatusCode::OK, "{}", partial.json);
     assert!(
         partial
@@ -569,14 +559,9 @@ async fn a_steps_write_is_one_audit_entry_that_moves_etags_and_reverts_exactly()
         partial.headers
     );
     assert_eq!(feed_tag(&app, "dev-1").await, OLD);
-    app.call(
-        Method::POST,
-        &format!("/audit/{revision}/revert"),
-        Some(WRITE),
-        None,
-    )
-    .await
-    .expect_error(StatusCode::CONFLICT, "conflict");
+    revert(&app, revision)
+        .await
+        .expect_error(StatusCode::CONFLICT, "conflict");
 }
 
 #[tokio::test]
