@@ -231,11 +231,22 @@ pub fn browse(conn: &Connection, browse: &Browse) -> Result<(u64, Vec<Browsed>)>
         None::<i64>,
         only
     ];
-    let total: i64 = conn
-        .prepare_cached(&format!("SELECT count(*) FROM clusters c {WHERE}"))
-        .db()?
-        .query_row(filter, |row| row.get(0))
-        .db()?;
+    // A search selects few clusters and costs a scan of them all: one pass finds them and
+    // counts them. Without one, the count comes from the index and the page alone is read.
+    let searching = browse.search.is_some();
+    let total: Option<i64> = match searching {
+        true => None,
+        false => Some(
+            conn.prepare_cached(&format!("SELECT count(*) FROM clusters c {WHERE}"))
+                .db()?
+                .query_row(filter, |row| row.get(0))
+                .db()?,
+        ),
+    };
+    let (limit, offset) = match searching {
+        true => (-1, 0),
+        false => (i64::from(browse.limit), i64::from(browse.offset)),
+    };
     // The page's ids first, its rows and labels after: sorting carries only the id, and
     // labels are read for the rows shown, not for every row sorted.
     let ids = conn
@@ -248,8 +259,8 @@ pub fn browse(conn: &Connection, browse: &Browse) -> Result<(u64, Vec<Browsed>)>
                 browse.search,
                 browse.environment.map(Environment::as_str),
                 browse.failing,
-                browse.limit,
-                browse.offset,
+                limit,
+                offset,
                 only,
                 next
             ],
@@ -258,6 +269,16 @@ pub fn browse(conn: &Connection, browse: &Browse) -> Result<(u64, Vec<Browsed>)>
         .db()?
         .collect::<rusqlite::Result<Vec<_>>>()
         .db()?;
+    let (total, ids) = match total {
+        Some(total) => (total, ids),
+        None => (
+            ids.len() as i64,
+            ids.into_iter()
+                .skip(browse.offset as usize)
+                .take(browse.limit as usize)
+                .collect(),
+        ),
+    };
     let mut row_of = conn
         .prepare_cached(
             "SELECT id, cluster_name, cluster_dns, environment FROM clusters WHERE id = ?1",

@@ -223,6 +223,15 @@ async fn the_fleet_page_searches_filters_and_pages() {
     assert!(second.contains("← Previous") && !second.contains("Next →"));
     let eu = text(&page(&app, &cookie, "/ui/?q=region%3Deu").await);
     assert!(eu.contains("of 30") && eu.contains("store-000") && !eu.contains("store-001"));
+    // A search counts and pages what it found.
+    let stores = text(&page(&app, &cookie, "/ui/?q=store").await);
+    assert!(stores.contains("Clusters 1–50 of 60"), "{stores}");
+    let rest = text(&page(&app, &cookie, "/ui/?q=store&offset=50").await);
+    assert!(rest.contains("Clusters 51–60 of 60"), "{rest}");
+    assert!(
+        rest.contains("store-059") && !rest.contains("store-049"),
+        "{rest}"
+    );
     let dev = text(&page(&app, &cookie, "/ui/?environment=dev").await);
     assert!(dev.contains("lab-dev-01") && dev.contains("of 1"));
     let none = text(&page(&app, &cookie, "/ui/?q=nothing-like-this").await);
