@@ -5,6 +5,8 @@
 //! id, each cluster's entry before and after), not as every cluster whole: at 10,000 clusters
 //! that was 70 MB of audit trail and seconds of the writer per promotion.
 
+use std::collections::BTreeMap;
+
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -167,33 +169,27 @@ fn store(
 #[derive(Debug)]
 pub struct ComponentWrite {
     component: String,
-    /// Per changed cluster: its entry before and after (`null`: none), and its DNS name.
-    before: Map<String, Value>,
-    after: Map<String, Value>,
-    changed: Vec<Changed>,
+    /// Per changed cluster: its entry before the write and after it (`None`: none).
+    changed: BTreeMap<String, (Option<Listed>, Option<Listed>)>,
 }
 
-/// A cluster whose entry a `ComponentWrite` changed.
-#[derive(Debug)]
-pub struct Changed {
-    pub cluster: String,
-    pub cluster_dns: String,
-    /// The entry was removed: the write may take the component from the cluster's feed.
-    pub removed: bool,
+/// What a `ComponentWrite` did, for its audit entry and its checks.
+pub struct Written {
+    pub component: String,
+    /// Each changed cluster's entry before and after, by cluster id (`null`: none).
+    pub before: Value,
+    pub after: Value,
+    /// The changed clusters, each with the entry the write removed, if it removed one (the
+    /// component may leave that cluster's feed).
+    pub clusters: Vec<(String, Option<Listed>)>,
 }
 
 impl ComponentWrite {
     pub fn new(component: &str) -> Self {
         ComponentWrite {
             component: component.to_owned(),
-            before: Map::new(),
-            after: Map::new(),
-            changed: Vec::new(),
+            changed: BTreeMap::new(),
         }
-    }
-
-    pub fn component(&self) -> &str {
-        &self.component
     }
 
     /// Sets the cluster's entry to `target`, deciding it from the entry stored now (`None`
@@ -204,15 +200,9 @@ impl ComponentWrite {
         cluster: &str,
         target: impl FnOnce(Option<&Listed>) -> Result<Option<Listed>>,
     ) -> Result<bool> {
-        let dns: Option<String> = conn
-            .prepare_cached("SELECT cluster_dns FROM clusters WHERE id = ?1")
-            .db()?
-            .query_row([cluster], |row| row.get(0))
-            .optional()
-            .db()?;
-        let Some(cluster_dns) = dns else {
+        if !super::clusters::exists(conn, cluster)? {
             return Ok(false);
-        };
+        }
         let current = read(conn, cluster, &self.component)?;
         let target = target(current.as_ref())?;
         if target == current {
@@ -225,26 +215,12 @@ impl ComponentWrite {
             current.as_ref(),
             target.as_ref(),
         )?;
-        let json = |listed: Option<&Listed>| {
-            listed.map_or(Value::Null, |l| {
-                serde_json::to_value(l).unwrap_or(Value::Null)
-            })
-        };
         // A cluster set twice in one write keeps its first state before.
-        if !self.before.contains_key(cluster) {
-            self.before
-                .insert(cluster.to_owned(), json(current.as_ref()));
-            self.changed.push(Changed {
-                cluster: cluster.to_owned(),
-                cluster_dns,
-                removed: false,
-            });
-        }
-        self.after.insert(cluster.to_owned(), json(stored.as_ref()));
-        if stored.is_none()
-            && let Some(changed) = self.changed.iter_mut().find(|c| c.cluster == cluster)
-        {
-            changed.removed = true;
+        match self.changed.get_mut(cluster) {
+            Some((_, after)) => *after = stored,
+            None => {
+                self.changed.insert(cluster.to_owned(), (current, stored));
+            }
         }
         Ok(true)
     }
@@ -253,15 +229,25 @@ impl ComponentWrite {
         self.changed.is_empty()
     }
 
-    /// What the audit entry records: the component, each changed cluster's entry before and
-    /// after, and the clusters.
-    pub fn into_parts(self) -> (String, Value, Value, Vec<Changed>) {
-        (
-            self.component,
-            Value::Object(self.before),
-            Value::Object(self.after),
-            self.changed,
-        )
+    pub fn finish(self) -> Written {
+        let json = |listed: &Option<Listed>| {
+            listed.as_ref().map_or(Value::Null, |l| {
+                serde_json::to_value(l).unwrap_or(Value::Null)
+            })
+        };
+        let (mut before, mut after) = (Map::new(), Map::new());
+        let mut clusters = Vec::with_capacity(self.changed.len());
+        for (cluster, (was, is)) in self.changed {
+            before.insert(cluster.clone(), json(&was));
+            after.insert(cluster.clone(), json(&is));
+            clusters.push((cluster, was.filter(|_| is.is_none())));
+        }
+        Written {
+            component: self.component,
+            before: Value::Object(before),
+            after: Value::Object(after),
+            clusters,
+        }
     }
 }
 
@@ -325,10 +311,10 @@ mod tests {
         let mut write = ComponentWrite::new("b");
         assert!(write.set(&conn, "k", |_| Ok(None)).unwrap());
         assert_eq!(read(&conn, "k", "b").unwrap(), None);
-        let (_, was, _, changed) = write.into_parts();
-        assert!(changed[0].removed);
+        let written = write.finish();
+        assert_eq!(written.clusters[0].1, before, "what it removed");
         let mut undo = ComponentWrite::new("b");
-        let back = parse_side(Some(&was)).unwrap().remove(0).1;
+        let back = parse_side(Some(&written.before)).unwrap().remove(0).1;
         undo.set(&conn, "k", |_| Ok(back)).unwrap();
         assert_eq!(read(&conn, "k", "b").unwrap(), before);
         assert_eq!(order(&conn), ["a", "b"]);
@@ -343,8 +329,10 @@ mod tests {
             "INSERT INTO cluster_components (cluster_id, component_id, position, enabled) VALUES ('k', 'c', 0, 1)",
         )
         .unwrap();
-        let (_, was, _, _) = write.into_parts();
-        let back = parse_side(Some(&was)).unwrap().remove(0).1;
+        let back = parse_side(Some(&write.finish().before))
+            .unwrap()
+            .remove(0)
+            .1;
         ComponentWrite::new("a")
             .set(&conn, "k", |_| Ok(back))
             .unwrap();
@@ -371,11 +359,14 @@ mod tests {
         let stored = read(&conn, "k", "b").unwrap().unwrap();
         assert_eq!(stored.oci_tag.as_deref(), Some("v3"));
         assert_eq!(stored.patch, Some(serde_json::json!({"x": 1})));
-        let (component, before, after, changed) = write.into_parts();
-        assert_eq!(component, "b");
-        assert_eq!(before["k"]["oci_tag"], "v2");
-        assert_eq!(after["k"]["oci_tag"], "v3");
-        assert_eq!(changed.len(), 1);
-        assert_eq!(changed[0].cluster_dns, "k.example");
+        let written = write.finish();
+        assert_eq!(written.component, "b");
+        assert_eq!(written.before["k"]["oci_tag"], "v2");
+        assert_eq!(written.after["k"]["oci_tag"], "v3");
+        assert_eq!(
+            written.clusters,
+            [("k".to_owned(), None)],
+            "changed, nothing removed"
+        );
     }
 }

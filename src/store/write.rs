@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use poem_openapi::types::ToJSON;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
-use super::assignments::{self, ComponentWrite};
+use super::assignments::{self, ComponentWrite, Listed};
 use super::audit::{self, Change};
 use super::feeds::{self, FLUX_DEFAULT_INPUT_LIMIT, FLUX_MAX_BODY_BYTES, Feed};
 use super::resource::Layers;
@@ -242,16 +242,12 @@ impl<'c> Pipeline<'c> {
         if write.is_empty() {
             return Ok(());
         }
-        let (component, before, after, changed) = write.into_parts();
-        for cluster in &changed {
-            *self.scope.entry(cluster.cluster.clone()).or_default() |=
-                feed_bit(Feed::PlatformComponents);
-            self.reload.insert(cluster.cluster.clone());
-            self.cache.changed.insert(cluster.cluster_dns.clone());
-            if cluster.removed {
-                // The component may leave the feed: judged on the whole served cluster,
-                // as a cluster write is.
-                self.removal_shrinks(&cluster.cluster, &component, &before)?;
+        let written = write.finish();
+        for (cluster, removed) in &written.clusters {
+            *self.scope.entry(cluster.clone()).or_default() |= feed_bit(Feed::PlatformComponents);
+            self.reload.insert(cluster.clone());
+            if let Some(removed) = removed {
+                self.removal_shrinks(cluster, &written.component, removed)?;
             }
         }
         if let Some(change) = &self.change {
@@ -260,33 +256,21 @@ impl<'c> Pipeline<'c> {
                 change,
                 self.now,
                 assignments::KIND,
-                &component,
-                Some(&before),
-                Some(&after),
+                &written.component,
+                Some(&written.before),
+                Some(&written.after),
             )?;
             self.first_revision.get_or_insert(self.revision);
-            let clusters: Vec<&str> = changed.iter().map(|c| c.cluster.as_str()).collect();
+            let clusters: Vec<&str> = written.clusters.iter().map(|(c, _)| c.as_str()).collect();
             audit::touched(self.conn, self.revision, &clusters)?;
         }
         Ok(())
     }
 
-    /// What removing `cluster`'s entry of `component` (as it was in `before`) took from its
-    /// feed: the cluster now against the cluster with the entry back.
-    fn removal_shrinks(
-        &mut self,
-        cluster: &str,
-        component: &str,
-        before: &serde_json::Value,
-    ) -> Result<()> {
+    /// What removing `cluster`'s entry `was` of `component` took from its feed, judged on the
+    /// whole served cluster as a cluster write is: the cluster now against it with the entry.
+    fn removal_shrinks(&mut self, cluster: &str, component: &str, was: &Listed) -> Result<()> {
         let Some(now) = clusters::get(self.conn, cluster)? else {
-            return Ok(());
-        };
-        let Some(Some(was)) = assignments::parse_side(Some(before))?
-            .into_iter()
-            .find(|(id, _)| id == cluster)
-            .map(|(_, listed)| listed)
-        else {
             return Ok(());
         };
         // Where it stood in the list does not change what the feed holds.
@@ -295,8 +279,8 @@ impl<'c> Pipeline<'c> {
             .push(crate::domain::model::ComponentRef {
                 id: component.to_owned(),
                 enabled: was.enabled,
-                oci_tag: was.oci_tag,
-                component_path: was.component_path,
+                oci_tag: was.oci_tag.clone(),
+                component_path: was.component_path.clone(),
             });
         let (then, now) = (then.to_json(), now.to_json());
         for (cluster, shrunk) in Cluster::shrinks(
