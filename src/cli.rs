@@ -284,8 +284,8 @@ pub fn status(config: &Config, query: StatusQuery) -> Result<(), Failure> {
     use crate::domain::convergence::StateCounts;
     use crate::domain::report::State;
     use crate::store::convergence::Scope;
-    use crate::store::convergence::fleet_summary;
     use crate::store::reports;
+    use crate::store::summary::fleet_summary;
 
     let store = open(config, true)?;
     let conn = store.connection()?;

@@ -100,7 +100,7 @@ pub async fn render(store: &Store, requests: &RequestMetrics, per_cluster: bool)
             0,
         ),
     }
-    let summary = crate::store::convergence::whole_fleet_summary(store).await;
+    let summary = crate::store::summary::whole_fleet_summary(store).await;
     render_reports(&mut out, store, summary.as_deref().ok());
     render_rollouts(&mut out, store).await;
     let Ok(summary) = summary else {

@@ -21,10 +21,9 @@ use crate::error::AppError;
 use crate::store::Store;
 use crate::store::clusters;
 use crate::store::convergence::Scope;
-use crate::store::convergence::{
-    cluster_convergence, cluster_statuses, fleet_summary, whole_fleet_summary, with_convergence,
-};
+use crate::store::convergence::{cluster_convergence, cluster_statuses, with_convergence};
 use crate::store::reports;
+use crate::store::summary::{fleet_summary, whole_fleet_summary};
 
 pub struct StatusApi;
 

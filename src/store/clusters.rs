@@ -349,6 +349,19 @@ pub fn ids_and_dns(conn: &Connection, cluster_dns: Option<&str>) -> Result<Vec<(
     .db()
 }
 
+/// The ids and DNS names of those of `ids` that exist.
+pub fn ids_and_dns_of(conn: &Connection, ids: &[String]) -> Result<Vec<(String, String)>> {
+    let ids = serde_json::Value::from(ids).to_string();
+    conn.prepare_cached(
+        "SELECT id, cluster_dns FROM clusters WHERE id IN (SELECT value FROM json_each(?1))",
+    )
+    .db()?
+    .query_map([ids], |row| Ok((row.get(0)?, row.get(1)?)))
+    .db()?
+    .collect::<rusqlite::Result<Vec<_>>>()
+    .db()
+}
+
 pub fn list(conn: &Connection, filter: &ClusterFilter) -> Result<Vec<Cluster>> {
     list_headers(conn, filter)?
         .into_iter()

@@ -2,9 +2,7 @@
 //! cluster, one component or the whole fleet, read in one transaction. The API
 //! (`/status/...`), the console and `flux-inputs status` are views over these.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
 
 use super::Store;
 use super::clusters;
@@ -134,168 +132,6 @@ impl From<StoredEvent> for ReceivedEvent {
     }
 }
 
-/// Stale clusters listed by `/status/fleet` (the count covers all).
-pub const STALE_LISTED: usize = 1000;
-
-/// The fleet summary of `scope`: per component and environment, counts per state, and the
-/// stale clusters. Streams the rows: memory is per component and environment, not per row.
-pub fn fleet_summary(
-    conn: &rusqlite::Connection,
-    scope: &Scope,
-    polls: &crate::store::polls::PollTracker,
-    now: u64,
-) -> crate::error::Result<FleetStatus> {
-    summarize(conn, scope, polls, now).map(|(summary, _)| summary)
-}
-
-/// `fleet_summary`, and the last second it holds if nothing else changes: the earliest at
-/// which a cluster fresh now turns stale.
-fn summarize(
-    conn: &rusqlite::Connection,
-    scope: &Scope,
-    polls: &crate::store::polls::PollTracker,
-    now: u64,
-) -> crate::error::Result<(FleetStatus, u64)> {
-    let mut by_component: BTreeMap<String, BTreeMap<String, StateCounts>> = BTreeMap::new();
-    for_each_component(conn, scope, polls, now, |row| {
-        if !by_component.contains_key(row.component) {
-            by_component.insert(row.component.to_owned(), BTreeMap::new());
-        }
-        let environments = by_component.get_mut(row.component).expect("inserted above");
-        if !environments.contains_key(row.environment) {
-            environments.insert(row.environment.to_owned(), StateCounts::default());
-        }
-        environments
-            .get_mut(row.environment)
-            .expect("inserted above")
-            .add(row.state);
-    })?;
-    let mut clusters = 0;
-    let mut stale = Vec::new();
-    let mut stale_count = 0;
-    let mut holds_until = u64::MAX;
-    for (id, dns) in clusters::ids_and_dns(conn, scope.cluster_dns.as_deref())? {
-        clusters += 1;
-        match polls.fresh_until(&polls.get(&dns), now) {
-            Some(until) => holds_until = holds_until.min(until),
-            None => {
-                stale_count += 1;
-                if stale.len() < STALE_LISTED {
-                    stale.push(id);
-                }
-            }
-        }
-    }
-    let components = by_component
-        .into_iter()
-        .map(|(component, environments)| {
-            let mut total = StateCounts::default();
-            for counts in environments.values() {
-                total.merge(counts);
-            }
-            ComponentSummary {
-                component,
-                counts: total,
-                environments: environments
-                    .into_iter()
-                    .map(|(environment, counts)| EnvironmentCounts {
-                        environment,
-                        counts,
-                    })
-                    .collect(),
-            }
-        })
-        .collect();
-    let summary = FleetStatus {
-        clusters,
-        components,
-        stale_count,
-        stale_clusters: stale,
-    };
-    Ok((summary, holds_until))
-}
-
-/// The whole fleet's summary (`/status/fleet` unfiltered, `/metrics`), shared by every
-/// request and kept while nothing it counts can have changed: at 100,000 clusters it reads
-/// 3 million assignments, and a Prometheus scrape every 15 s must not do that each time.
-#[derive(Clone, Default)]
-pub struct SummaryCache(Arc<SummaryCacheInner>);
-
-#[derive(Default)]
-struct SummaryCacheInner {
-    kept: Mutex<Option<KeptSummary>>,
-    /// Bumped by `forget`: another process wrote to the database.
-    forgotten: AtomicU64,
-}
-
-struct KeptSummary {
-    key: SummaryKey,
-    /// The clock second it was computed at, and the last second it holds.
-    from: u64,
-    until: u64,
-    summary: Arc<FleetStatus>,
-}
-
-/// What a summary was computed from: the inventory, the reports committed, the polls that
-/// made a stale feed fresh, and outside writes.
-#[derive(Clone, Copy, PartialEq, Debug)]
-struct SummaryKey {
-    revision: i64,
-    reports: u64,
-    revivals: u64,
-    forgotten: u64,
-}
-
-impl SummaryCache {
-    /// Another process changed the database: the next summary is computed afresh.
-    pub fn forget(&self) {
-        self.0.forgotten.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn kept(&self, key: SummaryKey, now: u64) -> Option<Arc<FleetStatus>> {
-        let kept = self.0.kept.lock().unwrap_or_else(|e| e.into_inner());
-        kept.as_ref()
-            .filter(|k| k.key == key && (k.from..=k.until).contains(&now))
-            .map(|k| k.summary.clone())
-    }
-
-    fn keep(&self, kept: KeptSummary) {
-        *self.0.kept.lock().unwrap_or_else(|e| e.into_inner()) = Some(kept);
-    }
-}
-
-/// The whole fleet's summary, from the cache when nothing it counts changed since.
-pub async fn whole_fleet_summary(store: &Store) -> Result<Arc<FleetStatus>> {
-    let cache = store.summaries().clone();
-    let polls = store.polls().clone();
-    let now = store.clock().now_u64();
-    // Read before the summary is computed: a change meanwhile makes the next key differ.
-    let (reports, revivals) = (store.reports().accepted(), polls.revivals());
-    let forgotten = cache.0.forgotten.load(Ordering::Relaxed);
-    store
-        .read(move |conn| {
-            let key = SummaryKey {
-                revision: super::revision::revision(conn)?,
-                reports,
-                revivals,
-                forgotten,
-            };
-            if let Some(summary) = cache.kept(key, now) {
-                return Ok(summary);
-            }
-            let (summary, until) = summarize(conn, &Scope::default(), &polls, now)?;
-            let summary = Arc::new(summary);
-            cache.keep(KeptSummary {
-                key,
-                from: now,
-                until,
-                summary: summary.clone(),
-            });
-            Ok(summary)
-        })
-        .await
-}
-
 /// Runs `view` over the convergence rows of `scope` on a pooled connection. Every event
 /// answered `202` before is committed, so the answer includes it.
 pub async fn with_convergence<T, F>(store: &Store, scope: Scope, view: F) -> crate::error::Result<T>
@@ -340,6 +176,12 @@ pub struct ComponentRow<'a> {
     /// The feed's `source.oci_tag`.
     pub desired: &'a str,
     pub state: State,
+    /// The state were the cluster not stale (`state` is `Stale` for an enabled component of
+    /// a stale cluster).
+    pub unless_stale: State,
+    /// Some report speaks for the component here: only then can a new desired tag change
+    /// its state.
+    pub claimed: bool,
     /// The chart version of the latest decisive event.
     pub reported_revision: Option<&'a str>,
     pub reason: Option<&'a str>,
@@ -660,6 +502,8 @@ pub fn for_each_component(
                 } else {
                     state
                 },
+                unless_stale: state,
+                claimed: claims(&reports, component).next().is_some(),
                 reported_revision: decided.and_then(|r| r.revision.as_deref()),
                 reason: decided.and_then(|r| r.reason.as_deref()),
                 message: decided.and_then(|r| r.message.as_deref()),

@@ -25,6 +25,7 @@ pub mod rollouts;
 pub mod rules;
 pub mod seed;
 pub mod sql;
+pub mod summary;
 pub mod tokens;
 pub mod watch;
 pub mod windows;

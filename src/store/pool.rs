@@ -95,7 +95,7 @@ pub struct Store {
     /// Events received from the clusters, not yet written.
     pub(super) reports: inbox::ReportInbox,
     /// The last whole-fleet summary.
-    summaries: super::convergence::SummaryCache,
+    summaries: super::summary::SummaryCache,
     /// Wakes the rollout controller (new reports, a verb).
     pub(super) rollouts_wake: Arc<tokio::sync::Notify>,
     /// The last `data_version` of the writer: other processes' commits change it.
@@ -304,7 +304,7 @@ impl Store {
         &self.reports
     }
 
-    pub fn summaries(&self) -> &super::convergence::SummaryCache {
+    pub fn summaries(&self) -> &super::summary::SummaryCache {
         &self.summaries
     }
 

@@ -93,6 +93,12 @@ pub struct CacheUpdate {
     pub changed: std::collections::HashSet<String>,
     /// A cluster was created, deleted or rewritten: the fleet list may have changed.
     pub fleet_changed: bool,
+    /// Ids of the clusters whose own entries the write changed (not only their catalog).
+    pub clusters: std::collections::HashSet<String>,
+    /// Components whose catalog tag the write changed.
+    pub retagged: std::collections::HashSet<String>,
+    /// A component was added to or removed from the catalog.
+    pub components_changed: bool,
 }
 
 /// One write transaction's way through the checks; see the module documentation.
@@ -219,6 +225,17 @@ impl<'c> Pipeline<'c> {
         }
         if R::COLLECTION == <crate::domain::window::Window as Resource>::COLLECTION {
             self.cache.windows_changed = true;
+        }
+        if R::COLLECTION == <PlatformComponent as Resource>::COLLECTION {
+            match (&before, &after) {
+                (Some(before), Some(after)) => {
+                    if before.get("oci_tag") != after.get("oci_tag") {
+                        self.cache.retagged.insert(id.to_owned());
+                    }
+                }
+                // Created, deleted, or not audited (the states are not known).
+                _ => self.cache.components_changed = true,
+            }
         }
         if let Some(change) = &self.change {
             self.revision = audit::append(
@@ -510,6 +527,7 @@ impl<'c> Pipeline<'c> {
             self.record_override(&closed_changed)?;
         }
         self.cache.catalog = Some(after_catalog);
+        self.cache.clusters = self.reload;
         finished.cache = self.cache;
         Ok(finished)
     }
@@ -933,6 +951,9 @@ impl Store {
                     });
                     match outcome {
                         Ok(applied) => {
+                            store
+                                .summaries()
+                                .reported(batch.iter().map(|q| q.report.cluster_dns.as_str()));
                             store.reports.count(&batch);
                             batch.into_iter().for_each(|q| q.answer(Ok(())));
                             // New reports may pass or fail a rollout's gate.
@@ -1020,6 +1041,11 @@ impl Store {
                 tx.commit().db()?;
                 // Before the answer goes out, so the client's next read sees its write.
                 let update = std::mem::take(&mut finished.cache);
+                store.summaries().written(
+                    update.clusters,
+                    update.retagged,
+                    update.components_changed,
+                );
                 match update.catalog {
                     Some(catalog) => store.cache.carry_over(
                         update.revision,

@@ -1186,3 +1186,81 @@ async fn the_kept_fleet_summary_shows_every_change_at_once() {
         "lab-dev-01's last poll is 1801 s old"
     );
 }
+
+/// The whole fleet's summary is kept up to date by what each write and event batch names
+/// (clusters, components retagged in the catalog, DNS names reported from) rather than read
+/// afresh: after every kind of change it must equal a summary read afresh from the file.
+#[tokio::test]
+async fn the_kept_fleet_summary_equals_a_fresh_read_after_every_kind_of_change() {
+    use poem_openapi::types::ToJSON;
+    let app = TestApp::new();
+    let fresh = || {
+        let conn = rusqlite::Connection::open(app.store.path()).unwrap();
+        let now = app.store.clock().now_u64();
+        let scope = flux_inputs::store::convergence::Scope::default();
+        flux_inputs::store::summary::fleet_summary(&conn, &scope, app.store.polls(), now)
+            .unwrap()
+            .to_json()
+            .unwrap()
+    };
+    let kept = || async { app.get("/status/fleet").await.json };
+    poll(&app, DEV).await;
+    assert_eq!(kept().await, fresh(), "the first summary");
+
+    let success = helm_event(
+        "cert-manager",
+        "info",
+        "UpgradeSucceeded",
+        "2026-08-20T10:00:00Z",
+        "v1.16.2",
+    );
+    accepted(&send(&app, DEV, READ, &success).await);
+    let reported = kept().await;
+    assert_eq!(reported, fresh(), "after an event");
+    let converged = fleet_count(&reported, "cert-manager", "converged");
+    assert!(converged >= 1, "{reported}");
+
+    // A new catalog tag: the cluster that reported the old one is progressing again.
+    let mut entry = app.get("/platform_components/cert-manager").await.json;
+    entry["oci_tag"] = json!("v1.17.0");
+    let put = app.put("/platform_components/cert-manager", &entry).await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.json);
+    let retagged = kept().await;
+    assert_eq!(retagged, fresh(), "after a catalog tag change");
+    assert_eq!(
+        fleet_count(&retagged, "cert-manager", "converged"),
+        converged - 1
+    );
+
+    let mut cluster = app.get("/clusters/lab-dev-01").await.json;
+    for entry in cluster["platform_components"].as_array_mut().unwrap() {
+        if entry["id"] == "cert-manager" {
+            entry["enabled"] = json!(false);
+        }
+    }
+    let put = app.put("/clusters/lab-dev-01", &cluster).await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.json);
+    let disabled = kept().await;
+    assert_eq!(disabled, fresh(), "after a cluster write");
+    assert!(fleet_count(&disabled, "cert-manager", "disabled") >= 1);
+
+    let overlay = json!({"id": "dev-extra", "selector": {"environment": "dev"},
+                         "platform_components": [{"id": "podinfo", "enabled": true}]});
+    let created = app.post("/overlays", &overlay).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.json);
+    assert_eq!(kept().await, fresh(), "after an overlay write");
+
+    let mut copy = app.get("/clusters/edge-qa-01").await.json;
+    copy["id"] = json!("edge-qa-02");
+    copy["cluster_name"] = json!("edge-qa-02");
+    copy["cluster_dns"] = json!("edge-qa-02.k8s.example.com");
+    let created = app.post("/clusters", &copy).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.json);
+    let grown = kept().await;
+    assert_eq!(grown, fresh(), "after a cluster is created");
+    assert_eq!(grown["clusters"], 5);
+
+    let deleted = app.delete("/clusters/edge-qa-01").await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.json);
+    assert_eq!(kept().await, fresh(), "after a cluster is deleted");
+}
