@@ -205,7 +205,7 @@ impl Kept {
 }
 
 /// Every cluster's component states were no cluster stale, with component ids and
-/// environments interned: about 150 bytes per cluster of 30 components.
+/// environments interned: about 270 bytes per cluster of 30 components.
 #[derive(Default)]
 struct FleetStates {
     components: Interner,
@@ -219,12 +219,40 @@ struct ClusterStates {
     rows: Box<[Row]>,
 }
 
+/// One component's state on one cluster in 32 bits: the component's number (24 bits: the
+/// catalog ids that appear on clusters number far fewer), its state were the cluster not
+/// stale (an index in `State::ALL`), whether it is enabled and whether a report claims it.
 #[derive(Clone, Copy)]
-struct Row {
-    component: u32,
-    unless_stale: State,
-    enabled: bool,
-    claimed: bool,
+struct Row(u32);
+
+impl Row {
+    const ENABLED: u32 = 1 << 3;
+    const CLAIMED: u32 = 1 << 4;
+
+    fn new(component: u32, unless_stale: State, enabled: bool, claimed: bool) -> Row {
+        let state = State::ALL
+            .iter()
+            .position(|s| *s == unless_stale)
+            .unwrap_or(0) as u32;
+        let flags = if enabled { Row::ENABLED } else { 0 } | if claimed { Row::CLAIMED } else { 0 };
+        Row(component << 8 | flags | state)
+    }
+
+    fn component(self) -> u32 {
+        self.0 >> 8
+    }
+
+    fn unless_stale(self) -> State {
+        State::ALL[(self.0 & 0b111) as usize]
+    }
+
+    fn enabled(self) -> bool {
+        self.0 & Row::ENABLED != 0
+    }
+
+    fn claimed(self) -> bool {
+        self.0 & Row::CLAIMED != 0
+    }
 }
 
 impl FleetStates {
@@ -240,30 +268,41 @@ impl FleetStates {
             }
             None => clusters::ids_and_dns(conn, scope.cluster_dns.as_deref())?,
         };
-        let mut rows: HashMap<String, (u32, Vec<Row>)> = HashMap::new();
-        // The clock does not matter: the states are kept as if no cluster were stale.
-        for_each_component(conn, scope, &PollTracker::default(), 0, |row| {
-            let (environment, list) = match rows.get_mut(row.cluster_id) {
-                Some(entry) => entry,
-                None => rows.entry(row.cluster_id.to_owned()).or_default(),
-            };
-            *environment = self.environments.intern(row.environment);
-            list.push(Row {
-                component: self.components.intern(row.component),
-                unless_stale: row.unless_stale,
-                enabled: row.enabled,
-                claimed: row.claimed,
-            });
-        })?;
         for (id, dns) in listed {
-            let (environment, list) = rows.remove(&id).unwrap_or_default();
             let states = ClusterStates {
                 dns: dns.into(),
-                environment,
-                rows: list.into_boxed_slice(),
+                environment: 0,
+                rows: Box::default(),
             };
             self.clusters.insert(id, states);
         }
+        // The walk visits one cluster's rows together: each cluster's are gathered in `rows`
+        // and stored when the next cluster's begin.
+        let clusters = &mut self.clusters;
+        let mut store = |id: &str, environment: u32, rows: &mut Vec<Row>| {
+            if let Some(states) = clusters.get_mut(id) {
+                states.environment = environment;
+                states.rows = rows.as_slice().into();
+            }
+            rows.clear();
+        };
+        let (mut current, mut environment, mut rows) = (String::new(), 0, Vec::new());
+        // The clock does not matter: the states are kept as if no cluster were stale.
+        for_each_component(conn, scope, &PollTracker::default(), 0, |row| {
+            if row.cluster_id != current {
+                store(&current, environment, &mut rows);
+                row.cluster_id.clone_into(&mut current);
+                environment = self.environments.intern(row.environment);
+            }
+            let component = self.components.intern(row.component);
+            rows.push(Row::new(
+                component,
+                row.unless_stale,
+                row.enabled,
+                row.claimed,
+            ));
+        })?;
+        store(&current, environment, &mut rows);
         Ok(())
     }
 
@@ -282,7 +321,7 @@ impl FleetStates {
                     || cluster
                         .rows
                         .iter()
-                        .any(|row| row.claimed && retagged.contains(&row.component));
+                        .any(|row| row.claimed() && retagged.contains(&row.component()));
                 if reread && !ids.contains(id) {
                     ids.insert(id.clone());
                 }
@@ -314,12 +353,12 @@ impl FleetStates {
                 }
             };
             for row in &cluster.rows {
-                let state = if stale && row.enabled {
+                let state = if stale && row.enabled() {
                     State::Stale
                 } else {
-                    row.unless_stale
+                    row.unless_stale()
                 };
-                let at = row.component as usize * environments + cluster.environment as usize;
+                let at = row.component() as usize * environments + cluster.environment as usize;
                 counts[at].get_or_insert_default().add(state);
             }
         }
@@ -390,5 +429,38 @@ impl Interner {
         let mut numbers: Vec<u32> = (0..self.names.len() as u32).collect();
         numbers.sort_by(|a, b| self.name(*a).cmp(self.name(*b)));
         numbers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_keeps_every_state_and_flag_of_a_large_component_number() {
+        for state in State::ALL {
+            for (enabled, claimed) in [(false, false), (true, false), (false, true), (true, true)] {
+                let row = Row::new(0xAB_CDEF, state, enabled, claimed);
+                assert_eq!(
+                    (
+                        row.component(),
+                        row.unless_stale(),
+                        row.enabled(),
+                        row.claimed()
+                    ),
+                    (0xAB_CDEF, state, enabled, claimed)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn names_are_numbered_once_and_listed_in_name_order() {
+        let mut names = Interner::default();
+        let (b, a) = (names.intern("b"), names.intern("a"));
+        assert_eq!(names.intern("b"), b);
+        assert_eq!(names.get("a"), Some(a));
+        assert_eq!(names.sorted(), vec![a, b]);
+        assert_eq!(names.name(b), "b");
     }
 }
