@@ -40,6 +40,40 @@ struct Count {
     failed: u64,
 }
 
+/// The clusters of one component per reported revision and environment, and the chosen ones.
+#[derive(Default)]
+struct Matrix {
+    /// Few revisions: a list searched in order beats a map keyed by owned strings.
+    counts: Vec<(Option<String>, BTreeMap<String, Count>)>,
+    /// The first `LISTED` chosen clusters (ids), and how many were chosen.
+    listed: Vec<String>,
+    matching: usize,
+}
+
+impl Matrix {
+    fn add(&mut self, revision: Option<&str>, environment: &str, failed: bool) {
+        let at = match self
+            .counts
+            .iter()
+            .position(|(r, _)| r.as_deref() == revision)
+        {
+            Some(at) => at,
+            None => {
+                self.counts
+                    .push((revision.map(str::to_owned), BTreeMap::new()));
+                self.counts.len() - 1
+            }
+        };
+        let environments = &mut self.counts[at].1;
+        if !environments.contains_key(environment) {
+            environments.insert(environment.to_owned(), Count::default());
+        }
+        let count = environments.get_mut(environment).expect("inserted above");
+        count.clusters += 1;
+        count.failed += u64::from(failed);
+    }
+}
+
 /// Orders chart versions as versions, not strings: `0.2.3` < `0.16.12-dev` < `0.16.12` <
 /// `0.22.6`; a leading `v` is ignored; a pre-release sorts before its release.
 pub fn version_order(a: &str, b: &str) -> Ordering {
@@ -86,53 +120,71 @@ pub async fn component_page(
     let Some(session) = session_of(req) else {
         return Redirect::see_other("/ui/login").into_response();
     };
-    let polls = store.polls().clone();
-    let now = store.clock().now_u64();
-    let lookup = id.clone();
     let (environment, version, only_failed) = (
         query.environment.clone(),
         query.version.clone(),
         query.state == "failed",
     );
     let chosen = !environment.is_empty() || !version.is_empty() || only_failed;
+    // The matrix and the chosen clusters from the kept states (no walk of every cluster's
+    // reports); then the listed clusters' details, read for those clusters only.
+    let folded = crate::store::summary::fold_component_states(
+        store,
+        id.clone(),
+        Matrix::default(),
+        move |mut matrix, row| {
+            if !row.enabled {
+                return matrix;
+            }
+            let failed = row.state == State::Failed;
+            matrix.add(row.reported_revision, row.environment, failed);
+            let wanted = (environment.is_empty() || environment == row.environment)
+                && (version.is_empty() || row.reported_revision.unwrap_or("none") == version)
+                && (!only_failed || failed);
+            if chosen && wanted {
+                matrix.matching += 1;
+                if matrix.listed.len() < LISTED {
+                    matrix.listed.push(row.cluster_id.to_owned());
+                }
+            }
+            matrix
+        },
+    )
+    .await;
+    let Matrix {
+        counts,
+        listed: listed_ids,
+        matching,
+    } = match folded {
+        Ok(folded) => folded,
+        Err(err) => return failure(err),
+    };
+    let matrix: BTreeMap<Option<String>, BTreeMap<String, Count>> = counts.into_iter().collect();
+    let polls = store.polls().clone();
+    let now = store.clock().now_u64();
+    let lookup = id.clone();
     let loaded = store
         .read(move |conn| {
             let Some(component) = crate::store::components::get(conn, &lookup)? else {
                 return Ok(None);
             };
-            let scope = Scope {
-                component: Some(lookup.clone()),
-                ..Scope::default()
-            };
-            let mut matrix: BTreeMap<Option<String>, BTreeMap<String, Count>> = BTreeMap::new();
-            let (mut listed, mut matching) = (Vec::new(), 0usize);
-            crate::store::convergence::for_each_component(conn, &scope, &polls, now, |row| {
-                if !row.enabled {
-                    return;
-                }
-                let revision = row.reported_revision.map(str::to_owned);
-                let count = matrix
-                    .entry(revision.clone())
-                    .or_default()
-                    .entry(row.environment.to_owned())
-                    .or_default();
-                count.clusters += 1;
-                count.failed += u64::from(row.state == State::Failed);
-                let wanted = (environment.is_empty() || environment == row.environment)
-                    && (version.is_empty()
-                        || revision.as_deref().unwrap_or("none") == version.as_str())
-                    && (!only_failed || row.state == State::Failed);
-                if chosen && wanted {
-                    matching += 1;
-                    if listed.len() < LISTED {
+            let mut listed = Vec::new();
+            if !listed_ids.is_empty() {
+                let scope = Scope {
+                    component: Some(lookup),
+                    clusters: Some(listed_ids),
+                    ..Scope::default()
+                };
+                crate::store::convergence::for_each_component(conn, &scope, &polls, now, |row| {
+                    if row.enabled {
                         listed.push(ComponentState::from(row));
                     }
-                }
-            })?;
-            Ok(Some((component, matrix, listed, matching)))
+                })?;
+            }
+            Ok(Some((component, listed)))
         })
         .await;
-    let (component, matrix, listed, matching) = match loaded {
+    let (component, listed) = match loaded {
         Ok(Some(loaded)) => loaded,
         Ok(None) => {
             return error_page(
