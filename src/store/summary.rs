@@ -57,7 +57,8 @@ pub struct SummaryCache(Arc<Inner>);
 
 #[derive(Default)]
 struct Inner {
-    /// Named by writers since the states were last brought up to date.
+    /// Named by writers since the states were last brought up to date (everything, until
+    /// they are first read).
     changed: Mutex<Changed>,
     /// Held while the states are brought up to date: summaries asked for meanwhile wait for
     /// that one read instead of starting their own.
@@ -65,7 +66,6 @@ struct Inner {
 }
 
 /// What changed since the kept states were read.
-#[derive(Default)]
 struct Changed {
     /// Another process wrote, a component was added or removed: everything is read again.
     everything: bool,
@@ -78,7 +78,41 @@ struct Changed {
     retagged: HashSet<String>,
 }
 
+impl Default for Changed {
+    fn default() -> Self {
+        Changed::everything()
+    }
+}
+
 impl Changed {
+    /// Past this many clusters named, reading every cluster costs about as much as reading
+    /// them, and the names stop growing.
+    const MAX_NAMED: usize = 50_000;
+
+    fn everything() -> Changed {
+        Changed {
+            everything: true,
+            clusters: HashSet::new(),
+            reported: HashSet::new(),
+            retagged: HashSet::new(),
+        }
+    }
+
+    fn nothing() -> Changed {
+        Changed {
+            everything: false,
+            ..Changed::everything()
+        }
+    }
+
+    /// Whether further names can be dropped: everything is read next anyway.
+    fn is_full(&mut self) -> bool {
+        if self.clusters.len() + self.reported.len() > Changed::MAX_NAMED {
+            *self = Changed::everything();
+        }
+        self.everything
+    }
+
     fn is_empty(&self) -> bool {
         !self.everything
             && self.clusters.is_empty()
@@ -122,6 +156,9 @@ impl SummaryCache {
     ) {
         let mut changed = lock(&self.0.changed);
         changed.everything |= components_changed;
+        if changed.is_full() {
+            return;
+        }
         changed.clusters.extend(clusters);
         changed.retagged.extend(retagged);
     }
@@ -129,6 +166,9 @@ impl SummaryCache {
     /// Committed events changed the reports of the clusters served at these DNS names.
     pub fn reported<'a>(&self, cluster_dns: impl IntoIterator<Item = &'a str>) {
         let mut changed = lock(&self.0.changed);
+        if changed.is_full() {
+            return;
+        }
         for dns in cluster_dns {
             if !changed.reported.contains(dns) {
                 changed.reported.insert(dns.to_owned());
@@ -169,7 +209,7 @@ impl SummaryCache {
     /// taken (see the module documentation).
     fn up_to_date(&self, conn: &Connection) -> Result<MutexGuard<'_, Kept>> {
         let mut kept = lock(&self.0.kept);
-        let changed = std::mem::take(&mut *lock(&self.0.changed));
+        let changed = std::mem::replace(&mut *lock(&self.0.changed), Changed::nothing());
         if changed.is_empty() && kept.states.is_some() {
             return Ok(kept);
         }
@@ -554,6 +594,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn names_are_dropped_until_first_read_and_past_the_limit() {
+        let cache = SummaryCache::default();
+        cache.written(["a".to_owned()], [], false);
+        let taken = std::mem::replace(&mut *lock(&cache.0.changed), Changed::nothing());
+        assert!(
+            taken.everything && taken.clusters.is_empty(),
+            "nothing read yet"
+        );
+
+        let ids = (0..=Changed::MAX_NAMED).map(|n| n.to_string());
+        cache.written(ids, ["cert-manager".to_owned()], false);
+        assert!(!lock(&cache.0.changed).everything);
+        cache.reported(["one.example.com"]);
+        let changed = lock(&cache.0.changed);
+        assert!(changed.everything && changed.clusters.is_empty() && changed.reported.is_empty());
     }
 
     #[test]
