@@ -85,6 +85,13 @@ impl PollTracker {
         (now <= until).then_some(until)
     }
 
+    /// `fresh_until` of the polls of the cluster with this DNS name, read in place (a
+    /// fleet-wide view asks it of every cluster).
+    pub fn fresh_until_of(&self, cluster_dns: &str, now: u64) -> Option<u64> {
+        let shard = self.shard(cluster_dns);
+        self.fresh_until(&shard.get(cluster_dns)?.polls, now)
+    }
+
     /// Polls so far that made a feed fresh.
     pub fn revivals(&self) -> u64 {
         self.revivals.load(Ordering::Relaxed)

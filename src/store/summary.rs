@@ -291,74 +291,68 @@ impl Kept {
     }
 }
 
-/// Every cluster's component states were no cluster stale, with component ids and
-/// environments and reported revisions interned: about 400 bytes per cluster of 30
+/// Every cluster's component states were no cluster stale, with component ids,
+/// environments and reported revisions interned: about 300 bytes per cluster of 30
 /// components.
 #[derive(Default)]
 struct FleetStates {
     components: Interner,
     environments: Interner,
     revisions: Interner,
-    clusters: BTreeMap<String, ClusterStates>,
+    clusters: BTreeMap<Box<str>, ClusterStates>,
 }
 
 struct ClusterStates {
     dns: Box<str>,
     environment: u32,
     rows: Box<[Row]>,
+    /// (component, reported revision) of the rows with a reported revision: only clusters
+    /// that report have any, and then for fewer components than they run.
+    revisions: Box<[(u32, u32)]>,
 }
 
-/// One component's state on one cluster in 64 bits. `bits`: the component's number (24
-/// bits: the catalog ids that appear on clusters number far fewer), its state were the
-/// cluster not stale (an index in `State::ALL`), whether it is enabled and whether a report
-/// claims it; `revision`: the reported chart revision's number plus one (0: none).
+/// One component's state on one cluster in 32 bits: the component's number (24 bits: the
+/// catalog ids that appear on clusters number far fewer), its state were the cluster not
+/// stale (an index in `State::ALL`), whether it is enabled and whether a report claims it.
 #[derive(Clone, Copy)]
-struct Row {
-    bits: u32,
-    revision: u32,
-}
+struct Row(u32);
 
 impl Row {
     const ENABLED: u32 = 1 << 3;
     const CLAIMED: u32 = 1 << 4;
 
-    fn new(
-        component: u32,
-        unless_stale: State,
-        enabled: bool,
-        claimed: bool,
-        revision: Option<u32>,
-    ) -> Row {
+    fn new(component: u32, unless_stale: State, enabled: bool, claimed: bool) -> Row {
         let state = State::ALL
             .iter()
             .position(|s| *s == unless_stale)
             .unwrap_or(0) as u32;
         let flags = if enabled { Row::ENABLED } else { 0 } | if claimed { Row::CLAIMED } else { 0 };
-        Row {
-            bits: component << 8 | flags | state,
-            revision: revision.map_or(0, |r| r + 1),
-        }
+        Row(component << 8 | flags | state)
     }
 
     fn component(self) -> u32 {
-        self.bits >> 8
+        self.0 >> 8
     }
 
     fn unless_stale(self) -> State {
-        State::ALL[(self.bits & 0b111) as usize]
+        State::ALL[(self.0 & 0b111) as usize]
     }
 
     fn enabled(self) -> bool {
-        self.bits & Row::ENABLED != 0
+        self.0 & Row::ENABLED != 0
     }
 
     fn claimed(self) -> bool {
-        self.bits & Row::CLAIMED != 0
+        self.0 & Row::CLAIMED != 0
     }
+}
 
-    fn revision(self) -> Option<u32> {
-        self.revision.checked_sub(1)
-    }
+/// One cluster's rows while the walk passes it.
+#[derive(Default)]
+struct Gathered {
+    environment: u32,
+    rows: Vec<Row>,
+    revisions: Vec<(u32, u32)>,
 }
 
 impl FleetStates {
@@ -368,7 +362,7 @@ impl FleetStates {
         let listed = match &scope.clusters {
             Some(ids) => {
                 for id in ids {
-                    self.clusters.remove(id);
+                    self.clusters.remove(id.as_str());
                 }
                 clusters::ids_and_dns_of(conn, ids)?
             }
@@ -379,38 +373,39 @@ impl FleetStates {
                 dns: dns.into(),
                 environment: 0,
                 rows: Box::default(),
+                revisions: Box::default(),
             };
-            self.clusters.insert(id, states);
+            self.clusters.insert(id.into(), states);
         }
-        // The walk visits one cluster's rows together: each cluster's are gathered in `rows`
-        // and stored when the next cluster's begin.
+        // The walk visits one cluster's rows together: each cluster's are gathered and
+        // stored when the next cluster's begin.
         let clusters = &mut self.clusters;
-        let mut store = |id: &str, environment: u32, rows: &mut Vec<Row>| {
+        let mut store = |id: &str, gathered: &mut Gathered| {
             if let Some(states) = clusters.get_mut(id) {
-                states.environment = environment;
-                states.rows = rows.as_slice().into();
+                states.environment = gathered.environment;
+                states.rows = gathered.rows.as_slice().into();
+                states.revisions = gathered.revisions.as_slice().into();
             }
-            rows.clear();
+            gathered.rows.clear();
+            gathered.revisions.clear();
         };
-        let (mut current, mut environment, mut rows) = (String::new(), 0, Vec::new());
+        let (mut current, mut gathered) = (String::new(), Gathered::default());
         // The clock does not matter: the states are kept as if no cluster were stale.
         for_each_component(conn, scope, &PollTracker::default(), 0, |row| {
             if row.cluster_id != current {
-                store(&current, environment, &mut rows);
+                store(&current, &mut gathered);
                 row.cluster_id.clone_into(&mut current);
-                environment = self.environments.intern(row.environment);
+                gathered.environment = self.environments.intern(row.environment);
             }
             let component = self.components.intern(row.component);
-            let revision = row.reported_revision.map(|r| self.revisions.intern(r));
-            rows.push(Row::new(
-                component,
-                row.unless_stale,
-                row.enabled,
-                row.claimed,
-                revision,
-            ));
+            if let Some(revision) = row.reported_revision {
+                let revision = self.revisions.intern(revision);
+                gathered.revisions.push((component, revision));
+            }
+            let kept = Row::new(component, row.unless_stale, row.enabled, row.claimed);
+            gathered.rows.push(kept);
         })?;
-        store(&current, environment, &mut rows);
+        store(&current, &mut gathered);
         Ok(())
     }
 
@@ -430,8 +425,8 @@ impl FleetStates {
                         .rows
                         .iter()
                         .any(|row| row.claimed() && retagged.contains(&row.component()));
-                if reread && !ids.contains(id) {
-                    ids.insert(id.clone());
+                if reread && !ids.contains(&**id) {
+                    ids.insert(id.to_string());
                 }
             }
         }
@@ -454,7 +449,7 @@ impl FleetStates {
             let Some(row) = cluster.rows.iter().find(|r| r.component() == number) else {
                 continue;
             };
-            let stale = row.enabled() && polls.is_stale(&polls.get(&cluster.dns), now);
+            let stale = row.enabled() && polls.fresh_until_of(&cluster.dns, now).is_none();
             let state = KeptState {
                 cluster_id: id,
                 environment: self.environments.name(cluster.environment),
@@ -464,7 +459,11 @@ impl FleetStates {
                 } else {
                     row.unless_stale()
                 },
-                reported_revision: row.revision().map(|r| self.revisions.name(r)),
+                reported_revision: cluster
+                    .revisions
+                    .iter()
+                    .find(|(c, _)| *c == number)
+                    .map(|(_, r)| self.revisions.name(*r)),
             };
             folded = fold(folded, &state);
         }
@@ -480,7 +479,7 @@ impl FleetStates {
         let mut stale_count = 0;
         let mut holds_until = u64::MAX;
         for (id, cluster) in &self.clusters {
-            let stale = match polls.fresh_until(&polls.get(&cluster.dns), now) {
+            let stale = match polls.fresh_until_of(&cluster.dns, now) {
                 Some(until) => {
                     holds_until = holds_until.min(until);
                     false
@@ -488,7 +487,7 @@ impl FleetStates {
                 None => {
                     stale_count += 1;
                     if stale_clusters.len() < STALE_LISTED {
-                        stale_clusters.push(id.clone());
+                        stale_clusters.push(id.to_string());
                     }
                     true
                 }
@@ -581,17 +580,14 @@ mod tests {
     fn a_row_keeps_every_state_and_flag_of_a_large_component_number() {
         for state in State::ALL {
             for (enabled, claimed) in [(false, false), (true, false), (false, true), (true, true)] {
-                for revision in [None, Some(0), Some(7)] {
-                    let row = Row::new(0xAB_CDEF, state, enabled, claimed, revision);
-                    let read = (
-                        row.component(),
-                        row.unless_stale(),
-                        row.enabled(),
-                        row.claimed(),
-                        row.revision(),
-                    );
-                    assert_eq!(read, (0xAB_CDEF, state, enabled, claimed, revision));
-                }
+                let row = Row::new(0xAB_CDEF, state, enabled, claimed);
+                let read = (
+                    row.component(),
+                    row.unless_stale(),
+                    row.enabled(),
+                    row.claimed(),
+                );
+                assert_eq!(read, (0xAB_CDEF, state, enabled, claimed));
             }
         }
     }
