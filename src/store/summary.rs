@@ -201,9 +201,7 @@ impl SummaryCache {
         });
         Ok(summary)
     }
-}
 
-impl SummaryCache {
     /// The kept states with every change named so far read. `conn` is in a read transaction
     /// that has read nothing yet (`Store::read`): its snapshot begins after the names are
     /// taken (see the module documentation).
@@ -272,18 +270,19 @@ impl Kept {
                 return Ok(());
             }
         };
-        let stale = states.changed_clusters(changed);
-        // Past half the fleet, one ordered walk of everything is the cheaper read.
-        if stale.len() > states.clusters.len() / 2 {
+        let reread = states.changed_clusters(changed);
+        // Past half the fleet, one ordered walk of everything is the cheaper read (and it
+        // forgets the names of components and revisions no longer in use).
+        if reread.len() > states.clusters.len() / 2 {
             *states = FleetStates::default();
             states.read(conn, &Scope::default())
-        } else if stale.is_empty() {
+        } else if reread.is_empty() {
             Ok(())
         } else {
             states.read(
                 conn,
                 &Scope {
-                    clusters: Some(stale),
+                    clusters: Some(reread),
                     ..Scope::default()
                 },
             )
