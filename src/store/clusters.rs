@@ -339,27 +339,34 @@ pub fn ids_where(conn: &Connection, mut keep: impl FnMut(&str) -> bool) -> Resul
 
 /// Every cluster's id and DNS name (or only the one with this DNS name), ordered by id.
 pub fn ids_and_dns(conn: &Connection, cluster_dns: Option<&str>) -> Result<Vec<(String, String)>> {
-    conn.prepare_cached(
+    id_and_dns_rows(
+        conn,
         "SELECT id, cluster_dns FROM clusters WHERE ?1 IS NULL OR cluster_dns = ?1 ORDER BY id",
+        [cluster_dns],
     )
-    .db()?
-    .query_map([cluster_dns], |row| Ok((row.get(0)?, row.get(1)?)))
-    .db()?
-    .collect::<rusqlite::Result<Vec<_>>>()
-    .db()
 }
 
 /// The ids and DNS names of those of `ids` that exist.
 pub fn ids_and_dns_of(conn: &Connection, ids: &[String]) -> Result<Vec<(String, String)>> {
-    let ids = serde_json::Value::from(ids).to_string();
-    conn.prepare_cached(
+    id_and_dns_rows(
+        conn,
         "SELECT id, cluster_dns FROM clusters WHERE id IN (SELECT value FROM json_each(?1))",
+        [serde_json::Value::from(ids).to_string()],
     )
-    .db()?
-    .query_map([ids], |row| Ok((row.get(0)?, row.get(1)?)))
-    .db()?
-    .collect::<rusqlite::Result<Vec<_>>>()
-    .db()
+}
+
+/// The (id, DNS name) rows `sql` selects.
+fn id_and_dns_rows(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<(String, String)>> {
+    conn.prepare_cached(sql)
+        .db()?
+        .query_map(params, |row| Ok((row.get(0)?, row.get(1)?)))
+        .db()?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .db()
 }
 
 pub fn list(conn: &Connection, filter: &ClusterFilter) -> Result<Vec<Cluster>> {
@@ -702,14 +709,11 @@ pub fn set_scope<'a>(conn: &Connection, ids: impl IntoIterator<Item = &'a str>) 
 
 /// The id and DNS name of every existing cluster of the scope (`set_scope`), in id order.
 pub fn dns_in_scope(conn: &Connection) -> Result<Vec<(String, String)>> {
-    conn.prepare_cached(
+    id_and_dns_rows(
+        conn,
         "SELECT c.id, c.cluster_dns FROM temp.write_scope s JOIN clusters c ON c.id = s.id ORDER BY s.id",
+        [],
     )
-    .db()?
-    .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-    .db()?
-    .collect::<rusqlite::Result<_>>()
-    .db()
 }
 
 /// Streams every existing cluster of the scope (`set_scope`), in id order, read for the

@@ -105,8 +105,9 @@ impl Changed {
         }
     }
 
-    /// Whether further names can be dropped: everything is read next anyway.
-    fn is_full(&mut self) -> bool {
+    /// Turns into "everything" past `MAX_NAMED` names; whether it is everything now (further
+    /// names can be dropped: everything is read next anyway).
+    fn becomes_everything(&mut self) -> bool {
         if self.clusters.len() + self.reported.len() > Changed::MAX_NAMED {
             *self = Changed::everything();
         }
@@ -156,7 +157,7 @@ impl SummaryCache {
     ) {
         let mut changed = lock(&self.0.changed);
         changed.everything |= components_changed;
-        if changed.is_full() {
+        if changed.becomes_everything() {
             return;
         }
         changed.clusters.extend(clusters);
@@ -166,7 +167,7 @@ impl SummaryCache {
     /// Committed events changed the reports of the clusters served at these DNS names.
     pub fn reported<'a>(&self, cluster_dns: impl IntoIterator<Item = &'a str>) {
         let mut changed = lock(&self.0.changed);
-        if changed.is_full() {
+        if changed.becomes_everything() {
             return;
         }
         for dns in cluster_dns {
