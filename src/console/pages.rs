@@ -385,9 +385,7 @@ pub async fn fleet_page(
         .read(move |conn| {
             let closed = crate::store::windows::closed(conn, now as i64, None)?;
             // The fleet at a glance: every cluster, failing, stale, closed (each a filter).
-            let stale = crate::store::clusters::ids_where(conn, |dns| {
-                polls.is_stale(&polls.get(dns), now)
-            })?;
+            let stale = crate::store::clusters::ids_where(conn, |dns| polls.is_stale_of(dns, now))?;
             let glance = Glance {
                 clusters: crate::store::clusters::count(conn)? as u64,
                 failing: crate::store::clusters::failing_count(conn)?,

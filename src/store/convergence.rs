@@ -460,7 +460,7 @@ pub fn for_each_component(
             continue;
         }
         let dns: String = cluster.get(1).db()?;
-        let stale = polls.is_stale(&polls.get(&dns), now);
+        let stale = polls.is_stale_of(&dns, now);
         reports.clear();
         rows_of(&id, &mut pending_report, &mut next_report, |r| {
             reports.extend(r)

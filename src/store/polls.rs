@@ -92,6 +92,13 @@ impl PollTracker {
         self.fresh_until(&shard.get(cluster_dns)?.polls, now)
     }
 
+    /// `is_stale` of the cluster with this DNS name, read in place: a fleet-wide view asks
+    /// it of every cluster, and a copy of its polls (three shared strings) costs more than
+    /// the question.
+    pub fn is_stale_of(&self, cluster_dns: &str, now: u64) -> bool {
+        self.fresh_until_of(cluster_dns, now).is_none()
+    }
+
     /// Polls so far that made a feed fresh.
     pub fn revivals(&self) -> u64 {
         self.revivals.load(Ordering::Relaxed)

@@ -6,7 +6,7 @@ use rusqlite::Connection;
 
 use super::Resource;
 use super::sql::SqlResultExt;
-use crate::domain::model::{Cluster, Namespace, PlatformComponent, Rolebinding};
+use crate::domain::model::{Namespace, PlatformComponent, Rolebinding};
 use crate::error::{AppError, Result};
 
 /// One line per record that a write of it today would be refused for.
@@ -15,7 +15,8 @@ pub fn violations(conn: &Connection) -> Result<Vec<String>> {
     check::<PlatformComponent>(conn, "platform_components", &mut found)?;
     check::<Namespace>(conn, "namespaces", &mut found)?;
     check::<Rolebinding>(conn, "rolebindings", &mut found)?;
-    check::<Cluster>(conn, "clusters", &mut found)?;
+    // Clusters are many: read whole in one pass, not looked up one by one.
+    super::clusters::for_each(conn, |cluster| judge(&cluster, &cluster.id, &mut found))?;
     Ok(found)
 }
 
@@ -28,18 +29,23 @@ fn check<R: Resource>(conn: &Connection, table: &str, found: &mut Vec<String>) -
         .collect::<rusqlite::Result<_>>()
         .db()?;
     for id in ids {
-        let Some(record) = R::get(conn, &id)? else {
-            continue;
-        };
-        match record.validate() {
-            Ok(()) => {}
-            Err(AppError::Validation(message) | AppError::BadRequest(message)) => {
-                found.push(format!("{} '{id}': {message}", R::KIND));
-            }
-            Err(other) => return Err(other),
+        if let Some(record) = R::get(conn, &id)? {
+            judge(&record, &id, found)?;
         }
     }
     Ok(())
+}
+
+/// Adds a line to `found` if a write of `record` would be refused today.
+fn judge<R: Resource>(record: &R, id: &str, found: &mut Vec<String>) -> Result<()> {
+    match record.validate() {
+        Ok(()) => Ok(()),
+        Err(AppError::Validation(message) | AppError::BadRequest(message)) => {
+            found.push(format!("{} '{id}': {message}", R::KIND));
+            Ok(())
+        }
+        Err(other) => Err(other),
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::io::Read;
 use std::path::Path;
 
 use poem_openapi::types::ParseFromJSON;
@@ -42,19 +41,13 @@ pub enum SeedInput<'a> {
 }
 
 impl SeedInput<'_> {
-    fn reader(&self) -> Result<Box<dyn Read + '_>> {
-        match self {
-            SeedInput::Text(text) => Ok(Box::new(text.as_bytes())),
-            SeedInput::File(path) => {
-                let file = std::fs::File::open(path).map_err(|err| {
-                    AppError::BadRequest(format!("cannot read seed file {}: {err}", path.display()))
-                })?;
-                Ok(Box::new(std::io::BufReader::with_capacity(
-                    256 * 1024,
-                    file,
-                )))
-            }
-        }
+    /// Opens a file for reading. A concrete `BufReader<File>` (not a `dyn Read`) lets the
+    /// JSON reader take bytes from the buffer directly, not with a call per byte.
+    fn open(path: &Path) -> Result<std::io::BufReader<std::fs::File>> {
+        let file = std::fs::File::open(path).map_err(|err| {
+            AppError::BadRequest(format!("cannot read seed file {}: {err}", path.display()))
+        })?;
+        Ok(std::io::BufReader::with_capacity(256 * 1024, file))
     }
 }
 
@@ -152,8 +145,19 @@ struct Loader<'p, 'c> {
 
 impl Loader<'_, '_> {
     fn run(&mut self, input: SeedInput<'_>) -> Result<()> {
-        let reader = input.reader()?;
-        let mut deserializer = serde_json::Deserializer::from_reader(reader);
+        match input {
+            SeedInput::Text(text) => self.read(serde_json::Deserializer::from_str(text)),
+            SeedInput::File(path) => {
+                let reader = SeedInput::open(path)?;
+                self.read(serde_json::Deserializer::from_reader(reader))
+            }
+        }
+    }
+
+    fn read<'de, R: serde_json::de::Read<'de>>(
+        &mut self,
+        mut deserializer: serde_json::Deserializer<R>,
+    ) -> Result<()> {
         let outcome = de::Deserializer::deserialize_map(&mut deserializer, Root(self))
             .and_then(|()| deserializer.end());
         match (self.failure.take(), outcome) {

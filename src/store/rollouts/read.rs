@@ -226,7 +226,7 @@ pub(super) fn view(
         counts.add(c.state);
         let skipped_stale = c.state == ClusterState::Skipped && c.reason.as_deref() == Some(STALE);
         let stale_now = c.state == ClusterState::Pending
-            && stale_at.is_some_and(|(polls, now)| polls.is_stale(&polls.get(&c.cluster_dns), now));
+            && stale_at.is_some_and(|(polls, now)| polls.is_stale_of(&c.cluster_dns, now));
         if skipped_stale || stale_now {
             stale.push(c.cluster_id.clone());
         }

@@ -284,7 +284,7 @@ pub(super) fn start_step(
                 ClusterState::Pinned,
                 "edited by hand since the rollout was planned; it keeps the edit".to_owned(),
             )),
-            (Some(dns), _) if polls.is_stale(&polls.get(dns), now.max(0) as u64) => {
+            (Some(dns), _) if polls.is_stale_of(dns, now.max(0) as u64) => {
                 Some((ClusterState::Skipped, STALE.to_owned()))
             }
             _ => None,
