@@ -14,6 +14,7 @@ use crate::config::{Config, Role, SeedSource};
 use crate::error::AppError;
 use crate::net::limits::LimitedAcceptor;
 use crate::store::migrate::{self, Migration};
+use crate::store::polls::Flush;
 use crate::store::seed::{self, Mode, SeedInput};
 use crate::store::write::{Finish, Pipeline};
 use crate::store::{Store, clusters};
@@ -276,7 +277,7 @@ pub async fn serve<A: Acceptor + 'static>(
     if store.is_replica() {
         return Ok(());
     }
-    flush_polls(&store).await;
+    flush_polls(&store, Flush::Everything).await;
     // Under Litestream (a hub) the WAL is Litestream's to checkpoint.
     if config.role == Role::Standalone {
         checkpoint(&store).await;
@@ -315,9 +316,10 @@ pub async fn bind(config: &Config) -> io::Result<BoxAcceptor> {
     Ok(crate::net::tls::TlsAcceptor::new(tcp, current, &config.limits).boxed())
 }
 
-/// Writes the poll and token last-used times recorded since the last flush.
-async fn flush_polls(store: &Store) {
-    if let Err(err) = store.flush_usage().await {
+/// Writes the poll times `which` chooses and the token last-used times recorded since the
+/// last flush.
+async fn flush_polls(store: &Store, which: Flush) {
+    if let Err(err) = store.flush_usage(which).await {
         tracing::warn!(error = %err, "cannot save poll times");
     }
 }
@@ -332,8 +334,9 @@ async fn checkpoint(store: &Store) {
 /// How often the background task looks for commits made by other processes (the CLI, sqlite3)
 /// and checks that the database file is still the one opened.
 pub const EXTERNAL_WRITE_POLL: Duration = Duration::from_secs(1);
-/// How often recorded poll times are written to the database (a part every
-/// `POLL_FLUSH_EVERY / polls::FLUSH_PARTS`).
+/// How often recorded poll times are looked at for writing to the database (a part every
+/// `POLL_FLUSH_EVERY / polls::FLUSH_PARTS`; a poll time already written is written again
+/// once it moved on by a tenth of `poll_stale_after`, at most five minutes).
 pub const POLL_FLUSH_EVERY: Duration = Duration::from_secs(30);
 /// How soon a poll that made a cluster's feed fresh is written.
 pub const FRESH_POLL_FLUSH_AFTER: Duration = Duration::from_secs(1);
@@ -375,13 +378,11 @@ async fn flush_and_prune(store: Store, retention: (Option<u64>, Option<u64>)) {
             // cluster that turned fresh meanwhile), so `flux-inputs status` agrees.
             () = store.polls().freshened() => {
                 tokio::time::sleep(FRESH_POLL_FLUSH_AFTER).await;
-                flush_polls(&store).await;
+                flush_polls(&store, Flush::Due).await;
                 continue;
             }
         }
-        if let Err(err) = store.flush_usage_part(part).await {
-            tracing::warn!(error = %err, "cannot save poll times");
-        }
+        flush_polls(&store, Flush::Part(part)).await;
         part = (part + 1) % FLUSH_PARTS;
         // Pruning once a round.
         if part != 0 || (retention.0.is_none() && retention.1.is_none()) {

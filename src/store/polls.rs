@@ -21,11 +21,27 @@ pub struct Poll {
     pub user_agent: Arc<str>,
 }
 
-/// The three feeds of one cluster, and which changed since the last flush.
+/// The three feeds of one cluster, and what the file holds of them.
 #[derive(Default)]
 struct ClusterPolls {
     polls: [Option<Poll>; 3],
-    dirty: [bool; 3],
+    /// Per feed, the poll time last written to `cluster_polls` (Unix seconds; 0: none, or
+    /// a new client to write).
+    written: [u32; 3],
+}
+
+impl ClusterPolls {
+    /// The poll of slot `i`, if the file should be given it: it is later than the one
+    /// written, by at least `after` seconds unless nothing (or another client) was written.
+    fn due(&self, i: usize, after: u64) -> Option<&Poll> {
+        let poll = self.polls[i].as_ref()?;
+        let written = u64::from(self.written[i]);
+        (poll.at > written && (written == 0 || poll.at - written >= after)).then_some(poll)
+    }
+}
+
+fn stamp(at: u64) -> u32 {
+    u32::try_from(at).unwrap_or(u32::MAX)
 }
 
 fn slot(feed: Feed) -> usize {
@@ -40,8 +56,23 @@ fn slot(feed: Feed) -> usize {
 /// meet at a lock.
 type Shards = [Mutex<HashMap<Box<str>, ClusterPolls>>; SHARDS];
 const SHARDS: usize = 32;
-/// The parts `flush_part` writes one by one: a shard each.
+/// The parts `Flush::Part` writes one by one: a shard each.
 pub const FLUSH_PARTS: usize = SHARDS;
+
+/// Which polls a flush writes.
+#[derive(Clone, Copy, Debug)]
+pub enum Flush {
+    /// Every poll later than the one in the file (at shutdown: the file then holds exactly
+    /// what the server saw).
+    Everything,
+    /// The polls that are due (`rewrite_after`): a first poll, a new client, a feed that
+    /// turned fresh, a poll time that moved on far enough.
+    Due,
+    /// `Due`, of part `n` of `FLUSH_PARTS` only: the regular flush writes one part at a
+    /// time, spread over its interval, so a large fleet's polls never arrive at the writer
+    /// and the CPU in one burst.
+    Part(usize),
+}
 
 /// Shared by every request; cheap to clone.
 #[derive(Clone)]
@@ -60,6 +91,8 @@ pub struct PollTracker {
 
 /// Flux polls every 10 minutes by default; three missed polls make a cluster stale.
 pub const DEFAULT_STALE_AFTER_SECONDS: u64 = 1800;
+/// The most a poll time in the file lags the one in memory (`rewrite_after`).
+const MAX_REWRITE_AFTER_SECONDS: u64 = 300;
 
 impl Default for PollTracker {
     fn default() -> Self {
@@ -137,10 +170,11 @@ impl PollTracker {
                 *other = Some(Poll {
                     at: now,
                     user_agent: user_agent.into(),
-                })
+                });
+                // A new client is written at the next flush.
+                entry.written[i] = 0;
             }
         }
-        entry.dirty[i] = true;
     }
 
     /// Resolves when a poll made a feed fresh since the last call.
@@ -170,31 +204,46 @@ impl PollTracker {
             };
             let at: i64 = row.get(2).db()?;
             let user_agent: String = row.get(3).db()?;
-            self.shard(&dns)
-                .entry(dns.as_str().into())
-                .or_default()
-                .polls[slot(feed)] = Some(Poll {
-                at: at.max(0) as u64,
+            let at = at.max(0) as u64;
+            let mut shard = self.shard(&dns);
+            let entry = shard.entry(dns.as_str().into()).or_default();
+            entry.polls[slot(feed)] = Some(Poll {
+                at,
                 user_agent: user_agent.into(),
             });
+            entry.written[slot(feed)] = stamp(at);
         }
         Ok(())
     }
 
-    /// Writes the polls recorded since the last flush, inside the caller's transaction.
-    pub fn flush(&self, tx: &Connection) -> Result<usize> {
-        self.flush_shards(tx, 0..SHARDS)
+    /// Writes the polls `which` chooses, inside the caller's transaction.
+    pub fn flush(&self, tx: &Connection, which: Flush) -> Result<usize> {
+        match which {
+            Flush::Everything => self.flush_shards(tx, 0..SHARDS, 1),
+            Flush::Due => self.flush_shards(tx, 0..SHARDS, self.rewrite_after()),
+            Flush::Part(part) => {
+                let shard = part % SHARDS;
+                self.flush_shards(tx, shard..shard + 1, self.rewrite_after())
+            }
+        }
     }
 
-    /// `flush`, for part `part` of `FLUSH_PARTS` only: the regular flush writes one part at a
-    /// time, spread over its interval, so a large fleet's polls (100,000 rows) never arrive
-    /// at the writer and the CPU in one burst.
-    pub fn flush_part(&self, tx: &Connection, part: usize) -> Result<usize> {
-        let shard = part % SHARDS;
-        self.flush_shards(tx, shard..shard + 1)
+    /// How far a poll time already in the file must move on before it is written again: a
+    /// tenth of `stale_after`, at most five minutes. What reads the file (a restart, the
+    /// offline commands) judges staleness against `stale_after` (30 minutes by default), so
+    /// this lag costs nothing it would notice; writing every cluster's poll every 30 s cost
+    /// a fleet polled often (100,000 clusters) a write of a few thousand rows every second,
+    /// and the feeds served meanwhile their latency.
+    fn rewrite_after(&self) -> u64 {
+        (self.stale_after / 10).clamp(1, MAX_REWRITE_AFTER_SECONDS)
     }
 
-    fn flush_shards(&self, tx: &Connection, shards: std::ops::Range<usize>) -> Result<usize> {
+    fn flush_shards(
+        &self,
+        tx: &Connection,
+        shards: std::ops::Range<usize>,
+        after: u64,
+    ) -> Result<usize> {
         let pending: Vec<(Box<str>, Feed, Poll)> = {
             let mut pending = Vec::new();
             for shard in &self.polls[shards] {
@@ -202,10 +251,9 @@ impl PollTracker {
                 for (dns, entry) in map.iter_mut() {
                     for feed in Feed::ALL {
                         let i = slot(feed);
-                        if std::mem::take(&mut entry.dirty[i])
-                            && let Some(poll) = &entry.polls[i]
-                        {
-                            pending.push((dns.clone(), feed, poll.clone()));
+                        if let Some(poll) = entry.due(i, after).cloned() {
+                            entry.written[i] = stamp(poll.at);
+                            pending.push((dns.clone(), feed, poll));
                         }
                     }
                 }
@@ -278,7 +326,7 @@ mod tests {
             "flux-operator/v0.33.0",
             160,
         );
-        tracker.flush(&conn).unwrap();
+        tracker.flush(&conn, Flush::Everything).unwrap();
         let rows: i64 = conn
             .query_row("SELECT count(*) FROM cluster_polls", [], |r| r.get(0))
             .unwrap();
@@ -286,7 +334,11 @@ mod tests {
             rows, 1,
             "one row, the latest poll; none for a cluster that is gone"
         );
-        assert_eq!(tracker.flush(&conn).unwrap(), 0, "nothing new");
+        assert_eq!(
+            tracker.flush(&conn, Flush::Everything).unwrap(),
+            0,
+            "nothing new"
+        );
         let reloaded = PollTracker::default();
         reloaded.load(&conn).unwrap();
         let polls = reloaded.get("a.example.com");
@@ -311,7 +363,7 @@ mod tests {
             tracker.record(&dns, Feed::PlatformComponents, "flux-operator/v0.33.0", 100);
         }
         let parts: Vec<usize> = (0..FLUSH_PARTS)
-            .map(|part| tracker.flush_part(&conn, part).unwrap())
+            .map(|part| tracker.flush(&conn, Flush::Part(part)).unwrap())
             .collect();
         assert_eq!(parts.iter().sum::<usize>(), 200, "every poll, once");
         assert!(
@@ -322,6 +374,79 @@ mod tests {
             .query_row("SELECT count(*) FROM cluster_polls", [], |r| r.get(0))
             .unwrap();
         assert_eq!(rows, 200);
-        assert_eq!(tracker.flush(&conn).unwrap(), 0, "nothing left");
+        assert_eq!(
+            tracker.flush(&conn, Flush::Everything).unwrap(),
+            0,
+            "nothing left"
+        );
+    }
+
+    #[test]
+    fn a_poll_time_in_the_file_is_written_again_only_once_it_moved_on() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::migrate::migrate(&mut conn, |_| Ok(())).unwrap();
+        conn.execute_batch(
+            "INSERT INTO clusters (id, cluster_name, cluster_dns, environment) VALUES ('a', 'a', 'a.example.com', 'dev')",
+        )
+        .unwrap();
+        let stored = |conn: &Connection| -> (i64, String) {
+            conn.query_row(
+                "SELECT last_poll_at, user_agent FROM cluster_polls",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+        };
+        let tracker = PollTracker {
+            stale_after: 1000,
+            ..PollTracker::default()
+        };
+        let agent = "flux-operator/v0.33.0";
+        tracker.record("a.example.com", Feed::Namespaces, agent, 100);
+        assert_eq!(tracker.flush(&conn, Flush::Due).unwrap(), 1, "a first poll");
+        tracker.record("a.example.com", Feed::Namespaces, agent, 150);
+        assert_eq!(tracker.flush(&conn, Flush::Due).unwrap(), 0, "50 s on");
+        tracker.record("a.example.com", Feed::Namespaces, agent, 199);
+        assert_eq!(tracker.flush(&conn, Flush::Due).unwrap(), 0, "99 s on");
+        assert_eq!(stored(&conn), (100, agent.to_owned()));
+        tracker.record("a.example.com", Feed::Namespaces, agent, 200);
+        assert_eq!(
+            tracker.flush(&conn, Flush::Due).unwrap(),
+            1,
+            "a tenth of 1000 s"
+        );
+        assert_eq!(stored(&conn).0, 200);
+        tracker.record(
+            "a.example.com",
+            Feed::Namespaces,
+            "flux-operator/v0.34.0",
+            201,
+        );
+        assert_eq!(tracker.flush(&conn, Flush::Due).unwrap(), 1, "a new client");
+        assert_eq!(stored(&conn), (201, "flux-operator/v0.34.0".to_owned()));
+        tracker.record(
+            "a.example.com",
+            Feed::Namespaces,
+            "flux-operator/v0.34.0",
+            205,
+        );
+        assert_eq!(tracker.flush(&conn, Flush::Due).unwrap(), 0);
+        assert_eq!(
+            tracker.flush(&conn, Flush::Everything).unwrap(),
+            1,
+            "at shutdown"
+        );
+        assert_eq!(stored(&conn).0, 205);
+        assert_eq!(tracker.flush(&conn, Flush::Everything).unwrap(), 0);
+        let reloaded = PollTracker {
+            stale_after: 1000,
+            ..PollTracker::default()
+        };
+        reloaded.load(&conn).unwrap();
+        assert_eq!(
+            reloaded.flush(&conn, Flush::Everything).unwrap(),
+            0,
+            "loaded as written"
+        );
     }
 }

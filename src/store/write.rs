@@ -893,25 +893,13 @@ impl Store {
             .await
     }
 
-    /// Writes the poll and token last-used times noted since the last flush, in one
-    /// transaction.
-    pub async fn flush_usage(&self) -> Result<usize> {
-        self.flush_usage_of(None).await
-    }
-
-    /// `flush_usage` for one part of the polls (`polls::FLUSH_PARTS`), and every token.
-    pub async fn flush_usage_part(&self, part: usize) -> Result<usize> {
-        self.flush_usage_of(Some(part)).await
-    }
-
-    async fn flush_usage_of(&self, part: Option<usize>) -> Result<usize> {
+    /// Writes the poll times `which` chooses and the token last-used times noted since the
+    /// last flush, in one transaction.
+    pub async fn flush_usage(&self, which: super::polls::Flush) -> Result<usize> {
         let polls = self.polls.clone();
         let tokens = self.tokens.clone();
         self.write(move |tx| {
-            let flushed = match part {
-                Some(part) => polls.flush_part(tx, part)?,
-                None => polls.flush(tx)?,
-            };
+            let flushed = polls.flush(tx, which)?;
             tokens.flush_last_used(tx)?;
             Ok(flushed)
         })
