@@ -229,11 +229,11 @@ impl PollTracker {
     }
 
     /// How far a poll time already in the file must move on before it is written again: a
-    /// tenth of `stale_after`, at most five minutes. What reads the file (a restart, the
-    /// offline commands) judges staleness against `stale_after` (30 minutes by default), so
-    /// this lag costs nothing it would notice; writing every cluster's poll every 30 s cost
-    /// a fleet polled often (100,000 clusters) a write of a few thousand rows every second,
-    /// and the feeds served meanwhile their latency.
+    /// tenth of `stale_after`, at most five minutes. What reads the file (a restart after a
+    /// crash, the offline commands) judges staleness against `stale_after` (30 minutes by
+    /// default), so it may call a silent cluster stale at most that much early; writing
+    /// every cluster's poll every 30 s cost a fleet polled often (100,000 clusters) a write
+    /// of a few thousand rows every second.
     fn rewrite_after(&self) -> u64 {
         (self.stale_after / 10).clamp(1, MAX_REWRITE_AFTER_SECONDS)
     }
