@@ -64,14 +64,7 @@ fn with_assignments(conn: &Connection, mut cluster: Cluster) -> Result<Cluster> 
              WHERE cluster_id = ?1 ORDER BY position",
         )
         .db()?
-        .query_map([&id], |row| {
-            Ok(ComponentRef {
-                id: row.get(0)?,
-                enabled: row.get(1)?,
-                oci_tag: row.get(2)?,
-                component_path: row.get(3)?,
-            })
-        })
+        .query_map([&id], |row| component_ref(row, 0))
         .db()?
         .collect::<rusqlite::Result<_>>()
         .db()?;
@@ -375,7 +368,7 @@ fn id_and_dns_rows(
 
 /// Every cluster, whole, in id order, one in memory at a time: each assignment table is read
 /// once in primary-key order and merged by cluster id (`get` per cluster costs five lookups
-/// each; a check of 100,000 clusters took half a minute that way).
+/// each).
 pub fn for_each(conn: &Connection, mut visit: impl FnMut(Cluster) -> Result<()>) -> Result<()> {
     let mut headers = conn.prepare(&format!("{SELECT} ORDER BY id")).db()?;
     let mut components = conn
@@ -408,17 +401,10 @@ pub fn for_each(conn: &Connection, mut visit: impl FnMut(Cluster) -> Result<()>)
         // Read in key order (no second lookup per row), put in position order here.
         let mut positioned = Vec::new();
         components.take_for(&id, |row| {
-            let reference = ComponentRef {
-                id: row.get(1).db()?,
-                enabled: row.get(2).db()?,
-                oci_tag: row.get(3).db()?,
-                component_path: row.get(4).db()?,
-            };
-            positioned.push((row.get::<_, i64>(5).db()?, reference));
+            positioned.push((row.get(5).db()?, component_ref(row, 1).db()?));
             Ok(())
         })?;
-        positioned.sort_unstable_by_key(|(position, _)| *position);
-        cluster.platform_components = positioned.into_iter().map(|(_, r)| r).collect();
+        cluster.platform_components = in_position_order(positioned);
         for (cursor, refs) in [
             (&mut namespaces, &mut cluster.namespaces),
             (&mut rolebindings, &mut cluster.rolebindings),
@@ -426,15 +412,14 @@ pub fn for_each(conn: &Connection, mut visit: impl FnMut(Cluster) -> Result<()>)
             let mut positioned = Vec::new();
             cursor.take_for(&id, |row| {
                 positioned.push((
-                    row.get::<_, i64>(2).db()?,
+                    row.get(2).db()?,
                     IdRef {
                         id: row.get(1).db()?,
                     },
                 ));
                 Ok(())
             })?;
-            positioned.sort_unstable_by_key(|(position, _)| *position);
-            *refs = positioned.into_iter().map(|(_, r)| r).collect();
+            *refs = in_position_order(positioned);
         }
         labels.take_for(&id, |row| {
             cluster.labels.insert(row.get(1).db()?, row.get(2).db()?);
@@ -450,6 +435,23 @@ pub fn for_each(conn: &Connection, mut visit: impl FnMut(Cluster) -> Result<()>)
         visit(cluster)?;
     }
     Ok(())
+}
+
+/// Entries read in key order, put in the order the client sent them.
+fn in_position_order<T>(mut positioned: Vec<(i64, T)>) -> Vec<T> {
+    positioned.sort_unstable_by_key(|(position, _)| *position);
+    positioned.into_iter().map(|(_, entry)| entry).collect()
+}
+
+/// A component entry from the columns (component_id, enabled, oci_tag, component_path)
+/// starting at `first`.
+fn component_ref(row: &Row, first: usize) -> rusqlite::Result<ComponentRef> {
+    Ok(ComponentRef {
+        id: row.get(first)?,
+        enabled: row.get(first + 1)?,
+        oci_tag: row.get(first + 2)?,
+        component_path: row.get(first + 3)?,
+    })
 }
 
 pub fn list(conn: &Connection, filter: &ClusterFilter) -> Result<Vec<Cluster>> {
